@@ -4,7 +4,9 @@ numpy and scipy only: importing this module loads neither TensorFlow nor torch.
 """
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,19 +30,81 @@ def _flatten_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def spearman(a: Any, b: Any) -> np.ndarray:
+def _sortable_keys(x: np.ndarray) -> np.ndarray:
+    """Map float32 values to uint32 keys whose unsigned order is the float order."""
+    bits = x.view(np.uint32)
+    return np.where(bits & 0x80000000, ~bits, bits | 0x80000000)
+
+
+def _argsort_rows(x: np.ndarray) -> np.ndarray:
+    """Stable argsort along axis 1; float32 rows go through a two-pass 16-bit radix sort (O(n))."""
+    if x.dtype != np.float32:
+        return np.argsort(x, axis=1, kind="stable")
+    keys = _sortable_keys(x)
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), axis=1, kind="stable")
+    high = np.take_along_axis((keys >> 16).astype(np.uint16), order, axis=1)
+    return np.take_along_axis(order, np.argsort(high, axis=1, kind="stable"), axis=1)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along axis 1, ties given their average rank (scipy's ``method='average'``)."""
+    rows, n = x.shape
+    order = _argsort_rows(x)
+    ordered = np.take_along_axis(x, order, axis=1)
+    ties = ordered[:, 1:] == ordered[:, :-1]
+    if ties.any():
+        position = np.broadcast_to(np.arange(n, dtype=np.int32), x.shape)
+        run_starts = np.ones(x.shape, dtype=bool)
+        run_starts[:, 1:] = ~ties
+        run_ends = np.ones(x.shape, dtype=bool)
+        run_ends[:, :-1] = ~ties
+        start = np.maximum.accumulate(np.where(run_starts, position, 0), axis=1)
+        end = np.minimum.accumulate(np.where(run_ends, position, n - 1)[:, ::-1], axis=1)[:, ::-1]
+        sorted_ranks = (start + end) / 2.0 + 1.0
+    else:
+        sorted_ranks = np.broadcast_to(np.arange(1.0, n + 1.0), x.shape)
+    ranks = np.empty(rows * n, dtype=np.float64)
+    ranks[(order + np.arange(0, rows * n, n)[:, None]).ravel()] = sorted_ranks.ravel()
+    return ranks.reshape(rows, n)
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    covariance = np.einsum("ij,ij->i", ra, rb)
+    denominator = np.sqrt(np.einsum("ij,ij->i", ra, ra) * np.einsum("ij,ij->i", rb, rb))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return covariance / denominator
+
+
+def _as_rankable(x: np.ndarray) -> np.ndarray:
+    """float32 stays float32 (fast radix path), exact small integers become float32, the rest float64."""
+    if x.dtype == np.float32 or x.dtype in (np.uint8, np.int8, np.uint16, np.int16, np.bool_):
+        return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def spearman(a: Any, b: Any, rows_per_chunk: int = 16) -> np.ndarray:
     """Per-sample Spearman correlation of two (N, ...) arrays, each sample flattened.
 
     Ties get averaged ranks, as in ``scipy.stats.spearmanr``. A sample in which either
     map is constant (or holds a NaN) has no correlation: its value is NaN, with a warning.
+    Samples are ranked in chunks on all CPU cores (numpy releases the GIL while sorting).
     """
-    a, b = _flatten_pairs(a, b)
-    ra = stats.rankdata(a, axis=1)
-    rb = stats.rankdata(b, axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
-    undefined = ~(denominator > 0) | np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1:
+        a, b = a[None], b[None]
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"batch sizes differ: {a.shape[0]} vs {b.shape[0]}")
+    a = _as_rankable(a.reshape(a.shape[0], -1))
+    b = _as_rankable(b.reshape(b.shape[0], -1))
+    if a.shape != b.shape:
+        raise ValueError(f"per-sample sizes differ: {a.shape[1]} vs {b.shape[1]}")
+    undefined = (
+        np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)
+        | (a == a[:, :1]).all(axis=1) | (b == b[:, :1]).all(axis=1)
+    )
     if undefined.any():
         warnings.warn(
             f"spearman: {int(undefined.sum())} of {len(a)} samples hold a constant or NaN map; "
@@ -48,8 +112,17 @@ def spearman(a: Any, b: Any) -> np.ndarray:
             RuntimeWarning,
             stacklevel=2,
         )
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (ra * rb).sum(axis=1) / denominator
+    starts = range(0, len(a), rows_per_chunk)
+
+    def chunk(start: int) -> np.ndarray:
+        return _spearman_rows(a[start:start + rows_per_chunk], b[start:start + rows_per_chunk])
+
+    workers = min(os.cpu_count() or 1, len(starts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            rho = np.concatenate(list(pool.map(chunk, starts)))
+    else:
+        rho = np.concatenate([chunk(s) for s in starts]) if len(a) else np.zeros(0)
     rho[undefined] = np.nan
     return np.clip(rho, -1.0, 1.0)
 

@@ -126,3 +126,18 @@ def test_gaussian_kernel_sums_to_one_and_is_symmetric():
     from scipy.signal.windows import gaussian
     g = gaussian(10, 10.0)
     np.testing.assert_allclose(k, np.outer(g, g) / np.outer(g, g).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int64])
+def test_spearman_fast_paths_match_scipy_with_ties_and_signs(rng, dtype):
+    if dtype == np.float32:
+        a = rng.normal(size=(40, 30, 30)).astype(np.float32)
+        a[:, :5] = 0.0
+        a[:, 5:8] = -0.0
+        a[:, 8:12] = -1.5
+        b = np.round(a + rng.normal(size=a.shape), 1).astype(np.float32)
+    else:
+        a = rng.integers(0, 8, size=(40, 30, 30)).astype(dtype)
+        b = (a + rng.integers(0, 4, size=a.shape)).astype(dtype)
+    expected = [stats.spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)]
+    np.testing.assert_allclose(metrics.spearman(a, b), expected, atol=1e-9)
