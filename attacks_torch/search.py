@@ -1,0 +1,270 @@
+"""The minimal-eps search (the paper's Algorithm 1), batched, and one entry point for every attack.
+
+Each sample runs its own schedule of eps values to try (a generator that is sent "fooled or not"
+after each try); the driver gathers the samples that still have an eps to try, attacks exactly
+those in one batch with their per-sample eps, and charges each sample the passes it took part in.
+A sample whose interval has converged, or that the model already misclassifies, costs nothing more.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from attacks_torch.attacks import carlini_wagner_l2, ddn, pgd
+from attacks_torch.attacks._common import check_batch, flat_norms
+from attacks_torch.models.counting import CountingModel
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+SEARCH_ATTACKS = {"l2_pgd": "l2", "linf_pgd": "linf"}
+MIN_NORM_ATTACKS = {"cw_l2": carlini_wagner_l2, "ddn": ddn}
+ATTACKS = (*SEARCH_ATTACKS, *MIN_NORM_ATTACKS)
+SCHEDULES = ("ladder", "reference")
+
+
+@dataclass
+class SearchResult:
+    """Per-sample outcome of an attack on a batch of N images (CPU tensors, except ``adversarial``).
+
+    - ``eps``: the smallest fooling eps found (min-norm attacks: the L2 norm of the perturbation);
+      ``inf`` where the attack did not fool, ``nan`` where the clean prediction was already wrong.
+    - ``adversarial`` (N, 3, H, W), on the images' device: the attack's output at ``eps``; where
+      not fooled, its output at the last eps tried; where not attacked, the clean image.
+    - ``fooled``, ``attacked`` (clean prediction correct), ``clean_pred``, ``adv_pred``.
+    - ``forward_passes``, ``backward_passes``: model passes each sample took part in.
+    - ``eps_lower``: the lower end of the final interval (``nan`` where no search ran); it was
+      tried and failed unless it equals ``lo``.
+    - ``fooled_at_hi``: whether the attack at eps = ``hi`` fools, i.e. whether the reference
+      schedule (which gives up on an image that its probe at ``hi`` does not fool) would have
+      recorded the sample as fooled; ``None`` for the minimum-norm attacks.
+    """
+
+    eps: torch.Tensor
+    adversarial: torch.Tensor
+    fooled: torch.Tensor
+    attacked: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    forward_passes: torch.Tensor
+    backward_passes: torch.Tensor
+    eps_lower: torch.Tensor
+    fooled_at_hi: torch.Tensor | None
+    attack: str
+    norm: str
+    schedule: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.eps)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one sample's schedule concluded: smallest fooling eps (inf if none) and its bracket."""
+
+    eps: float
+    lower: float
+    fooled_at_hi: bool
+
+
+Schedule = Generator[float, bool, Outcome]
+
+
+def _bisect(lower: float, upper: float, tol: float) -> Generator[float, bool, tuple[float, float]]:
+    while upper - lower >= tol:
+        middle = lower + (upper - lower) / 2
+        if (yield middle):
+            upper = middle
+        else:
+            lower = middle
+    return lower, upper
+
+
+def ladder_rungs(hi: float, start: float) -> list[float]:
+    """start, 2 start, 4 start, ... below hi, then hi."""
+    rungs = []
+    rung = start
+    while rung < hi * (1 - 1e-9):
+        rungs.append(rung)
+        rung *= 2
+    return [*rungs, hi]
+
+
+def ladder_schedule(lo: float, hi: float, tol: float | None, start: float) -> Schedule:
+    """Climb the rungs until one fools, probe ``hi`` once if the ladder stopped below it, then bisect
+    between the last rung that failed (or ``lo``) and the first that fooled. ``tol=None``: stop when
+    the interval is narrower than 1 % of the fooling rung."""
+    lower = lo
+    for rung in ladder_rungs(hi, start):
+        if (yield rung):
+            break
+        lower = rung
+    else:
+        return Outcome(math.inf, hi, False)
+    fooled_at_hi = True if rung == hi else (yield hi)
+    lower, upper = yield from _bisect(lower, rung, 0.01 * rung if tol is None else tol)
+    return Outcome(upper, lower, fooled_at_hi)
+
+
+def reference_schedule(lo: float, hi: float, tol: float | None) -> Schedule:
+    """The reference code's: give up unless ``hi`` fools; then probe eps 1 and bisect [lo, 1]
+    (``tol`` 0.01 by default) if it fools, else [1, hi] (``tol`` 0.1 by default)."""
+    if not (yield hi):
+        return Outcome(math.inf, hi, False)
+    if (yield 1.0):
+        lower, upper = yield from _bisect(lo, 1.0, 0.01 if tol is None else tol)
+    else:
+        lower, upper = yield from _bisect(1.0, hi, 0.1 if tol is None else tol)
+    return Outcome(upper, lower, True)
+
+
+def _chunks(rows: list[int], size: int | None) -> Iterator[list[int]]:
+    size = size or max(len(rows), 1)
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _predict(counter: CountingModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    predictions = []
+    with torch.no_grad():
+        for chunk in _chunks(list(range(len(images))), batch_size):
+            index = torch.tensor(chunk, dtype=torch.int64)
+            predictions.append(counter.restrict(index)(images[index.to(images.device)]).argmax(1).cpu())
+    return torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.int64)
+
+
+def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float) -> None:
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
+    if tol is not None and not tol > 0:
+        raise ValueError(f"tol: expected > 0 or None, got {tol}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "reference" and not lo < 1.0 < hi:
+        raise ValueError(f"schedule='reference' probes eps 1, so it needs lo < 1 < hi; got lo={lo}, hi={hi}")
+    if schedule == "ladder" and not lo < ladder_start <= hi:
+        raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} for [{lo}, {hi}]")
+
+
+def minimal_epsilon(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str = "l2_pgd",
+    lo: float = 0.001,
+    hi: float = 10.0,
+    tol: float | None = None,
+    schedule: str = "ladder",
+    ladder_start: float | None = None,
+    batch_size: int | None = None,
+    **attack_kwargs,
+) -> SearchResult:
+    """Smallest eps at which PGD (``attack`` "l2_pgd" or "linf_pgd") fools each image, for a whole batch.
+
+    Only images the model classifies correctly are attacked. Each keeps its own [lower, upper]
+    interval and leaves the computation once it is narrower than ``tol``; an image that no eps
+    up to ``hi`` fools gets eps = inf. ``schedule="ladder"`` (default) first climbs the rungs
+    ``ladder_start``, 2 ``ladder_start``, ... , ``hi`` (``ladder_start`` defaults to hi / 64) so an
+    image fooled at a small eps but not at a large one (sphere projection overshoots) is found;
+    ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect). The result
+    records for both whether the attack at ``hi`` fools (``fooled_at_hi``). ``batch_size`` caps how
+    many images go through the model at once; ``attack_kwargs`` go to :func:`pgd` (steps,
+    step_size, projection, rel_step_size, random_start, bounds). Deterministic unless
+    ``random_start``: the same image gets the same eps alone or in any batch.
+    """
+    if attack not in SEARCH_ATTACKS:
+        raise ValueError(f"attack: minimal_epsilon searches {sorted(SEARCH_ATTACKS)}, got {attack!r}")
+    ladder_start = hi / 64 if ladder_start is None else ladder_start
+    _check_search(lo, hi, tol, schedule, ladder_start)
+    check_batch(images, labels, attack_kwargs.get("bounds", (0.0, 1.0)))
+    n = images.shape[0]
+    counter = CountingModel(model, n)
+    labels_cpu = labels.cpu()
+    clean_pred = _predict(counter, images, batch_size)
+    attacked = clean_pred == labels_cpu
+
+    schedules: dict[int, Schedule] = {}
+    for i in torch.nonzero(attacked).flatten().tolist():
+        schedules[i] = ladder_schedule(lo, hi, tol, ladder_start) if schedule == "ladder" else reference_schedule(lo, hi, tol)
+    pending = {i: next(s) for i, s in schedules.items()}
+    outcomes: dict[int, Outcome] = {}
+    adversarial = images.detach().clone()
+    adv_pred = clean_pred.clone()
+    smallest_fooling = torch.full((n,), math.inf, dtype=torch.float64)
+
+    while pending:
+        for chunk in _chunks(sorted(pending), batch_size):
+            index = torch.tensor(chunk, dtype=torch.int64)
+            on_device = index.to(images.device)
+            eps = torch.tensor([pending[i] for i in chunk], dtype=torch.float64)
+            view = counter.restrict(index)
+            x_adv = pgd(view, images[on_device], labels[on_device], eps.to(images.dtype), norm=SEARCH_ATTACKS[attack], **attack_kwargs)
+            with torch.no_grad():
+                pred = view(x_adv).argmax(1).cpu()
+            fooled = pred != labels_cpu[index]
+            keep = (fooled & (eps < smallest_fooling[index])) | (~fooled & torch.isinf(smallest_fooling[index]))
+            adversarial[on_device[keep.to(images.device)]] = x_adv[keep.to(images.device)]
+            adv_pred[index[keep]] = pred[keep]
+            smallest_fooling[index[fooled]] = torch.minimum(smallest_fooling[index[fooled]], eps[fooled])
+            for i, was_fooled in zip(chunk, fooled.tolist()):
+                try:
+                    pending[i] = schedules[i].send(was_fooled)
+                except StopIteration as stop:
+                    outcomes[i] = stop.value
+                    del pending[i]
+
+    eps_out = torch.full((n,), math.nan, dtype=torch.float64)
+    eps_lower = torch.full((n,), math.nan, dtype=torch.float64)
+    fooled_at_hi = torch.zeros(n, dtype=torch.bool)
+    for i, outcome in outcomes.items():
+        eps_out[i], eps_lower[i], fooled_at_hi[i] = outcome.eps, outcome.lower, outcome.fooled_at_hi
+    return SearchResult(
+        eps=eps_out, adversarial=adversarial, fooled=torch.isfinite(eps_out), attacked=attacked,
+        clean_pred=clean_pred, adv_pred=adv_pred, forward_passes=counter.forward_passes,
+        backward_passes=counter.backward_passes, eps_lower=eps_lower, fooled_at_hi=fooled_at_hi,
+        attack=attack, norm=SEARCH_ATTACKS[attack], schedule=schedule,
+    )
+
+
+def _minimum_norm(
+    model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, batch_size: int | None = None, **kwargs
+) -> SearchResult:
+    check_batch(images, labels, kwargs.get("bounds", (0.0, 1.0)))
+    n = images.shape[0]
+    counter = CountingModel(model, n)
+    labels_cpu = labels.cpu()
+    clean_pred = _predict(counter, images, batch_size)
+    attacked = clean_pred == labels_cpu
+    adversarial = images.detach().clone()
+    adv_pred = clean_pred.clone()
+    for chunk in _chunks(torch.nonzero(attacked).flatten().tolist(), batch_size):
+        index = torch.tensor(chunk, dtype=torch.int64)
+        on_device = index.to(images.device)
+        view = counter.restrict(index)
+        adversarial[on_device] = MIN_NORM_ATTACKS[attack](view, images[on_device], labels[on_device], **kwargs)
+        with torch.no_grad():
+            adv_pred[index] = view(adversarial[on_device]).argmax(1).cpu()
+    fooled = attacked & (adv_pred != labels_cpu)
+    norms = flat_norms(adversarial - images.detach()).cpu().double()
+    eps = torch.where(fooled, norms, torch.where(attacked, math.inf, math.nan))
+    return SearchResult(
+        eps=eps, adversarial=adversarial, fooled=fooled, attacked=attacked, clean_pred=clean_pred,
+        adv_pred=adv_pred, forward_passes=counter.forward_passes, backward_passes=counter.backward_passes,
+        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None, attack=attack, norm="l2",
+    )
+
+
+def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, **kwargs) -> SearchResult:
+    """The smallest adversarial perturbation per image, for any attack in :data:`ATTACKS`.
+
+    "l2_pgd", "linf_pgd": :func:`minimal_epsilon` (kwargs: its own and those of ``pgd``).
+    "cw_l2", "ddn": the minimum-norm attack (kwargs: ``batch_size`` and the attack's own), with
+    eps = the L2 norm of the perturbation where it fools. Images misclassified from the start are
+    not attacked in either case.
+    """
+    if attack in SEARCH_ATTACKS:
+        return minimal_epsilon(model, images, labels, attack=attack, **kwargs)
+    if attack in MIN_NORM_ATTACKS:
+        return _minimum_norm(model, images, labels, attack, **kwargs)
+    raise ValueError(f"attack: expected one of {list(ATTACKS)}, got {attack!r}")

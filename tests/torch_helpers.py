@@ -1,0 +1,90 @@
+"""Shared helpers for the attack tests: a tiny CNN trained in seconds on synthetic images, cached per process."""
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from attacks_torch.models import PixelModel
+
+# Tiny models on a shared 2-core machine: one thread avoids oversubscription (10x slower otherwise).
+torch.set_num_threads(1)
+
+NUM_CLASSES = 4
+IMAGE_SIZE = 32
+
+
+def synthetic_images(n: int, seed: int, size: int = IMAGE_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy backgrounds with a brighter square whose quadrant and colour give the class; in [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+    images = 0.25 + 0.3 * torch.rand(n, 3, size, size, generator=generator)
+    half, side = size // 2, size // 4
+    for i, label in enumerate(labels.tolist()):
+        top = (label // 2) * half + int(torch.randint(0, half - side + 1, (1,), generator=generator))
+        left = (label % 2) * half + int(torch.randint(0, half - side + 1, (1,), generator=generator))
+        images[i, label % 3, top : top + side, left : left + side] += 0.4
+    return images.clamp(0, 1), labels
+
+
+def tiny_network(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(16 * (IMAGE_SIZE // 4) ** 2, NUM_CLASSES),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def trained_cnn() -> PixelModel:
+    """A 4-class CNN on 32x32 synthetic images, trained for about a second; the same object per process."""
+    images, labels = synthetic_images(1024, seed=1)
+    network = tiny_network()
+    optimizer = torch.optim.Adam(network.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(4):
+        for batch in torch.randperm(len(images), generator=generator).split(64):
+            loss = nn.functional.cross_entropy(network((images[batch] - 0.5) / 0.25), labels[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return PixelModel(network, name="tiny_cnn", input_size=(IMAGE_SIZE, IMAGE_SIZE), mean=(0.5,) * 3, std=(0.25,) * 3)
+
+
+@pytest.fixture
+def cnn() -> PixelModel:
+    return trained_cnn()
+
+
+@pytest.fixture
+def test_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """12 held-out images and labels (a different seed from the training set)."""
+    return synthetic_images(12, seed=7)
+
+
+class PeriodicModel(nn.Module):
+    """Two classes whose margin is cos(pi z / period) along one direction u of pixel space.
+
+    z = <u, x - 0.5>. Class 0 holds where the cosine is positive, so walking along u the image
+    leaves class 0 and comes back: success of an attack along u is not monotonic in eps.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], period: float, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        u = torch.randn(shape, generator=generator)
+        self.register_buffer("u", u / u.norm())
+        self.period = period
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = ((x - 0.5) * self.u).flatten(1).sum(1)
+        margin = 4.0 * torch.cos(math.pi * z / self.period)
+        return torch.stack([margin, torch.zeros_like(margin)], dim=1)
+
+    def image_at(self, z: float) -> torch.Tensor:
+        """The image 0.5 + z u, at position z along u."""
+        return 0.5 + z * self.u
