@@ -91,6 +91,12 @@ def ladder_rungs(hi: float, start: float) -> list[float]:
     return [*rungs, hi]
 
 
+def default_ladder_start(lo: float, hi: float) -> float:
+    """hi / 64, or hi / 2^k for the largest k < 6 that keeps it above lo."""
+    halvings = min(6, math.ceil(math.log2(hi / lo)) - 1)
+    return hi / 2**halvings
+
+
 def ladder_schedule(lo: float, hi: float, tol: float | None, start: float) -> Schedule:
     """Climb the rungs until one fools, probe ``hi`` once if the ladder stopped below it, then bisect
     between the last rung that failed (or ``lo``) and the first that fooled. ``tol=None``: stop when
@@ -135,8 +141,6 @@ def _predict(counter: CountingModel, images: torch.Tensor, batch_size: int | Non
 
 
 def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float) -> None:
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected > 0 or None, got {tol}")
     if schedule not in SCHEDULES:
@@ -165,7 +169,7 @@ def minimal_epsilon(
     Only images the model classifies correctly are attacked. Each keeps its own [lower, upper]
     interval and leaves the computation once it is narrower than ``tol``; an image that no eps
     up to ``hi`` fools gets eps = inf. ``schedule="ladder"`` (default) first climbs the rungs
-    ``ladder_start``, 2 ``ladder_start``, ... , ``hi`` (``ladder_start`` defaults to hi / 64) so an
+    ``ladder_start``, 2 ``ladder_start``, ... , ``hi`` (default: :func:`default_ladder_start`) so an
     image fooled at a small eps but not at a large one (sphere projection overshoots) is found;
     ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect). The result
     records for both whether the attack at ``hi`` fools (``fooled_at_hi``). ``batch_size`` caps how
@@ -175,7 +179,9 @@ def minimal_epsilon(
     """
     if attack not in SEARCH_ATTACKS:
         raise ValueError(f"attack: minimal_epsilon searches {sorted(SEARCH_ATTACKS)}, got {attack!r}")
-    ladder_start = hi / 64 if ladder_start is None else ladder_start
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
+    ladder_start = default_ladder_start(lo, hi) if ladder_start is None else ladder_start
     _check_search(lo, hi, tol, schedule, ladder_start)
     check_batch(images, labels, attack_kwargs.get("bounds", (0.0, 1.0)))
     n = images.shape[0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks_torch.models import PixelModel
+from attacks_torch.models import PixelModel, load_efficientnet_lite0
 
 # Tiny models on a shared 2-core machine: one thread avoids oversubscription (10x slower otherwise).
 torch.set_num_threads(1)
@@ -55,6 +55,12 @@ def trained_cnn() -> PixelModel:
     return PixelModel(network, name="tiny_cnn", input_size=(IMAGE_SIZE, IMAGE_SIZE), mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
+@functools.lru_cache(maxsize=None)
+def lite0() -> PixelModel:
+    """The offline ImageNet efficientnet-lite0, loaded once per process."""
+    return load_efficientnet_lite0()
+
+
 @pytest.fixture
 def cnn() -> PixelModel:
     return trained_cnn()
@@ -69,15 +75,15 @@ def test_batch() -> tuple[torch.Tensor, torch.Tensor]:
 class PeriodicModel(nn.Module):
     """Two classes whose margin is cos(pi z / period) along one direction u of pixel space.
 
-    z = <u, x - 0.5>. Class 0 holds where the cosine is positive, so walking along u the image
+    z = <u, x - 0.5>, u a unit vector of random signs. Class 0 holds where the cosine is positive, so walking along u the image
     leaves class 0 and comes back: success of an attack along u is not monotonic in eps.
     """
 
     def __init__(self, shape: tuple[int, int, int], period: float, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        u = torch.randn(shape, generator=generator)
-        self.register_buffer("u", u / u.norm())
+        signs = torch.randint(0, 2, shape, generator=generator).float() * 2 - 1
+        self.register_buffer("u", signs / signs.norm())  # equal steps on every pixel: no clipping before z ~ 14
         self.period = period
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

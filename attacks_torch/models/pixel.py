@@ -14,7 +14,8 @@ class PixelModel(nn.Module):
     """A classifier that takes float32 (N, 3, H, W) RGB pixels in [0, 1] and returns logits (N, C).
 
     The network's own input pipeline runs inside ``forward``: a resize to ``input_size`` when the
-    images have another size, then ``(x - mean) / std``. Gradients therefore flow to the pixels,
+    images have another size (antialiased, PIL's kernels, as torchvision's ``resize``), then
+    ``(x - mean) / std``. Gradients therefore flow to the pixels,
     and every attack budget is in [0, 1] pixel units whatever the network. The module is always in
     eval mode (``train()`` is a no-op) and its parameters never require gradients.
     """
@@ -56,13 +57,10 @@ class PixelModel(nn.Module):
                 f"got {tuple(x.shape)} {x.dtype}"
             )
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
-            shrinking = x.shape[-2] > self.input_size[0] or x.shape[-1] > self.input_size[1]
+            smooth = self.interpolation != "nearest"  # antialiased kernels: PIL's, as timm's data pipeline
             x = F.interpolate(
-                x,
-                size=self.input_size,
-                mode=self.interpolation,
-                align_corners=None if self.interpolation == "nearest" else False,
-                antialias=shrinking and self.interpolation != "nearest",
+                x, size=self.input_size, mode=self.interpolation, align_corners=False if smooth else None,
+                antialias=smooth,
             )
         return self.network((x - self._mean) / self._std)
 

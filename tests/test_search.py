@@ -1,0 +1,232 @@
+"""The minimal-eps search: what it returns is true, what it spends is counted, and what each schedule finds."""
+import functools
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch_helpers import PeriodicModel, cnn, lite0, synthetic_images, test_batch  # noqa: F401  (fixtures)
+
+from attacks_torch.attacks import pgd
+from attacks_torch.models import PixelModel, bundled_photos
+from attacks_torch.search import (
+    ATTACKS,
+    find_minimal,
+    ladder_rungs,
+    ladder_schedule,
+    minimal_epsilon,
+    reference_schedule,
+)
+
+
+def _fools(model, images, labels, eps, **kwargs):
+    with torch.no_grad():
+        return model(pgd(model, images, labels, eps, **kwargs)).argmax(1) != labels
+
+
+def _drive(schedule, fools):
+    """Run one sample's schedule against an oracle fools(eps) -> bool; return the eps tried and the outcome."""
+    tried = [next(schedule)]
+    while True:
+        try:
+            tried.append(schedule.send(fools(tried[-1])))
+        except StopIteration as stop:
+            return tried, stop.value
+
+
+def _reference_code_tries(threshold, lo=0.001, hi=10.0):
+    """The reference code's schedule, transcribed, for an image fooled exactly from eps = threshold."""
+    tried = [hi]
+    if hi < threshold:
+        return tried, math.inf
+    tried.append(1.0)
+    if threshold <= 1.0:
+        low, high, tol = lo, 1.0, 0.01
+    else:
+        low, high, tol = 1.0, hi, 0.1
+    while high - low >= tol:
+        middle = low + (high - low) / 2
+        tried.append(middle)
+        if middle >= threshold:
+            high = middle
+        else:
+            low = middle
+    return tried, high
+
+
+@pytest.mark.parametrize("threshold", [0.0042, 0.37, 1.0, 2.5, 9.99, 12.0])
+def test_reference_schedule_tries_what_the_reference_code_tries(threshold):
+    tried, outcome = _drive(reference_schedule(0.001, 10.0, None), lambda eps: eps >= threshold)
+    expected_tried, expected_eps = _reference_code_tries(threshold)
+    assert tried == expected_tried
+    assert outcome.eps == expected_eps and outcome.fooled_at_hi == (threshold <= 10.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(threshold=st.floats(0.0011, 9.9), tol=st.sampled_from([None, 0.05]))
+def test_ladder_brackets_a_monotone_threshold(threshold, tol):
+    tried, outcome = _drive(ladder_schedule(0.001, 10.0, tol, 10.0 / 64), lambda eps: eps >= threshold)
+    assert outcome.lower < threshold <= outcome.eps
+    first_fooling_rung = min(r for r in ladder_rungs(10.0, 10.0 / 64) if r >= threshold)
+    assert outcome.eps - outcome.lower < (0.01 * first_fooling_rung if tol is None else tol)
+    assert outcome.fooled_at_hi and 10.0 in tried
+    assert len(tried) == len(set(tried))  # never the same eps twice
+
+
+def test_ladder_rungs_double_up_to_hi():
+    assert ladder_rungs(10.0, 0.125) == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+    assert ladder_rungs(10.0, 10.0 / 64) == [10.0 / 2**k for k in range(6, -1, -1)]
+
+
+@functools.lru_cache(maxsize=None)
+def _search(schedule="ladder"):
+    images, labels = synthetic_images(12, seed=7)
+    images[9:] = 0.5 + 0.3 * (images[9:] - 0.5)  # low contrast: fooled at smaller eps, so they finish earlier
+    labels = labels.clone()
+    labels[3] = (labels[3] + 1) % 4  # a sample the model gets wrong from the start
+    from torch_helpers import trained_cnn
+
+    return images, labels, minimal_epsilon(trained_cnn(), images, labels, schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", ["ladder", "reference"])
+def test_each_eps_fools_and_the_tried_lower_end_does_not(cnn, schedule):  # noqa: F811
+    images, labels, result = _search(schedule)
+    fooled = result.fooled
+    assert fooled.sum() >= 8
+    with torch.no_grad():
+        assert (cnn(result.adversarial[fooled]).argmax(1) != labels[fooled]).all()
+    assert (result.adv_pred[fooled] != labels[fooled]).all()
+    norms = (result.adversarial - images).flatten(1).norm(dim=1).double()
+    assert (norms[fooled] <= result.eps[fooled] * (1 + 1e-5)).all() and (norms[fooled] > 0.5 * result.eps[fooled]).all()
+    for i in torch.nonzero(fooled & (result.eps_lower > 0.001)).flatten().tolist():
+        assert not _fools(cnn, images[i : i + 1], labels[i : i + 1], float(result.eps_lower[i]))
+        assert _fools(cnn, images[i : i + 1], labels[i : i + 1], float(result.eps[i]))
+
+
+def test_misclassified_images_are_marked_and_cost_one_forward_pass():
+    images, labels, result = _search()
+    assert not result.attacked[3] and result.attacked.sum() == 11
+    assert math.isnan(result.eps[3]) and not result.fooled[3]
+    assert result.forward_passes[3] == 1 and result.backward_passes[3] == 0
+    torch.testing.assert_close(result.adversarial[3], images[3])
+    assert result.adv_pred[3] == result.clean_pred[3] != labels[3]
+
+
+def test_images_not_fooled_at_hi_are_recorded_as_not_fooled(cnn, test_batch):  # noqa: F811
+    images, labels = test_batch
+    result = minimal_epsilon(cnn, images, labels, lo=0.0001, hi=0.002)
+    assert result.attacked.all() and not result.fooled.any() and not result.fooled_at_hi.any()
+    assert torch.isinf(result.eps).all()
+    assert (result.adv_pred == labels).all()
+    tries = len(ladder_rungs(0.002, 0.002 / 16))  # the rungs that stay above lo
+    assert (result.forward_passes == 1 + tries * 4).all() and (result.backward_passes == tries * 3).all()
+
+
+def test_batched_search_equals_image_by_image_and_charges_each_sample_its_own_passes(cnn):  # noqa: F811
+    images, labels, batched = _search()
+    for i in range(len(images)):
+        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1])
+        assert torch.equal(alone.eps, batched.eps[i : i + 1]) or (alone.eps.isnan() & batched.eps[i].isnan()).all()
+        torch.testing.assert_close(alone.adversarial, batched.adversarial[i : i + 1], atol=1e-5, rtol=0)
+        assert alone.forward_passes.item() == batched.forward_passes[i]
+        assert alone.backward_passes.item() == batched.backward_passes[i]
+    spent = batched.backward_passes[batched.attacked]
+    assert spent.min() < spent.max()  # samples did finish at different times
+    assert (batched.forward_passes[batched.attacked] == 1 + spent // 3 * 4).all()  # 3 steps + 1 check per eps
+
+
+def test_batch_size_chunks_give_the_same_result(cnn):  # noqa: F811
+    images, labels, whole = _search()
+    chunked = minimal_epsilon(cnn, images, labels, batch_size=5)
+    assert torch.equal(whole.eps.nan_to_num(-1), chunked.eps.nan_to_num(-1))
+    assert torch.equal(whole.forward_passes, chunked.forward_passes)
+
+
+def test_ladder_fools_images_the_reference_schedule_gives_up_on():
+    """Success is not monotonic in eps: walking far along u the periodic model's class comes back."""
+    model = PeriodicModel((3, 16, 16), period=10.0 / 5.75)
+    start = torch.tensor([0.25, 0.2, 0.3]) * model.period
+    images = torch.stack([model.image_at(float(z)) for z in start])
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    reference = minimal_epsilon(model, images, labels, schedule="reference")
+    ladder = minimal_epsilon(model, images, labels, schedule="ladder")
+    assert reference.attacked.all() and not reference.fooled.any() and not reference.fooled_at_hi.any()
+    assert ladder.fooled.all() and not ladder.fooled_at_hi.any()
+    assert (ladder.eps < 2.0).all()
+    assert (model(ladder.adversarial).argmax(1) != labels).all()
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_find_minimal_runs_every_attack(cnn, attack):  # noqa: F811
+    images, labels = synthetic_images(4, seed=21)
+    kwargs = {"cw_l2": {"steps": 20, "binary_search_steps": 2, "step_size": 0.05}, "ddn": {"steps": 20},
+              "linf_pgd": {"hi": 0.5, "rel_step_size": 0.5}}.get(attack, {})
+    result = find_minimal(cnn, images, labels, attack, **kwargs)
+    assert result.attack == attack and len(result) == 4 and result.fooled.any()
+    delta = (result.adversarial - images).flatten(1)
+    size = delta.norm(p=float("inf") if attack == "linf_pgd" else 2, dim=1).double()
+    f = result.fooled
+    if attack in ("cw_l2", "ddn"):
+        torch.testing.assert_close(size[f], result.eps[f])
+        assert result.fooled_at_hi is None
+    else:
+        assert (size[f] <= result.eps[f] * (1 + 1e-5)).all()
+    assert (result.backward_passes[result.attacked] > 0).all()
+
+
+def _random_model(seed: int) -> PixelModel:
+    torch.manual_seed(seed)
+    network = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    return PixelModel(network, name="random", input_size=(8, 8), mean=(0.5,) * 3, std=(0.2,) * 3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), projection=st.sampled_from(["sphere", "ball"]))
+def test_search_invariants_on_random_models(seed, n, projection):
+    model = _random_model(seed)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 8, 8, generator=generator)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    labels[0] = (labels[0] + 1) % 3
+    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, projection=projection)
+    assert not result.attacked[0] and result.attacked[1:].all()
+    assert torch.isnan(result.eps[~result.attacked]).all() and not torch.isnan(result.eps[result.attacked]).any()
+    assert torch.equal(result.fooled, torch.isfinite(result.eps))
+    with torch.no_grad():
+        assert torch.equal(model(result.adversarial).argmax(1), result.adv_pred)
+    assert (result.adv_pred[result.fooled] != labels[result.fooled]).all()
+    assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
+    for i in range(1, n):
+        if result.fooled[i] and result.eps_lower[i] > 0.01:
+            assert not _fools(model, images[i : i + 1], labels[i : i + 1], float(result.eps_lower[i]),
+                              projection=projection)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"attack": "cw_l2"}, "attack"),
+        ({"lo": 2.0, "hi": 1.0}, "lo, hi"),
+        ({"schedule": "reference", "hi": 0.5}, "lo < 1 < hi"),
+        ({"ladder_start": 20.0}, "ladder_start"),
+        ({"tol": 0.0}, "tol"),
+        ({"schedule": "binary"}, "schedule"),
+    ],
+)
+def test_bad_search_arguments_are_named(cnn, test_batch, kwargs, message):  # noqa: F811
+    images, labels = test_batch
+    with pytest.raises(ValueError, match=message):
+        minimal_epsilon(cnn, images, labels, **kwargs)
+
+
+def test_real_model_search_fools_each_bundled_photo():
+    model = lite0()
+    photos = bundled_photos()
+    result = minimal_epsilon(model, photos.images, photos.labels, tol=0.02)
+    assert result.attacked.all(), [n for n, a in zip(photos.names, result.attacked) if not a]
+    assert result.fooled.all() and torch.isfinite(result.eps).all() and (result.eps > 0).all()
+    assert (result.adv_pred != photos.labels).all()
