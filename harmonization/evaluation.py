@@ -1,0 +1,143 @@
+"""Human alignment of a Keras model on ClickMe-style data (method.md section 4).
+
+Saliency is |d score / d preprocessed input|, max over channels, for two scores: the true-class
+logit (the published measure) and the true-class log-probability. A network can raise its logit
+alignment without changing what it classifies with, by adding one object-shaped term to every
+class's logit (softmax ignores it); the log-probability saliency is blind to that term. A model
+whose logit alignment exceeds its log-probability alignment by more than ``GAMING_MARGIN`` is
+flagged as ``gaming``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from harmonization import metrics
+from harmonization.models import split_pixel_model
+from harmonization.saliency import evaluation_saliency
+
+GAMING_MARGIN = 0.1
+"""Flag a model whose mean per-image Spearman of the logit saliency exceeds that of the
+log-probability saliency by more than this (in Spearman units, not ceiling-normalised)."""
+
+
+def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, keras.Model]:
+    model = getattr(model, "pixel_model", model)  # a Harmonizer evaluates its pixel model
+    if preprocess is not None:
+        return preprocess, model
+    parts = split_pixel_model(model)
+    if parts is None:
+        raise ValueError(
+            f"model {model.name!r} has no 'preprocess' part, so its preprocessing is unknown: pass "
+            "preprocess=<callable mapping [0, 255] pixels to the model's input> "
+            "(lambda x: x if the model takes raw pixels)")
+    return parts
+
+
+def _batch_arrays(batch: dict) -> tuple[tf.Tensor, np.ndarray, tf.Tensor, np.ndarray]:
+    if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
+        raise ValueError("evaluation batches are dicts with keys image, heatmap, label "
+                         f"(optionally token); got {type(batch).__name__}")
+    images = tf.cast(batch["image"], tf.float32)
+    labels = tf.convert_to_tensor(batch["label"])
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, -1)
+    heatmaps = np.asarray(batch["heatmap"], dtype=np.float32)
+    if heatmaps.ndim == 4:
+        heatmaps = heatmaps[..., 0]
+    tokens = batch.get("token")
+    tokens = np.ones(len(heatmaps)) if tokens is None else np.asarray(tokens, dtype=np.float64)
+    return images, heatmaps, tf.cast(labels, tf.int64), tokens
+
+
+def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
+                     gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
+                     percentile: float = 10) -> dict:
+    """Accuracy and human alignment of ``model`` on a dataset of ClickMe dict batches.
+
+    ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer; or
+    any Keras network with ``preprocess`` the callable that maps [0, 255] pixels to its input.
+    Alignment is measured on images with a human map (token > 0); Dice and IoU compare the top
+    ``percentile`` % pixels of the logit saliency and of the human map.
+
+    Returns a dict: ``accuracy``, ``count``, ``mapped`` (images with a map), ``spearman`` and
+    ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
+    ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
+    ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),
+    ``gaming_margin``, and ``per_image`` (numpy arrays: spearman, spearman_log_prob, dice, iou
+    over mapped images; correct over all images).
+    """
+    preprocess, network = _parts(model, preprocess)
+
+    @tf.function(reduce_retracing=True)
+    def saliency(images, labels):
+        maps, logits = evaluation_saliency(network, preprocess(images), labels)
+        return maps["logit"], maps["log_prob"], tf.argmax(logits, -1)
+
+    collected: dict[str, list[np.ndarray]] = {k: [] for k in
+                                              ("logit", "log_prob", "heatmap", "correct")}
+    for index, batch in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            break
+        images, heatmaps, labels, tokens = _batch_arrays(batch)
+        logit_maps, log_prob_maps, predictions = saliency(images, labels)
+        if logit_maps.shape[1:] != heatmaps.shape[1:]:
+            raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
+                             f"{heatmaps.shape[1:]} differ in size")
+        mapped = tokens > 0
+        collected["correct"].append(predictions.numpy() == labels.numpy())
+        collected["logit"].append(logit_maps.numpy()[mapped])
+        collected["log_prob"].append(log_prob_maps.numpy()[mapped])
+        collected["heatmap"].append(heatmaps[mapped])
+    if not collected["correct"]:
+        raise ValueError("the evaluation dataset is empty")
+    arrays = {k: np.concatenate(v) for k, v in collected.items()}
+    per_image = {"correct": arrays["correct"]}
+    if len(arrays["heatmap"]):
+        per_image["spearman"] = metrics.spearman(arrays["logit"], arrays["heatmap"])
+        per_image["spearman_log_prob"] = metrics.spearman(arrays["log_prob"], arrays["heatmap"])
+        per_image["dice"] = metrics.dice(arrays["logit"], arrays["heatmap"], percentile)
+        per_image["iou"] = metrics.iou(arrays["logit"], arrays["heatmap"], percentile)
+    else:
+        per_image.update({k: np.array([]) for k in ("spearman", "spearman_log_prob", "dice", "iou")})
+    spearman = metrics.summarize(per_image["spearman"])
+    spearman_log_prob = metrics.summarize(per_image["spearman_log_prob"])
+    gap = spearman["mean"] - spearman_log_prob["mean"]
+    return {
+        "accuracy": float(arrays["correct"].mean()),
+        "count": int(arrays["correct"].size),
+        "mapped": int(len(arrays["heatmap"])),
+        "spearman": spearman,
+        "spearman_log_prob": spearman_log_prob,
+        "alignment_score": metrics.alignment_score(per_image["spearman"]),
+        "alignment_score_log_prob": metrics.alignment_score(per_image["spearman_log_prob"]),
+        "dice": float(np.nanmean(per_image["dice"])) if len(per_image["dice"]) else float("nan"),
+        "iou": float(np.nanmean(per_image["iou"])) if len(per_image["iou"]) else float("nan"),
+        "gaming_gap": float(gap),
+        "gaming": bool(gap > gaming_margin),
+        "gaming_margin": float(gaming_margin),
+        "per_image": per_image,
+    }
+
+
+class AlignmentCallback(keras.callbacks.Callback):
+    """Adds ``{prefix}alignment``, ``{prefix}alignment_log_prob`` and ``{prefix}gaming_gap`` to
+    the epoch logs (so History, CSVLogger and TensorBoard see them when this callback comes
+    first), from ``evaluate_clickme`` on ``dataset`` at the end of each epoch."""
+
+    def __init__(self, dataset, max_batches: int | None = None, prefix: str = "val_"):
+        super().__init__()
+        self.dataset = dataset
+        self.max_batches = max_batches
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        result = evaluate_clickme(self.model, self.dataset, max_batches=self.max_batches)
+        logs[f"{self.prefix}alignment"] = result["alignment_score"]
+        logs[f"{self.prefix}alignment_log_prob"] = result["alignment_score_log_prob"]
+        logs[f"{self.prefix}gaming_gap"] = result["gaming_gap"]

@@ -1,0 +1,219 @@
+"""The neural harmonizer as a ``keras.Model``: train any Keras network with plain ``fit``."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization_loss,
+                                weight_decay)
+from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
+from harmonization.saliency import signed_saliency
+from harmonization.training.distribute import disable_arithmetic_optimization, scale_for_replicas
+
+
+def _bilinear_layers(model: keras.layers.Layer) -> list[str]:
+    found = []
+    for layer in getattr(model, "layers", []):
+        if getattr(layer, "interpolation", None) == "bilinear":
+            found.append(layer.name)
+        found += _bilinear_layers(layer)
+    return found
+
+
+def _named(layer: keras.layers.Layer, name: str, input_shape: tuple) -> keras.Model:
+    if layer.name == name:
+        return layer
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, layer(inputs), name=name)
+
+
+@keras.saving.register_keras_serializable(package="harmonization")
+class Harmonizer(keras.Model):
+    """Cross-entropy + weight decay + lambda * harmonization term, trained with ``fit``.
+
+    ``backbone`` is either a pixel model (from ``harmonization.models.build_model``: it holds its
+    own "preprocess" and "backbone" parts, and ``preprocess`` stays None) or a network taking
+    preprocessed images, with ``preprocess`` the Keras layer that maps [0, 255] RGB pixels to its
+    input. Saliency is taken with respect to the preprocessed image (method.md section 1).
+
+    Batches are dicts (data-contracts.md): "image" (N, H, W, 3) in [0, 255], "heatmap"
+    (N, H, W, 1), "label" (N,) int or (N, C) soft, optional "token" (N,). Logged per epoch:
+    ``loss`` (the total), ``ce``, ``harmonization`` (the unweighted pyramid MSE; not logged in
+    training when ``lambda_harmonization`` is 0, since the saliency pass is then skipped),
+    ``accuracy``; validation logs the same with the ``val_`` prefix.
+
+    ``lambda_ramp_steps``: the harmonization weight grows linearly from 0 to its value over that
+    many optimizer steps (the small-data study collapsed without it at lambda >= 1).
+
+    ``centered_logits``: take the training saliency of ``logit_y - mean(logits)`` instead of
+    ``logit_y``. Use it when the network ends with a plain linear logits layer (the
+    ``keras.applications`` zoo models): otherwise the network can satisfy the harmonization term
+    by adding one human-map-shaped term to every class's logit, which softmax ignores, while it
+    keeps classifying with a shortcut (small-data-effect.md). It changes nothing for a network
+    that ends with log-softmax (such as ``small_cnn``). The reference runs used plain logits.
+
+    ``pixel_model`` is the trained network as a pixel model; ``save_pixel_model`` writes it as a
+    ``.keras`` file that loads with ``keras.saving.load_model`` and no project code.
+    """
+
+    def __init__(self, backbone: keras.Model, preprocess: keras.layers.Layer | None = None,
+                 lambda_harmonization: float = 1.0, lambda_weights: float = 1e-5,
+                 levels: int = DEFAULT_LEVELS, label_smoothing: float = 0.1,
+                 centered_logits: bool = False, lambda_ramp_steps: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if lambda_harmonization < 0 or lambda_weights < 0 or lambda_ramp_steps < 0:
+            raise ValueError("lambda_harmonization, lambda_weights and lambda_ramp_steps must be "
+                             f">= 0, got {lambda_harmonization}, {lambda_weights}, {lambda_ramp_steps}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if preprocess is None:
+            if split_pixel_model(backbone) is None:
+                raise ValueError(
+                    f"model {backbone.name!r} has no '{PREPROCESS}' and '{BACKBONE}' parts: pass "
+                    "preprocess=<Keras layer mapping [0, 255] pixels to the network's input> "
+                    "(keras.layers.Identity() if the network takes raw pixels)")
+            self.pixel_model = backbone
+        else:
+            shape = tuple(backbone.input_shape[1:])
+            pixels = keras.Input(shape, name="pixels")
+            self.pixel_model = keras.Model(
+                pixels, _named(backbone, BACKBONE, shape)(_named(preprocess, PREPROCESS, shape)(pixels)),
+                name=backbone.name)
+        bilinear = _bilinear_layers(self.pixel_model.get_layer(BACKBONE))
+        if bilinear and lambda_harmonization > 0:
+            raise ValueError(
+                f"bilinear resizing inside the network ({', '.join(bilinear)}) silently cuts the "
+                "harmonization gradient (TensorFlow's ResizeBilinearGrad has no gradient): resize "
+                "in the data pipeline instead")
+        self.lambda_harmonization = float(lambda_harmonization)
+        self.lambda_weights = float(lambda_weights)
+        self.levels = int(levels)
+        self.label_smoothing = float(label_smoothing)
+        self.centered_logits = bool(centered_logits)
+        self.lambda_ramp_steps = int(lambda_ramp_steps)
+        self.num_classes = int(self.pixel_model.output_shape[-1])
+        if self.lambda_harmonization > 0:
+            disable_arithmetic_optimization()
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in ("loss", "ce", "harmonization")}
+        self._trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
+        self.built = True
+
+    @property
+    def preprocess(self) -> keras.layers.Layer:
+        return self.pixel_model.get_layer(PREPROCESS)
+
+    @property
+    def backbone(self) -> keras.Model:
+        return self.pixel_model.get_layer(BACKBONE)
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        return list(self._trackers.values())
+
+    def call(self, inputs, training: bool = False):
+        if isinstance(inputs, dict):
+            inputs = inputs["image"]
+        return self.pixel_model(inputs, training=training)
+
+    def _unpack(self, batch: dict) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
+            raise ValueError("Harmonizer batches are dicts with keys image, heatmap, label "
+                             f"(and optionally token); got {type(batch).__name__} "
+                             f"{sorted(batch) if isinstance(batch, dict) else ''}")
+        images = tf.cast(batch["image"], tf.float32)
+        labels = batch["label"]
+        if labels.shape.rank == 1:
+            labels = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        tokens = batch.get("token")
+        tokens = tf.ones(tf.shape(images)[:1]) if tokens is None else tf.cast(tokens, tf.float32)
+        return images, tf.cast(batch["heatmap"], tf.float32), tf.cast(labels, tf.float32), tokens
+
+    def _lambda(self) -> tf.Tensor:
+        if not self.lambda_ramp_steps:
+            return tf.constant(self.lambda_harmonization)
+        progress = tf.cast(self.optimizer.iterations, tf.float32) / float(self.lambda_ramp_steps)
+        return self.lambda_harmonization * tf.minimum(1.0, progress)
+
+    def _objective(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool) -> dict:
+        """Per-replica terms: logits, ce, harmonization (or None), total loss."""
+        inputs = self.preprocess(images, training=training)
+        if harmonize:
+            saliency, logits = signed_saliency(self.backbone, inputs, labels,
+                                               self.centered_logits, training=training)
+            harmonization = harmonization_loss(saliency, heatmaps, tokens, self.levels)
+        else:
+            logits = tf.cast(self.backbone(inputs, training=training), tf.float32)
+            harmonization = None
+        ce = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            labels, logits, from_logits=True, label_smoothing=self.label_smoothing))
+        loss = ce + self.lambda_weights * weight_decay(decayed_variables(self.trainable_variables))
+        if harmonization is not None:
+            loss = loss + self._lambda() * harmonization
+        return {"logits": logits, "ce": ce, "harmonization": harmonization, "loss": loss}
+
+    def _record(self, terms: dict, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        batch_size = tf.cast(tf.shape(labels)[0], tf.float32)
+        logs = {}
+        for name in ("loss", "ce", "harmonization"):
+            if terms[name] is not None:
+                # Weighting by the batch size keeps epoch means exact on datasets of unknown
+                # length, where an extra empty step would otherwise count as one (trap 3).
+                self._trackers[name].update_state(terms[name], sample_weight=batch_size)
+                logs[name] = self._trackers[name].result()
+        self._trackers["accuracy"].update_state(labels, terms["logits"])
+        logs["accuracy"] = self._trackers["accuracy"].result()
+        return logs
+
+    def train_step(self, batch):
+        images, heatmaps, labels, tokens = self._unpack(batch)
+        with tf.GradientTape() as tape:
+            terms = self._objective(images, heatmaps, labels, tokens, training=True,
+                                    harmonize=self.lambda_harmonization > 0)
+            scaled = self.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        return self._record(terms, labels)
+
+    def test_step(self, batch):
+        images, heatmaps, labels, tokens = self._unpack(batch)
+        terms = self._objective(images, heatmaps, labels, tokens, training=False, harmonize=True)
+        return self._record(terms, labels)
+
+    def predict_step(self, batch):
+        return self(batch, training=False)
+
+    def save_pixel_model(self, path: str) -> str:
+        """Write the pixel model to ``path`` (a ``.keras`` file), atomically; returns the path."""
+        path = os.fspath(path)
+        if not path.endswith(".keras"):
+            raise ValueError(f"{path}: the pixel model is saved as a .keras file")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, partial = tempfile.mkstemp(suffix=".keras", dir=directory, prefix=".partial-")
+        os.close(handle)
+        try:
+            self.pixel_model.save(partial)
+            os.replace(partial, path)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
+        return path
+
+    def get_config(self) -> dict:
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.pixel_model),
+            "lambda_harmonization": self.lambda_harmonization,
+            "lambda_weights": self.lambda_weights, "levels": self.levels,
+            "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,
+            "lambda_ramp_steps": self.lambda_ramp_steps, "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Harmonizer":
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,342 @@
+"""The Harmonizer model: its gradients, its logs, callbacks, saving, resuming; the recipe."""
+import csv
+import glob
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import tf_helpers
+from tf_helpers import as_dataset, clickme_arrays, run_python
+import keras
+import tensorflow as tf
+
+import harmonization.training.harmonizer as harmonizer_module
+from harmonization.evaluation import AlignmentCallback
+from harmonization.loss import decayed_variables, harmonization_loss
+from harmonization.models import build_model
+from harmonization.saliency import signed_saliency
+from harmonization.training import Harmonizer, WarmupStepDecay, mixup, recipe, set_precision
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def harmonization_gradients(model: keras.Model, size: int, n: int = 2):
+    data = clickme_arrays(n, size, model.output_shape[-1], seed=3)
+    backbone = model.get_layer("backbone")
+    labels = tf.one_hot(data["label"], model.output_shape[-1])
+    with tf.GradientTape() as tape:
+        inputs = model.get_layer("preprocess")(data["image"])
+        saliency, _ = signed_saliency(backbone, inputs, labels)
+        value = harmonization_loss(saliency, data["heatmap"], data["token"])
+    gradients = tape.gradient(value, backbone.trainable_variables)
+    return {v.path: g for v, g in zip(backbone.trainable_variables, gradients)}
+
+
+def without_gradient(gradients: dict) -> set:
+    assert all(np.isfinite(g.numpy()).all() for g in gradients.values() if g is not None)
+    return {path for path, g in gradients.items() if g is None or not np.any(g.numpy())}
+
+
+def test_harmonization_term_reaches_every_weight_of_the_small_cnn():
+    gradients = harmonization_gradients(build_model("small_cnn", 4, 32), 32)
+    assert len(gradients) == 12
+    assert without_gradient(gradients) == set()
+
+
+def test_harmonization_term_reaches_resnet50v2_weights():
+    gradients = harmonization_gradients(build_model("resnet50v2", 4, 64), 64)
+    # d logit / d input cannot depend on the logits bias, nor on the shift of the last batch
+    # norm (it only moves ReLU kinks): those two get no gradient by construction. Any other
+    # missing gradient would be a cut second-order path (stack.md traps 2 and 4).
+    assert without_gradient(gradients) == {"logits/bias", "post_bn/beta"}
+    assert len(gradients) == 174
+
+
+def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, lam: float) -> dict:
+    """Per-sample means of the terms, computed outside the Harmonizer (numpy CE, batch MSE)."""
+    logits = harmonizer.pixel_model(arrays["image"]).numpy().astype(np.float64)
+    classes = logits.shape[1]
+    smooth = np.eye(classes)[arrays["label"]] * 0.9 + 0.1 / classes
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    ce = -(smooth * log_p).sum(1)
+    decay = sum(0.5 * np.sum(v.numpy().astype(np.float64) ** 2)
+                for v in decayed_variables(harmonizer.trainable_variables))
+    harm = []
+    for start in range(0, len(ce), batch_size):
+        part = {k: v[start:start + batch_size] for k, v in arrays.items()}
+        inputs = harmonizer.preprocess(part["image"])
+        saliency, _ = signed_saliency(harmonizer.backbone, inputs,
+                                      tf.one_hot(part["label"], classes))
+        value = float(harmonization_loss(saliency, part["heatmap"], part["token"]))
+        harm += [value] * len(part["label"])
+    harm = np.array(harm)
+    return {"ce": ce.mean(), "harmonization": harm.mean(),
+            "loss": (ce + 1e-5 * decay + lam * harm).mean(),
+            "accuracy": (logits.argmax(1) == arrays["label"]).mean()}
+
+
+def test_epoch_logs_are_per_sample_means_on_a_dataset_of_unknown_length():
+    arrays = clickme_arrays(20, 16, 3, seed=1)  # batches of 8, 8 and 4
+    dataset = as_dataset(arrays, 8).filter(lambda batch: True)
+    assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0)
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = harmonizer.fit(dataset, epochs=2, verbose=0).history
+    expected = reference_epoch_logs(harmonizer, arrays, 8, 2.0)
+    for name, value in expected.items():
+        np.testing.assert_allclose(history[name], [value, value], rtol=2e-5, err_msg=name)
+    evaluated = harmonizer.evaluate(dataset, verbose=0, return_dict=True)
+    for name, value in expected.items():
+        np.testing.assert_allclose(evaluated[name], value, rtol=2e-5, err_msg=name)
+
+
+def test_lambda_zero_skips_the_saliency_pass(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the saliency pass ran")
+
+    monkeypatch.setattr(harmonizer_module, "signed_saliency", refuse)
+    dataset = as_dataset(clickme_arrays(8, 16, 3), 4)
+    control = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=0.0)
+    control.compile(optimizer=keras.optimizers.SGD(0.01))
+    history = control.fit(dataset, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "ce", "accuracy"}
+    harmonized = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=1.0)
+    harmonized.compile(optimizer=keras.optimizers.SGD(0.01))
+    with pytest.raises(AssertionError, match="saliency pass ran"):
+        harmonized.fit(dataset, epochs=1, verbose=0)
+
+
+def test_one_step_follows_the_gradient_of_the_full_objective():
+    arrays = clickme_arrays(6, 16, 3, seed=2)
+    model = build_model("small_cnn", 3, 16)
+    start = [v.numpy() for v in model.trainable_variables]
+    harmonizer = Harmonizer(model, lambda_harmonization=3.0, lambda_weights=1e-2,
+                            label_smoothing=0.2)
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.5))
+    variables = harmonizer.trainable_variables
+    with tf.GradientTape() as tape:
+        inputs = harmonizer.preprocess(arrays["image"])
+        saliency, logits = signed_saliency(harmonizer.backbone, inputs, tf.one_hot(arrays["label"], 3))
+        ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
+            tf.one_hot(arrays["label"], 3), logits)
+        # small_cnn has no normalization variables: every variable is decayed
+        decay = tf.add_n([tf.reduce_sum(tf.square(v)) / 2 for v in variables])
+        total = ce + 1e-2 * decay + 3.0 * harmonization_loss(saliency, arrays["heatmap"], None)
+    gradients = tape.gradient(total, variables)
+    harmonizer.fit(as_dataset(arrays, 6), epochs=1, verbose=0)
+    for before, gradient, variable in zip(start, gradients, variables):
+        np.testing.assert_allclose(variable.numpy(), before - 0.5 * gradient.numpy(),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+def test_lambda_ramps_up_linearly_over_the_first_steps():
+    arrays = clickme_arrays(4, 16, 3, seed=4)
+    dataset = as_dataset(arrays, 4).repeat(4)  # the same batch four times
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
+                            lambda_ramp_steps=2)
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = harmonizer.fit(dataset, epochs=1, verbose=0).history
+    terms = reference_epoch_logs(harmonizer, arrays, 4, 0.0)
+    ramp = np.mean([0.0, 1.0, 2.0, 2.0])  # lambda at optimizer steps 0, 1, 2, 3
+    np.testing.assert_allclose(history["loss"][0], terms["loss"] + ramp * terms["harmonization"],
+                               rtol=2e-5)
+
+
+def test_standard_callbacks_and_saving(tmp_path):
+    train, val = as_dataset(clickme_arrays(16, 16, 3, 5), 8), as_dataset(clickme_arrays(8, 16, 3, 6), 8)
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16))
+    harmonizer.compile(optimizer=recipe(0.05, epochs=2, steps_per_epoch=2, warmup_epochs=1))
+    callbacks = [
+        AlignmentCallback(val),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "full.keras")),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "{epoch}.weights.h5"), save_weights_only=True),
+        keras.callbacks.CSVLogger(str(tmp_path / "history.csv")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tensorboard")),
+        keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+    ]
+    harmonizer.fit(train, validation_data=val, epochs=2, callbacks=callbacks, verbose=0)
+    with open(tmp_path / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    assert {"loss", "ce", "harmonization", "accuracy", "val_loss", "val_ce", "val_harmonization",
+            "val_accuracy", "val_alignment", "val_alignment_log_prob", "val_gaming_gap"} <= set(rows[0])
+    assert all(np.isfinite(float(value)) for row in rows for value in row.values())
+    assert glob.glob(str(tmp_path / "tensorboard" / "train" / "events.out.tfevents.*"))
+    images = clickme_arrays(4, 16, 3, 7)["image"]
+    expected = harmonizer.predict(images, verbose=0)
+    restored = keras.saving.load_model(tmp_path / "full.keras")
+    assert isinstance(restored, Harmonizer)
+    np.testing.assert_allclose(restored.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    reloaded = Harmonizer(build_model("small_cnn", 3, 16))
+    reloaded.compile(optimizer=recipe(0.05, epochs=2, steps_per_epoch=2, warmup_epochs=1))
+    reloaded.load_weights(tmp_path / "2.weights.h5")
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_pixel_model_loads_without_project_code(tmp_path):
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16))
+    path = harmonizer.save_pixel_model(str(tmp_path / "model.keras"))
+    assert os.listdir(tmp_path) == ["model.keras"]  # no partial file left behind
+    images = clickme_arrays(3, 16, 3, 8)["image"]
+    expected = harmonizer.pixel_model(images).numpy()
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert "harmonization" not in json.dumps(loaded.get_config())  # core Keras objects only
+    np.testing.assert_allclose(loaded(images).numpy(), expected, rtol=1e-6, atol=1e-6)
+    # The attack side loads it under the torch backend, in a process without this project.
+    np.save(tmp_path / "images.npy", images)
+    code = """
+        import sys
+        import numpy as np
+        import torch
+        import keras
+        model = keras.saving.load_model(sys.argv[1])
+        assert {layer.name for layer in model.layers} >= {"preprocess", "backbone"}
+        out = model(torch.from_numpy(np.load(sys.argv[2])), training=False)
+        np.save(sys.argv[3], out.detach().cpu().numpy())
+        assert not any(name.startswith("harmonization") for name in sys.modules)
+    """
+    result = run_python(code, env={"KERAS_BACKEND": "torch"},
+                        args=(path, str(tmp_path / "images.npy"), str(tmp_path / "torch.npy")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "torch.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_mixed_bfloat16_trains_with_float32_losses():
+    set_precision(True)
+    try:
+        harmonizer = Harmonizer(build_model("small_cnn", 3, 16))
+    finally:
+        set_precision(False)
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.01))
+    history = harmonizer.fit(as_dataset(clickme_arrays(8, 16, 3), 8), epochs=1, verbose=0).history
+    assert harmonizer.backbone.layers[1].compute_dtype == "bfloat16"
+    assert all(np.isfinite(values[0]) for values in history.values())
+    assert history["harmonization"][0] > 0
+
+
+def test_separate_backbone_and_preprocess_are_assembled_into_a_pixel_model():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    net = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    harmonizer = Harmonizer(net, preprocess=keras.layers.Rescaling(1 / 255.0))
+    assert {layer.name for layer in harmonizer.pixel_model.layers} >= {"preprocess", "backbone"}
+    images = clickme_arrays(2, 16, 3)["image"]
+    np.testing.assert_allclose(harmonizer.predict(images, verbose=0), net(images / 255.0).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="pass preprocess="):
+        Harmonizer(net)
+
+
+def test_bilinear_resizing_in_the_network_is_refused():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.UpSampling2D(interpolation="bilinear", name="up")(inputs)
+    net = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    with pytest.raises(ValueError, match="up.*silently cuts"):
+        Harmonizer(net, preprocess=keras.layers.Identity())
+    Harmonizer(net, preprocess=keras.layers.Identity(), lambda_harmonization=0.0)
+
+
+def test_bad_batches_and_arguments_are_refused():
+    with pytest.raises(ValueError, match="lambda_harmonization"):
+        Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=-1)
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16))
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.01))
+    arrays = clickme_arrays(4, 16, 3)
+    with pytest.raises(ValueError, match="keys image, heatmap, label"):
+        harmonizer.fit(tf.data.Dataset.from_tensor_slices(
+            {"image": arrays["image"], "label": arrays["label"]}).batch(4), epochs=1, verbose=0)
+
+
+KILL_AND_RESUME = """
+    import os, signal, sys
+    sys.path.insert(0, sys.argv[3])
+    from tf_helpers import as_dataset, clickme_arrays
+    import keras
+    import numpy as np
+    from harmonization.models import build_model
+    from harmonization.training import Harmonizer, recipe
+
+    out, kill_epoch = sys.argv[1], int(sys.argv[2])
+    model = build_model("small_cnn", 3, 16)
+    model.load_weights(os.path.join(out, "..", "initial.weights.h5"))
+    harmonizer = Harmonizer(model, lambda_ramp_steps=3)
+    harmonizer.compile(optimizer=recipe(0.05, epochs=3, steps_per_epoch=4, warmup_epochs=1,
+                                        decay_epochs=(2,)))
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            with open(os.path.join(out, "epochs.txt"), "a") as handle:
+                handle.write(f"{epoch}\\n")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == kill_epoch and batch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    backup = keras.callbacks.BackupAndRestore(os.path.join(out, "backup"))
+    harmonizer.fit(as_dataset(clickme_arrays(32, 16, 3, seed=9), 8), epochs=3,
+                   callbacks=[backup, Kill()], verbose=0)
+    np.savez(os.path.join(out, "final.npz"), *[v.numpy() for v in harmonizer.pixel_model.weights])
+"""
+
+
+def test_fit_killed_mid_run_resumes_from_the_backup(tmp_path):
+    build_model("small_cnn", 3, 16).save_weights(tmp_path / "initial.weights.h5")
+    runs = {name: tmp_path / name for name in ("straight", "killed")}
+    for directory in runs.values():
+        directory.mkdir()
+
+    def run(directory, kill_epoch):
+        return run_python(KILL_AND_RESUME, args=(str(directory), str(kill_epoch), TESTS))
+
+    straight = run(runs["straight"], -1)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = run(runs["killed"], 1)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (runs["killed"] / "final.npz").exists()
+    resumed = run(runs["killed"], -1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (runs["killed"] / "epochs.txt").read_text().split() == ["0", "1", "1", "2"]
+    expected, actual = np.load(runs["straight"] / "final.npz"), np.load(runs["killed"] / "final.npz")
+    assert len(expected.files) == len(actual.files) == 12
+    for name in expected.files:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6, atol=1e-7)
+
+
+def test_recipe_schedule_follows_warmup_and_step_decay():
+    optimizer = recipe(0.4, epochs=90, steps_per_epoch=10)
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    assert isinstance(schedule, WarmupStepDecay)
+    expected = {0: 0.4 / 50, 24: 0.4 * 25 / 50, 49: 0.4, 299: 0.4, 300: 0.04, 599: 0.04,
+                600: 0.004, 800: 0.0004, 899: 0.0004}
+    for step, value in expected.items():
+        np.testing.assert_allclose(float(schedule(step)), value, rtol=1e-6, err_msg=str(step))
+    assert optimizer.nesterov and optimizer.momentum == 0.9
+    short = recipe(0.1, epochs=6, steps_per_epoch=5, warmup_epochs=1, decay_epochs=())
+    short_schedule = keras.optimizers.schedules.deserialize(short.get_config()["learning_rate"])
+    assert [round(float(short_schedule(s)), 6) for s in (0, 4, 5, 29)] == [0.02, 0.1, 0.1, 0.1]
+    assert WarmupStepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        recipe(0.1, epochs=2, steps_per_epoch=5, warmup_epochs=5)
+
+
+def test_mixup_mixes_images_heatmaps_and_labels_with_one_weight():
+    n = 6
+    arrays = {"image": np.repeat(10.0 * np.arange(n), 4 * 4 * 3).reshape(n, 4, 4, 3).astype("float32"),
+              "heatmap": np.repeat(np.arange(n, dtype="float32"), 16).reshape(n, 4, 4, 1),
+              "label": np.arange(n, dtype="int64"), "token": np.array([1, 1, 1, 1, 0, 1], "float32")}
+    mixed = next(iter(mixup(as_dataset(arrays, n), num_classes=n, alpha=0.4, seed=3)))
+    heat = mixed["heatmap"].numpy()[:, 0, 0, 0]
+    labels = mixed["label"].numpy()
+    np.testing.assert_allclose(mixed["image"].numpy()[:, 0, 0, 0], 10 * heat, rtol=1e-5)
+    np.testing.assert_allclose(labels @ np.arange(n), heat, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(labels.sum(1), 1.0, rtol=1e-6)
+    assert ((labels > 1e-3) & (labels < 1 - 1e-3)).any()
+    # sample 4 has no human map: every mix that involves it has none either
+    np.testing.assert_array_equal(mixed["token"].numpy(), (labels[:, 4] < 1e-7).astype("float32"))
+    again = next(iter(mixup(as_dataset(arrays, n), num_classes=n, alpha=0.4, seed=3)))
+    np.testing.assert_array_equal(again["label"].numpy(), labels)
