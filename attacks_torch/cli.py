@@ -1,0 +1,142 @@
+"""``adv-align``: attack models on ClickMe stimuli, report the paper's figures, list the model zoo.
+
+    adv-align attack --models NAMES|FILE --stimuli PATH --out DIR [--attack l2_pgd] [--batch-size B]
+                     [--device cpu|cuda] [--schedule ladder|reference] [--lo L] [--hi H] [--limit N]
+                     [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
+    adv-align report DIR [--accuracy CSV] --out REPORT_DIR [--pairs ...] [--arch LABEL=CLASS,...]
+    adv-align zoo [--family F] [--arch cnn|vit|hybrid] [--count] [--all]
+
+Exit codes: 0 when every model finished; 1 when some model failed (its error is in
+OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input
+(one line on stderr). Under ``torchrun`` only rank 0 prints.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from attacks_torch import zoo
+from attacks_torch.search import ATTACKS, SCHEDULES
+from attacks_torch.sweep import WEIGHTS, SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(prog="adv-align", description="Adversarial alignment of image classifiers with humans.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    attack = commands.add_parser("attack", help="attack models on stimuli; resumable, torchrun-ready")
+    attack.add_argument("--models", required=True,
+                        help="comma-separated [label=]spec[@checkpoint] items, or a file with one per line")
+    attack.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
+    attack.add_argument("--out", required=True, help="output folder (shared by jobs; resumed when rerun)")
+    attack.add_argument("--attack", default="l2_pgd", choices=ATTACKS)
+    attack.add_argument("--batch-size", type=_positive_int, default=16)
+    attack.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    attack.add_argument("--schedule", default="ladder", choices=SCHEDULES, help="eps search of the PGD attacks")
+    attack.add_argument("--lo", type=float, default=0.001)
+    attack.add_argument("--hi", type=float, default=10.0)
+    attack.add_argument("--tol", type=float, default=None, help="search tolerance (default: the schedule's)")
+    attack.add_argument("--limit", type=_positive_int, default=None, help="attack the first N stimuli only")
+    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--weights", default="pretrained", choices=WEIGHTS,
+                        help="timm names without @checkpoint: hub weights or a seeded random init")
+    attack.add_argument("--num-classes", type=_positive_int, default=None, help="size of the timm models' head")
+    attack.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels (comma-separated, or a file)")
+    attack.add_argument("--keep-maps", type=int, default=8, help="perturbation maps kept per model (report)")
+    attack.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    attack.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
+    report.add_argument("dir", help="the sweep's output folder")
+    report.add_argument("--out", required=True, help="report folder")
+    report.add_argument("--accuracy", default=None, help="CSV with columns model, top1 (timm's results format)")
+    report.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels, added to DIR/pairs.csv's")
+    report.add_argument("--arch", default=None, help="class overrides LABEL=CNN|ViT|hybrid, comma-separated")
+    report.add_argument("--panels", type=int, default=4, help="images in the qualitative panel")
+
+    listing = commands.add_parser("zoo", help="list the paper's model zoo (Table S1)")
+    listing.add_argument("--family", default=None, help="one family, e.g. swin, 'General ViT'")
+    listing.add_argument("--arch", default=None, help="cnn, vit or hybrid")
+    listing.add_argument("--count", action="store_true", help="counts per family instead of names")
+    listing.add_argument("--all", action="store_true", help="every matching pretrained timm model, not the default list")
+    return parser
+
+
+def _attack(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SweepConfig(
+        stimuli=args.stimuli, attack=args.attack, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+        schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol, weights=args.weights,
+        num_classes=args.num_classes, keep_maps=args.keep_maps, device=args.device, progress=not args.no_progress,
+    )
+    models = parse_models(args.models)
+    pairs = parse_pairs(args.pairs) if args.pairs else []
+    outcomes = run_sweep(models, config, args.out, pairs)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for outcome in outcomes:
+            line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"
+            print(line if outcome.error is None else f"{line}: {outcome.error}",
+                  file=sys.stdout if outcome.error is None else sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from attacks_torch.report import build_report, parse_arch_overrides
+
+    overrides = parse_arch_overrides(args.arch) if args.arch else {}
+    pairs = parse_pairs(args.pairs) if args.pairs else []
+    path = build_report(args.dir, args.out, accuracy_csv=args.accuracy, pairs=pairs, arch_overrides=overrides,
+                        panels=args.panels)
+    print(path)
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    families = zoo.select_families(args.family, args.arch)
+    if args.count:
+        total = 0
+        for family in families:
+            names = zoo.timm_models(family.name) if args.all else family.models
+            total += len(names)
+            print(f"{family.name}\t{family.arch}\t{len(names)}")
+        print(f"total\t\t{total}")
+        return 0
+    for family in families:
+        for name in zoo.timm_models(family.name) if args.all else family.models:
+            print(name)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``adv-align`` with ``argv`` (default: the command line); returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    command = {"attack": _attack, "report": _report, "zoo": _zoo}[args.command]
+    try:
+        return command(args)
+    except (SweepError, FileNotFoundError, ValueError) as error:
+        message = " ".join(str(error).split())
+        print(f"adv-align {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

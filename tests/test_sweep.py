@@ -1,0 +1,241 @@
+"""The sweep: result tables, summaries, resuming after SIGKILL, failures, jobs sharing a folder.
+
+The helpers at the top build a tiny timm checkpoint and stimuli it classifies "correctly" (labels are
+its own predictions), so every image is attacked; the other sweep test files import them.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from attacks_torch import tfrecord
+from attacks_torch.models import load_timm
+from attacks_torch.stimuli import Stimuli, load_stimuli
+from attacks_torch.sweep import (
+    RESULT_COLUMNS, ModelSpec, SweepConfig, SweepError, parse_model_spec, parse_models, parse_pairs, read_rows,
+    run_sweep,
+)
+
+MODEL = "test_convnext"
+FAST = dict(batch_size=4, hi=4.0, tol=0.05, weights="random", num_classes=4, progress=False)
+
+
+def make_checkpoint(directory: Path, name: str = MODEL, seed: int = 0) -> str:
+    """A 4-class random-init timm model saved as a local checkpoint; returns its path."""
+    torch.manual_seed(seed)
+    model = load_timm(name, num_classes=4)
+    path = directory / f"{name}-{seed}.pth"
+    torch.save(model.network.state_dict(), path)
+    return str(path)
+
+
+def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = MODEL,
+                 shards: int = 2) -> str:
+    """Stimulus-layout shards of bright squares on noise (human map: the square), labelled with the
+    checkpoint's own predictions; returns their glob."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
+    heatmaps = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        row, col = rng.integers(2, size - 12, 2)
+        images[i, row:row + 10, col:col + 10] += 150
+        heatmaps[i, row:row + 10, col:col + 10] = 1.0
+    model = load_timm(name, checkpoint=checkpoint, num_classes=4)
+    stimuli = Stimuli(torch.from_numpy(images / 255).permute(0, 3, 1, 2), torch.zeros(n, dtype=torch.long),
+                      torch.from_numpy(heatmaps[..., 0]), [str(i) for i in range(n)])
+    with torch.no_grad():
+        labels = model(stimuli.resized(model.input_size).images).argmax(1).tolist()
+    per_shard = -(-n // shards)
+    for shard in range(shards):
+        part = range(shard * per_shard, min(n, (shard + 1) * per_shard))
+        tfrecord.write_records(directory / f"stim-{shard:05d}-of-{shards:05d}.tfrecords", [
+            tfrecord.encode_example({"image": images[i].tobytes(), "heatmap": heatmaps[i].tobytes(),
+                                     "label": labels[i]}) for i in part])
+    return str(directory / "stim-*-of-*.tfrecords")
+
+
+def cli_args(models: str, stimuli: str, out: Path, *extra: str) -> list[str]:
+    return ["attack", "--models", models, "--stimuli", stimuli, "--out", str(out), "--batch-size", "4",
+            "--hi", "4", "--tol", "0.05", "--weights", "random", "--num-classes", "4", "--threads", "1",
+            "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("assets")
+    checkpoint = make_checkpoint(directory)
+    return {"checkpoint": checkpoint, "stimuli": make_stimuli(directory, checkpoint)}
+
+
+@pytest.fixture(scope="module")
+def finished(assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    torch.set_num_threads(1)
+    spec = ModelSpec("convnext", MODEL, assets["checkpoint"])
+    config = SweepConfig(stimuli=assets["stimuli"], keep_maps=3, **FAST)
+    outcomes = run_sweep([spec], config, out)
+    return out, outcomes, config
+
+
+def test_model_specs_and_pairs(tmp_path):
+    assert parse_model_spec("resnet18") == ModelSpec("resnet18", "resnet18")
+    assert parse_model_spec("ctrl = test_vit @ w.pth") == ModelSpec("ctrl", "test_vit", "w.pth")
+    assert parse_model_spec("runs/harmonized_vgg16.keras") == ModelSpec("harmonized_vgg16",
+                                                                        "runs/harmonized_vgg16.keras")
+    assert ModelSpec("a/b c", "x").slug == "a_b_c"
+    listing = tmp_path / "models.txt"
+    listing.write_text("# the control and its harmonized twin\nctrl=test_vit\n\nharm=runs/h.keras  # ours\n")
+    assert [s.label for s in parse_models(str(listing))] == ["ctrl", "harm"]
+    with pytest.raises(SweepError, match="share the folder"):
+        parse_models("a b=x,a_b=y")
+    with pytest.raises(SweepError, match="for timm models only"):
+        parse_model_spec("h=runs/h.keras@w.pth")
+    assert parse_pairs("ctrl=harm, c2=h2") == [("ctrl", "harm"), ("c2", "h2")]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("control,harmonized\nctrl,harm\n")
+    assert parse_pairs(str(pairs)) == [("ctrl", "harm")]
+    with pytest.raises(SweepError, match="not CONTROL=HARMONIZED"):
+        parse_pairs("ctrl")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("attack", "fgsm", "--attack must be one of"), ("batch_size", 0, "--batch-size"), ("lo", 20.0, "--lo < --hi"),
+    ("schedule", "linear", "--schedule"), ("weights", "imagenet", "--weights"), ("device", "tpu", "--device"),
+])
+def test_config_rejects_bad_settings(field, value, message):
+    with pytest.raises(SweepError, match=message):
+        SweepConfig(stimuli="x", **{field: value})
+
+
+def test_results_table_and_summary(finished, assets):
+    out, outcomes, config = finished
+    assert [(o.label, o.status) for o in outcomes] == [("convnext", "done")]
+    folder = out / "convnext" / "l2_pgd"
+    rows = read_rows(folder / "results.csv")
+    assert list(rows[0]) == list(RESULT_COLUMNS)
+    stimuli = load_stimuli(assets["stimuli"])
+    assert [r["image_id"] for r in rows] == stimuli.ids
+    assert all(r["clean_correct"] == "True" and r["attack"] == "l2_pgd" and r["norm"] == "l2" for r in rows)
+    fooled = [r for r in rows if r["fooled"] == "True"]
+    assert len(fooled) >= 6
+    for r in fooled:  # sphere projection: the perturbation has norm eps unless pixel clipping shortened it
+        assert 0 < float(r["linf"]) <= float(r["l2"]) <= float(r["eps"]) * (1 + 1e-5)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert (summary["n_images"], summary["n_attacked"], summary["n_fooled"]) == (8, 8, len(fooled))
+    assert summary["accuracy"] == 1.0
+    for measure in ("eps", "l2", "linf", "alignment"):
+        values = np.array([float(r[measure]) for r in fooled])
+        assert summary[measure]["mean"] == pytest.approx(values.mean(), rel=1e-12)
+        assert summary[measure]["sem"] == pytest.approx(stats.sem(values), rel=1e-9)
+    merged = read_rows(out / "summary.csv")
+    assert merged[0]["model"] == "convnext" and merged[0]["status"] == "done"
+    assert float(merged[0]["l2_mean"]) == pytest.approx(summary["l2"]["mean"], rel=1e-12)
+
+
+def test_alignment_is_scipy_spearman_of_the_saved_perturbation_map(finished, assets):
+    out, _, _ = finished
+    folder = out / "convnext" / "l2_pgd"
+    rows = read_rows(folder / "results.csv")
+    heatmaps = load_stimuli(assets["stimuli"]).resized((160, 160)).heatmaps.numpy()
+    maps = sorted((folder / "maps").glob("*.npy"))
+    assert [p.stem for p in maps] == [f"{i:06d}" for i in range(3) if rows[i]["fooled"] == "True"]
+    for path in maps:
+        index = int(path.stem)
+        delta = np.load(path)
+        assert delta.shape == (160, 160)  # the model's input grid, like the resized heatmap
+        expected = stats.spearmanr(delta.ravel(), heatmaps[index].ravel()).statistic
+        assert float(rows[index]["alignment"]) == pytest.approx(expected, abs=1e-3)
+    preview = np.load(out / "preview.npz")
+    assert preview["images"].shape == (3, 3, 32, 32) and list(preview["ids"]) == [r["image_id"] for r in rows[:3]]
+
+
+def test_rerun_skips_finished_work_and_refuses_other_settings(finished, assets):
+    out, _, config = finished
+    folder = out / "convnext" / "l2_pgd"
+    before = (folder / "results.csv").read_bytes()
+    spec = ModelSpec("convnext", MODEL, assets["checkpoint"])
+    assert run_sweep([spec], config, out)[0].status == "cached"
+    (folder / "summary.json").unlink()
+    (folder / "results.csv").unlink()
+    (folder / "batches" / "000004.csv").unlink()
+    kept = (folder / "batches" / "000000.csv").stat().st_mtime_ns
+    (outcome,) = run_sweep([spec], config, out)
+    assert outcome.status == "done" and outcome.timing["load_s"] > 0
+    assert (folder / "batches" / "000000.csv").stat().st_mtime_ns == kept
+    assert (folder / "results.csv").read_bytes() == before
+    other = dataclasses.replace(config, batch_size=2)
+    with pytest.raises(SweepError, match="batch_size"):
+        run_sweep([spec], other, out)
+
+
+def test_a_failing_model_is_recorded_and_the_sweep_goes_on(assets, tmp_path):
+    config = SweepConfig(stimuli=assets["stimuli"], limit=4, **FAST)
+    specs = [ModelSpec("broken", "no_such_net"), ModelSpec("missing", MODEL, str(tmp_path / "none.pth")),
+             ModelSpec("ok", MODEL, assets["checkpoint"])]
+    outcomes = run_sweep(specs, config, tmp_path / "out")
+    assert [o.status for o in outcomes] == ["failed", "failed", "done"]
+    failed = json.loads((tmp_path / "out" / "broken" / "l2_pgd" / "failed.json").read_text())
+    assert failed["error_type"] == "ValueError" and "no_such_net" in failed["message"]
+    assert "does not exist" in outcomes[1].error
+    rows = {r["model"]: r for r in read_rows(tmp_path / "out" / "summary.csv")}
+    assert rows["broken"]["status"] == "failed" and "unknown timm model" in rows["broken"]["error"]
+    assert rows["ok"]["status"] == "done" and rows["ok"]["n_images"] == "4"
+
+
+def _batches(folder: Path) -> list[Path]:
+    return sorted((folder / "batches").glob("*.csv")) if (folder / "batches").exists() else []
+
+
+def test_sigkill_in_the_middle_of_a_model_then_restart_gives_the_uninterrupted_table(assets, tmp_path):
+    from attacks_torch.cli import main
+
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    killed = tmp_path / "killed"
+    folder = killed / "convnext" / "l2_pgd"
+    command = [sys.executable, "-m", "attacks_torch.cli", *cli_args(models, assets["stimuli"], killed,
+                                                                     "--batch-size", "2")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 300
+    while not _batches(folder) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.kill()
+    process.communicate()
+    done = _batches(folder)
+    assert 1 <= len(done) < 4 and not (folder / "results.csv").exists(), "the run was not stopped mid-model"
+    stamps = {p.name: p.stat().st_mtime_ns for p in done}
+
+    assert main(cli_args(models, assets["stimuli"], killed, "--batch-size", "2")) == 0
+    clean = tmp_path / "clean"
+    assert main(cli_args(models, assets["stimuli"], clean, "--batch-size", "2")) == 0
+    assert (folder / "results.csv").read_bytes() == (clean / "convnext" / "l2_pgd" / "results.csv").read_bytes()
+    assert {p.name: p.stat().st_mtime_ns for p in _batches(folder) if p.name in stamps} == stamps
+    ids = [r["image_id"] for r in read_rows(folder / "results.csv")]
+    assert len(ids) == len(set(ids)) == 8
+
+
+def test_independent_jobs_share_an_output_folder(assets, tmp_path):
+    out = tmp_path / "shared"
+    jobs = [subprocess.Popen([sys.executable, "-m", "attacks_torch.cli",
+                              *cli_args(f"{label}={MODEL}@{assets['checkpoint']}", assets["stimuli"], out,
+                                        "--limit", "2", "--pairs", f"{label}=harmonized_{label}")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            for label in ("job_a", "job_b")]
+    for job in jobs:
+        _, err = job.communicate(timeout=600)
+        assert job.returncode == 0, err.decode()[-2000:]
+    rows = read_rows(out / "summary.csv")
+    assert sorted(r["model"] for r in rows) == ["job_a", "job_b"]
+    assert all(r["status"] == "done" and r["n_images"] == "2" for r in rows)
+    first, second = (out / f"job_{x}" / "l2_pgd" / "results.csv" for x in "ab")
+    assert first.read_text().replace("job_a", "job_b") == second.read_text()
+    assert sorted(read_rows(out / "pairs.csv"), key=lambda r: r["control"]) == [
+        {"control": "job_a", "harmonized": "harmonized_job_a"}, {"control": "job_b", "harmonized": "harmonized_job_b"}]
