@@ -1,0 +1,197 @@
+"""ClickMe-mini: a small generated ClickMe, written as real shards in the published layouts.
+
+Each image shows one bright object (its shape is the class) at a random place on a dark, noisy
+background; the human map is the object's mask. A small coloured patch in a corner is a shortcut:
+its colour names a class that agrees with the label in ``cue_agreement`` of the train/val/stimuli
+images and is independent of the label in the "conflict" split. See docs/clickme-mini.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+from harmonization.data.writer import write_clickme
+
+MANIFEST = "clickme-mini.json"
+CUES = "cues.npz"
+FORMAT_VERSION = 1
+SHAPES = ("square", "disk", "triangle", "plus", "ring", "diamond", "frame", "x")
+PALETTE = np.array([(255, 40, 40), (40, 230, 40), (60, 90, 255), (250, 230, 30),
+                    (240, 40, 240), (30, 230, 230), (255, 140, 0), (150, 80, 255)], dtype=np.float64)
+SPLITS = ("train", "val", "conflict", "stimuli")
+
+
+@dataclass(frozen=True)
+class MiniConfig:
+    """Everything that determines the generated files (recorded in the manifest)."""
+
+    seed: int
+    image_size: int
+    num_classes: int
+    train_size: int
+    val_size: int
+    conflict_size: int
+    stimuli_per_class: int
+    cue_agreement: float
+    quality: int
+    shard_size: int
+    version: int = FORMAT_VERSION
+
+
+def shape_mask(shape: int, size: int, center: tuple[float, float], radius: float) -> np.ndarray:
+    """Boolean (size, size) mask of class shape ``shape`` centred at (row, col) with ``radius``."""
+    rows, cols = np.mgrid[0:size, 0:size] + 0.5
+    v, u = (rows - center[0]) / radius, (cols - center[1]) / radius
+    box = np.maximum(np.abs(u), np.abs(v))
+    disk = np.hypot(u, v)
+    masks = {
+        "square": box <= 0.8,
+        "disk": disk <= 1.0,
+        "triangle": (v >= -0.9) & (v <= 0.9) & (np.abs(u) <= (v + 0.9) / 1.8),
+        "plus": (box <= 1.0) & ((np.abs(u) <= 0.33) | (np.abs(v) <= 0.33)),
+        "ring": (disk >= 0.55) & (disk <= 1.0),
+        "diamond": np.abs(u) + np.abs(v) <= 1.0,
+        "frame": (box >= 0.5) & (box <= 0.85),
+        "x": (box <= 0.85) & ((np.abs(u - v) <= 0.4) | (np.abs(u + v) <= 0.4)),
+    }
+    return masks[SHAPES[shape]]
+
+
+def cue_box(size: int, corner: int) -> tuple[slice, slice]:
+    """Rows and columns of the cue patch in corner 0 (top left), 1 (top right), 2, 3 (bottom)."""
+    patch, inset = max(2, size // 8), max(1, size // 16)
+    top = inset if corner in (0, 1) else size - inset - patch
+    left = inset if corner in (0, 2) else size - inset - patch
+    return slice(top, top + patch), slice(left, left + patch)
+
+
+def _draw(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image (uint8 HxWx3) with the cue patch in a random corner, and its object mask (uint8 0/255)."""
+    corner = int(rng.integers(4))
+    cue_rows, cue_cols = cue_box(size, corner)
+    radius = size * rng.uniform(0.17, 0.23)
+    while True:  # a centre whose object box keeps one pixel away from the cue patch
+        center = rng.uniform(radius + 1, size - radius - 1, 2)
+        lo, hi = center - radius - 1, center + radius + 1
+        if hi[0] <= cue_rows.start or lo[0] >= cue_rows.stop or hi[1] <= cue_cols.start or lo[1] >= cue_cols.stop:
+            break
+    mask = shape_mask(label, size, (center[0], center[1]), radius)
+    ramp = np.linspace(-1.0, 1.0, size)
+    direction = rng.uniform(0, 2 * np.pi)
+    gradient = np.cos(direction) * ramp[None, :] + np.sin(direction) * ramp[:, None]
+    image = rng.uniform(10, 70, 3) + rng.uniform(-20, 20) * gradient[..., None]
+    image = image + rng.normal(0, 8, (size, size, 3))
+    image[mask] = rng.uniform(175, 255, 3) + rng.normal(0, 8, (int(mask.sum()), 3))
+    image[cue_rows, cue_cols] = PALETTE[cue] + rng.normal(0, 8, (cue_rows.stop - cue_rows.start,
+                                                                 cue_cols.stop - cue_cols.start, 3))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
+
+
+def _labels_and_cues(rng: np.random.Generator, count: int, num_classes: int,
+                     agreement: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced shuffled labels; cues equal to the label with probability ``agreement``, otherwise
+    another class (None: the cue is drawn independently of the label)."""
+    labels = rng.permutation(np.arange(count) % num_classes)
+    if agreement is None:
+        return labels, rng.integers(num_classes, size=count)
+    other = (labels + rng.integers(1, num_classes, size=count)) % num_classes
+    return labels, np.where(rng.random(count) < agreement, labels, other)
+
+
+def _split_examples(rng: np.random.Generator, config: MiniConfig, labels: np.ndarray,
+                    cues: np.ndarray, as_float: bool) -> Iterator[dict]:
+    for label, cue in zip(labels, cues):
+        image, mask = _draw(rng, config.image_size, int(label), int(cue))
+        if as_float:
+            yield {"image": image.astype(np.float32), "heatmap": mask.astype(np.float32), "label": int(label)}
+        else:
+            yield {"image": image, "heatmap": mask, "label": int(label)}
+
+
+def _split_plan(config: MiniConfig) -> dict[str, tuple[int, float | None]]:
+    return {
+        "train": (config.train_size, config.cue_agreement),
+        "val": (config.val_size, config.cue_agreement),
+        "conflict": (config.conflict_size, None),
+        "stimuli": (config.stimuli_per_class * config.num_classes, config.cue_agreement),
+    }
+
+
+def _existing(out_dir: str, config: MiniConfig) -> bool:
+    try:
+        with open(os.path.join(out_dir, MANIFEST)) as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    if manifest.get("config") != asdict(config):
+        return False
+    files = manifest.get("files", {})
+    return all(os.path.isfile(os.path.join(out_dir, name)) and os.path.getsize(os.path.join(out_dir, name)) == size
+               for name, size in files.items())
+
+
+def _check_config(config: MiniConfig) -> None:
+    if not 2 <= config.num_classes <= len(SHAPES):
+        raise ValueError(f"num_classes must lie in [2, {len(SHAPES)}], got {config.num_classes}")
+    if config.image_size < 16:
+        raise ValueError(f"image_size must be at least 16, got {config.image_size}")
+    sizes = {"train_size": config.train_size, "val_size": config.val_size,
+             "conflict_size": config.conflict_size, "stimuli_per_class": config.stimuli_per_class}
+    for name, value in sizes.items():
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
+    if not 0.0 <= config.cue_agreement <= 1.0:
+        raise ValueError(f"cue_agreement must lie in [0, 1], got {config.cue_agreement}")
+
+
+def clickme_mini(
+    out_dir: str | os.PathLike, seed: int = 0, image_size: int = 32, num_classes: int = 4,
+    train_size: int = 2000, val_size: int = 400, conflict_size: int = 400, stimuli_per_class: int = 25,
+    cue_agreement: float = 0.9, quality: int = 95, shard_size: int = 500,
+) -> dict[str, str | int]:
+    """Write ClickMe-mini to ``out_dir`` (instant when a complete set with the same settings is there).
+
+    Returns a dict: "train", "val", "conflict" (JPEG layout) and "stimuli" (raw float32 stimulus
+    layout), each a glob of that split's shards; "cues", the path of an NPZ with per-split arrays
+    ``{split}_label`` and ``{split}_cue`` (the cue's class) in file order; and "num_classes" and
+    "image_size" as ints. Deterministic from ``seed`` (same seed, same bytes).
+    """
+    out_dir = os.fspath(out_dir)
+    config = MiniConfig(seed, image_size, num_classes, train_size, val_size, conflict_size,
+                        stimuli_per_class, cue_agreement, quality, shard_size)
+    _check_config(config)
+    result: dict[str, str | int] = {split: os.path.join(out_dir, f"{split}-*-of-*.tfrecords") for split in SPLITS}
+    result.update(cues=os.path.join(out_dir, CUES), num_classes=num_classes, image_size=image_size)
+    if _existing(out_dir, config):
+        return result
+    os.makedirs(out_dir, exist_ok=True)
+    manifest_path = os.path.join(out_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # the set is incomplete until the new manifest is written
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    written: list[str] = []
+    cues: dict[str, np.ndarray] = {}
+    for split, stream in zip(SPLITS, streams):
+        rng = np.random.default_rng(stream)
+        count, agreement = _split_plan(config)[split]
+        labels, split_cues = _labels_and_cues(rng, count, num_classes, agreement)
+        cues[f"{split}_label"], cues[f"{split}_cue"] = labels, split_cues
+        layout = "stimulus" if split == "stimuli" else "jpeg"
+        examples = _split_examples(rng, config, labels, split_cues, as_float=layout == "stimulus")
+        written += write_clickme(examples, out_dir, shard_size=shard_size, layout=layout, prefix=split,
+                                 num_classes=num_classes, quality=quality)
+    cues_tmp = os.path.join(out_dir, f".{CUES}.tmp-{os.getpid()}.npz")
+    np.savez(cues_tmp, **cues)
+    os.replace(cues_tmp, result["cues"])
+    written.append(result["cues"])
+    manifest = {"config": asdict(config),
+                "files": {os.path.basename(path): os.path.getsize(path) for path in written}}
+    manifest_tmp = f"{manifest_path}.tmp-{os.getpid()}"
+    with open(manifest_tmp, "w") as handle:
+        json.dump(manifest, handle, indent=1, sort_keys=True)
+    os.replace(manifest_tmp, manifest_path)
+    return result

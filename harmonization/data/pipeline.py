@@ -1,0 +1,247 @@
+"""``load_clickme``: ClickMe TFRecord shards -> a ``tf.data.Dataset`` of training/eval batches.
+
+Batches follow /work/shared/spec/data-contracts.md: ``image`` float32 (N, S, S, 3) in [0, 255],
+``heatmap`` float32 (N, S, S, 1) (diffused), ``label`` int64 (N,), ``token`` float32 (N,).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from typing import Callable, Iterable
+
+import tensorflow as tf
+
+from harmonization.data.augment import center_crop, random_crop_flip, resize_pair
+from harmonization.data.diffusion import diffuse_heatmaps
+from harmonization.data.records import decode_clickme, decode_imagenet
+from harmonization.data.shards import ClickMeDataError, resolve_paths, scan_shard
+
+LOGGER = logging.getLogger("harmonization.data")
+AUTOTUNE = tf.data.AUTOTUNE
+SPLITS = ("train", "val", "test")
+_READ_BUFFER = 8 * 1024 * 1024
+_MAX_PARALLEL_FILES = 16
+_ERROR_PATTERN = re.compile(r"(bad (?:ClickMe|ImageNet-style) record: [^\n]*?)\](?:\s*\n|\s*$)")
+
+Paths = str | os.PathLike | Iterable[str | os.PathLike]
+
+
+class SkipCounter:
+    """How many records ``skip_corrupt=True`` skipped: damaged shard tails found when the dataset
+    was built plus bad records met while iterating (counted again in every epoch that meets them).
+
+    Each skipped record is also logged (shard-level ones through ``logging``, the others on stderr).
+    """
+
+    def __init__(self) -> None:
+        self.in_shards = 0
+        self._in_records = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_records")
+
+    @property
+    def count(self) -> int:
+        """Records skipped so far."""
+        return self.in_shards + int(self._in_records.numpy())
+
+    def record_skip(self, message: tf.Tensor) -> tf.Tensor:
+        """Graph side: count one skipped record and log ``message``; returns False (drop it)."""
+        with tf.control_dependencies([self._in_records.assign_add(1),
+                                      tf.print("harmonization.data: skipped", message, output_stream=sys.stderr)]):
+            return tf.constant(False)
+
+    def __repr__(self) -> str:
+        return f"SkipCounter(count={self.count})"
+
+
+def describe_data_error(error: BaseException) -> str | None:
+    """The one-line 'bad ... record: FILE record I: WHAT' inside a TensorFlow error, or None."""
+    match = _ERROR_PATTERN.search(str(error))
+    if match is None:
+        return None
+    return match.group(1).replace("\\'", "'").replace('\\"', '"')  # TensorFlow escapes quotes
+
+
+def _check_arguments(split: str, batch_size: int, image_size: int, num_classes: int,
+                     clickme_fraction: float, crop_area: tuple[float, float], mixing: bool) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    for name, value in (("batch_size", batch_size), ("image_size", image_size), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if mixing and not 0.0 < clickme_fraction < 1.0:
+        raise ValueError(f"clickme_fraction must lie in (0, 1) when mixing, got {clickme_fraction}")
+    low, high = crop_area
+    if not 0.0 < low <= high <= 1.0:
+        raise ValueError(f"crop_area must satisfy 0 < low <= high <= 1, got {crop_area}")
+
+
+def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, counter: SkipCounter) -> list[int]:
+    counts = []
+    for path in paths:
+        index = scan_shard(path, check_data=check_data)
+        if index.error is not None:
+            if not skip_corrupt:
+                raise ClickMeDataError(f"{path}: {index.error} (skip_corrupt=True skips it)")
+            lost = index.count - index.readable
+            counter.in_shards += lost
+            LOGGER.warning("skipping %d record(s) of %s: %s (TFRecord cannot resume after it)",
+                           lost, path, index.error)
+        counts.append(index.readable)
+    return counts
+
+
+def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int | None,
+                  sequential: bool) -> tf.data.Dataset:
+    """(path, index in its shard, serialized record), shards read in parallel unless ``sequential``."""
+    files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(takes, tf.int64)))
+    if shuffle:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+
+    def read(path: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER).take(take).enumerate()
+        return records.map(lambda index, record: (path, index, record))
+
+    if sequential:
+        return files.flat_map(read)
+    return files.interleave(read, cycle_length=min(len(paths), _MAX_PARALLEL_FILES), block_length=1,
+                            num_parallel_calls=AUTOTUNE)
+
+
+def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int) -> tf.data.Dataset:
+    """Decode each record; one that makes TensorFlow raise becomes an element with a problem text."""
+    undecodable = "cannot be parsed or decoded (damaged JPEG or raw bytes, or a key of the wrong type)"
+
+    def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor) -> tf.data.Dataset:
+        decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes)).ignore_errors()
+        fallback = tf.data.Dataset.from_tensors(
+            (tf.constant(undecodable), tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1]), tf.constant(-1, tf.int64)))
+        return decoded.concatenate(fallback).take(1).map(lambda *item: (path, index) + item)
+
+    return records.interleave(guarded, cycle_length=_MAX_PARALLEL_FILES, block_length=1,
+                              num_parallel_calls=AUTOTUNE)
+
+
+def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter: SkipCounter) -> tf.data.Dataset:
+    """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty."""
+    def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor) -> tf.Tensor:
+        return tf.strings.join([f"bad {source} record: ", path, " record ", tf.strings.as_string(index), ": ",
+                                problem])
+
+    if skip_corrupt:
+        def keep(path, index, problem, image, heatmap, label):
+            return tf.cond(problem == "", lambda: tf.constant(True),
+                           lambda: counter.record_skip(message(path, index, problem)))
+        checked = decoded.filter(keep)
+    else:
+        def check(path, index, problem, image, heatmap, label):
+            assertion = tf.debugging.Assert(problem == "", [message(path, index, problem)])
+            with tf.control_dependencies([assertion]):
+                return path, index, tf.identity(problem), image, heatmap, label
+        checked = decoded.map(check)
+    return checked.map(lambda path, index, problem, image, heatmap, label: (image, heatmap, label))
+
+
+def _examples(paths: list[str], takes: list[int], decode: Callable, source: str, split: str, *,
+              num_classes: int, image_size: int, skip_corrupt: bool, counter: SkipCounter,
+              seed: int | None, deterministic: bool, shuffle_buffer: int,
+              crop_area: tuple[float, float], known_count: int | None) -> tf.data.Dataset:
+    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label) per record, augmented for split."""
+    train = split == "train"
+    records = _read_records(paths, takes, shuffle=train, seed=seed, sequential=deterministic and not train)
+    if train:
+        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    examples = _enforce(_decode_guarded(records, decode, num_classes), source, skip_corrupt, counter)
+    if known_count is not None:
+        examples = examples.apply(tf.data.experimental.assert_cardinality(known_count))
+    if train:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        examples = tf.data.Dataset.zip((examples, seeds))
+
+        def augment(example, pair_seed):
+            image, heatmap, label = example
+            image, heatmap = random_crop_flip(image, heatmap, pair_seed, image_size, area_range=crop_area)
+            return image, heatmap, label
+    elif split == "val":
+        def augment(image, heatmap, label):
+            return center_crop(image, heatmap, image_size) + (label,)
+    else:
+        def augment(image, heatmap, label):
+            return resize_pair(image, heatmap, image_size) + (label,)
+    return examples.map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def load_clickme(
+    paths_or_glob: Paths,
+    split: str = "train",
+    batch_size: int = 32,
+    image_size: int = 224,
+    num_classes: int = 1000,
+    deterministic: bool = False,
+    skip_corrupt: bool = False,
+    diffuse: bool = True,
+    mix_with: Paths | None = None,
+    clickme_fraction: float = 0.2,
+    seed: int | None = None,
+    repeat: bool = False,
+    *,
+    shuffle_buffer: int = 2048,
+    drop_remainder: bool | None = None,
+    crop_area: tuple[float, float] = (0.08, 1.0),
+    check_data: bool = True,
+) -> tf.data.Dataset:
+    """ClickMe shards (a path, directory, glob or list of them; both published layouts) -> batches.
+
+    ``split``: "train" shuffles (shards and records) and applies the Inception crop and flip jointly
+    to image and heatmap; "val" takes the central 0.875 crop; "test" only resizes (stimulus sets).
+    ``diffuse`` applies the method's heatmap diffusion (64x64, 10x10 sigma-10 blur, back).
+    ``mix_with``: ImageNet-style shards (no heatmap) mixed in with token 0 and a zero heatmap, a
+    ``clickme_fraction`` share of the examples coming from ClickMe (which then repeats as needed; an
+    epoch ends with the ImageNet shards). ``deterministic=True`` fixes the order (eval splits read in
+    file order); with a ``seed`` as well, shuffling and augmentation repeat exactly.
+    ``drop_remainder`` defaults to True for "train" and False otherwise. Without mixing and with
+    ``skip_corrupt=False`` the dataset's cardinality is known.
+
+    Every shard is scanned first (``check_data`` also verifies record checksums): a missing path,
+    an empty glob or a truncated/corrupt shard raises here, naming the file (and record). A bad
+    record (missing key, undecodable JPEG, heatmap/image shape mismatch, label outside
+    [0, num_classes)) stops iteration with an InvalidArgumentError whose text holds one line
+    "bad ClickMe record: FILE record I: WHAT" (see :func:`describe_data_error`); with
+    ``skip_corrupt=True`` such records are skipped, logged and counted in ``dataset.skip_counter``.
+    """
+    if drop_remainder is None:
+        drop_remainder = split == "train"
+    _check_arguments(split, batch_size, image_size, num_classes, clickme_fraction, crop_area,
+                     mixing=mix_with is not None)
+    counter = SkipCounter()
+    paths = resolve_paths(paths_or_glob, "ClickMe shards")
+    takes = _readable_counts(paths, skip_corrupt, check_data, counter)
+    options = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter,
+                   seed=seed, deterministic=deterministic, shuffle_buffer=shuffle_buffer, crop_area=crop_area)
+    known = None if skip_corrupt else sum(takes)
+    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known, **options)
+    clickme = clickme.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(1.0)))
+    if mix_with is None:
+        examples = clickme
+    else:
+        imagenet_paths = resolve_paths(mix_with, "ImageNet shards (mix_with)")
+        imagenet = _examples(imagenet_paths, [-1] * len(imagenet_paths), decode_imagenet, "ImageNet-style",
+                             split, known_count=None, **options)
+        imagenet = imagenet.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(0.0)))
+        examples = tf.data.Dataset.sample_from_datasets(
+            [clickme.repeat(), imagenet], weights=[clickme_fraction, 1.0 - clickme_fraction], seed=seed,
+            stop_on_empty_dataset=True)
+    if repeat:
+        examples = examples.repeat()
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+
+    def to_dict(image, heatmap, label, token):
+        heatmap = diffuse_heatmaps(heatmap, (image_size, image_size)) if diffuse else heatmap
+        return {"image": image, "heatmap": heatmap, "label": label, "token": token}
+
+    batches = batches.map(to_dict, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    dataset_options = tf.data.Options()
+    dataset_options.deterministic = deterministic
+    dataset = batches.with_options(dataset_options)
+    dataset.skip_counter = counter
+    return dataset

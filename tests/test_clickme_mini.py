@@ -1,0 +1,133 @@
+"""ClickMe-mini: deterministic, instant on re-run, and built so that the shortcut and the object
+each carry the class as designed (the cue agrees with the label in ~90% of train images and is
+independent of it in "conflict"; the object, which the human map marks, names the class alone)."""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+import harmonization  # noqa: F401  (loads triton before TensorFlow: stack.md trap 1)
+import tensorflow as tf
+from skimage.transform import resize
+from sklearn.linear_model import LogisticRegression
+
+from harmonization.data import clickme_mini, load_clickme
+from harmonization.data.mini import MANIFEST, PALETTE, cue_box
+
+SMALL = dict(train_size=24, val_size=8, conflict_size=8, stimuli_per_class=2, shard_size=10)
+
+
+def shard_bytes(directory):
+    return {os.path.basename(p): open(p, "rb").read() for p in sorted(glob.glob(os.path.join(directory, "*")))}
+
+
+def test_same_seed_same_bytes_another_seed_differs(tmp_path):
+    first = clickme_mini(tmp_path / "a", seed=3, **SMALL)
+    clickme_mini(tmp_path / "b", seed=3, **SMALL)
+    clickme_mini(tmp_path / "c", seed=4, **SMALL)
+    a, b, c = (shard_bytes(tmp_path / name) for name in "abc")
+    assert a == b
+    assert a.keys() == c.keys()
+    assert all(a[name] != c[name] for name in a if name.endswith(".tfrecords"))
+    assert first["num_classes"] == 4 and first["image_size"] == 32
+    for split in ("train", "val", "conflict", "stimuli"):
+        assert glob.glob(first[split]), split
+
+
+def test_a_rerun_reuses_a_complete_set_and_new_settings_regenerate(tmp_path):
+    clickme_mini(tmp_path, seed=0, **SMALL)
+    stamps = {p: os.stat(p).st_mtime_ns for p in glob.glob(str(tmp_path / "*"))}
+    clickme_mini(tmp_path, seed=0, **SMALL)
+    assert {p: os.stat(p).st_mtime_ns for p in glob.glob(str(tmp_path / "*"))} == stamps
+    os.remove(glob.glob(str(tmp_path / "val-*"))[0])  # an incomplete set is rebuilt
+    clickme_mini(tmp_path, seed=0, **SMALL)
+    assert glob.glob(str(tmp_path / "val-*"))
+    changed = clickme_mini(tmp_path, seed=0, **dict(SMALL, train_size=40))
+    assert sum(1 for _ in tf.data.TFRecordDataset(sorted(glob.glob(changed["train"])))) == 40
+    assert os.path.exists(tmp_path / MANIFEST)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="num_classes"):
+        clickme_mini(tmp_path, num_classes=9)
+    with pytest.raises(ValueError, match="cue_agreement"):
+        clickme_mini(tmp_path, cue_agreement=1.5)
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """The default ClickMe-mini, decoded in file order (the order of cues.npz)."""
+    info = clickme_mini(tmp_path_factory.mktemp("mini"), seed=0)
+    splits = {}
+    for split in ("train", "val", "conflict", "stimuli"):
+        loaded = {}
+        for diffuse in (False, True):
+            batches = list(load_clickme(info[split], split="test", batch_size=1024, image_size=32,
+                                        num_classes=info["num_classes"], deterministic=True, diffuse=diffuse))
+            loaded[diffuse] = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
+        splits[split] = dict(loaded[False], diffused=loaded[True]["heatmap"][..., 0])
+    return info, splits, np.load(info["cues"])
+
+
+def cue_from_pixels(images):
+    """The palette class nearest to the brightest-coloured corner patch of each image."""
+    corners = np.stack([images[:, rows, cols].mean(axis=(1, 2)) for rows, cols in (cue_box(32, c) for c in range(4))], 1)
+    distances = np.linalg.norm(corners[:, :, None, :] - PALETTE[None, None, :4], axis=-1)  # (N, corner, class)
+    return distances.min(axis=1).argmin(axis=1)
+
+
+def test_the_cue_agrees_with_the_label_as_designed(mini):
+    info, splits, cues = mini
+    for split, low, high in (("train", 0.87, 0.93), ("val", 0.84, 0.96), ("conflict", 0.17, 0.33)):
+        labels, seen = splits[split]["label"], cue_from_pixels(splits[split]["image"])
+        np.testing.assert_array_equal(labels, cues[f"{split}_label"])
+        assert (seen == cues[f"{split}_cue"]).mean() >= 0.99  # the cue survives JPEG
+        assert low <= (seen == labels).mean() <= high, split  # a cue-only classifier's accuracy
+    assert np.bincount(splits["stimuli"]["label"]).tolist() == [25] * 4
+    assert [len(splits[s]["label"]) for s in ("train", "val", "conflict")] == [2000, 400, 400]
+
+
+def object_features(masks):
+    """The object's mask cropped to its bounding box and resized to 8x8: shape, not place or size."""
+    features = []
+    for mask in masks:
+        rows, cols = np.nonzero(mask)
+        crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(float)
+        features.append(resize(crop, (8, 8), anti_aliasing=True).ravel())
+    return np.array(features)
+
+
+def test_the_object_marked_by_the_human_map_names_the_class(mini):
+    _, splits, _ = mini
+    masks = {split: splits[split]["heatmap"][..., 0] > 127 for split in ("train", "conflict")}
+    model = LogisticRegression(max_iter=2000).fit(object_features(masks["train"]), splits["train"]["label"])
+    accuracy = (model.predict(object_features(masks["conflict"])) == splits["conflict"]["label"]).mean()
+    assert accuracy >= 0.95
+
+
+def test_objects_are_brighter_than_their_background(mini):
+    _, splits, _ = mini
+    brightness = splits["val"]["image"].mean(-1)
+    mask = splits["val"]["heatmap"][..., 0] > 127
+    inside = np.array([b[m].mean() for b, m in zip(brightness, mask)])
+    outside = np.array([np.median(b[~m]) for b, m in zip(brightness, mask)])
+    assert np.all(inside - outside > 40)
+
+
+def test_the_diffused_human_map_still_peaks_on_the_object(mini):
+    _, splits, _ = mini
+    mask = splits["val"]["heatmap"][..., 0] > 127
+    diffused = splits["val"]["diffused"]
+    peak_on_object = [m.flat[d.argmax()] for d, m in zip(diffused, mask)]
+    assert np.mean(peak_on_object) >= 0.98
+    ratio = [d[m].mean() / d[~m].mean() for d, m in zip(diffused, mask)]
+    assert np.median(ratio) > 5
+
+
+def test_stimuli_are_in_the_raw_float32_stimulus_layout(mini):
+    info, _, _ = mini
+    record = next(iter(tf.data.TFRecordDataset(sorted(glob.glob(info["stimuli"])))))
+    features = tf.train.Example.FromString(record.numpy()).features.feature
+    assert len(features["image"].bytes_list.value[0]) == 32 * 32 * 3 * 4
+    assert len(features["heatmap"].bytes_list.value[0]) == 32 * 32 * 4
