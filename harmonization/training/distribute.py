@@ -71,6 +71,24 @@ def strategy(tpu: str | None = None) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """Whether ``strategy`` synchronises several workers (processes) with collectives."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+def for_multi_worker_reduction(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """Step logs shaped so that Keras 3 can reduce them across workers.
+
+    Under a multi-worker strategy Keras 3.15 averages each log with ``reduce(axis=0)``, which
+    fails on scalars (tensorflow#72388); as (1,) tensors they reduce to the same scalars.
+    Elsewhere the logs are returned unchanged.
+    """
+    if not is_multi_worker(tf.distribute.get_strategy()):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+
+
 def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
     """Divide a per-replica mean loss by the replica count (trap 5).
 

@@ -11,7 +11,8 @@ from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization
                                 weight_decay)
 from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
 from harmonization.saliency import signed_saliency
-from harmonization.training.distribute import disable_arithmetic_optimization, scale_for_replicas
+from harmonization.training.distribute import (disable_arithmetic_optimization,
+                                               for_multi_worker_reduction, scale_for_replicas)
 
 
 def _bilinear_layers(model: keras.layers.Layer) -> list[str]:
@@ -166,7 +167,7 @@ class Harmonizer(keras.Model):
                 logs[name] = self._trackers[name].result()
         self._trackers["accuracy"].update_state(labels, terms["logits"])
         logs["accuracy"] = self._trackers["accuracy"].result()
-        return logs
+        return for_multi_worker_reduction(logs)
 
     def train_step(self, batch):
         images, heatmaps, labels, tokens = self._unpack(batch)
@@ -185,6 +186,15 @@ class Harmonizer(keras.Model):
 
     def predict_step(self, batch):
         return self(batch, training=False)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 averages a sample batch across replicas here, which fails under
+        # MultiWorkerMirroredStrategy (tensorflow#72388). The Harmonizer is built at construction and has no
+        # compiled losses or metrics, so only the optimizer remains to build: no data needed.
+        if self._distribute_strategy is None:
+            return
+        with self.distribute_strategy.scope():
+            self._symbolic_build()
 
     def save_pixel_model(self, path: str) -> str:
         """Write the pixel model to ``path`` (a ``.keras`` file), atomically; returns the path."""
