@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from torch import nn
 from torch_helpers import cnn, test_batch  # noqa: F401  (fixtures)
 
-from attacks_torch.attacks import pgd
+from attacks_torch.attacks import cross_entropy_gradient, pgd
+from attacks_torch.models.counting import CountingModel
 from attacks_torch.models import PixelModel
 
 
@@ -96,6 +97,18 @@ def test_samples_are_attacked_independently_of_their_batch(cnn, test_batch):  # 
     alone = torch.cat([pgd(cnn, images[i : i + 1], labels[i : i + 1], 0.2 + 1.8 * i / (len(images) - 1))
                        for i in range(len(images))])
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+
+
+def test_a_known_first_gradient_gives_the_same_attack_for_fewer_passes(cnn, test_batch):  # noqa: F811
+    images, labels = test_batch
+    eps = torch.linspace(0.1, 3.0, len(images))
+    counter = CountingModel(cnn, len(images))
+    first = cross_entropy_gradient(cnn, images, labels)
+    reused = pgd(counter, images, labels, eps, first_gradient=first)
+    torch.testing.assert_close(reused, pgd(cnn, images, labels, eps), atol=1e-6, rtol=0)
+    assert (counter.forward_passes == 2).all() and (counter.backward_passes == 2).all()
+    with pytest.raises(ValueError, match="first_gradient"):
+        pgd(cnn, images, labels, eps, first_gradient=first, random_start=True)
 
 
 def test_the_paper_protocol_fools_the_trained_cnn_more_at_larger_eps(cnn, test_batch):  # noqa: F811

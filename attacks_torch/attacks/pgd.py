@@ -30,6 +30,12 @@ def _random_start(images: torch.Tensor, eps: torch.Tensor, p: float) -> torch.Te
     return direction * view_as_images(radius)
 
 
+def cross_entropy_gradient(model: Model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """d sum(cross-entropy(model(images), labels)) / d images: the direction of PGD's first step."""
+    _, grad = input_gradient(model, images, lambda logits: F.cross_entropy(logits, labels, reduction="none"))
+    return grad
+
+
 def pgd(
     model: Model,
     images: torch.Tensor,
@@ -42,6 +48,7 @@ def pgd(
     random_start: bool = False,
     bounds: tuple[float, float] = (0.0, 1.0),
     rel_step_size: float | None = None,
+    first_gradient: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Untargeted PGD on the summed cross-entropy; returns the adversarial images (detached).
 
@@ -51,6 +58,8 @@ def pgd(
     clips the image to ``bounds``. ``eps`` and ``step_size`` are floats or per-sample (N,) tensors;
     ``rel_step_size``, when given, sets the step to ``rel_step_size * eps`` per sample instead.
     ``random_start`` draws the start uniformly in the eps-ball (torch's global generator).
+    ``first_gradient``: :func:`cross_entropy_gradient` at these images, when already known (it does
+    not depend on eps, so a search computes it once per image); saves the first step's passes.
     Every forward pass sees the whole batch: call it on the samples that still need attacking.
     """
     if norm not in NORMS:
@@ -62,23 +71,23 @@ def pgd(
     if rel_step_size is not None and not rel_step_size > 0:
         raise ValueError(f"rel_step_size: expected > 0, got {rel_step_size}")
     check_batch(images, labels, bounds)
+    if first_gradient is not None and (random_start or first_gradient.shape != images.shape):
+        raise ValueError("first_gradient: expected the gradient at the clean images (same shape), "
+                         "which a random start does not use")
     p = NORMS[norm]
     x0 = images.detach()
     eps = per_sample(eps, x0, "eps")
-    step = eps * rel_step_size if rel_step_size is not None else per_sample(step_size, x0, "step_size")
+    step_sizes = eps * rel_step_size if rel_step_size is not None else per_sample(step_size, x0, "step_size")
     x = x0
     if random_start:
         x = (x0 + _random_start(x0, eps, p)).clamp(*bounds)
 
-    def loss_fn(logits: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, labels, reduction="none")
-
-    for _ in range(steps):
-        _, grad = input_gradient(model, x, loss_fn)
+    for i in range(steps):
+        grad = first_gradient if i == 0 and first_gradient is not None else cross_entropy_gradient(model, x, labels)
         if p == 2.0:
             direction = grad / view_as_images(flat_norms(grad).clamp_min(_TINY))
         else:
             direction = grad.sign()
-        x = x + view_as_images(step) * direction
+        x = x + view_as_images(step_sizes) * direction
         x = (x0 + _project(x - x0, eps, p, projection)).clamp(*bounds)
     return x.detach()

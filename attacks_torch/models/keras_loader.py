@@ -14,14 +14,21 @@ KERAS_SUFFIXES = (".keras", ".h5")
 
 
 class _ChannelsLast(nn.Module):
-    """Calls a Keras model (torch backend) on NCHW input, NHWC inside, in inference mode."""
+    """Calls a Keras model (torch backend) on NCHW input, NHWC inside, in inference mode.
+
+    Keras keeps its weights on the device it chose (a GPU when there is one): the input goes
+    there and the logits come back to the input's device, differentiably.
+    """
 
     def __init__(self, keras_model: nn.Module) -> None:
         super().__init__()
         self.keras_model = keras_model
+        weights = keras_model.weights
+        self.keras_device = weights[0].value.device if weights else torch.device("cpu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.keras_model(x.permute(0, 2, 3, 1), training=False)
+        logits = self.keras_model(x.permute(0, 2, 3, 1).to(self.keras_device), training=False)
+        return logits.to(x.device)
 
 
 def _import_keras_on_torch():
@@ -44,7 +51,7 @@ def load_keras(path: str | Path) -> PixelModel:
 
     The Keras model takes NHWC pixels in [0, 255] and returns logits; the wrapper maps [0, 1]
     NCHW pixels onto it (std = 1/255, i.e. a multiplication by 255, then NCHW -> NHWC) and calls it
-    with ``training=False``. The model stays on the device Keras chose for it.
+    with ``training=False``. The weights stay on the device Keras chose; inputs on any device work.
     """
     path = Path(path)
     if path.suffix not in KERAS_SUFFIXES:
