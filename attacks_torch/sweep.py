@@ -175,7 +175,7 @@ class SweepConfig:
             (self.tol is None or self.tol > 0, f"--tol must be positive, got {self.tol}"),
             (self.num_classes is None or self.num_classes >= 2, f"--num-classes must be >= 2, got {self.num_classes}"),
             (self.keep_maps >= 0, f"--keep-maps must be >= 0, got {self.keep_maps}"),
-            (self.device.split(":")[0] in ("cpu", "cuda"), f"--device must be cpu or cuda, got {self.device!r}"),
+            (self.device in ("cpu", "cuda"), f"--device must be cpu or cuda, got {self.device!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -278,7 +278,7 @@ class Distributed:
         cuda = device.startswith("cuda")
         if cuda and not torch.cuda.is_available():
             raise SweepError("--device cuda: no CUDA device is available")
-        self.device = torch.device(f"cuda:{local_rank}" if cuda and self.world_size > 1 else device)
+        self.device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
         if cuda:
             torch.cuda.set_device(self.device)
         self._owns_group = self.world_size > 1 and not dist.is_initialized()
