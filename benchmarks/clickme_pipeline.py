@@ -1,0 +1,102 @@
+"""ClickMe training pipeline (decode, diffuse, augment, batch) vs one harmonizer step of the small CNN.
+
+Targets: at 64x64 the pipeline delivers at least 3x the images per second that a harmonizer step
+of ``small_cnn`` consumes (so the pipeline is never the bottleneck), and the published 256x256
+JPEG layout read at 224x224 sustains at least 150 images/s. All rates are measured in this run,
+on this machine's cores. Also shown: the harmonizer fed by the pipeline, against the same steps fed
+from memory. Prints one line per measurement and writes benchmarks/results/clickme_pipeline.json.
+Run: python benchmarks/clickme_pipeline.py [--batches N]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
+import harmonization  # noqa: F401  (loads triton before TensorFlow)
+import keras
+import tensorflow as tf
+
+from harmonization.data import clickme_mini, load_clickme
+from harmonization.models import build_model
+from harmonization.training import Harmonizer
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "clickme_pipeline.json"
+NUM_CLASSES = 4
+
+
+def pipeline_rate(dataset: tf.data.Dataset, batches: int, warmup: int = 3) -> float:
+    """Images per second drawn from ``dataset`` (after ``warmup`` batches)."""
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += int(next(iterator)["image"].shape[0])
+    return images / (time.perf_counter() - start)
+
+
+def harmonizer_rate(dataset: tf.data.Dataset, image_size: int, steps: int) -> float:
+    """Images per second of ``fit`` on the harmonized small CNN (lambda 1) fed by ``dataset``."""
+    model = Harmonizer(build_model("small_cnn", NUM_CLASSES, image_size), lambda_harmonization=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True))
+    model.fit(dataset, epochs=1, steps_per_epoch=3, verbose=0)  # trace and warm up
+    batch_size = int(next(iter(dataset))["image"].shape[0])
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per measurement")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="clickme-bench-")
+    try:
+        small = clickme_mini(os.path.join(workdir, "64"), seed=0, image_size=64, train_size=2048,
+                             val_size=16, conflict_size=16, stimuli_per_class=1)
+        large = clickme_mini(os.path.join(workdir, "256"), seed=0, image_size=256, train_size=512,
+                             val_size=16, conflict_size=16, stimuli_per_class=1, shard_size=128)
+
+        def train_set(info: dict, image_size: int, batch_size: int) -> tf.data.Dataset:
+            return load_clickme(info["train"], split="train", batch_size=batch_size, image_size=image_size,
+                                num_classes=NUM_CLASSES, seed=0, repeat=True)
+
+        pipeline_64 = pipeline_rate(train_set(small, 64, 64), args.batches)
+        pipeline_224 = pipeline_rate(train_set(large, 224, 32), args.batches)
+        in_memory = tf.data.Dataset.from_tensors(next(iter(train_set(small, 64, 64)))).repeat()
+        step_memory = harmonizer_rate(in_memory, 64, args.batches)
+        step_fed = harmonizer_rate(train_set(small, 64, 64), 64, args.batches)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    ratio = pipeline_64 / step_memory
+    result = {
+        "cores": os.cpu_count(),
+        "pipeline_64_images_per_s": pipeline_64,
+        "harmonizer_step_64_images_per_s": step_memory,
+        "ratio_pipeline_to_step": ratio,
+        "harmonizer_fed_by_pipeline_images_per_s": step_fed,
+        "pipeline_224_jpeg_images_per_s": pipeline_224,
+        "targets": {"ratio_at_least": 3.0, "pipeline_224_at_least": 150.0},
+        "meets_targets": {"ratio": ratio >= 3.0, "pipeline_224": pipeline_224 >= 150.0},
+    }
+    print(f"64x64   pipeline (decode, diffuse, crop+flip, batch 64): {pipeline_64:8.0f} images/s")
+    print(f"64x64   harmonizer step, small_cnn, lambda 1 (in memory): {step_memory:8.0f} images/s")
+    print(f"64x64   ratio pipeline / step: {ratio:.1f}x (target >= 3)")
+    print(f"64x64   harmonizer fed by the pipeline: {step_fed:8.0f} images/s "
+          f"({step_fed / step_memory:.2f} of the in-memory rate)")
+    print(f"224x224 pipeline from 256x256 JPEG shards (batch 32): {pipeline_224:8.0f} images/s (target >= 150)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    partial = RESULTS.with_suffix(".json.partial")
+    partial.write_text(json.dumps(result, indent=2))
+    os.replace(partial, RESULTS)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
