@@ -159,3 +159,30 @@ def test_without_data_checks_truncation_is_still_found(tmp_path):
     assert os.path.getsize(path) == len(data) - 30
     with pytest.raises(ClickMeDataError, match="record 4 is truncated"):
         load(path, check_data=False)
+
+
+def imagenet_record(image=GOOD["image"], label=2):
+    feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+               "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_a_bad_imagenet_style_record_is_named_too(tmp_path):
+    clickme = good_shard(tmp_path)
+    imagenet = write_records(tmp_path / "in.tfrecords", [imagenet_record(), imagenet_record(label=1000)])
+    dataset = load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0)
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        list(dataset)
+    assert describe_data_error(error.value) == f"bad ImageNet-style record: {imagenet} record 1: label 1000 is outside [0, 4)"
+
+
+def test_skip_corrupt_ends_a_damaged_imagenet_style_shard_at_the_damage(tmp_path):
+    clickme = good_shard(tmp_path)
+    imagenet = write_records(tmp_path / "in.tfrecords", [imagenet_record(label=i % 4) for i in range(6)])
+    data, _ = record_offsets(imagenet)
+    open(imagenet, "wb").write(data[:-30])
+    with pytest.raises(tf.errors.DataLossError):
+        list(load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0))
+    batches = list(load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0, skip_corrupt=True))
+    tokens = np.concatenate([batch["token"].numpy() for batch in batches])
+    assert (tokens == 0).sum() == 5

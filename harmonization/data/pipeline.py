@@ -92,15 +92,21 @@ def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, cou
 
 
 def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int | None,
-                  sequential: bool) -> tf.data.Dataset:
-    """(path, index in its shard, serialized record), shards read in parallel unless ``sequential``."""
+                  sequential: bool, end_shard_on_damage: bool) -> tf.data.Dataset:
+    """(path, index in its shard, serialized record), shards read in parallel unless ``sequential``.
+
+    ``end_shard_on_damage``: a shard that was not scanned ends at a damaged record (TensorFlow logs
+    it) instead of stopping the run.
+    """
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(takes, tf.int64)))
     if shuffle:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def read(path: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
-        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER).take(take).enumerate()
-        return records.map(lambda index, record: (path, index, record))
+        records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER).take(take)
+        if end_shard_on_damage:
+            records = records.ignore_errors(log_warning=True)
+        return records.enumerate().map(lambda index, record: (path, index, record))
 
     if sequential:
         return files.flat_map(read)
@@ -145,10 +151,14 @@ def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter:
 def _examples(paths: list[str], takes: list[int], decode: Callable, source: str, split: str, *,
               num_classes: int, image_size: int, skip_corrupt: bool, counter: SkipCounter,
               seed: int | None, deterministic: bool, shuffle_buffer: int,
-              crop_area: tuple[float, float], known_count: int | None) -> tf.data.Dataset:
-    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label) per record, augmented for split."""
+              crop_area: tuple[float, float], known_count: int | None, scanned: bool) -> tf.data.Dataset:
+    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label) per record, augmented for split.
+
+    ``scanned``: the shards passed :func:`scan_shard`, so ``takes`` holds their readable counts.
+    """
     train = split == "train"
-    records = _read_records(paths, takes, shuffle=train, seed=seed, sequential=deterministic and not train)
+    records = _read_records(paths, takes, shuffle=train, seed=seed, sequential=deterministic and not train,
+                            end_shard_on_damage=skip_corrupt and not scanned)
     if train:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     examples = _enforce(_decode_guarded(records, decode, num_classes), source, skip_corrupt, counter)
@@ -202,8 +212,11 @@ def load_clickme(
     ``drop_remainder`` defaults to True for "train" and False otherwise. Without mixing and with
     ``skip_corrupt=False`` the dataset's cardinality is known.
 
-    Every shard is scanned first (``check_data`` also verifies record checksums): a missing path,
-    an empty glob or a truncated/corrupt shard raises here, naming the file (and record). A bad
+    Every ClickMe shard is scanned first (``check_data`` also verifies record checksums): a missing
+    path, an empty glob or a truncated/corrupt shard raises here, naming the file and record (with
+    ``skip_corrupt=True`` the shard is read up to the damage, and the rest is counted as skipped).
+    ``mix_with`` shards are not scanned (ImageNet is large): a damaged one stops the run with
+    TensorFlow's own error or, with ``skip_corrupt=True``, ends there with TensorFlow's warning. A bad
     record (missing key, undecodable JPEG, heatmap/image shape mismatch, label outside
     [0, num_classes)) stops iteration with an InvalidArgumentError whose text holds one line
     "bad ClickMe record: FILE record I: WHAT" (see :func:`describe_data_error`); with
@@ -219,14 +232,16 @@ def load_clickme(
     options = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter,
                    seed=seed, deterministic=deterministic, shuffle_buffer=shuffle_buffer, crop_area=crop_area)
     known = None if skip_corrupt else sum(takes)
-    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known, **options)
+    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known,
+                        scanned=True, **options)
     clickme = clickme.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(1.0)))
     if mix_with is None:
         examples = clickme
     else:
         imagenet_paths = resolve_paths(mix_with, "ImageNet shards (mix_with)")
+        options["seed"] = None if seed is None else seed + 1  # crops independent of ClickMe's
         imagenet = _examples(imagenet_paths, [-1] * len(imagenet_paths), decode_imagenet, "ImageNet-style",
-                             split, known_count=None, **options)
+                             split, known_count=None, scanned=False, **options)
         imagenet = imagenet.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(0.0)))
         examples = tf.data.Dataset.sample_from_datasets(
             [clickme.repeat(), imagenet], weights=[clickme_fraction, 1.0 - clickme_fraction], seed=seed,
