@@ -234,15 +234,19 @@ def _number(value: float, sem: float | None = None, digits: int = 3) -> str:
     return text if sem is None or not math.isfinite(sem) else f"{text} ± {sem:.{digits}f}"
 
 
+def _p(value: float) -> str:
+    return f"{value:.3g}" if math.isfinite(value) else "n/a"
+
+
 def _statistics_markdown(stats: dict[str, dict[str, float]]) -> list[str]:
     lines = ["| test | statistic | p | n or df |", "|---|---|---|---|"]
     for name, values in stats.items():
         if "rho" in values:
             lines.append(f"| Spearman {name.replace('_', ' ')} | rho = {_number(values['rho'])} | "
-                         f"{values['p']:.3g} | n = {values['n']} |")
+                         f"{_p(values['p'])} | n = {values['n']} |")
         else:
             lines.append(f"| Welch t-test {name.replace('_', ' ')} | t = {_number(values['t'])} | "
-                         f"{values['p']:.3g} | df = {_number(values['df'], digits=1)} |")
+                         f"{_p(values['p'])} | df = {_number(values['df'], digits=1)} |")
     return lines
 
 

@@ -106,6 +106,8 @@ def test_every_figure_and_the_report_are_written(synthetic):
     assert "| volo_d1 | hybrid |" in text
     assert "| vgg16 | CNN | 70.00 | csv |" in text
     assert "## Failed models" in text and "OutOfMemoryError: CUDA out of memory" in text
+    rho = json.loads((out / "statistics.json").read_text())["l2_pgd"]["accuracy_vs_tolerance"]["rho"]
+    assert f"| Spearman accuracy vs tolerance | rho = {rho:.3f} |" in text
 
 
 def test_classes_come_from_the_zoo_pairs_and_overrides(synthetic):
