@@ -29,7 +29,9 @@ def perturbation_measures(images: Any, adversarials: Any, heatmaps: Any, fooled:
     maps = _numpy("heatmaps", heatmaps).astype(np.float64)
     fooled = _numpy("fooled", fooled).astype(bool)
     if x.ndim != 4 or x.shape != x_adv.shape:
-        raise ValueError(f"images and adversarials: expected equal (N, C, H, W) shapes, got {x.shape} and {x_adv.shape}")
+        raise ValueError(
+            f"images and adversarials: expected equal (N, C, H, W) shapes, got {x.shape} and {x_adv.shape}"
+        )
     if maps.ndim == 4 and maps.shape[1] == 1:
         maps = maps[:, 0]
     if maps.shape != (x.shape[0], *x.shape[2:]):

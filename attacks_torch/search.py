@@ -115,7 +115,11 @@ def ladder_schedule(lo: float, hi: float, tol: float | None, start: float) -> Sc
 
 def reference_schedule(lo: float, hi: float, tol: float | None) -> Schedule:
     """The reference code's: give up unless ``hi`` fools; then probe eps 1 and bisect [lo, 1]
-    (``tol`` 0.01 by default) if it fools, else [1, hi] (``tol`` 0.1 by default)."""
+    (``tol`` 0.01 by default) if it fools, else [1, hi] (``tol`` 0.1 by default).
+
+    Not copied from it: its bisection attacked every midpoint with the probe's eps (1) instead of
+    the midpoint; here each midpoint is attacked at its own eps.
+    """
     if not (yield hi):
         return Outcome(math.inf, hi, False)
     if (yield 1.0):
@@ -213,7 +217,9 @@ def minimal_epsilon(
         first_gradients = _first_gradients(counter, images, labels, rows, batch_size)
     schedules: dict[int, Schedule] = {}
     for i in rows:
-        schedules[i] = ladder_schedule(lo, hi, tol, ladder_start) if schedule == "ladder" else reference_schedule(lo, hi, tol)
+        schedules[i] = (
+            ladder_schedule(lo, hi, tol, ladder_start) if schedule == "ladder" else reference_schedule(lo, hi, tol)
+        )
     pending = {i: next(s) for i, s in schedules.items()}
     outcomes: dict[int, Outcome] = {}
     adversarial = images.detach().clone()

@@ -86,6 +86,7 @@ def _search_rows(model, images, labels, device) -> tuple[list[dict], dict]:
     compare = {
         "speedup_batched_vs_per_image": rows[2]["wall_s"] / rows[0]["wall_s"],
         "eps_identical": bool(same_outcome and torch.equal(eps[both], batched.eps[both])),
+        "eps_differing_images": int((eps.nan_to_num(-1) != batched.eps.nan_to_num(-1)).sum()),
         "max_l2_norm_gap": norm_gap,
         "ladder_fooled": int(batched.fooled.sum()),
         "reference_fooled": int(results["reference"].fooled.sum()),
@@ -126,6 +127,7 @@ def _min_norm_rows(model, images, labels, steps, device) -> list[dict]:
             fooled = model(adversarial).argmax(1) != y
         rows.append(_row(name, x, y, adversarial, fooled, torch.ones_like(fooled), counter.backward_passes,
                          counter.forward_passes, wall))
+        rows[-1]["norms"] = (adversarial - x).flatten(1).norm(dim=1).where(fooled, math.nan).tolist()
     return rows
 
 
@@ -143,7 +145,8 @@ def _print_block(title: str, rows: list[dict], compare: dict) -> None:
               f"{r['grads_per_image']:9.1f} {r['forwards_per_image']:8.1f} {r['wall_s']:8.2f}")
     speedup = compare["speedup_batched_vs_per_image"]
     print(f"  batched vs per image: {speedup:.2f}x faster (target >= 3x: {'met' if speedup >= 3 else 'MISSED'}), "
-          f"eps identical: {compare['eps_identical']}, max |L2 norm difference| {compare['max_l2_norm_gap']:.1e}")
+          f"eps identical: {compare['eps_identical']} ({compare['eps_differing_images']} images differ), "
+          f"max |L2 norm difference| {compare['max_l2_norm_gap']:.1e}")
     print(f"  schedules: ladder fooled {compare['ladder_fooled']}, reference fooled {compare['reference_fooled']} "
           f"(ladder only {compare['ladder_only']}, reference only {compare['reference_only']}; "
           f"fooled at hi per the ladder {compare['ladder_fooled_at_hi']})")
@@ -151,7 +154,9 @@ def _print_block(title: str, rows: list[dict], compare: dict) -> None:
         ratio, wall = compare["ddn_norm_ratio"], compare["ddn_wall_ratio"]
         print(f"  ddn ours / foolbox DDN: median norm {ratio:.4f} (target within 2%: "
               f"{'met' if abs(ratio - 1) <= 0.02 else 'MISSED'}), wall {wall:.2f}x "
-              f"(target <= 1: {'met' if wall <= 1 else 'MISSED'})")
+              f"(target <= 1: {'met' if wall <= 1 else 'MISSED'}); per image, ours / foolbox: median "
+              f"{compare['ddn_per_image_ratio']['median']:.3f}, range {compare['ddn_per_image_ratio']['min']:.3f}"
+              f"-{compare['ddn_per_image_ratio']['max']:.3f}")
 
 
 def main() -> None:
@@ -160,10 +165,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     parser.add_argument("--steps", type=int, default=100, help="DDN / FMN steps")
     parser.add_argument("--cnn-images", type=int, default=64)
+    parser.add_argument("--tf32", action="store_true",
+                        help="allow TF32 convolutions and matmuls on CUDA (PyTorch's cuDNN default; off here, "
+                             "since its batch-size-dependent rounding changes borderline search decisions)")
     parser.add_argument("--models", default="efficientnet_lite0_imagenet,tiny_cnn", help="comma-separated subset")
     args = parser.parse_args()
     torch.set_num_threads(args.threads or DEFAULT_THREADS)
     device = torch.device(args.device)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
 
     cnn_images, cnn_labels = synthetic_images(args.cnn_images, seed=7)
     cases = {
@@ -171,7 +180,7 @@ def main() -> None:
         "tiny_cnn": (lambda: trained_cnn().to(device), lambda: (cnn_images.to(device), cnn_labels.to(device))),
     }
     report = {"device": str(device), "threads": torch.get_num_threads(), "steps": args.steps,
-              "foolbox": getattr(foolbox, "__version__", None), "models": {}}
+              "tf32": args.tf32, "foolbox": getattr(foolbox, "__version__", None), "models": {}}
     for name in args.models.split(","):
         if name not in cases:
             parser.error(f"--models: unknown {name!r}; choose from {sorted(cases)}")
@@ -184,8 +193,14 @@ def main() -> None:
         if len(min_norm) > 1:
             compare["ddn_norm_ratio"] = min_norm[0]["median_l2"] / min_norm[1]["median_l2"]
             compare["ddn_wall_ratio"] = min_norm[0]["wall_s"] / min_norm[1]["wall_s"]
+            ratios = torch.tensor(min_norm[0]["norms"]) / torch.tensor(min_norm[1]["norms"])
+            finite = ratios[torch.isfinite(ratios)]
+            compare["ddn_per_image_ratio"] = {"median": finite.median().item(), "min": finite.min().item(),
+                                              "max": finite.max().item()}
         rows += min_norm
-        title = f"{name}: {len(images)} images {tuple(images.shape[1:])}, {device}, {torch.get_num_threads()} threads"
+        title = (f"{name}: {len(images)} images {tuple(images.shape[1:])}, {device}"
+                 + (f", tf32 {'on' if args.tf32 else 'off'}" if device.type == "cuda" else "")
+                 + f", {torch.get_num_threads()} threads")
         _print_block(title, rows, compare)
         report["models"][name] = {"images": len(images), "rows": rows, **compare}
     out = ROOT / "benchmarks" / "results" / "attacks.json"

@@ -19,7 +19,9 @@ def _fooled(model, adversarial, labels):
 def test_ddn_median_norm_within_2_percent_of_foolbox(cnn):  # noqa: F811
     images, labels = synthetic_images(32, seed=11)
     ours = ddn(cnn, images, labels, steps=30)
-    reference = foolbox.attacks.DDNAttack(steps=30).run(foolbox.PyTorchModel(cnn, bounds=(0, 1)), images, labels)
+    reference = foolbox.attacks.DDNAttack(steps=30).run(
+        foolbox.PyTorchModel(cnn, bounds=(0, 1), device="cpu"), images, labels
+    )
     assert _fooled(cnn, ours, labels).all() and _fooled(cnn, reference, labels).all()
     ours_median, reference_median = _norms(ours, images).median(), _norms(reference, images).median()
     assert abs(ours_median / reference_median - 1) < 0.02, (ours_median, reference_median)
@@ -39,7 +41,7 @@ def test_cw_without_early_abort_matches_foolbox(cnn):  # noqa: F811
     settings = dict(binary_search_steps=3, steps=20, confidence=0.0, abort_early=False)
     ours = carlini_wagner_l2(cnn, images, labels, step_size=0.05, initial_const=1.0, **settings)
     reference = foolbox.attacks.L2CarliniWagnerAttack(stepsize=0.05, initial_const=1.0, **settings).run(
-        foolbox.PyTorchModel(cnn, bounds=(0, 1)), images, labels
+        foolbox.PyTorchModel(cnn, bounds=(0, 1), device="cpu"), images, labels
     )
     found = _fooled(cnn, reference, labels)
     assert found.sum() >= 4  # most samples have an adversarial to compare

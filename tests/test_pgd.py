@@ -23,7 +23,7 @@ def _l2(t):
 def test_ball_pgd_equals_foolbox(cnn, test_batch, norm, attack_class, eps, step_size):  # noqa: F811
     images, labels = test_batch
     reference = attack_class(abs_stepsize=step_size, steps=3, random_start=False).run(
-        foolbox.PyTorchModel(cnn, bounds=(0, 1)), images, labels, epsilon=eps
+        foolbox.PyTorchModel(cnn, bounds=(0, 1), device="cpu"), images, labels, epsilon=eps
     )
     ours = pgd(cnn, images, labels, eps, norm=norm, steps=3, step_size=step_size, projection="ball")
     size = (reference - images).flatten(1).norm(p=2 if norm == "l2" else float("inf"), dim=1)

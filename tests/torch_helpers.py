@@ -75,8 +75,9 @@ def test_batch() -> tuple[torch.Tensor, torch.Tensor]:
 class PeriodicModel(nn.Module):
     """Two classes whose margin is cos(pi z / period) along one direction u of pixel space.
 
-    z = <u, x - 0.5>, u a unit vector of random signs. Class 0 holds where the cosine is positive, so walking along u the image
-    leaves class 0 and comes back: success of an attack along u is not monotonic in eps.
+    z = <u, x - 0.5>, u a unit vector of random signs. Class 0 holds where the cosine is positive,
+    so walking along u the image leaves class 0 and comes back: success of an attack along u is not
+    monotonic in eps.
     """
 
     def __init__(self, shape: tuple[int, int, int], period: float, seed: int = 0) -> None:

@@ -11,11 +11,9 @@ from attacks_torch.attacks._common import Model, check_batch, flat_norms, input_
 _TINY = 1e-12
 
 
-def _unit_directions(grad: torch.Tensor) -> torch.Tensor:
-    """L2-normalise each sample's gradient; a zero gradient is replaced by a random direction."""
-    zero = flat_norms(grad) == 0
-    if zero.any():
-        grad = torch.where(view_as_images(zero), torch.randn_like(grad), grad)
+def _unit_directions(grad: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """L2-normalise each sample's gradient; a zero gradient is replaced by the ``fallback`` direction."""
+    grad = torch.where(view_as_images(flat_norms(grad) == 0), fallback, grad)
     return grad / view_as_images(flat_norms(grad).clamp_min(_TINY))
 
 
@@ -37,7 +35,8 @@ def ddn(
     where the current point is adversarial and grows it by ``1 + gamma`` where not, rescales the
     perturbation to that norm and clips to ``bounds``. Same schedule as foolbox's ``DDNAttack``,
     plus one forward pass that also checks the last iterate (``steps`` + 1 forward passes,
-    ``steps`` backward passes per sample).
+    ``steps`` backward passes per sample). Where a gradient vanishes, the step goes along a
+    random direction drawn once per call (torch's global generator; foolbox draws one per step).
     """
     if steps < 1:
         raise ValueError(f"steps: expected >= 1, got {steps}")
@@ -51,6 +50,7 @@ def ddn(
     epsilon = torch.full_like(worst_norm, init_epsilon)
     best_norm = worst_norm.clone()
     best_delta = torch.zeros_like(x)
+    fallback = torch.randn_like(x)
 
     def loss_fn(logits: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, labels, reduction="none")
@@ -68,7 +68,7 @@ def ddn(
         step = min_step_size + (max_step_size - min_step_size) * (1 + math.cos(math.pi * i / steps)) / 2
         logits, grad = input_gradient(model, x + delta, loss_fn)
         adversarial = keep_best(logits)
-        delta = delta + step * _unit_directions(grad)
+        delta = delta + step * _unit_directions(grad, fallback)
         epsilon = torch.minimum(epsilon * torch.where(adversarial, 1.0 - gamma, 1.0 + gamma), worst_norm)
         delta = delta * view_as_images(epsilon / flat_norms(delta).clamp_min(_TINY))
         delta = (x + delta).clamp(low, high) - x
