@@ -108,7 +108,9 @@ def test_bundled_photos_are_imagenet_sized_pixels():
     photos = bundled_photos(["coffee", "china"])
     assert photos.images.shape == (2, 3, 224, 224) and photos.images.dtype == torch.float32
     assert 0 <= photos.images.min() and photos.images.max() <= 1 and photos.images.std() > 0.1
-    assert photos.labels.tolist() == [967, 698]
+    assert photos.labels.tolist() == [967, 698] and photos.accepted == [frozenset({967}), frozenset({698})]
+    images, labels, names = photos  # unpacks as (images, labels, names)
+    assert names == ["coffee", "china"]
     with pytest.raises(ValueError, match="unknown bundled photo"):
         bundled_photos(["astronaut"])
 

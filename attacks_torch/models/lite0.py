@@ -77,12 +77,16 @@ PHOTOS: dict[str, tuple[Callable[[], np.ndarray], int, frozenset[int]]] = {
 
 
 class Photos(NamedTuple):
-    """Bundled photos: ``images`` (N, 3, size, size) in [0, 1], ``labels`` (N,) int64, and more."""
+    """Bundled photos: ``images`` (N, 3, size, size) in [0, 1], ``labels`` (N,) int64, ``names``."""
 
     images: torch.Tensor
     labels: torch.Tensor
     names: list[str]
-    accepted: list[frozenset[int]]
+
+    @property
+    def accepted(self) -> list[frozenset[int]]:
+        """Per photo, every ImageNet label a person would accept for it (e.g. tabby or tiger cat)."""
+        return [PHOTOS[name][2] for name in self.names]
 
 
 def _center_crop(array: np.ndarray, size: int, crop_pct: float) -> np.ndarray:
@@ -107,4 +111,4 @@ def bundled_photos(names: list[str] | None = None, size: int = 224, crop_pct: fl
     arrays = [_center_crop(PHOTOS[n][0](), size, crop_pct) for n in names]
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
     labels = torch.tensor([PHOTOS[n][1] for n in names], dtype=torch.int64)
-    return Photos(images, labels, names, [PHOTOS[n][2] for n in names])
+    return Photos(images, labels, names)
