@@ -53,48 +53,48 @@ def _batch_arrays(batch: dict) -> tuple[tf.Tensor, np.ndarray, tf.Tensor, np.nda
     return images, heatmaps, tf.cast(labels, tf.int64), tokens
 
 
-def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
-                     gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
-                     percentile: float = 10) -> dict:
-    """Accuracy and human alignment of ``model`` on a dataset of ClickMe dict batches.
+class ClickMeEvaluator:
+    """Evaluates one model on any number of datasets, tracing its saliency function once.
 
-    ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer; or
-    any Keras network with ``preprocess`` the callable that maps [0, 255] pixels to its input.
-    Alignment is measured on images with a human map (token > 0); Dice and IoU compare the top
-    ``percentile`` % pixels of the logit saliency and of the human map.
-
-    Returns a dict: ``accuracy``, ``count``, ``mapped`` (images with a map), ``spearman`` and
-    ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
-    ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
-    ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),
-    ``gaming_margin``, and ``per_image`` (numpy arrays: spearman, spearman_log_prob, dice, iou
-    over mapped images; correct over all images).
+    ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer;
+    or any Keras network with ``preprocess`` the callable that maps [0, 255] pixels to its input.
     """
-    preprocess, network = _parts(model, preprocess)
 
-    @tf.function(reduce_retracing=True)
-    def saliency(images, labels):
-        maps, logits = evaluation_saliency(network, preprocess(images), labels)
-        return maps["logit"], maps["log_prob"], tf.argmax(logits, -1)
+    def __init__(self, model: keras.Model, preprocess: Callable | None = None):
+        preprocess, network = _parts(model, preprocess)
 
-    collected: dict[str, list[np.ndarray]] = {k: [] for k in
-                                              ("logit", "log_prob", "heatmap", "correct")}
-    for index, batch in enumerate(dataset):
-        if max_batches is not None and index >= max_batches:
-            break
-        images, heatmaps, labels, tokens = _batch_arrays(batch)
-        logit_maps, log_prob_maps, predictions = saliency(images, labels)
-        if logit_maps.shape[1:] != heatmaps.shape[1:]:
-            raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
-                             f"{heatmaps.shape[1:]} differ in size")
-        mapped = tokens > 0
-        collected["correct"].append(predictions.numpy() == labels.numpy())
-        collected["logit"].append(logit_maps.numpy()[mapped])
-        collected["log_prob"].append(log_prob_maps.numpy()[mapped])
-        collected["heatmap"].append(heatmaps[mapped])
-    if not collected["correct"]:
-        raise ValueError("the evaluation dataset is empty")
-    arrays = {k: np.concatenate(v) for k, v in collected.items()}
+        @tf.function(reduce_retracing=True)
+        def saliency(images, labels):
+            maps, logits = evaluation_saliency(network, preprocess(images), labels)
+            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1)
+
+        self._saliency = saliency
+
+    def __call__(self, dataset, gaming_margin: float = GAMING_MARGIN,
+                 max_batches: int | None = None, percentile: float = 10) -> dict:
+        """The results of ``evaluate_clickme`` for ``dataset``."""
+        collected: dict[str, list[np.ndarray]] = {k: [] for k in
+                                                  ("logit", "log_prob", "heatmap", "correct")}
+        for index, batch in enumerate(dataset):
+            if max_batches is not None and index >= max_batches:
+                break
+            images, heatmaps, labels, tokens = _batch_arrays(batch)
+            logit_maps, log_prob_maps, predictions = self._saliency(images, labels)
+            if logit_maps.shape[1:] != heatmaps.shape[1:]:
+                raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
+                                 f"{heatmaps.shape[1:]} differ in size")
+            mapped = tokens > 0
+            collected["correct"].append(predictions.numpy() == labels.numpy())
+            collected["logit"].append(logit_maps.numpy()[mapped])
+            collected["log_prob"].append(log_prob_maps.numpy()[mapped])
+            collected["heatmap"].append(heatmaps[mapped])
+        if not collected["correct"]:
+            raise ValueError("the evaluation dataset is empty")
+        arrays = {k: np.concatenate(v) for k, v in collected.items()}
+        return _scores(arrays, gaming_margin, percentile)
+
+
+def _scores(arrays: dict[str, np.ndarray], gaming_margin: float, percentile: float) -> dict:
     per_image = {"correct": arrays["correct"]}
     if len(arrays["heatmap"]):
         per_image["spearman"] = metrics.spearman(arrays["logit"], arrays["heatmap"])
@@ -123,6 +123,26 @@ def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = 
     }
 
 
+def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
+                     gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
+                     percentile: float = 10) -> dict:
+    """Accuracy and human alignment of ``model`` on a dataset of ClickMe dict batches.
+
+    ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer; or
+    any Keras network with ``preprocess`` the callable that maps [0, 255] pixels to its input.
+    Alignment is measured on images with a human map (token > 0); Dice and IoU compare the top
+    ``percentile`` % pixels of the logit saliency and of the human map.
+
+    Returns a dict: ``accuracy``, ``count``, ``mapped`` (images with a map), ``spearman`` and
+    ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
+    ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
+    ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),
+    ``gaming_margin``, and ``per_image`` (numpy arrays: spearman, spearman_log_prob, dice, iou
+    over mapped images; correct over all images).
+    """
+    return ClickMeEvaluator(model, preprocess)(dataset, gaming_margin, max_batches, percentile)
+
+
 class AlignmentCallback(keras.callbacks.Callback):
     """Adds ``{prefix}alignment``, ``{prefix}alignment_log_prob`` and ``{prefix}gaming_gap`` to
     the epoch logs (so History, CSVLogger and TensorBoard see them when this callback comes
@@ -133,11 +153,14 @@ class AlignmentCallback(keras.callbacks.Callback):
         self.dataset = dataset
         self.max_batches = max_batches
         self.prefix = prefix
+        self._evaluator: ClickMeEvaluator | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:
             return
-        result = evaluate_clickme(self.model, self.dataset, max_batches=self.max_batches)
+        if self._evaluator is None:
+            self._evaluator = ClickMeEvaluator(self.model)
+        result = self._evaluator(self.dataset, max_batches=self.max_batches)
         logs[f"{self.prefix}alignment"] = result["alignment_score"]
         logs[f"{self.prefix}alignment_log_prob"] = result["alignment_score_log_prob"]
         logs[f"{self.prefix}gaming_gap"] = result["gaming_gap"]
