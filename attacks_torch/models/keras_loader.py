@@ -1,8 +1,10 @@
 """Harmonized Keras pixel models, run by Keras 3 on its torch backend so attacks see torch tensors."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -46,12 +48,36 @@ def _import_keras_on_torch():
     return keras
 
 
+@contextlib.contextmanager
+def _plain_batch_normalization(keras) -> Iterator[None]:
+    """Deserialize ``BatchNormalization(synchronized=True)`` as a plain one while loading.
+
+    Synchronized (cross-replica) batch statistics are a TensorFlow-only training option that
+    Keras refuses on other backends; inference uses the moving statistics, so nothing changes.
+    """
+    layer = keras.layers.BatchNormalization
+    own = layer.__dict__.get("from_config")
+    original = layer.from_config.__func__
+
+    def from_config(cls, config):
+        return original(cls, {**config, "synchronized": False})
+
+    layer.from_config = classmethod(from_config)
+    try:
+        yield
+    finally:
+        if own is None:
+            del layer.from_config
+        else:
+            layer.from_config = own
+
+
 def load_keras(path: str | Path) -> PixelModel:
     """Load a Keras pixel model (``.keras`` or legacy full-model ``.h5``) as a :class:`PixelModel`.
 
     The Keras model takes NHWC pixels in [0, 255] and returns logits; the wrapper maps [0, 1]
     NCHW pixels onto it (std = 1/255, i.e. a multiplication by 255, then NCHW -> NHWC) and calls it
-    with ``training=False``. The weights stay on the device Keras chose; inputs on any device work.
+    with ``training=False``. Synchronized batch normalisation (TensorFlow-only) loads as plain. The weights stay on the device Keras chose; inputs on any device work.
     """
     path = Path(path)
     if path.suffix not in KERAS_SUFFIXES:
@@ -60,7 +86,8 @@ def load_keras(path: str | Path) -> PixelModel:
         raise FileNotFoundError(f"Keras model file {str(path)!r} does not exist")
     keras = _import_keras_on_torch()
     try:
-        model = keras.saving.load_model(str(path), compile=False)
+        with _plain_batch_normalization(keras):
+            model = keras.saving.load_model(str(path), compile=False)
     except Exception as error:  # Keras raises many types for a bad file; name the file in every case
         raise ValueError(f"Keras model file {str(path)!r} could not be loaded: {error}") from error
     shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
