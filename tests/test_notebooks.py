@@ -36,9 +36,12 @@ def kernel(tmp_path_factory, monkeypatch):
     return KERNEL
 
 
-def execute(path: Path, workdir: Path, kernel_name: str) -> nbformat.NotebookNode:
-    """Run every cell of the notebook at ``path`` in ``workdir``; returns the executed notebook."""
+def execute(path: Path, workdir: Path, kernel_name: str, then: str | None = None) -> nbformat.NotebookNode:
+    """Run every cell of the notebook at ``path`` in ``workdir``, then the code ``then`` if given, in
+    the same kernel; returns the executed notebook."""
     notebook = nbformat.read(path, as_version=4)
+    if then is not None:
+        notebook.cells.append(nbformat.v4.new_code_cell(then))
     client = NotebookClient(notebook, timeout=TIMEOUT_S, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(workdir)}})
     client.execute()
@@ -96,7 +99,9 @@ def test_training_notebook_trains_evaluates_and_saves_in_small_mode(tmp_path, mo
 def test_attack_notebook_attacks_and_draws_the_figures_in_small_mode(tmp_path, monkeypatch, kernel):
     out = tmp_path / "out"
     small_mode(monkeypatch, out)
-    notebook = execute(ATTACKS, tmp_path, kernel)
+    backend = "import sys, keras\nprint(keras.backend.backend(), 'tensorflow' in sys.modules)"
+    notebook = execute(ATTACKS, tmp_path, kernel, then=backend)
+    assert notebook.cells[-1].outputs[0].text.split() == ["torch", "False"]  # Keras on torch, and no TensorFlow
 
     with open(out / "attacks" / "summary.csv", newline="") as handle:
         summary = {row["model"]: row for row in csv.DictReader(handle)}
