@@ -66,8 +66,10 @@ def _small_cnn(inputs: keras.KerasTensor, num_classes: int, weights: str | None)
                          ".weights.h5 file of the whole model")
     x = inputs
     for width in (16, 32):
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
-        x = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(x)
+        for _ in range(2):  # batch norm: without it SGD needs many more epochs here
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)

@@ -42,7 +42,7 @@ def without_gradient(gradients: dict) -> set:
 
 def test_harmonization_term_reaches_every_weight_of_the_small_cnn():
     gradients = harmonization_gradients(build_model("small_cnn", 4, 32), 32)
-    assert len(gradients) == 12
+    assert len(gradients) == 16
     assert without_gradient(gradients) == set()
 
 
@@ -55,28 +55,28 @@ def test_harmonization_term_reaches_resnet50v2_weights():
     assert len(gradients) == 174
 
 
-def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, lam: float) -> dict:
+def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, lam: float,
+                         training: bool) -> dict:
     """Per-sample means of the terms, computed outside the Harmonizer (numpy CE, batch MSE)."""
-    logits = harmonizer.pixel_model(arrays["image"]).numpy().astype(np.float64)
-    classes = logits.shape[1]
-    smooth = np.eye(classes)[arrays["label"]] * 0.9 + 0.1 / classes
-    log_p = logits - logits.max(1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
-    ce = -(smooth * log_p).sum(1)
+    classes = harmonizer.num_classes
     decay = sum(0.5 * np.sum(v.numpy().astype(np.float64) ** 2)
                 for v in decayed_variables(harmonizer.trainable_variables))
-    harm = []
-    for start in range(0, len(ce), batch_size):
+    ce, harm, correct = [], [], []
+    for start in range(0, len(arrays["label"]), batch_size):
         part = {k: v[start:start + batch_size] for k, v in arrays.items()}
         inputs = harmonizer.preprocess(part["image"])
-        saliency, _ = signed_saliency(harmonizer.backbone, inputs,
-                                      tf.one_hot(part["label"], classes))
-        value = float(harmonization_loss(saliency, part["heatmap"], part["token"]))
-        harm += [value] * len(part["label"])
-    harm = np.array(harm)
+        saliency, logits = signed_saliency(harmonizer.backbone, inputs,
+                                           tf.one_hot(part["label"], classes), training=training)
+        logits = logits.numpy().astype(np.float64)  # batch statistics in training mode
+        smooth = np.eye(classes)[part["label"]] * 0.9 + 0.1 / classes
+        log_p = logits - logits.max(1, keepdims=True)
+        log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+        ce += list(-(smooth * log_p).sum(1))
+        harm += [float(harmonization_loss(saliency, part["heatmap"], part["token"]))] * len(logits)
+        correct += list(logits.argmax(1) == part["label"])
+    ce, harm = np.array(ce), np.array(harm)
     return {"ce": ce.mean(), "harmonization": harm.mean(),
-            "loss": (ce + 1e-5 * decay + lam * harm).mean(),
-            "accuracy": (logits.argmax(1) == arrays["label"]).mean()}
+            "loss": (ce + 1e-5 * decay + lam * harm).mean(), "accuracy": np.mean(correct)}
 
 
 def test_epoch_logs_are_per_sample_means_on_a_dataset_of_unknown_length():
@@ -86,10 +86,11 @@ def test_epoch_logs_are_per_sample_means_on_a_dataset_of_unknown_length():
     harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0)
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=2, verbose=0).history
-    expected = reference_epoch_logs(harmonizer, arrays, 8, 2.0)
+    expected = reference_epoch_logs(harmonizer, arrays, 8, 2.0, training=True)
     for name, value in expected.items():
         np.testing.assert_allclose(history[name], [value, value], rtol=2e-5, err_msg=name)
     evaluated = harmonizer.evaluate(dataset, verbose=0, return_dict=True)
+    expected = reference_epoch_logs(harmonizer, arrays, 8, 2.0, training=False)
     for name, value in expected.items():
         np.testing.assert_allclose(evaluated[name], value, rtol=2e-5, err_msg=name)
 
@@ -123,8 +124,8 @@ def test_one_step_follows_the_gradient_of_the_full_objective():
         saliency, logits = signed_saliency(harmonizer.backbone, inputs, tf.one_hot(arrays["label"], 3))
         ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
             tf.one_hot(arrays["label"], 3), logits)
-        # small_cnn has no normalization variables: every variable is decayed
-        decay = tf.add_n([tf.reduce_sum(tf.square(v)) / 2 for v in variables])
+        decay = tf.add_n([tf.reduce_sum(tf.square(v)) / 2 for v in variables
+                          if "batch_normalization" not in v.path])
         total = ce + 1e-2 * decay + 3.0 * harmonization_loss(saliency, arrays["heatmap"], None)
     gradients = tape.gradient(total, variables)
     harmonizer.fit(as_dataset(arrays, 6), epochs=1, verbose=0)
@@ -140,7 +141,7 @@ def test_lambda_ramps_up_linearly_over_the_first_steps():
                             lambda_ramp_steps=2)
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=1, verbose=0).history
-    terms = reference_epoch_logs(harmonizer, arrays, 4, 0.0)
+    terms = reference_epoch_logs(harmonizer, arrays, 4, 0.0, training=True)
     ramp = np.mean([0.0, 1.0, 2.0, 2.0])  # lambda at optimizer steps 0, 1, 2, 3
     np.testing.assert_allclose(history["loss"][0], terms["loss"] + ramp * terms["harmonization"],
                                rtol=2e-5)
@@ -302,7 +303,7 @@ def test_fit_killed_mid_run_resumes_from_the_backup(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (runs["killed"] / "epochs.txt").read_text().split() == ["0", "1", "1", "2"]
     expected, actual = np.load(runs["straight"] / "final.npz"), np.load(runs["killed"] / "final.npz")
-    assert len(expected.files) == len(actual.files) == 12
+    assert len(expected.files) == len(actual.files) == 24  # batch-norm statistics included
     for name in expected.files:
         np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6, atol=1e-7)
 
