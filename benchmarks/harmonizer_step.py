@@ -48,30 +48,37 @@ def batches(size: int, classes: int, batch_size: int, count: int) -> tf.data.Dat
     return tf.data.Dataset.from_tensor_slices(data).batch(batch_size).cache().repeat()
 
 
-def seconds_per_step(name: str, size: int, lam: float, steps: int, warmup: int,
-                     batch_size: int) -> float:
-    keras.utils.set_random_seed(0)
-    harmonizer = Harmonizer(build_model(name, 10, size), lambda_harmonization=lam)
-    harmonizer.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True))
+def step_times(name: str, size: int, steps: int, rounds: int, batch_size: int) -> dict[float, float]:
+    """Median seconds per step for lambda 0 and 1, timed in alternating rounds (so that a change
+    in machine load between the two affects both alike)."""
     data = batches(size, 10, batch_size, 4)
-    harmonizer.fit(data, epochs=1, steps_per_epoch=warmup, verbose=0)  # trace and warm up
-    timer = StepTimer()
-    harmonizer.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
-    return statistics.median(timer.times)
+    runs = {}
+    for lam in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        harmonizer = Harmonizer(build_model(name, 10, size), lambda_harmonization=lam)
+        harmonizer.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9, nesterov=True))
+        harmonizer.fit(data, epochs=1, steps_per_epoch=3, verbose=0)  # trace and warm up
+        runs[lam] = (harmonizer, StepTimer())
+    for _ in range(rounds):
+        for harmonizer, timer in runs.values():
+            harmonizer.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    return {lam: statistics.median(timer.times) for lam, (_, timer) in runs.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per model")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     cases = {"small_cnn": (32, args.steps * 3), "resnet50v2": (64, args.steps)}
     results = {}
     for name, (size, steps) in cases.items():
-        ce = seconds_per_step(name, size, 0.0, steps, 3, args.batch_size)
-        harmonized = seconds_per_step(name, size, 1.0, steps, 3, args.batch_size)
+        times = step_times(name, size, steps, args.rounds, args.batch_size)
+        ce, harmonized = times[0.0], times[1.0]
         ratio = harmonized / ce
-        results[name] = {"image_size": size, "batch_size": args.batch_size, "timed_steps": steps,
+        results[name] = {"image_size": size, "batch_size": args.batch_size,
+                         "timed_steps": steps * args.rounds,
                          "cross_entropy_step_s": ce, "harmonizer_step_s": harmonized,
                          "ratio": ratio, "target_ratio": TARGET_RATIO, "meets_target": ratio <= TARGET_RATIO}
         print(f"{name:11s} {size}x{size} batch {args.batch_size}: cross-entropy {ce:.4f} s/step, "
