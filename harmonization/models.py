@@ -9,11 +9,12 @@ Every model built here is a functional ``keras.Model`` made of two named parts:
 Saliency, in training and in evaluation, is taken with respect to the output of ``preprocess``.
 
 Choices, each documented where it is made:
-- ``small_cnn`` ends with a log-softmax: its outputs are still logits for every loss and attack
-  (softmax and cross-entropy are unchanged), but a term added to every class's logit alike cancels,
-  so the logit saliency cannot be "gamed" (small-data-effect.md), and it is equal to the
-  log-probability saliency. It also gives every weight, biases included, a gradient from the
-  harmonization term.
+- ``small_cnn`` (about 35k parameters; 5 convolutions, the first 4 with batch norm) ends with a
+  log-softmax: its outputs are still logits for every loss and attack (softmax and cross-entropy
+  are unchanged), but a term added to every class's logit alike cancels, so the logit saliency
+  cannot be "gamed" (small-data-effect.md), and it is equal to the log-probability saliency. It
+  also gives every weight a gradient from the harmonization term. Its batch norm is the plain
+  Keras one (``synchronized=True`` would not load under the torch backend).
 - The ``keras.applications`` networks keep the plain linear logits head of the method; use
   ``Harmonizer(centered_logits=True)`` to close the same loophole for them.
 - ``efficientnetb0``: the Keras network rescales and normalises inside itself, so its

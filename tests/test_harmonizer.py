@@ -8,8 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-import tf_helpers
-from tf_helpers import as_dataset, clickme_arrays, run_python
+from tf_helpers import as_dataset, clickme_arrays, run_python  # loads harmonization first
 import keras
 import tensorflow as tf
 

@@ -77,7 +77,8 @@ def test_tpu_is_looked_for_only_where_the_environment_names_one(monkeypatch):
     assert distribute._tpu_name(None) == "pod"
     monkeypatch.delenv("TPU_NAME")
     monkeypatch.delenv("COLAB_TPU_ADDR")
-    monkeypatch.setattr(distribute.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    monkeypatch.setattr(distribute.glob, "glob",
+                        lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
     assert distribute._tpu_name(None) == "local"
 
 

@@ -44,7 +44,16 @@ class Harmonizer(keras.Model):
     (N, H, W, 1), "label" (N,) int or (N, C) soft, optional "token" (N,). Logged per epoch:
     ``loss`` (the total), ``ce``, ``harmonization`` (the unweighted pyramid MSE; not logged in
     training when ``lambda_harmonization`` is 0, since the saliency pass is then skipped),
-    ``accuracy``; validation logs the same with the ``val_`` prefix.
+    ``accuracy``; validation logs the same with the ``val_`` prefix. Put
+    ``harmonization.evaluation.AlignmentCallback(val_data)`` first among the callbacks to log
+    the logit and log-probability alignment too.
+
+    Weight decay: ``lambda_weights`` * sum(w^2)/2 over trainable variables whose path holds none
+    of ``harmonization.loss.WEIGHT_DECAY_EXCLUDE``. Under a distribution strategy each replica's
+    loss is divided by the replica count, so gradients are those of the global batch (batch
+    norm still uses each replica's own statistics, as Keras does). With lambda > 0, Grappler's
+    arithmetic optimizer is turned off for the process (it breaks second-order gradients
+    through ResNet50V2 in ``fit``).
 
     ``lambda_ramp_steps``: the harmonization weight grows linearly from 0 to its value over that
     many optimizer steps (the small-data study collapsed without it at lambda >= 1).
@@ -161,8 +170,8 @@ class Harmonizer(keras.Model):
         logs = {}
         for name in ("loss", "ce", "harmonization"):
             if terms[name] is not None:
-                # Weighting by the batch size keeps epoch means exact on datasets of unknown
-                # length, where an extra empty step would otherwise count as one (trap 3).
+                # Weighted by the batch size: epoch values are per-sample means (a short last
+                # batch counts for its size), which also guards against trap 3's n/(n+1).
                 self._trackers[name].update_state(terms[name], sample_weight=batch_size)
                 logs[name] = self._trackers[name].result()
         self._trackers["accuracy"].update_state(labels, terms["logits"])
