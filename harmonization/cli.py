@@ -150,7 +150,7 @@ def train(args: argparse.Namespace) -> dict:
             centered_logits=args.centered_logits,
             lambda_ramp_steps=round(args.lambda_ramp_epochs * steps))
         harmonizer.compile(optimizer=recipe(args.lr, args.epochs, steps, args.warmup_epochs,
-                                            args.decay_epochs))
+                                            args.decay_epochs, optimizer=args.optimizer))
     callbacks = [
         AlignmentCallback(val_data, max_batches=args.alignment_batches),
         keras.callbacks.BackupAndRestore(os.path.join(args.out, "backup")),
@@ -232,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--lambda", dest="lam", type=non_negative_float, default=1.0,
                      help="weight of the harmonization term (0: plain training, no saliency pass)")
     fit.add_argument("--batch-size", type=positive_int, default=64)
-    fit.add_argument("--lr", type=positive_float, default=0.1, help="base learning rate (SGD Nesterov)")
+    fit.add_argument("--lr", type=positive_float, default=0.1, help="base learning rate")
+    fit.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                     help="sgd: Nesterov momentum 0.9 (the reference recipe); adam: for small "
+                          "networks without batch norm (the demo)")
     fit.add_argument("--warmup-epochs", type=non_negative_float, default=1.0)
     fit.add_argument("--decay-epochs", type=_epochs_list, default=(),
                      help="comma-separated epochs of x0.1 decay, e.g. 30,60,80 (default: none)")

@@ -15,6 +15,10 @@ Choices, each documented where it is made:
   cannot be "gamed" (small-data-effect.md), and it is equal to the log-probability saliency. It
   also gives every weight a gradient from the harmonization term. Its batch norm is the plain
   Keras one (``synchronized=True`` would not load under the torch backend).
+- ``small_cnn_plain``: the same network without batch norm (biases instead), for Adam. Its
+  training-mode saliency does not depend on the other images of the batch, so the saliency the
+  harmonizer shapes in training is the one evaluation and attacks see; the demo uses it (with
+  batch norm, the harmonization term fell in training but not on held-out images).
 - The ``keras.applications`` networks keep the plain linear logits head of the method; use
   ``Harmonizer(centered_logits=True)`` to close the same loophole for them.
 - ``efficientnetb0``: the Keras network rescales and normalises inside itself, so its
@@ -61,21 +65,24 @@ def _identity() -> list[keras.layers.Layer]:
     return [keras.layers.Identity(dtype="float32")]
 
 
-def _small_cnn(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
-    if weights is not None:
-        raise ValueError("small_cnn has no pretrained base network: pass weights=None or a "
-                         ".weights.h5 file of the whole model")
-    x = inputs
-    for width in (16, 32):
-        for _ in range(2):  # batch norm: without it SGD needs many more epochs here
-            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-            x = keras.layers.BatchNormalization()(x)
-            x = keras.layers.Activation("relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.layers.Activation("log_softmax", name="log_probs", dtype="float32")(x)
+def _small_cnn(batch_norm: bool) -> Callable:
+    def build(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
+        if weights is not None:
+            raise ValueError("small_cnn has no pretrained base network: pass weights=None or a "
+                             ".weights.h5 file of the whole model")
+        x = inputs
+        for width in (16, 32):
+            for _ in range(2):  # batch norm: without it SGD needs many more epochs here
+                x = keras.layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)(x)
+                if batch_norm:
+                    x = keras.layers.BatchNormalization()(x)
+                x = keras.layers.Activation("relu")(x)
+            x = keras.layers.MaxPooling2D()(x)
+        x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(num_classes, name="logits")(x)
+        return keras.layers.Activation("log_softmax", name="log_probs", dtype="float32")(x)
+    return build
 
 
 def _application(factory: Callable[..., keras.Model], **options) -> Callable:
@@ -87,7 +94,8 @@ def _application(factory: Callable[..., keras.Model], **options) -> Callable:
 
 
 _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
-    "small_cnn": (_scale_to_unit_range, _small_cnn),
+    "small_cnn": (_scale_to_unit_range, _small_cnn(batch_norm=True)),
+    "small_cnn_plain": (_scale_to_unit_range, _small_cnn(batch_norm=False)),
     "vgg16": (_caffe, _application(keras.applications.VGG16)),
     "resnet50v2": (_scale_to_unit_range, _application(keras.applications.ResNet50V2)),
     "efficientnetb0": (_identity, _application(keras.applications.EfficientNetB0)),

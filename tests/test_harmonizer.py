@@ -322,6 +322,12 @@ def test_recipe_schedule_follows_warmup_and_step_decay():
     assert WarmupStepDecay.from_config(schedule.get_config()).get_config() == schedule.get_config()
     with pytest.raises(ValueError, match="warmup_epochs"):
         recipe(0.1, epochs=2, steps_per_epoch=5, warmup_epochs=5)
+    adam = recipe(1e-3, epochs=6, steps_per_epoch=5, warmup_epochs=1, decay_epochs=(), optimizer="adam")
+    assert isinstance(adam, keras.optimizers.Adam)
+    adam_schedule = keras.optimizers.schedules.deserialize(adam.get_config()["learning_rate"])
+    assert [round(float(adam_schedule(s)), 6) for s in (0, 4, 5)] == [0.0002, 0.001, 0.001]
+    with pytest.raises(ValueError, match="optimizer"):
+        recipe(0.1, epochs=2, steps_per_epoch=5, optimizer="rmsprop")
 
 
 def test_mixup_mixes_images_heatmaps_and_labels_with_one_weight():

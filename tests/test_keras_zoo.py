@@ -7,7 +7,7 @@ import keras
 
 from harmonization.models import MODEL_NAMES, build_model, load_harmonized, split_pixel_model
 
-SIZES = {"small_cnn": 32}  # the keras.applications networks are built at 64x64 here
+SIZES = {"small_cnn": 32, "small_cnn_plain": 32}  # the keras.applications networks are built at 64x64 here
 
 
 def keras_preprocessing(name: str, pixels: np.ndarray) -> np.ndarray:
@@ -19,6 +19,7 @@ def keras_preprocessing(name: str, pixels: np.ndarray) -> np.ndarray:
         "efficientnetb0": apps.efficientnet.preprocess_input,  # identity: done inside the network
         "convnext_tiny": lambda x: apps.imagenet_utils.preprocess_input(x, mode="torch"),
         "small_cnn": lambda x: x / 127.5 - 1.0,
+        "small_cnn_plain": lambda x: x / 127.5 - 1.0,
     }[name]
     return np.asarray(reference(pixels.copy()))
 
@@ -39,8 +40,11 @@ def test_zoo_model_is_a_pixel_model_with_the_networks_preprocessing(name):
     assert not preprocess.trainable_weights
 
 
-def test_small_cnn_ends_with_log_probabilities():
-    model = build_model("small_cnn", 4, 32)
+@pytest.mark.parametrize("name", ["small_cnn", "small_cnn_plain"])
+def test_small_cnn_ends_with_log_probabilities(name):
+    model = build_model(name, 4, 32)
+    assert any(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in model.get_layer("backbone").layers) == (name == "small_cnn")
     logits = model(clickme_arrays(3, 32, 4)["image"]).numpy()
     np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, rtol=1e-5)
     assert model.count_params() < 100_000

@@ -36,12 +36,14 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 def recipe(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 5,
            decay_epochs: Sequence[float] = (30, 60, 80), decay_factor: float = 0.1,
-           momentum: float = 0.9, nesterov: bool = True) -> keras.optimizers.SGD:
+           momentum: float = 0.9, nesterov: bool = True,
+           optimizer: str = "sgd") -> keras.optimizers.Optimizer:
     """SGD (Nesterov, momentum 0.9) on the warm-up + step-decay schedule, counted in steps.
 
     The reference runs: ``warmup_epochs=5``, ``decay_epochs=(30, 60, 80)``, factor 0.1. Short
     runs pass e.g. ``warmup_epochs=1, decay_epochs=()``. Decay points at or beyond ``epochs``
-    never fire and are dropped.
+    never fire and are dropped. ``optimizer="adam"`` keeps the schedule but uses Adam, which
+    suits small networks without batch norm on small data (the demo: base_lr 1e-3).
     """
     if base_lr <= 0:
         raise ValueError(f"base_lr must be positive, got {base_lr}")
@@ -49,10 +51,14 @@ def recipe(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: flo
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
     if warmup_epochs < 0 or warmup_epochs > epochs:
         raise ValueError(f"warmup_epochs must be in [0, epochs={epochs}], got {warmup_epochs}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     schedule = WarmupStepDecay(
         base_lr, round(warmup_epochs * steps_per_epoch),
         [round(e * steps_per_epoch) for e in sorted(decay_epochs) if e < epochs], decay_factor,
     )
+    if optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=schedule)
     return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum, nesterov=nesterov)
 
 
