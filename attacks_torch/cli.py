@@ -82,6 +82,9 @@ def _build_parser() -> _Parser:
 def _attack(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda":  # TF32 convolutions made batched and per-image eps differ on an H200
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     config = SweepConfig(
         stimuli=args.stimuli, attack=args.attack, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
         schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol, weights=args.weights,

@@ -219,7 +219,7 @@ def _panels(sweep: Path, results: Sequence[ModelResult], count: int) -> Figure |
             axes.set_xticks([])
             axes.set_yticks([])
             if data is None:
-                axes.text(0.5, 0.5, "not fooled", ha="center", va="center", fontsize=6)
+                axes.text(0.5, 0.5, "not fooled\nor misclassified", ha="center", va="center", fontsize=6)
             else:
                 axes.imshow(np.clip(data, 0, 1) if cmap is None else data, cmap=cmap)
             if row == 0:

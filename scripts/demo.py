@@ -41,14 +41,14 @@ def stage(number: int, title: str) -> None:
     print(f"\n[{time.strftime('%H:%M:%S')}] stage {number}/5: {title}", flush=True)
 
 
-def run(*command: str | Path) -> str:
-    """Run one project CLI, streaming its progress; stop the demo with its message if it fails."""
+def run(*command: str | Path, capture: bool = False) -> str:
+    """Run one project CLI, showing its progress (or capturing its output); stop the demo if it fails."""
     command = [str(part) for part in command]
     print("  $", " ".join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command)), flush=True)
-    process = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.run(command, stdout=subprocess.PIPE if capture else None, text=True)
     if process.returncode != 0:
         sys.exit(f"demo: `{' '.join(command)}` failed with exit code {process.returncode}")
-    return process.stdout
+    return process.stdout or ""
 
 
 def make_data(args: argparse.Namespace) -> dict:
@@ -56,7 +56,7 @@ def make_data(args: argparse.Namespace) -> dict:
     if not manifest.exists():
         out = run(BIN / "harmonize", "mini", "--out", args.out / "data", "--seed", args.seed,
                   "--train-size", args.n_train, "--val-size", args.n_val,
-                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class)
+                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class, capture=True)
         splits = json.loads(out[out.index("{"):])
         manifest.write_text(json.dumps(splits, indent=2))
     splits = json.loads(manifest.read_text())

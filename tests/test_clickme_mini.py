@@ -128,3 +128,6 @@ def test_stimuli_are_in_the_raw_float32_stimulus_layout(mini):
     features = tf.train.Example.FromString(record.numpy()).features.feature
     assert len(features["image"].bytes_list.value[0]) == 32 * 32 * 3 * 4
     assert len(features["heatmap"].bytes_list.value[0]) == 32 * 32 * 4
+    heatmap = np.frombuffer(features["heatmap"].bytes_list.value[0], np.float32).reshape(32, 32)
+    # the stored map is the diffused object mask (as evaluation sees it): smooth, not binary
+    assert len(np.unique(heatmap)) > 100 and heatmap.min() >= 0

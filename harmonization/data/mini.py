@@ -14,11 +14,12 @@ from typing import Iterator
 
 import numpy as np
 
+from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.writer import write_clickme
 
 MANIFEST = "clickme-mini.json"
 CUES = "cues.npz"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SHAPES = ("square", "disk", "triangle", "plus", "ring", "diamond", "frame", "x")
 PALETTE = np.array([(255, 40, 40), (40, 230, 40), (60, 90, 255), (250, 230, 30),
                     (240, 40, 240), (30, 230, 230), (255, 140, 0), (150, 80, 255)], dtype=np.float64)
@@ -109,8 +110,9 @@ def _split_examples(rng: np.random.Generator, config: MiniConfig, labels: np.nda
                     cues: np.ndarray, as_float: bool) -> Iterator[dict]:
     for label, cue in zip(labels, cues):
         image, mask = _draw(rng, config.image_size, int(label), int(cue))
-        if as_float:
-            yield {"image": image.astype(np.float32), "heatmap": mask.astype(np.float32), "label": int(label)}
+        if as_float:  # like the published stimulus set: the map already diffused, as evaluation sees it
+            heatmap = diffuse_heatmaps(mask[:, :, None].astype(np.float32)).numpy()
+            yield {"image": image.astype(np.float32), "heatmap": heatmap, "label": int(label)}
         else:
             yield {"image": image, "heatmap": mask, "label": int(label)}
 
