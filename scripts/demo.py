@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     parser.add_argument("--fresh", action="store_true", help="delete the output folder first")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-val", type=int, default=400)
     parser.add_argument("--stimuli-per-class", type=int, default=25)
@@ -106,9 +106,10 @@ def attack(args: argparse.Namespace, splits: dict, models: dict[str, Path]) -> P
     specs = ",".join(f"{name}={path}" for name, path in models.items())
     run(BIN / "adv-align", "attack", "--models", specs, "--stimuli", splits["stimuli"], "--out", out,
         "--attack", "l2_pgd")
-    if args.photos:
+    if args.photos:  # other stimuli (no human maps): its own folder, kept out of the ClickMe-mini figures
         run(BIN / "adv-align", "attack", "--models", "efficientnet_lite0_imagenet",
-            "--stimuli", write_photo_stimuli(args) / "*.tfrecords", "--out", out, "--attack", "l2_pgd")
+            "--stimuli", write_photo_stimuli(args) / "*.tfrecords", "--out", args.out / "attacks-photos",
+            "--attack", "l2_pgd")
     return out
 
 
@@ -140,7 +141,8 @@ def print_table(evaluations: dict, attacks: Path) -> None:
     """One row per model: accuracy, human alignment and its guards, tolerance, adversarial alignment."""
     import pandas as pd
 
-    summary = pd.read_csv(attacks / "summary.csv")
+    folders = [attacks, attacks.parent / "attacks-photos"]
+    summary = pd.concat([pd.read_csv(f / "summary.csv") for f in folders if (f / "summary.csv").exists()])
     summary = summary[summary["attack"] == "l2_pgd"].set_index("model")
 
     def cell(stats: dict | None) -> str:
