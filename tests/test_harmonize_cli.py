@@ -85,7 +85,7 @@ def bad_invocations(mini, trained, tmp_path):
         "weights only": (["evaluate", "--weights", str(weights_only), "--data", str(mini / "val-*")],
                          "pass --model"),
         "unknown model": (train + ["--model", "resnet9", "--epochs", "1"],
-                          "unknown model 'resnet9'; known models: small_cnn, vgg16"),
+                          "unknown model 'resnet9'; known models: small_cnn, small_cnn_plain, vgg16"),
         "empty glob": (["evaluate", "--weights", str(trained / "model.keras"), "--data",
                         str(tmp_path / "nothing-*")], "no file matches"),
         "zero epochs": (train + ["--model", "small_cnn", "--epochs", "0"], "--epochs: 0 must be >= 1"),
