@@ -156,6 +156,17 @@ def _first_gradients(
     return gradients
 
 
+def _clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None,
+                bounds: tuple[float, float]) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check the batch, count passes from here on, and predict the clean images: the images the
+    model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred, attacked)."""
+    check_batch(images, labels, bounds)
+    counter = CountingModel(model, images.shape[0])
+    labels_cpu = labels.cpu()
+    clean_pred = _predict(counter, images, batch_size)
+    return counter, labels_cpu, clean_pred, clean_pred == labels_cpu
+
+
 def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float) -> None:
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected > 0 or None, got {tol}")
@@ -204,12 +215,9 @@ def minimal_epsilon(
         raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
     ladder_start = default_ladder_start(lo, hi) if ladder_start is None else ladder_start
     _check_search(lo, hi, tol, schedule, ladder_start)
-    check_batch(images, labels, attack_kwargs.get("bounds", (0.0, 1.0)))
     n = images.shape[0]
-    counter = CountingModel(model, n)
-    labels_cpu = labels.cpu()
-    clean_pred = _predict(counter, images, batch_size)
-    attacked = clean_pred == labels_cpu
+    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size,
+                                                            attack_kwargs.get("bounds", (0.0, 1.0)))
 
     rows = torch.nonzero(attacked).flatten().tolist()
     reuse_first_step = not attack_kwargs.get("random_start", False)
@@ -266,12 +274,9 @@ def minimal_epsilon(
 def _minimum_norm(
     model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, batch_size: int | None = None, **kwargs
 ) -> SearchResult:
-    check_batch(images, labels, kwargs.get("bounds", (0.0, 1.0)))
     n = images.shape[0]
-    counter = CountingModel(model, n)
-    labels_cpu = labels.cpu()
-    clean_pred = _predict(counter, images, batch_size)
-    attacked = clean_pred == labels_cpu
+    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size,
+                                                            kwargs.get("bounds", (0.0, 1.0)))
     adversarial = images.detach().clone()
     adv_pred = clean_pred.clone()
     for chunk in _chunks(torch.nonzero(attacked).flatten().tolist(), batch_size):
