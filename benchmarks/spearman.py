@@ -14,9 +14,13 @@ saliency = rng.random((N, SIZE, SIZE), dtype=np.float32)
 heatmaps = np.round(rng.random((N, SIZE, SIZE), dtype=np.float32), 2)  # real maps have many ties
 
 metrics.spearman(saliency[:32], heatmaps[:32])  # warm-up
-start = time.perf_counter()
-ours = metrics.spearman(saliency, heatmaps)
-ours_s = time.perf_counter() - start
+REPEATS = 3  # the best of three, as timeit reports: shared machines add seconds of noise
+times = []
+for _ in range(REPEATS):
+    start = time.perf_counter()
+    ours = metrics.spearman(saliency, heatmaps)
+    times.append(time.perf_counter() - start)
+ours_s, median_s = min(times), float(np.median(times))
 
 loop_n = 100
 start = time.perf_counter()
@@ -25,10 +29,11 @@ reference = np.array([stats.spearmanr(s.ravel(), h.ravel()).statistic
 loop_s = (time.perf_counter() - start) * N / loop_n
 max_diff = float(np.abs(ours[:loop_n] - reference).max())
 
-result = {"pairs": N, "size": SIZE, "vectorised_s": ours_s, "scipy_loop_s_extrapolated": loop_s,
+result = {"pairs": N, "size": SIZE, "vectorised_s": ours_s, "vectorised_median_s": median_s,
+          "repeats": REPEATS, "scipy_loop_s_extrapolated": loop_s,
           "speedup": loop_s / ours_s, "max_abs_diff": max_diff, "target_s": 2.0,
           "meets_target": ours_s < 2.0}
-print(f"spearman, {N} pairs of {SIZE}x{SIZE}: vectorised {ours_s:.2f} s | scipy loop {loop_s:.2f} s "
+print(f"spearman, {N} pairs of {SIZE}x{SIZE}: vectorised {ours_s:.2f} s (best of {REPEATS}; median {median_s:.2f} s) | scipy loop {loop_s:.2f} s "
       f"(from {loop_n} pairs) | speed-up {loop_s / ours_s:.1f}x | max |diff| {max_diff:.1e} | "
       f"target < 2 s: {'met' if ours_s < 2.0 else 'MISSED'}")
 out = pathlib.Path(__file__).parent / "results" / "spearman.json"

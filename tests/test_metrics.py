@@ -141,3 +141,18 @@ def test_spearman_fast_paths_match_scipy_with_ties_and_signs(rng, dtype):
         b = (a + rng.integers(0, 4, size=a.shape)).astype(dtype)
     expected = [stats.spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)]
     np.testing.assert_allclose(metrics.spearman(a, b), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("rows_per_chunk", [1, 3, 16])
+def test_spearman_every_tie_regime_matches_scipy_in_any_chunking(rng, rows_per_chunk):
+    n = 400
+    distinct = rng.permutation(n).astype(np.float32)
+    few_ties = distinct.copy()
+    few_ties[:10] = few_ties[0]
+    mostly_ties = np.round(rng.random(n), 1).astype(np.float32)
+    a = np.stack([distinct, few_ties, mostly_ties, mostly_ties[::-1], few_ties])
+    b = np.stack([mostly_ties, distinct, few_ties, distinct, mostly_ties])
+    expected = [stats.spearmanr(x, y).statistic for x, y in zip(a, b)]
+    for first, second in ((a, b), (a.astype(np.float64), b.astype(np.float64))):
+        ours = metrics.spearman(first, second, rows_per_chunk=rows_per_chunk)
+        np.testing.assert_allclose(ours, expected, atol=1e-9)
