@@ -4,9 +4,6 @@ numpy and scipy only: importing this module loads neither TensorFlow nor torch.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import os
 import sys
 import warnings
@@ -15,6 +12,8 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from harmonization.memory import retain_freed_memory
 
 HUMAN_CEILING = 0.65753
 """Mean Spearman correlation between ClickMe raters: the best a model can reach."""
@@ -32,21 +31,6 @@ def _flatten_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     if a.shape != b.shape:
         raise ValueError(f"per-sample sizes differ: {a.shape[1]} vs {b.shape[1]}")
     return a, b
-
-
-@functools.cache
-def _retain_freed_heap(pad_bytes: int = 64 << 20) -> None:
-    """Ask glibc to keep up to ``pad_bytes`` of freed heap per arena instead of unmapping it.
-
-    Each ranking chunk allocates and frees ~20 MB; by default glibc hands it back to the OS and
-    the next chunk page-faults it in again (2.6 million faults and ~40% of the time for 1000
-    224x224 pairs). A process-wide malloc setting, applied once; a no-op outside glibc.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-2, pad_bytes)  # M_TOP_PAD
-    except (OSError, AttributeError):
-        pass
 
 
 def _sortable_keys(x: np.ndarray) -> np.ndarray:
@@ -133,8 +117,8 @@ def spearman(a: Any, b: Any, rows_per_chunk: int = 4) -> np.ndarray:
 
     Ties get averaged ranks, as in ``scipy.stats.spearmanr``. A sample in which either
     map is constant (or holds a NaN) has no correlation: its value is NaN, with a warning.
-    Samples are ranked in chunks on all CPU cores (numpy releases the GIL while sorting); under
-    glibc, large inputs make the process keep up to 64 MiB of freed heap (see _retain_freed_heap).
+    Samples are ranked in chunks on all CPU cores (numpy releases the GIL while sorting); large
+    inputs let the process keep freed memory for reuse (`harmonization.memory.retain_freed_memory`).
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 1:
@@ -158,7 +142,7 @@ def spearman(a: Any, b: Any, rows_per_chunk: int = 4) -> np.ndarray:
         )
     starts = range(0, len(a), rows_per_chunk)
     if a.size > 1 << 20:
-        _retain_freed_heap()
+        retain_freed_memory()
 
     def chunk(start: int) -> np.ndarray:
         return _spearman_rows(a[start:start + rows_per_chunk], b[start:start + rows_per_chunk])
