@@ -137,7 +137,7 @@ def train(args: argparse.Namespace) -> dict:
     train_data = _load_data(args.train, "train", args, seed=args.seed, mix_with=args.mix_with,
                             clickme_fraction=args.clickme_fraction,
                             crop_area=(args.min_crop_area, 1.0), repeat=bool(args.steps_per_epoch))
-    val_data = _load_data(args.val, "val", args, deterministic=True)
+    val_data = _load_data(args.val, args.val_split, args, deterministic=True)
     steps = _steps_per_epoch(train_data, args.steps_per_epoch)
     if args.mixup:
         train_data = mixup(train_data, args.num_classes, args.mixup, seed=args.seed)
@@ -213,7 +213,7 @@ def mini(args: argparse.Namespace) -> dict:
     splits = clickme_mini(args.out, seed=args.seed, image_size=args.image_size,
                           num_classes=args.num_classes, train_size=args.train_size,
                           val_size=args.val_size, conflict_size=args.conflict_size,
-                          stimuli_per_class=args.stimuli_per_class)
+                          stimuli_per_class=args.stimuli_per_class, cue_agreement=args.cue_agreement)
     print(json.dumps(splits, indent=1))
     return splits
 
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "efficientnetb0, convnext_tiny)")
     fit.add_argument("--train", required=True, help="ClickMe training shards (path, directory or glob)")
     fit.add_argument("--val", required=True, help="ClickMe validation shards")
+    fit.add_argument("--val-split", choices=("val", "test"), default="val",
+                     help="how validation images are read: 'val' takes the central 0.875 crop (ImageNet "
+                          "style), 'test' only resizes (small images whose corners matter)")
     fit.add_argument("--epochs", type=positive_int, required=True)
     fit.add_argument("--out", required=True, help="output directory")
     fit.add_argument("--lambda", dest="lam", type=non_negative_float, default=1.0,
@@ -287,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--val-size", type=positive_int, default=400)
     generate.add_argument("--conflict-size", type=positive_int, default=400)
     generate.add_argument("--stimuli-per-class", type=positive_int, default=25)
+    generate.add_argument("--cue-agreement", type=_fraction, default=0.9,
+                          help="share of train/val/stimuli images whose shortcut cue names the true class")
     generate.set_defaults(run=mini)
     return parser
 

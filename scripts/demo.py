@@ -30,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-val", type=int, default=400)
     parser.add_argument("--stimuli-per-class", type=int, default=25)
+    parser.add_argument("--cue-agreement", type=float, default=0.9,
+                        help="share of training images whose shortcut cue names the true class")
     parser.add_argument("--lam", type=float, default=0.5, help="harmonization weight of the harmonized model")
     parser.add_argument("--lr", type=float, default=1e-3, help="base learning rate (Adam)")
     parser.add_argument("--seed", type=int, default=0)
@@ -56,7 +58,8 @@ def make_data(args: argparse.Namespace) -> dict:
     if not manifest.exists():
         out = run(BIN / "harmonize", "mini", "--out", args.out / "data", "--seed", args.seed,
                   "--train-size", args.n_train, "--val-size", args.n_val,
-                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class, capture=True)
+                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class,
+                  "--cue-agreement", args.cue_agreement, capture=True)
         splits = json.loads(out[out.index("{"):])
         manifest.write_text(json.dumps(splits, indent=2))
     splits = json.loads(manifest.read_text())
@@ -68,7 +71,7 @@ def train(args: argparse.Namespace, splits: dict, name: str, lam: float) -> Path
     out = args.out / name
     if not (out / "model.keras").exists() or not (out / "summary.json").exists():
         run(BIN / "harmonize", "train", "--model", "small_cnn_plain", "--train", splits["train"],
-            "--val", splits["val"], "--epochs", args.epochs, "--out", out, "--lambda", lam,
+            "--val", splits["val"], "--val-split", "test", "--epochs", args.epochs, "--out", out, "--lambda", lam,
             "--image-size", splits["image_size"], "--num-classes", splits["num_classes"],
             "--seed", args.seed, "--optimizer", "adam", "--lr", args.lr, "--warmup-epochs", 1,
             "--lambda-ramp-epochs", 1, "--min-crop-area", 1.0, "--alignment-batches", 2)

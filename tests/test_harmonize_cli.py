@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import tf_helpers  # noqa: F401  (loads harmonization before TensorFlow)
@@ -29,6 +30,14 @@ def test_mini_prints_the_split_globs(mini, capsys):
     assert {"train", "val", "conflict", "stimuli"} <= set(splits)
     assert splits["num_classes"] == 4 and splits["image_size"] == 32
     assert os.path.dirname(splits["train"]) == str(mini)
+
+
+def test_mini_cue_agreement_sets_how_often_the_cue_names_the_label(tmp_path, capsys):
+    assert main(["mini", "--out", str(tmp_path), "--seed", "1", *MINI_SIZES, "--cue-agreement", "1"]) == 0
+    cues = np.load(json.loads(capsys.readouterr().out)["cues"])
+    for split in ("train", "val", "stimuli"):
+        np.testing.assert_array_equal(cues[f"{split}_cue"], cues[f"{split}_label"])
+    assert (cues["conflict_cue"] != cues["conflict_label"]).any()  # the conflict split ignores it
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +83,20 @@ def test_evaluate_reports_alignment_gaming_and_conflict_accuracy(trained, mini, 
     assert evaluation["alignment_score"] == pytest.approx(trained_summary["alignment_score"], rel=1e-5)
 
 
+def test_val_split_test_validates_on_uncropped_images_as_evaluate_split_test(mini, tmp_path, capsys):
+    argv = ["train", "--model", "small_cnn_plain", "--train", str(mini / "train-*"), "--val", str(mini / "val-*"),
+            "--val-split", "test", "--epochs", "1", "--out", str(tmp_path), "--image-size", "32",
+            "--num-classes", "4", "--batch-size", "32", "--verbose", "0"]
+    assert main(argv) == 0
+    validation = json.loads((tmp_path / "summary.json").read_text())["validation"]
+    for split, same in (("test", True), ("val", False)):  # "val" reads the central crop: other maps
+        out = tmp_path / f"{split}.json"
+        assert main(["evaluate", "--weights", str(tmp_path / "model.keras"), "--data", str(mini / "val-*"),
+                     "--split", split, "--out", str(out)]) == 0
+        score = json.loads(out.read_text())["evaluation"]["alignment_score"]
+        assert (score == pytest.approx(validation["alignment_score"], rel=1e-5)) is same, split
+
+
 def bad_invocations(mini, trained, tmp_path):
     weights_only = tmp_path / "model.weights.h5"
     keras.saving.load_model(trained / "model.keras").save_weights(weights_only)
@@ -92,6 +115,8 @@ def bad_invocations(mini, trained, tmp_path):
         "negative lambda": (train + ["--model", "small_cnn", "--epochs", "1", "--lambda", "-1"],
                             "--lambda: -1 must be >= 0.0"),
         "not a number": (train + ["--model", "small_cnn", "--epochs", "x"], "not a number: 'x'"),
+        "cue agreement": (["mini", "--out", str(tmp_path / "m"), "--cue-agreement", "1.5"],
+                          "--cue-agreement: 1.5 must be in (0, 1]"),
         "long warm-up": (train + ["--model", "small_cnn", "--epochs", "1", "--warmup-epochs", "3"],
                          "--warmup-epochs 3.0 exceeds --epochs 1"),
     }
