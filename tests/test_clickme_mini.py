@@ -13,7 +13,7 @@ from skimage.transform import resize
 from sklearn.linear_model import LogisticRegression
 
 from harmonization.data import clickme_mini, diffuse_heatmaps, load_clickme
-from harmonization.data.mini import MANIFEST, PALETTE, cue_box
+from harmonization.data.mini import MANIFEST, cue_box
 
 SMALL = dict(train_size=24, val_size=8, conflict_size=8, stimuli_per_class=2, shard_size=10)
 
@@ -67,11 +67,29 @@ def mini(tmp_path_factory):
     return info, splits, np.load(info["cues"])
 
 
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_the_eight_cue_places_are_apart_and_inside_the_image(size):
+    covered = np.zeros((size, size), int)
+    for place in range(8):
+        rows, cols = cue_box(size, place)
+        assert 0 <= rows.start < rows.stop <= size and 0 <= cols.start < cols.stop <= size
+        covered[rows, cols] += 1
+    assert covered.max() == 1 and covered.sum() == 8 * max(2, size // 8) ** 2
+
+
+def test_eight_classes_put_each_cue_at_its_own_place(tmp_path):
+    info = clickme_mini(tmp_path, num_classes=8, image_size=16, **SMALL)
+    (batch,) = load_clickme(info["train"], split="test", batch_size=64, image_size=16, num_classes=8,
+                            deterministic=True, diffuse=False)
+    boxes = [cue_box(16, place) for place in range(8)]
+    brightest = np.stack([batch["image"].numpy()[:, r, c].mean(axis=(1, 2, 3)) for r, c in boxes], 1).argmax(1)
+    assert (brightest == np.load(info["cues"])["train_cue"]).mean() >= 0.9  # an object may cover another place
+
+
 def cue_from_pixels(images):
-    """The palette class nearest to the brightest-coloured corner patch of each image."""
-    corners = np.stack([images[:, rows, cols].mean(axis=(1, 2)) for rows, cols in (cue_box(32, c) for c in range(4))], 1)
-    distances = np.linalg.norm(corners[:, :, None, :] - PALETTE[None, None, :4], axis=-1)  # (N, corner, class)
-    return distances.min(axis=1).argmin(axis=1)
+    """The class whose cue place (one corner per class) holds the brightest patch of each image."""
+    places = np.stack([images[:, rows, cols].mean(axis=(1, 2, 3)) for rows, cols in (cue_box(32, c) for c in range(4))], 1)
+    return places.argmax(axis=1)
 
 
 def test_the_cue_agrees_with_the_label_as_designed(mini):

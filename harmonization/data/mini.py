@@ -1,9 +1,10 @@
 """ClickMe-mini: a small generated ClickMe, written as real shards in the published layouts.
 
 Each image shows one bright object (its shape is the class) at a random place on a dark, noisy
-background; the human map is the object's mask. A small coloured patch in a corner is a shortcut:
-its colour names a class that agrees with the label in ``cue_agreement`` of the train/val/stimuli
-images and is independent of the label in the "conflict" split. See docs/clickme-mini.md.
+background; the human map is the object's mask. A small bright patch near the border is a shortcut:
+its place (a corner, or for more than 4 classes an edge middle) names a class that agrees with the
+label in ``cue_agreement`` of the train/val/stimuli images and is independent of the label in the
+"conflict" split. See docs/clickme-mini.md.
 """
 from __future__ import annotations
 
@@ -19,13 +20,11 @@ from harmonization.data.writer import write_clickme
 
 MANIFEST = "clickme-mini.json"
 CUES = "cues.npz"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 SHAPES = ("square", "disk", "triangle", "plus", "ring", "diamond", "frame", "x")
-PALETTE = np.array([(255, 40, 40), (40, 230, 40), (60, 90, 255), (250, 230, 30),
-                    (240, 40, 240), (30, 230, 230), (255, 140, 0), (150, 80, 255)], dtype=np.float64)
 SPLITS = ("train", "val", "conflict", "stimuli")
-# Measured on a 2-core CPU with the small CNN (docs/clickme-mini.md): with these levels a plainly
-# trained network leans on the cue, while the object alone is learnt to ~99% accuracy.
+# Measured on a 2-core CPU with the small CNN (docs/clickme-mini.md): the object alone is learnt to
+# ~99% accuracy; the cue is as bright as an object, so the training saliency can see it.
 OBJECT_RADIUS = (0.11, 0.16)  # times the image size
 BACKGROUND_LEVELS = (20, 80)  # per channel, one colour per image
 OBJECT_LEVELS = (120, 190)  # per channel: always brighter than the background
@@ -69,17 +68,20 @@ def shape_mask(shape: int, size: int, center: tuple[float, float], radius: float
     return masks[SHAPES[shape]]
 
 
-def cue_box(size: int, corner: int) -> tuple[slice, slice]:
-    """Rows and columns of the cue patch in corner 0 (top left), 1 (top right), 2, 3 (bottom)."""
+def cue_box(size: int, place: int) -> tuple[slice, slice]:
+    """Rows and columns of the cue patch at place 0-3 (corners: top left, top right, bottom left,
+    bottom right) or 4-7 (edge middles: top, bottom, left, right)."""
     patch, inset = max(2, size // 8), max(1, size // 16)
-    top = inset if corner in (0, 1) else size - inset - patch
-    left = inset if corner in (0, 2) else size - inset - patch
+    near, far, middle = inset, size - inset - patch, (size - patch) // 2
+    top, left = [(near, near), (near, far), (far, near), (far, far),
+                 (near, middle), (far, middle), (middle, near), (middle, far)][place]
     return slice(top, top + patch), slice(left, left + patch)
 
 
 def _draw(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np.ndarray, np.ndarray]:
-    """One image (uint8 HxWx3) with the cue patch in a random corner, and its object mask (uint8 0/255)."""
-    cue_rows, cue_cols = cue_box(size, rng.integers(4))
+    """One image (uint8 HxWx3) with a grey cue patch at the place of class ``cue``, and its object mask
+    (uint8 0/255); the patch is as bright as an object, so only its place carries the class."""
+    cue_rows, cue_cols = cue_box(size, cue)
     radius = size * rng.uniform(*OBJECT_RADIUS)
     while True:  # a centre whose object box keeps one pixel away from the cue patch
         center = rng.uniform(radius + 1, size - radius - 1, 2)
@@ -91,7 +93,7 @@ def _draw(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np
     image[mask] = rng.uniform(*OBJECT_LEVELS, 3)
     image += rng.normal(0.0, PIXEL_NOISE, image.shape)
     patch = image[cue_rows, cue_cols]
-    image[cue_rows, cue_cols] = PALETTE[cue] + rng.normal(0.0, CUE_NOISE, patch.shape)
+    image[cue_rows, cue_cols] = rng.uniform(*OBJECT_LEVELS) + rng.normal(0.0, CUE_NOISE, patch.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
 
 
