@@ -7,7 +7,7 @@ into a fresh folder, timed from the call to its return: reading the stimuli, loa
 the attack (``find_minimal``), the measures, the batch files, the merge and the summaries.
 "Outside the attack" is that wall time minus the time inside ``find_minimal``; target: under 10 %.
 Prints one line per model and a total, and writes benchmarks/results/sweep.json.
-Run: python benchmarks/sweep.py [--per-class 8] [--threads 2] [--batch-size 16] [--device cuda]
+Run: python benchmarks/sweep.py [--per-class 25] [--threads 2] [--batch-size 16] [--device cuda]
 [--stimuli GLOB] (GLOB: ClickMe-mini stimuli made beforehand, e.g. on a machine without TensorFlow)
 """
 from __future__ import annotations
@@ -59,7 +59,8 @@ def relabelled_stimuli(stimuli_glob: str, name: str, workdir: pathlib.Path) -> t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-class", type=int, default=8, help="ClickMe-mini stimuli per class (4 classes)")
+    parser.add_argument("--per-class", type=int, default=25,
+                        help="ClickMe-mini stimuli per class (4 classes; 25 is the demo's stimulus set)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
