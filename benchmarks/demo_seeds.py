@@ -4,7 +4,7 @@ Each seed draws its own ClickMe-mini and trains its own control and harmonized n
 on CPU is not bit-reproducible either). Prints, per seed and as mean ± standard error over seeds,
 the harmonized model's gain over the control in human alignment, adversarial alignment, accuracy
 and conflict accuracy, and writes benchmarks/results/demo_seeds.json. Finished seeds are reused.
-Run: python benchmarks/demo_seeds.py [--seeds 0,1,2,3,4] [--out demo-output/seeds]
+Run: python benchmarks/demo_seeds.py [--seeds 0,1,2,3,4] [--out demo-seeds-output]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def seed_result(folder: pathlib.Path) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "demo-output" / "seeds")
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "demo-seeds-output")
     args = parser.parse_args()
     seeds = [int(seed) for seed in args.seeds.split(",")]
     runs = {}

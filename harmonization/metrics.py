@@ -60,7 +60,8 @@ def _sort_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _doubled_sorted_ranks(sorted_keys: np.ndarray) -> np.ndarray:
     """Twice the average rank (ties averaged, 1-based) of each position of rows sorted ascending.
 
-    Doubled ranks are integers, so every sum built from them below is exact in float64.
+    Doubled ranks are integers, so the sums built from them below are exact in float64 for rows of up
+    to 130,000 values (4 n^3 < 2^53; a 224x224 map has 50,176) and merely rounded beyond.
     """
     rows, n = sorted_keys.shape
     new_run = np.empty(sorted_keys.shape, dtype=bool)

@@ -30,8 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-val", type=int, default=400)
     parser.add_argument("--stimuli-per-class", type=int, default=25)
-    parser.add_argument("--cue-agreement", type=float, default=0.9,
-                        help="share of training images whose shortcut cue names the true class")
     parser.add_argument("--lam", type=float, default=0.5, help="harmonization weight of the harmonized model")
     parser.add_argument("--lr", type=float, default=1e-3, help="base learning rate (Adam)")
     parser.add_argument("--seed", type=int, default=0)
@@ -58,8 +56,7 @@ def make_data(args: argparse.Namespace) -> dict:
     if not manifest.exists():
         out = run(BIN / "harmonize", "mini", "--out", args.out / "data", "--seed", args.seed,
                   "--train-size", args.n_train, "--val-size", args.n_val,
-                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class,
-                  "--cue-agreement", args.cue_agreement, capture=True)
+                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class, capture=True)
         splits = json.loads(out[out.index("{"):])
         manifest.write_text(json.dumps(splits, indent=2))
     splits = json.loads(manifest.read_text())

@@ -92,8 +92,8 @@ def _draw(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np
     image = np.broadcast_to(rng.uniform(*BACKGROUND_LEVELS, 3), (size, size, 3)).copy()
     image[mask] = rng.uniform(*OBJECT_LEVELS, 3)
     image += rng.normal(0.0, PIXEL_NOISE, image.shape)
-    patch = image[cue_rows, cue_cols]
-    image[cue_rows, cue_cols] = rng.uniform(*OBJECT_LEVELS) + rng.normal(0.0, CUE_NOISE, patch.shape)
+    patch_shape = image[cue_rows, cue_cols].shape
+    image[cue_rows, cue_cols] = rng.uniform(*OBJECT_LEVELS) + rng.normal(0.0, CUE_NOISE, patch_shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
 
 
