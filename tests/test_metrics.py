@@ -156,3 +156,13 @@ def test_spearman_every_tie_regime_matches_scipy_in_any_chunking(rng, rows_per_c
     for first, second in ((a, b), (a.astype(np.float64), b.astype(np.float64))):
         ours = metrics.spearman(first, second, rows_per_chunk=rows_per_chunk)
         np.testing.assert_allclose(ours, expected, atol=1e-9)
+
+
+def test_near_chance_marks_accuracies_close_to_one_over_the_class_count():
+    from harmonization.metrics import chance_threshold, near_chance
+    assert chance_threshold(4) == pytest.approx(0.25 + 0.2 * 0.75)
+    assert near_chance(0.30, 4) and near_chance(0.25, 4) and near_chance(float("nan"), 4)
+    assert not near_chance(0.41, 4) and not near_chance(0.95, 4)
+    assert near_chance(0.15, 1000) and not near_chance(0.75, 1000)
+    with pytest.raises(ValueError, match="num_classes"):
+        chance_threshold(1)
