@@ -1,18 +1,10 @@
-"""Keras model zoo: "pixel models" that take RGB pixels in [0, 255] and return logits.
-
-Every model built here is a functional ``keras.Model`` made of two named parts:
-
-- ``preprocess``: the network's own input preprocessing, built only from core Keras layers (so a
-  saved model loads with plain ``keras.saving.load_model``, without this project);
-- ``backbone``: preprocessed image -> logits (N, C), no softmax.
-
-Saliency, in training and in evaluation, is taken with respect to the output of ``preprocess``.
+"""The training zoo: ``build_model(name, num_classes, image_size)`` gives a pixel model.
 
 Choices, each documented where it is made:
 - ``small_cnn`` (about 35k parameters; 5 convolutions, the first 4 with batch norm) ends with a
   log-softmax: its outputs are still logits for every loss and attack (softmax and cross-entropy
   are unchanged), but a term added to every class's logit alike cancels, so the logit saliency
-  cannot be "gamed" (small-data-effect.md), and it is equal to the log-probability saliency. It
+  cannot be "gamed" (docs/method.md), and it is equal to the log-probability saliency. It
   also gives every weight a gradient from the harmonization term. Its batch norm is the plain
   Keras one (``synchronized=True`` would not load under the torch backend).
 - ``small_cnn_plain``: the same network without batch norm (biases instead), for Adam. Its
@@ -32,37 +24,9 @@ import os
 from collections.abc import Callable
 
 import keras
-import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-PREPROCESS = "preprocess"
-BACKBONE = "backbone"
-
-
-def _scale_to_unit_range() -> list[keras.layers.Layer]:
-    return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, dtype="float32")]
-
-
-def _imagenet_normalize() -> list[keras.layers.Layer]:
-    return [keras.layers.Normalization(
-        mean=[255.0 * m for m in IMAGENET_MEAN],
-        variance=[(255.0 * s) ** 2 for s in IMAGENET_STD], dtype="float32",
-    )]
-
-
-def _caffe() -> list[keras.layers.Layer]:
-    flip = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="rgb_to_bgr",
-                               dtype="float32")
-    flip.build((None, None, None, 3))
-    flip.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3)])
-    return [keras.layers.Normalization(mean=list(CAFFE_MEAN_RGB), variance=[1.0, 1.0, 1.0],
-                                       dtype="float32"), flip]
-
-
-def _identity() -> list[keras.layers.Layer]:
-    return [keras.layers.Identity(dtype="float32")]
+from harmonization.models.pixel import (BACKBONE, assemble, caffe, identity, imagenet_normalize,
+                                        scale_to_unit_range)
 
 
 def _small_cnn(batch_norm: bool) -> Callable:
@@ -94,12 +58,12 @@ def _application(factory: Callable[..., keras.Model], **options) -> Callable:
 
 
 _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
-    "small_cnn": (_scale_to_unit_range, _small_cnn(batch_norm=True)),
-    "small_cnn_plain": (_scale_to_unit_range, _small_cnn(batch_norm=False)),
-    "vgg16": (_caffe, _application(keras.applications.VGG16)),
-    "resnet50v2": (_scale_to_unit_range, _application(keras.applications.ResNet50V2)),
-    "efficientnetb0": (_identity, _application(keras.applications.EfficientNetB0)),
-    "convnext_tiny": (_imagenet_normalize, _application(keras.applications.ConvNeXtTiny,
+    "small_cnn": (scale_to_unit_range, _small_cnn(batch_norm=True)),
+    "small_cnn_plain": (scale_to_unit_range, _small_cnn(batch_norm=False)),
+    "vgg16": (caffe, _application(keras.applications.VGG16)),
+    "resnet50v2": (scale_to_unit_range, _application(keras.applications.ResNet50V2)),
+    "efficientnetb0": (identity, _application(keras.applications.EfficientNetB0)),
+    "convnext_tiny": (imagenet_normalize, _application(keras.applications.ConvNeXtTiny,
                                                         include_preprocessing=False)),
 }
 MODEL_NAMES = tuple(_ZOO)
@@ -123,42 +87,11 @@ def build_model(name: str, num_classes: int, image_size: int = 224,
         raise FileNotFoundError(f"weights file not found: {weights}")
     whole_model_weights = weights is not None and str(weights).endswith(".weights.h5")
     make_preprocess, make_backbone = _ZOO[name]
-    shape = (int(image_size), int(image_size), 3)
-    preprocess = keras.Sequential([keras.Input(shape), *make_preprocess()], name=PREPROCESS)
-    backbone_input = keras.Input(shape, name="preprocessed")
+    backbone_input = keras.Input((int(image_size), int(image_size), 3), name="preprocessed")
     backbone_output = make_backbone(backbone_input, int(num_classes),
                                     None if whole_model_weights else weights)
     backbone = keras.Model(backbone_input, backbone_output, name=BACKBONE)
-    pixels = keras.Input(shape, name="pixels")
-    model = keras.Model(pixels, backbone(preprocess(pixels)), name=name)
+    model = assemble(name, make_preprocess(), backbone, image_size)
     if whole_model_weights:
         model.load_weights(weights)
     return model
-
-
-def split_pixel_model(model: keras.Model) -> tuple[keras.layers.Layer, keras.Model] | None:
-    """The ("preprocess", "backbone") parts of a pixel model, or None if it has no such parts."""
-    names = {layer.name for layer in model.layers}
-    if {PREPROCESS, BACKBONE} <= names:
-        return model.get_layer(PREPROCESS), model.get_layer(BACKBONE)
-    return None
-
-
-def load_harmonized(path: str, name: str | None = None, num_classes: int | None = None,
-                    image_size: int = 224) -> keras.Model:
-    """Load a pixel model from ``.keras``, legacy full-model ``.h5``, or ``.weights.h5``.
-
-    A ``.weights.h5`` file holds no architecture: pass the zoo ``name``, ``num_classes`` and
-    ``image_size`` it was built with.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.endswith(".weights.h5"):
-        if name is None or num_classes is None:
-            raise ValueError(f"{path}: a .weights.h5 file needs name= and num_classes= "
-                             f"(known models: {', '.join(MODEL_NAMES)})")
-        return build_model(name, num_classes, image_size, weights=path)
-    if path.endswith((".keras", ".h5", ".hdf5")):
-        return keras.saving.load_model(path, compile=False)
-    raise ValueError(f"{path}: expected a .keras, .h5 or .weights.h5 file")
