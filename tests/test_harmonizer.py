@@ -82,9 +82,11 @@ def test_epoch_logs_are_per_sample_means_on_a_dataset_of_unknown_length():
     arrays = clickme_arrays(20, 16, 3, seed=1)  # batches of 8, 8 and 4
     dataset = as_dataset(arrays, 8).filter(lambda batch: True)
     assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
-    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0)
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
+                            lambda_schedule="linear")
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=2, verbose=0).history
+    np.testing.assert_allclose(history["lambda"], [2.0, 2.0])
     expected = reference_epoch_logs(harmonizer, arrays, 8, 2.0, training=True)
     for name, value in expected.items():
         np.testing.assert_allclose(history[name], [value, value], rtol=2e-5, err_msg=name)
@@ -115,7 +117,7 @@ def test_one_step_follows_the_gradient_of_the_full_objective():
     model = build_model("small_cnn", 3, 16)
     start = [v.numpy() for v in model.trainable_variables]
     harmonizer = Harmonizer(model, lambda_harmonization=3.0, lambda_weights=1e-2,
-                            label_smoothing=0.2)
+                            label_smoothing=0.2, lambda_schedule="linear")
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.5))
     variables = harmonizer.trainable_variables
     with tf.GradientTape() as tape:
@@ -137,13 +139,55 @@ def test_lambda_ramps_up_linearly_over_the_first_steps():
     arrays = clickme_arrays(4, 16, 3, seed=4)
     dataset = as_dataset(arrays, 4).repeat(4)  # the same batch four times
     harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
-                            lambda_ramp_steps=2)
+                            lambda_ramp_steps=2, lambda_schedule="linear")
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=1, verbose=0).history
     terms = reference_epoch_logs(harmonizer, arrays, 4, 0.0, training=True)
     ramp = np.mean([0.0, 1.0, 2.0, 2.0])  # lambda at optimizer steps 0, 1, 2, 3
     np.testing.assert_allclose(history["loss"][0], terms["loss"] + ramp * terms["harmonization"],
                                rtol=2e-5)
+
+
+def gate_batch(harmonizer: Harmonizer, seed: int, correct: bool) -> dict:
+    """A batch labelled with the network's own training-mode prediction (or the next class)."""
+    arrays = clickme_arrays(4, 16, 3, seed=seed)
+    predicted = np.argmax(harmonizer.pixel_model(arrays["image"], training=True).numpy(), -1)
+    arrays["label"] = (predicted + (0 if correct else 1)) % 3
+    return arrays
+
+
+def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path):
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
+                            lambda_ramp_steps=2)
+    assert harmonizer.lambda_schedule == "adaptive"
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))  # frozen: every step sees accuracy 1
+    history = harmonizer.fit(as_dataset(gate_batch(harmonizer, 4, True), 4).repeat(6), epochs=1,
+                             verbose=0).history
+    # Running accuracy 1/3 -> 0.400, 0.460, 0.514 (steps 0-2): the gate (7/15) opens at step 2,
+    # so lambda is 0, 0, 0, then ramps over 2 steps: 1.0 at step 3, 2.0 from step 4.
+    np.testing.assert_allclose(history["lambda"][0], np.mean([0, 0, 0, 1.0, 2.0, 2.0]), rtol=1e-6)
+    assert int(harmonizer._gate_step.numpy()) == 2
+    harmonizer.save_weights(tmp_path / "gate.weights.h5")  # what BackupAndRestore writes
+    resumed = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
+                         lambda_ramp_steps=2)
+    resumed.compile(optimizer=keras.optimizers.SGD(0.0))
+    resumed.load_weights(tmp_path / "gate.weights.h5")
+    assert int(resumed._gate_step.numpy()) == 2
+    np.testing.assert_allclose(resumed._gate_accuracy.numpy(), harmonizer._gate_accuracy.numpy())
+
+    wrong = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0)
+    wrong.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = wrong.fit(as_dataset(gate_batch(wrong, 4, False), 4).repeat(6), epochs=2,
+                        verbose=0).history
+    assert history["lambda"] == [0.0, 0.0] and int(wrong._gate_step.numpy()) == -1
+    assert history["harmonization"][0] > 0  # the term is still measured while it waits
+
+
+def test_lambda_schedule_must_be_known():
+    with pytest.raises(ValueError, match="lambda_schedule must be one of adaptive, linear, got 'cosine'"):
+        Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="cosine")
+    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear").get_config()
+    assert Harmonizer.from_config(config).lambda_schedule == "linear"
 
 
 def test_standard_callbacks_and_saving(tmp_path):

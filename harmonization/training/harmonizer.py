@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import keras
 import tensorflow as tf
 
+from harmonization.files import temporary_path
 from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization_loss,
                                 weight_decay)
+from harmonization.metrics import chance_threshold
 from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
 from harmonization.saliency import signed_saliency
 from harmonization.training.distribute import (disable_arithmetic_optimization,
                                                for_multi_worker_reduction, scale_for_replicas)
+
+LAMBDA_SCHEDULES = ("adaptive", "linear")
+GATE_DECAY = 0.9
+"""Per-step decay of the running training accuracy that opens the adaptive schedule's gate."""
 
 
 def _bilinear_layers(model: keras.layers.Layer) -> list[str]:
@@ -38,13 +43,14 @@ class Harmonizer(keras.Model):
     ``backbone`` is either a pixel model (from ``harmonization.models.build_model``: it holds its
     own "preprocess" and "backbone" parts, and ``preprocess`` stays None) or a network taking
     preprocessed images, with ``preprocess`` the Keras layer that maps [0, 255] RGB pixels to its
-    input. Saliency is taken with respect to the preprocessed image (method.md section 1).
+    input. Saliency is taken with respect to the preprocessed image (docs/method.md).
 
-    Batches are dicts (data-contracts.md): "image" (N, H, W, 3) in [0, 255], "heatmap"
+    Batches are dicts (docs/data-contracts.md): "image" (N, H, W, 3) in [0, 255], "heatmap"
     (N, H, W, 1), "label" (N,) int or (N, C) soft, optional "token" (N,). Logged per epoch:
     ``loss`` (the total), ``ce``, ``harmonization`` (the unweighted pyramid MSE; not logged in
     training when ``lambda_harmonization`` is 0, since the saliency pass is then skipped),
-    ``accuracy``; validation logs the same with the ``val_`` prefix. Put
+    ``accuracy``, and in training ``lambda`` (the mean effective harmonization weight of the
+    epoch, when ``lambda_harmonization`` > 0); validation logs the same with the ``val_`` prefix. Put
     ``harmonization.evaluation.AlignmentCallback(val_data)`` first among the callbacks to log
     the logit and log-probability alignment too.
 
@@ -55,14 +61,27 @@ class Harmonizer(keras.Model):
     arithmetic optimizer is turned off for the process (it breaks second-order gradients
     through ResNet50V2 in ``fit``).
 
-    ``lambda_ramp_steps``: the harmonization weight grows linearly from 0 to its value over that
-    many optimizer steps (the small-data study collapsed without it at lambda >= 1).
+    ``lambda_schedule`` says when the harmonization weight is applied (docs/harmonizer-schedule.md):
+
+    - ``"adaptive"`` (the default): the weight waits for the classifier. It is 0 until the running
+      training accuracy (an exponential average over steps, decay ``GATE_DECAY``, of the accuracy
+      of the whole global batch, starting at chance) first reaches
+      ``harmonization.metrics.chance_threshold(num_classes)``, chance + 0.2 * (1 - chance); from
+      that step it grows linearly to ``lambda_harmonization`` over ``lambda_ramp_steps`` steps
+      (at once when 0), and stays there. Without it a network that needs more than the ramp to
+      leave chance can be taken over by the harmonization term, which is invariant to the
+      saliency's scale, and stay at chance for the whole run. The running accuracy and the step
+      at which the gate opened are non-trainable variables of the Harmonizer, updated in
+      ``train_step`` from counts summed over replicas (so every replica agrees), and saved and
+      restored with its weights (``BackupAndRestore`` resumes with the gate as it was).
+    - ``"linear"``: the weight grows linearly from 0 over the first ``lambda_ramp_steps``
+      optimizer steps; with 0 steps it is the published recipe (no ramp).
 
     ``centered_logits``: take the training saliency of ``logit_y - mean(logits)`` instead of
     ``logit_y``. Use it when the network ends with a plain linear logits layer (the
     ``keras.applications`` zoo models): otherwise the network can satisfy the harmonization term
     by adding one human-map-shaped term to every class's logit, which softmax ignores, while it
-    keeps classifying with a shortcut (small-data-effect.md). It changes nothing for a network
+    keeps classifying with a shortcut (docs/clickme-mini.md). It changes nothing for a network
     that ends with log-softmax (such as ``small_cnn``). The reference runs used plain logits.
 
     ``pixel_model`` is the trained network as a pixel model; ``save_pixel_model`` writes it as a
@@ -72,8 +91,12 @@ class Harmonizer(keras.Model):
     def __init__(self, backbone: keras.Model, preprocess: keras.layers.Layer | None = None,
                  lambda_harmonization: float = 1.0, lambda_weights: float = 1e-5,
                  levels: int = DEFAULT_LEVELS, label_smoothing: float = 0.1,
-                 centered_logits: bool = False, lambda_ramp_steps: int = 0, **kwargs):
+                 centered_logits: bool = False, lambda_ramp_steps: int = 0,
+                 lambda_schedule: str = "adaptive", **kwargs):
         super().__init__(**kwargs)
+        if lambda_schedule not in LAMBDA_SCHEDULES:
+            raise ValueError(f"lambda_schedule must be one of {', '.join(LAMBDA_SCHEDULES)}, "
+                             f"got {lambda_schedule!r}")
         if lambda_harmonization < 0 or lambda_weights < 0 or lambda_ramp_steps < 0:
             raise ValueError("lambda_harmonization, lambda_weights and lambda_ramp_steps must be "
                              f">= 0, got {lambda_harmonization}, {lambda_weights}, {lambda_ramp_steps}")
@@ -104,11 +127,20 @@ class Harmonizer(keras.Model):
         self.label_smoothing = float(label_smoothing)
         self.centered_logits = bool(centered_logits)
         self.lambda_ramp_steps = int(lambda_ramp_steps)
+        self.lambda_schedule = lambda_schedule
         self.num_classes = int(self.pixel_model.output_shape[-1])
         if self.lambda_harmonization > 0:
             disable_arithmetic_optimization()
+        if lambda_schedule == "adaptive":
+            self._gate_threshold = chance_threshold(self.num_classes)
+            self._gate_accuracy = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(1.0 / self.num_classes),
+                trainable=False, aggregation="only_first_replica", name="gate_accuracy")
+            self._gate_step = self.add_weight(
+                shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+                trainable=False, aggregation="only_first_replica", name="gate_step")
         self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "ce", "harmonization")}
+                          for name in ("loss", "ce", "harmonization", "lambda")}
         self._trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
         self.built = True
 
@@ -143,10 +175,32 @@ class Harmonizer(keras.Model):
         return images, tf.cast(batch["heatmap"], tf.float32), tf.cast(labels, tf.float32), tokens
 
     def _lambda(self) -> tf.Tensor:
-        if not self.lambda_ramp_steps:
+        """The harmonization weight of the current optimizer step."""
+        step = tf.cast(self.optimizer.iterations, tf.float32)
+        if self.lambda_schedule == "adaptive":
+            opened = tf.cast(self._gate_step, tf.float32)
+            if not self.lambda_ramp_steps:
+                return tf.where(opened >= 0, self.lambda_harmonization, 0.0)
+            progress = tf.where(opened >= 0, (step - opened) / float(self.lambda_ramp_steps), 0.0)
+        elif not self.lambda_ramp_steps:
             return tf.constant(self.lambda_harmonization)
-        progress = tf.cast(self.optimizer.iterations, tf.float32) / float(self.lambda_ramp_steps)
+        else:
+            progress = step / float(self.lambda_ramp_steps)
         return self.lambda_harmonization * tf.minimum(1.0, progress)
+
+    def _advance_gate(self, logits: tf.Tensor, labels: tf.Tensor) -> None:
+        """Fold this step's global-batch accuracy into the running accuracy; open the gate once."""
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
+        counts = tf.stack([tf.reduce_sum(hits), tf.cast(tf.shape(hits)[0], tf.float32)])
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
+        running = (GATE_DECAY * self._gate_accuracy
+                   + (1.0 - GATE_DECAY) * counts[0] / tf.maximum(counts[1], 1.0))
+        self._gate_accuracy.assign(running)
+        opens = tf.logical_and(self._gate_step < 0, running >= self._gate_threshold)
+        self._gate_step.assign(tf.where(opens, tf.cast(self.optimizer.iterations, tf.int64),
+                                        self._gate_step))
 
     def _objective(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool) -> dict:
         """Per-replica terms: logits, ce, harmonization (or None), total loss."""
@@ -161,17 +215,20 @@ class Harmonizer(keras.Model):
         ce = tf.reduce_mean(keras.losses.categorical_crossentropy(
             labels, logits, from_logits=True, label_smoothing=self.label_smoothing))
         loss = ce + self.lambda_weights * weight_decay(decayed_variables(self.trainable_variables))
+        weight = None
         if harmonization is not None:
-            loss = loss + self._lambda() * harmonization
-        return {"logits": logits, "ce": ce, "harmonization": harmonization, "loss": loss}
+            weight = self._lambda()
+            loss = loss + weight * harmonization
+        return {"logits": logits, "ce": ce, "harmonization": harmonization, "loss": loss,
+                "lambda": weight}
 
-    def _record(self, terms: dict, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _record(self, terms: dict, labels: tf.Tensor, names: tuple[str, ...]) -> dict[str, tf.Tensor]:
         batch_size = tf.cast(tf.shape(labels)[0], tf.float32)
         logs = {}
-        for name in ("loss", "ce", "harmonization"):
+        for name in names:
             if terms[name] is not None:
                 # Weighted by the batch size: epoch values are per-sample means (a short last
-                # batch counts for its size), which also guards against trap 3's n/(n+1).
+                # batch counts for its size, and Keras's extra empty step does not count).
                 self._trackers[name].update_state(terms[name], sample_weight=batch_size)
                 logs[name] = self._trackers[name].result()
         self._trackers["accuracy"].update_state(labels, terms["logits"])
@@ -185,13 +242,15 @@ class Harmonizer(keras.Model):
                                     harmonize=self.lambda_harmonization > 0)
             scaled = self.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
         variables = self.trainable_variables
+        if self.lambda_schedule == "adaptive" and self.lambda_harmonization > 0:
+            self._advance_gate(terms["logits"], labels)
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._record(terms, labels)
+        return self._record(terms, labels, ("loss", "ce", "harmonization", "lambda"))
 
     def test_step(self, batch):
         images, heatmaps, labels, tokens = self._unpack(batch)
         terms = self._objective(images, heatmaps, labels, tokens, training=False, harmonize=True)
-        return self._record(terms, labels)
+        return self._record(terms, labels, ("loss", "ce", "harmonization"))
 
     def predict_step(self, batch):
         return self(batch, training=False)
@@ -210,16 +269,8 @@ class Harmonizer(keras.Model):
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"{path}: the pixel model is saved as a .keras file")
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, partial = tempfile.mkstemp(suffix=".keras", dir=directory, prefix=".partial-")
-        os.close(handle)
-        try:
+        with temporary_path(path, suffix=".keras") as partial:
             self.pixel_model.save(partial)
-            os.replace(partial, path)
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
         return path
 
     def get_config(self) -> dict:
@@ -228,11 +279,12 @@ class Harmonizer(keras.Model):
             "lambda_harmonization": self.lambda_harmonization,
             "lambda_weights": self.lambda_weights, "levels": self.levels,
             "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,
-            "lambda_ramp_steps": self.lambda_ramp_steps, "name": self.name,
+            "lambda_ramp_steps": self.lambda_ramp_steps, "lambda_schedule": self.lambda_schedule,
+            "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> "Harmonizer":
-        config = dict(config)
+        config = {"lambda_schedule": "linear", **config}  # files saved before the schedule existed
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
