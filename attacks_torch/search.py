@@ -8,20 +8,22 @@ A sample whose interval has converged, or that the model already misclassifies, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from attacks_torch.attacks import carlini_wagner_l2, cross_entropy_gradient, ddn, pgd
+from attacks_torch.attacks import cross_entropy_gradient
 from attacks_torch.attacks._common import check_batch, flat_norms
+from attacks_torch.attacks.registry import ATTACK_REGISTRY, attack_entry, resolve_attack_options
 from attacks_torch.models.counting import CountingModel
 
 Model = Callable[[torch.Tensor], torch.Tensor]
-SEARCH_ATTACKS = {"l2_pgd": "l2", "linf_pgd": "linf"}
-MIN_NORM_ATTACKS = {"cw_l2": carlini_wagner_l2, "ddn": ddn}
-ATTACKS = (*SEARCH_ATTACKS, *MIN_NORM_ATTACKS)
+ATTACKS = tuple(ATTACK_REGISTRY)
 SCHEDULES = ("ladder", "reference")
+SEARCH_ATTACKS = tuple(name for name, entry in ATTACK_REGISTRY.items() if entry.kind == "search")
+SEARCH_SETTINGS = ("lo", "hi", "tol", "schedule", "ladder_start", "batch_size")
 
 
 @dataclass
@@ -156,20 +158,30 @@ def _first_gradients(
     return gradients
 
 
-def _clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None,
-                bounds: tuple[float, float]) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Check the batch, count passes from here on, and predict the clean images: the images the
-    model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred, attacked)."""
-    check_batch(images, labels, bounds)
+def _clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor,
+                batch_size: int | None) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count passes from here on and predict the clean images (checked by the caller): the images
+    the model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred, attacked)."""
     counter = CountingModel(model, images.shape[0])
     labels_cpu = labels.cpu()
     clean_pred = _predict(counter, images, batch_size)
     return counter, labels_cpu, clean_pred, clean_pred == labels_cpu
 
 
-def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float) -> None:
+def minimum_tol(hi: float, dtype: torch.dtype = torch.float32) -> float:
+    """The smallest ``tol`` a search up to ``hi`` accepts: two steps of ``dtype`` (the images', in
+    which the attack takes eps) at ``hi``. Eps values closer than that are the same attack, so a
+    bisection asked for less could never finish."""
+    return 2 * torch.finfo(dtype).eps * hi
+
+
+def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float,
+                  dtype: torch.dtype) -> None:
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected > 0 or None, got {tol}")
+    if tol is not None and tol < minimum_tol(hi, dtype):
+        raise ValueError(f"tol: {tol:g} is below the resolution of {str(dtype).removeprefix('torch.')} eps at "
+                         f"hi={hi:g}; expected at least {minimum_tol(hi, dtype):.3g}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
     if schedule == "reference" and not lo < 1.0 < hi:
@@ -189,7 +201,7 @@ def minimal_epsilon(
     schedule: str = "ladder",
     ladder_start: float | None = None,
     batch_size: int | None = None,
-    **attack_kwargs,
+    attack_options: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Smallest eps at which PGD (``attack`` "l2_pgd" or "linf_pgd") fools each image, for a whole batch.
 
@@ -200,8 +212,8 @@ def minimal_epsilon(
     image fooled at a small eps but not at a large one (sphere projection overshoots) is found;
     ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect). The result
     records for both whether the attack at ``hi`` fools (``fooled_at_hi``). ``batch_size`` caps how
-    many images go through the model at once; ``attack_kwargs`` go to :func:`pgd` (steps,
-    step_size, projection, rel_step_size, random_start, bounds). Deterministic unless
+    many images go through the model at once; ``attack_options`` go to :func:`pgd` (steps,
+    step_size, projection, rel_step_size, random_start, bounds; see :func:`resolve_attack_options`). Deterministic unless
     ``random_start``: the same image gets the same eps alone or in any batch.
 
     Cost per attacked image: one forward pass for the clean prediction, one forward and backward
@@ -209,18 +221,20 @@ def minimal_epsilon(
     then per eps tried ``steps - 1`` forward and backward passes and one forward pass to check the
     result. A misclassified image costs its clean forward pass only.
     """
-    if attack not in SEARCH_ATTACKS:
-        raise ValueError(f"attack: minimal_epsilon searches {sorted(SEARCH_ATTACKS)}, got {attack!r}")
+    entry = attack_entry(attack)
+    if entry.kind != "search":
+        raise ValueError(f"attack: minimal_epsilon searches {', '.join(SEARCH_ATTACKS)}, got {attack!r}")
+    options = resolve_attack_options(attack, attack_options)
     if not (0 < lo < hi and math.isfinite(hi)):
         raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
     ladder_start = default_ladder_start(lo, hi) if ladder_start is None else ladder_start
-    _check_search(lo, hi, tol, schedule, ladder_start)
+    check_batch(images, labels, options["bounds"])
+    _check_search(lo, hi, tol, schedule, ladder_start, images.dtype)
     n = images.shape[0]
-    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size,
-                                                            attack_kwargs.get("bounds", (0.0, 1.0)))
+    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size)
 
     rows = torch.nonzero(attacked).flatten().tolist()
-    reuse_first_step = not attack_kwargs.get("random_start", False)
+    reuse_first_step = not options["random_start"]
     if reuse_first_step:
         first_gradients = _first_gradients(counter, images, labels, rows, batch_size)
     schedules: dict[int, Schedule] = {}
@@ -240,9 +254,9 @@ def minimal_epsilon(
             on_device = index.to(images.device)
             eps = torch.tensor([pending[i] for i in chunk], dtype=torch.float64)
             view = counter.restrict(index)
-            x_adv = pgd(
-                view, images[on_device], labels[on_device], eps.to(images.dtype), norm=SEARCH_ATTACKS[attack],
-                first_gradient=first_gradients[on_device] if reuse_first_step else None, **attack_kwargs,
+            x_adv = entry.function(
+                view, images[on_device], labels[on_device], eps.to(images.dtype), norm=entry.norm,
+                first_gradient=first_gradients[on_device] if reuse_first_step else None, **options,
             )
             with torch.no_grad():
                 pred = view(x_adv).argmax(1).cpu()
@@ -267,23 +281,24 @@ def minimal_epsilon(
         eps=eps_out, adversarial=adversarial, fooled=torch.isfinite(eps_out), attacked=attacked,
         clean_pred=clean_pred, adv_pred=adv_pred, forward_passes=counter.forward_passes,
         backward_passes=counter.backward_passes, eps_lower=eps_lower, fooled_at_hi=fooled_at_hi,
-        attack=attack, norm=SEARCH_ATTACKS[attack], schedule=schedule,
+        attack=attack, norm=entry.norm, schedule=schedule,
     )
 
 
-def _minimum_norm(
-    model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, batch_size: int | None = None, **kwargs
-) -> SearchResult:
+def _minimum_norm(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str,
+                  batch_size: int | None, attack_options: Mapping[str, Any] | None) -> SearchResult:
+    entry = attack_entry(attack)
+    options = resolve_attack_options(attack, attack_options)
     n = images.shape[0]
-    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size,
-                                                            kwargs.get("bounds", (0.0, 1.0)))
+    check_batch(images, labels, options["bounds"])
+    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size)
     adversarial = images.detach().clone()
     adv_pred = clean_pred.clone()
     for chunk in _chunks(torch.nonzero(attacked).flatten().tolist(), batch_size):
         index = torch.tensor(chunk, dtype=torch.int64)
         on_device = index.to(images.device)
         view = counter.restrict(index)
-        adversarial[on_device] = MIN_NORM_ATTACKS[attack](view, images[on_device], labels[on_device], **kwargs)
+        adversarial[on_device] = entry.function(view, images[on_device], labels[on_device], **options)
         with torch.no_grad():
             adv_pred[index] = view(adversarial[on_device]).argmax(1).cpu()
     fooled = attacked & (adv_pred != labels_cpu)
@@ -292,20 +307,26 @@ def _minimum_norm(
     return SearchResult(
         eps=eps, adversarial=adversarial, fooled=fooled, attacked=attacked, clean_pred=clean_pred,
         adv_pred=adv_pred, forward_passes=counter.forward_passes, backward_passes=counter.backward_passes,
-        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None, attack=attack, norm="l2",
+        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None, attack=attack, norm=entry.norm,
     )
 
 
-def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, **kwargs) -> SearchResult:
-    """The smallest adversarial perturbation per image, for any attack in :data:`ATTACKS`.
+def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, *,
+                 attack_options: Mapping[str, Any] | None = None, **search_settings: Any) -> SearchResult:
+    """The smallest adversarial perturbation per image, for any attack of :data:`ATTACK_REGISTRY`.
 
-    "l2_pgd", "linf_pgd": :func:`minimal_epsilon` (kwargs: its own and those of ``pgd``).
-    "cw_l2", "ddn": the minimum-norm attack (kwargs: ``batch_size`` and the attack's own), with
-    eps = the L2 norm of the perturbation where it fools. Images misclassified from the start are
-    not attacked in either case.
+    ``attack_options`` override the attack's defaults (:func:`resolve_attack_options`). Search
+    attacks ("l2_pgd", "linf_pgd") run :func:`minimal_epsilon`, which takes every setting of
+    :data:`SEARCH_SETTINGS`; minimum-norm attacks ("cw_l2", "ddn") take only ``batch_size`` and
+    report eps = the L2 norm of the perturbation where it fools. Images misclassified from the
+    start are not attacked in either case.
     """
-    if attack in SEARCH_ATTACKS:
-        return minimal_epsilon(model, images, labels, attack=attack, **kwargs)
-    if attack in MIN_NORM_ATTACKS:
-        return _minimum_norm(model, images, labels, attack, **kwargs)
-    raise ValueError(f"attack: expected one of {list(ATTACKS)}, got {attack!r}")
+    entry = attack_entry(attack)
+    allowed = SEARCH_SETTINGS if entry.kind == "search" else ("batch_size",)
+    for key in search_settings:
+        if key not in allowed:
+            raise ValueError(f"{key}: not a search setting of {attack} (settings: {', '.join(allowed)}; "
+                             f"attack options go in attack_options)")
+    if entry.kind == "search":
+        return minimal_epsilon(model, images, labels, attack=attack, attack_options=attack_options, **search_settings)
+    return _minimum_norm(model, images, labels, attack, search_settings.get("batch_size"), attack_options)

@@ -17,6 +17,7 @@ from attacks_torch.search import (
     ladder_rungs,
     ladder_schedule,
     minimal_epsilon,
+    minimum_tol,
     reference_schedule,
 )
 
@@ -163,9 +164,10 @@ def test_ladder_fools_images_the_reference_schedule_gives_up_on():
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_find_minimal_runs_every_attack(cnn, attack):  # noqa: F811
     images, labels = synthetic_images(4, seed=21)
-    kwargs = {"cw_l2": {"steps": 20, "binary_search_steps": 2, "step_size": 0.05}, "ddn": {"steps": 20},
-              "linf_pgd": {"hi": 0.5, "rel_step_size": 0.5}}.get(attack, {})
-    result = find_minimal(cnn, images, labels, attack, **kwargs)
+    options = {"cw_l2": {"steps": 20, "binary_search_steps": 2, "step_size": 0.05}, "ddn": {"steps": 20},
+               "linf_pgd": {"rel_step_size": 0.5}}.get(attack)
+    settings = {"hi": 0.5} if attack == "linf_pgd" else {}
+    result = find_minimal(cnn, images, labels, attack, attack_options=options, **settings)
     assert result.attack == attack and len(result) == 4 and result.fooled.any()
     delta = (result.adversarial - images).flatten(1)
     size = delta.norm(p=float("inf") if attack == "linf_pgd" else 2, dim=1).double()
@@ -193,7 +195,7 @@ def test_search_invariants_on_random_models(seed, n, projection):
     with torch.no_grad():
         labels = model(images).argmax(1)
     labels[0] = (labels[0] + 1) % 3
-    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, projection=projection)
+    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, attack_options={"projection": projection})
     assert not result.attacked[0] and result.attacked[1:].all()
     assert torch.isnan(result.eps[~result.attacked]).all() and not torch.isnan(result.eps[result.attacked]).any()
     assert torch.equal(result.fooled, torch.isfinite(result.eps))
@@ -215,6 +217,8 @@ def test_search_invariants_on_random_models(seed, n, projection):
         ({"schedule": "reference", "hi": 0.5}, "lo < 1 < hi"),
         ({"ladder_start": 20.0}, "ladder_start"),
         ({"tol": 0.0}, "tol"),
+        ({"tol": 1e-20}, "tol: 1e-20 is below the resolution of float32 eps at hi=10"),
+        ({"attack_options": {"steps": 0}}, "steps of l2_pgd must be an integer >= 1"),
         ({"schedule": "binary"}, "schedule"),
     ],
 )
@@ -231,3 +235,25 @@ def test_real_model_search_fools_each_bundled_photo():
     assert result.attacked.all(), [n for n, a in zip(photos.names, result.attacked) if not a]
     assert result.fooled.all() and torch.isfinite(result.eps).all() and (result.eps > 0).all()
     assert (result.adv_pred != photos.labels).all()
+
+
+@pytest.mark.parametrize("schedule", ["ladder", "reference"])
+def test_the_smallest_accepted_tol_finishes(cnn, test_batch, schedule):  # noqa: F811
+    """At the resolution floor the bisection still ends: each try narrows the interval."""
+    images, labels = test_batch
+    tol = minimum_tol(10.0, images.dtype)
+    result = minimal_epsilon(cnn, images[:2], labels[:2], tol=tol, schedule=schedule)
+    fooled = result.fooled
+    assert fooled.any()
+    assert ((result.eps - result.eps_lower)[fooled] < tol).all()
+    assert (result.backward_passes[result.attacked] < 2 * 70).all()  # some 20 halvings, not an endless loop
+
+
+def test_find_minimal_refuses_settings_that_are_not_its_own(cnn, test_batch):  # noqa: F811
+    images, labels = test_batch
+    with pytest.raises(ValueError, match="steps: not a search setting of l2_pgd.*attack_options"):
+        find_minimal(cnn, images, labels, "l2_pgd", steps=5)
+    with pytest.raises(ValueError, match="hi: not a search setting of ddn"):
+        find_minimal(cnn, images, labels, "ddn", hi=1.0)
+    with pytest.raises(ValueError, match="attack: expected one of l2_pgd, linf_pgd, cw_l2, ddn"):
+        find_minimal(cnn, images, labels, "fgsm")
