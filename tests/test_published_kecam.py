@@ -1,0 +1,112 @@
+"""The kecam architectures re-implemented in Keras 3 take kecam's own weight files exactly.
+
+kecam 1.3.10 under tf.keras 2 (``.reference-env``, run only in a subprocess by
+``tests/reference/kecam_fixtures.py``) writes, with random weights, a reduced-depth ``.h5`` and its
+logits on fixed images, and the full-size layout. Our builders must give the same logits under the
+TensorFlow backend and under the torch backend (to 1e-4 of the largest logit), and their full-size
+weighted layers must be kecam's, in kecam's order (so legacy by-position loading is right too).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_helpers import run_python
+
+import keras  # noqa: E402  (after tf_helpers, which settles the import order)
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ENV = ROOT / ".reference-env"
+FIXTURE_WRITER = ROOT / "tests" / "reference" / "kecam_fixtures.py"
+RTOL = 1e-4  # of the largest reference logit, elementwise
+
+# name -> (module, builder, the reduced configuration that kecam_fixtures.py builds in kecam)
+REDUCED = {
+    "convnext_tiny": ("harmonization.models.convnext", "convnext_tiny",
+                      {"image_size": 64, "depths": [1, 1, 2, 1]}),
+}
+
+
+def build(name: str, reduced: bool = True) -> keras.Model:
+    module, builder, config = REDUCED[name]
+    return getattr(importlib.import_module(module), builder)(**(config if reduced else {}))
+
+
+@pytest.fixture(scope="session")
+def kecam_files(tmp_path_factory) -> Path:
+    """The kecam-written fixtures of all models, made once per test session."""
+    if not (REFERENCE_ENV / "keras_cv_attention_models").is_dir():
+        pytest.skip(f"{REFERENCE_ENV} missing: pip install --no-deps --target .reference-env "
+                    "-r tests/reference/requirements.txt")
+    out = tmp_path_factory.mktemp("kecam")
+    env = {**os.environ, "PYTHONPATH": str(REFERENCE_ENV), "TF_USE_LEGACY_KERAS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(FIXTURE_WRITER), str(out), *REDUCED],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+def assert_logits_match(logits: np.ndarray, reference: np.ndarray) -> None:
+    assert logits.shape == reference.shape
+    np.testing.assert_allclose(logits, reference, rtol=RTOL,
+                               atol=RTOL * float(np.abs(reference).max()))
+
+
+def weighted_layout(model: keras.Model) -> list:
+    return [[layer.name, [list(w.shape) for w in layer.weights]]
+            for layer in model.layers if layer.weights]
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_full_size_layout_is_kecams(kecam_files, name):
+    """The full-size network has kecam's weighted layers ('/' read as '_'), shapes and order."""
+    expected = json.loads((kecam_files / f"{name}_layout.json").read_text())
+    model = build(name, reduced=False)
+    kecam_layers = [[layer_name.replace("/", "_"), shapes]
+                    for layer_name, shapes in expected["layers"]]
+    assert weighted_layout(model) == kecam_layers
+    assert model.count_params() == expected["params"]
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_logits_match_kecam_under_tensorflow(kecam_files, name):
+    images = np.load(kecam_files / f"{name}_images.npy")
+    reference = np.load(kecam_files / f"{name}_logits.npy")
+    by_position = build(name)
+    by_position.load_weights(kecam_files / f"{name}.h5")
+    assert_logits_match(keras.ops.convert_to_numpy(by_position(images, training=False)), reference)
+    if name != "maxvit_tiny":  # MaxViT's kecam names contain '/', which Keras 3 names cannot
+        by_name = build(name)
+        by_name.load_weights(kecam_files / f"{name}.h5", by_name=True)
+        assert_logits_match(keras.ops.convert_to_numpy(by_name(images, training=False)), reference)
+
+
+def test_logits_match_kecam_under_torch(kecam_files, tmp_path):
+    """One torch-backend process loads every fixture by position and writes its logits."""
+    code = """
+        import importlib, json, sys
+        from pathlib import Path
+        import numpy as np
+        import keras
+        fixtures, out, reduced = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+        assert keras.backend.backend() == "torch"
+        for name, (module, builder, config) in reduced.items():
+            model = getattr(importlib.import_module(module), builder)(**config)
+            model.load_weights(fixtures / f"{name}.h5")
+            logits = model(np.load(fixtures / f"{name}_images.npy"), training=False)
+            np.save(out / f"{name}.npy", keras.ops.convert_to_numpy(logits))
+    """
+    result = run_python(code, env={"KERAS_BACKEND": "torch"},
+                        args=(str(kecam_files), str(tmp_path), json.dumps(REDUCED)))
+    assert result.returncode == 0, result.stderr[-4000:]
+    for name in REDUCED:
+        assert_logits_match(np.load(tmp_path / f"{name}.npy"),
+                            np.load(kecam_files / f"{name}_logits.npy"))
