@@ -1,11 +1,12 @@
 """Adversarial alignment with PyTorch: attack timm and harmonized Keras models in pixel space.
 
-Never imports TensorFlow; torch (and triton) load before anything that might pull it in lazily.
+Never imports TensorFlow. ``harmonization`` is imported first, so triton is loaded before anything
+can pull TensorFlow in lazily, or kept out when TensorFlow is already loaded (docs/traps.md, trap 1).
 Importing it lets the process keep freed memory for reuse (`harmonization.memory`): attack steps
 re-allocate the same large activations every pass.
 """
-import torch  # noqa: F401
-
 from harmonization.memory import retain_freed_memory
+
+import torch  # noqa: F401,E402
 
 retain_freed_memory()
