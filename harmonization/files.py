@@ -19,6 +19,9 @@ from typing import IO, Any
 class OutputError(OSError):
     """A result could not be written: the message names the file and the reason, in one line."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def _umask() -> int:
     mask = os.umask(0)
