@@ -11,7 +11,7 @@ from harmonization.clickme.example import encode_example, parse_example
 from harmonization.clickme.layout import LAYOUTS, ClickMeRecord, decode_record, unit_range_warning
 from harmonization.clickme.paths import ShardPaths, resolve_shards
 from harmonization.clickme.reader import iter_clickme
-from harmonization.clickme.tfrecord import ShardIndex, frame_record, iter_records, scan_headers
+from harmonization.clickme.tfrecord import ShardIndex, frame_record, iter_records, scan_headers, write_records
 from harmonization.clickme.writer import (encode_clickme, encode_imagenet, write_clickme, write_imagenet,
                                           write_shards)
 
@@ -35,5 +35,6 @@ __all__ = [
     "unit_range_warning",
     "write_clickme",
     "write_imagenet",
+    "write_records",
     "write_shards",
 ]

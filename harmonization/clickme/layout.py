@@ -47,7 +47,7 @@ PROBLEMS = {
     "shape": "heatmap {heatmap} does not match image {image}",
     "image non-finite": "image holds non-finite values",
     "heatmap non-finite": "heatmap holds non-finite values",
-    "range": "raw image values lie outside [0, 255]",
+    "range": "image values lie outside [0, 255]",
     "negative heatmap": "heatmap holds negative values",
 }
 RAW_SHAPES = {IMAGE_CHANNELS: "HxWx3 image", HEATMAP_CHANNELS: "HxWx1 map"}

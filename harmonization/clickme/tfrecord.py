@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from harmonization.clickme.crc32c import masked_crc32c
 from harmonization.clickme.errors import ClickMeDataError
+from harmonization.files import atomic_write
 
 HEADER_BYTES = 12  # length (8) and its masked CRC (4)
 FOOTER_BYTES = 4  # masked CRC of the payload
@@ -53,7 +54,7 @@ def _header_problem(header: bytes, index: int, offset: int, size: int) -> tuple[
     left = size - offset - HEADER_BYTES
     if length + FOOTER_BYTES > left:
         return length, (f"record {index} is truncated (its header claims {length} bytes, "
-                        f"{max(left - FOOTER_BYTES, 0)} remain in the file)")
+                        f"{max(left, 0)} follow it in the file)")
     return length, None
 
 
@@ -101,3 +102,10 @@ def frame_record(payload: bytes) -> bytes:
     """One TFRecord frame (length, CRCs and payload) holding ``payload``."""
     header = struct.pack("<Q", len(payload))
     return header + struct.pack("<I", masked_crc32c(header)) + payload + struct.pack("<I", masked_crc32c(payload))
+
+
+def write_records(path: str | os.PathLike, payloads: Iterable[bytes]) -> None:
+    """Write payloads as one TFRecord file, atomically (``harmonization.files.atomic_write``)."""
+    with atomic_write(path, "wb") as handle:
+        for payload in payloads:
+            handle.write(frame_record(payload))
