@@ -13,10 +13,14 @@ export PYTHONUNBUFFERED := 1
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg setup.py pyproject.toml
+# .reference-env: the constructors the reference library used for its published models (tf-keras,
+# kecam, vit-keras, efficientnet), beside the project's stack; tests run them only in subprocesses.
+$(STAMP): setup.cfg setup.py pyproject.toml tests/reference/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -rf .reference-env
+	$(BIN)/pip install --quiet --no-deps --target .reference-env -r tests/reference/requirements.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,4 +33,4 @@ bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) demo-output benchmarks/results/*.json
+	rm -rf $(VENV) .reference-env demo-output benchmarks/results/*.json
