@@ -3,24 +3,48 @@
     adv-align attack --models NAMES|FILE --stimuli PATH --out DIR [--attack l2_pgd] [--batch-size B]
                      [--device cpu|cuda] [--schedule ladder|reference] [--lo L] [--hi H] [--limit N]
                      [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
+                     [--attack-options JSON] [--pgd-steps N] [--pgd-step-size S] [--projection sphere|ball]
+                     [--cw-const C] [--cw-steps N] [--cw-lr LR] [--ddn-steps N] [--ddn-gamma G] [--fresh]
     adv-align report DIR [--accuracy CSV] --out REPORT_DIR [--pairs ...] [--arch LABEL=CLASS,...]
     adv-align zoo [--family F] [--arch cnn|vit|hybrid] [--count] [--all]
 
 Exit codes: 0 when every model finished; 1 when some model failed (its error is in
-OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input
-(one line on stderr). Under ``torchrun`` only rank 0 prints.
+OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input or an
+output that cannot be written (one line on stderr naming the flag or the file; batches already
+attacked are kept, and the same command resumes them). Under ``torchrun`` only rank 0 prints.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 
 import torch
 
 from attacks_torch import zoo
-from attacks_torch.search import ATTACKS, SCHEDULES
-from attacks_torch.sweep import WEIGHTS, SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
+from attacks_torch.attacks import PROJECTIONS
+from attacks_torch.attacks.registry import ATTACK_REGISTRY
+from attacks_torch.models import WEIGHTS
+from attacks_torch.search import SCHEDULES
+from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
+from harmonization.files import OutputError
+
+# flag -> (attacks it applies to, option of the attack registry, type)
+OPTION_FLAGS = {
+    "pgd_steps": (("l2_pgd", "linf_pgd"), "steps", int),
+    "pgd_step_size": (("l2_pgd", "linf_pgd"), "step_size", float),
+    "projection": (("l2_pgd", "linf_pgd"), "projection", str),
+    "cw_const": (("cw_l2",), "initial_const", float),
+    "cw_steps": (("cw_l2",), "steps", int),
+    "cw_lr": (("cw_l2",), "step_size", float),
+    "ddn_steps": (("ddn",), "steps", int),
+    "ddn_gamma": (("ddn",), "gamma", float),
+}
+# library argument -> flag, for SweepError messages (the rest are --name-with-dashes)
+FLAGS = {"out_dir": "--out", **{f.name: f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(SweepConfig)},
+         "fresh": "--fresh", "models": "--models", "pairs": "--pairs", "arch": "--arch"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,7 +70,7 @@ def _build_parser() -> _Parser:
                         help="comma-separated [label=]spec[@checkpoint] items, or a file with one per line")
     attack.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
     attack.add_argument("--out", required=True, help="output folder (shared by jobs; resumed when rerun)")
-    attack.add_argument("--attack", default="l2_pgd", choices=ATTACKS)
+    attack.add_argument("--attack", default="l2_pgd", choices=tuple(ATTACK_REGISTRY))
     attack.add_argument("--batch-size", type=_positive_int, default=16)
     attack.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     attack.add_argument("--schedule", default="ladder", choices=SCHEDULES, help="eps search of the PGD attacks")
@@ -61,6 +85,18 @@ def _build_parser() -> _Parser:
     attack.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels (comma-separated, or a file)")
     attack.add_argument("--keep-maps", type=int, default=8, help="perturbation maps kept per model (report)")
     attack.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    attack.add_argument("--fresh", action="store_true",
+                        help="start over the models whose folder was started with other settings (instead of refusing)")
+    attack.add_argument("--attack-options", default=None, metavar="JSON",
+                        help='options of the attack as a JSON object, e.g. \'{"steps": 5}\' (the flags below win)')
+    attack.add_argument("--pgd-steps", type=_positive_int, default=None, help="PGD steps per eps")
+    attack.add_argument("--pgd-step-size", type=float, default=None, help="PGD step size, a multiple of eps")
+    attack.add_argument("--projection", default=None, choices=PROJECTIONS, help="PGD projection onto the eps set")
+    attack.add_argument("--cw-const", type=float, default=None, help="C&W initial constant")
+    attack.add_argument("--cw-steps", type=_positive_int, default=None, help="C&W optimisation steps per constant")
+    attack.add_argument("--cw-lr", type=float, default=None, help="C&W learning rate")
+    attack.add_argument("--ddn-steps", type=_positive_int, default=None, help="DDN steps")
+    attack.add_argument("--ddn-gamma", type=float, default=None, help="DDN factor of the eps change per step")
     attack.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
@@ -79,6 +115,27 @@ def _build_parser() -> _Parser:
     return parser
 
 
+def attack_options(args: argparse.Namespace) -> dict:
+    """The attack options of ``--attack-options`` and the option flags (flags win); one line naming
+    the flag for JSON that is not an object, or a flag of another attack."""
+    options = {}
+    if args.attack_options is not None:
+        try:
+            options = json.loads(args.attack_options)
+        except json.JSONDecodeError as error:
+            raise SweepError(f"--attack-options: not valid JSON ({error})") from None
+        if not isinstance(options, dict):
+            raise SweepError(f"--attack-options: expected a JSON object, got {args.attack_options!r}")
+    for dest, (attacks, option, _) in OPTION_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if args.attack not in attacks:
+            raise SweepError(f"--{dest.replace('_', '-')} is an option of {' and '.join(attacks)}, not of {args.attack}")
+        options[option] = value
+    return options
+
+
 def _attack(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,13 +143,14 @@ def _attack(args: argparse.Namespace) -> int:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     config = SweepConfig(
-        stimuli=args.stimuli, attack=args.attack, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+        stimuli=args.stimuli, attack=args.attack, attack_options=attack_options(args), batch_size=args.batch_size,
+        limit=args.limit, seed=args.seed,
         schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol, weights=args.weights,
         num_classes=args.num_classes, keep_maps=args.keep_maps, device=args.device, progress=not args.no_progress,
     )
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
-    outcomes = run_sweep(models, config, args.out, pairs)
+    outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh)
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
             line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"
@@ -135,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     command = {"attack": _attack, "report": _report, "zoo": _zoo}[args.command]
     try:
         return command(args)
-    except (SweepError, FileNotFoundError, ValueError) as error:
-        message = " ".join(str(error).split())
+    except (SweepError, FileNotFoundError, ValueError, OutputError) as error:
+        text = error.render(FLAGS) if isinstance(error, SweepError) else str(error)
+        message = " ".join(text.split())
         print(f"adv-align {args.command}: error: {message}", file=sys.stderr)
         return 2
 

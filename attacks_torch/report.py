@@ -11,10 +11,15 @@ Points are coloured by class (CNN, ViT, hybrid); arrows go from each control to 
 model. Statistics (``harmonization.metrics``): Spearman rho and p across models, Welch's t-test
 of ViTs against CNNs. Accuracy is the top-1 of the ``--accuracy`` CSV (timm's results format)
 when the model is in it, else the accuracy measured on the stimuli (the table says which).
+
+A model whose accuracy on the stimuli is near chance (``harmonization.metrics.near_chance``) is
+unreliable: a network that has learnt nothing can look tolerant and aligned. It stays in the table
+with the reason beside it, but is left out of the statistics and of the control -> harmonized
+arrows, and ``statistics.json`` lists it under ``unreliable``. The sweep folder is read only
+through :class:`attacks_torch.sweep.SweepFolder`; every file is written atomically.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -25,9 +30,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attacks_torch import zoo
-from attacks_torch.search import ATTACKS
-from attacks_torch.sweep import SweepError, parse_pairs, read_rows
-from harmonization.metrics import compare_groups, model_correlation
+from attacks_torch.attacks.registry import ATTACK_REGISTRY
+from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
+from harmonization.files import temporary_path, write_json, write_text
+from harmonization.metrics import chance_threshold, compare_groups, model_correlation, near_chance
 
 COLORS = {"CNN": "tab:blue", "ViT": "tab:red", "hybrid": "tab:green"}
 TOLERANCE_MEASURE = {"linf": "linf"}  # a norm's tolerance measure; every other norm uses "l2"
@@ -53,7 +59,11 @@ class ModelResult:
     alignment_sem: float
     linf: float
     linf_sem: float
-    folder: Path
+    folder: ModelFolder
+    stimulus_accuracy: float
+    num_classes: int | None
+    unreliable: str | None = None
+    """Why the model's tolerance and alignment are not to be trusted (None: they are)."""
 
 
 def parse_arch_overrides(argument: str) -> dict[str, str]:
@@ -78,27 +88,33 @@ def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides
     return zoo.classify(spec)
 
 
+def unreliable_reason(accuracy: float, num_classes: int | None) -> str | None:
+    """Why results at stimulus ``accuracy`` (a fraction) of a ``num_classes``-way model are unreliable, or None."""
+    if num_classes is None or num_classes < 2:
+        return None
+    if near_chance(accuracy, num_classes):
+        return (f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / num_classes:.3f} for {num_classes} "
+                f"classes; below {chance_threshold(num_classes):.3f})")
+    return None
+
+
 def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
                  pairs: Sequence[tuple[str, str]] = (), arch_overrides: dict[str, str] | None = None,
                  ) -> tuple[list[ModelResult], list[dict]]:
     """The finished (model, attack) results of a sweep folder, and the failed ones' records."""
-    sweep = Path(sweep_dir)
-    if not sweep.is_dir():
-        raise FileNotFoundError(f"sweep folder {str(sweep)!r} does not exist")
-    paths = sorted(sweep.glob("*/*/summary.json"))
-    summaries = [json.loads(p.read_text()) for p in paths]
-    failed = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/*/failed.json"))
-              if not (p.parent / "summary.json").exists()]
-    if not summaries and not failed:
-        raise FileNotFoundError(f"{sweep}: no finished model (no */*/summary.json)")
+    store = SweepFolder(sweep_dir)
+    finished, failed = store.finished(), store.failures()
+    if not finished and not failed:
+        raise FileNotFoundError(f"{store.root}: no finished model (no model folder holds a summary.json)")
     table = zoo.read_accuracy_csv(accuracy_csv) if accuracy_csv else {}
-    specs = {s["model"]: s["spec"] for s in summaries}
+    specs = {s["model"]: s["spec"] for _, s in finished}
     overrides = arch_overrides or {}
     results = []
-    for path, s in zip(paths, summaries):
+    for folder, s in finished:
         given = zoo.lookup_accuracy(table, s["spec"])
         given = zoo.lookup_accuracy(table, s["model"]) if given is None else given
         tolerance = s[TOLERANCE_MEASURE.get(s["norm"], "l2")]
+        num_classes = s.get("num_classes")
         results.append(ModelResult(
             label=s["model"], spec=s["spec"], attack=s["attack"], norm=s["norm"],
             arch=_classify(s["model"], s["spec"], pairs, overrides, specs),
@@ -107,7 +123,9 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
             n_images=s["n_images"], n_attacked=s["n_attacked"], n_fooled=s["n_fooled"],
             tolerance=tolerance["mean"], tolerance_sem=tolerance["sem"],
             alignment=s["alignment"]["mean"], alignment_sem=s["alignment"]["sem"],
-            linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=path.parent,
+            linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=folder,
+            stimulus_accuracy=s["accuracy"], num_classes=num_classes,
+            unreliable=unreliable_reason(s["accuracy"], num_classes),
         ))
     return results, failed
 
@@ -124,7 +142,8 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
 
 
 def statistics(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:
-    """Spearman rho/p across models and Welch's t-tests (ViT against CNN) for one attack's results."""
+    """Spearman rho/p across models and Welch's t-tests (ViT against CNN) for one attack's results
+    (the caller leaves unreliable models out)."""
     accuracy = [r.accuracy for r in results]
     tolerance = [r.tolerance for r in results]
     alignment = [r.alignment for r in results]
@@ -146,7 +165,8 @@ def _save(figure: Figure, out: Path, name: str) -> list[str]:
     files = []
     for suffix in ("png", "svg"):
         path = out / f"{name}.{suffix}"
-        figure.savefig(path, dpi=150 if suffix == "png" else None)
+        with temporary_path(path, suffix=f".{suffix}") as tmp:
+            figure.savefig(tmp, dpi=150 if suffix == "png" else None)
         files.append(path.name)
     return files
 
@@ -182,7 +202,7 @@ def _scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: 
     if len(results) <= 30:
         for r in results:
             axes.annotate(r.label, (x_of(r)[0], y_of(r)[0]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    by_label = {r.label: r for r in results}
+    by_label = {r.label: r for r in results if r.unreliable is None}
     for control, harmonized in pairs:
         if control in by_label and harmonized in by_label:
             start, end = by_label[control], by_label[harmonized]
@@ -200,11 +220,10 @@ def _scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: 
     return figure
 
 
-def _panels(sweep: Path, results: Sequence[ModelResult], count: int) -> Figure | None:
-    preview_path = sweep / "preview.npz"
-    if count < 1 or not preview_path.exists() or not results:
+def _panels(store: SweepFolder, results: Sequence[ModelResult], count: int) -> Figure | None:
+    preview = store.read_preview() if count >= 1 and results else None
+    if preview is None:
         return None
-    preview = np.load(preview_path)
     count = min(count, len(preview["ids"]))
     columns = 2 + len(results)
     figure = Figure(figsize=(1.6 * columns, 1.7 * count))
@@ -212,8 +231,7 @@ def _panels(sweep: Path, results: Sequence[ModelResult], count: int) -> Figure |
         image = preview["images"][row].transpose(1, 2, 0)
         cells = [("image", image, None), ("human map", preview["heatmaps"][row], "viridis")]
         for r in results:
-            path = r.folder / "maps" / f"{row:06d}.npy"
-            cells.append((r.label, np.load(path) if path.exists() else None, "magma"))
+            cells.append((r.label, r.folder.read_map(row), "magma"))
         for column, (title, data, cmap) in enumerate(cells):
             axes = figure.add_subplot(count, columns, row * columns + column + 1)
             axes.set_xticks([])
@@ -251,12 +269,13 @@ def _statistics_markdown(stats: dict[str, dict[str, float]]) -> list[str]:
 
 
 def _models_markdown(results: Sequence[ModelResult]) -> list[str]:
-    lines = ["| model | class | accuracy (%) | source | images | attacked | fooled | tolerance | L-inf | alignment |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | class | accuracy (%) | source | images | attacked | fooled | tolerance | L-inf | alignment "
+             "| reliable |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: r.label):
+        reliable = "yes" if r.unreliable is None else f"no: {r.unreliable}; left out of the statistics"
         lines.append(f"| {r.label} | {r.arch} | {_number(r.accuracy, digits=2)} | {r.accuracy_source} | "
                      f"{r.n_images} | {r.n_attacked} | {r.n_fooled} | {_number(r.tolerance, r.tolerance_sem)} | "
-                     f"{_number(r.linf, r.linf_sem)} | {_number(r.alignment, r.alignment_sem)} |")
+                     f"{_number(r.linf, r.linf_sem)} | {_number(r.alignment, r.alignment_sem)} | {reliable} |")
     return lines
 
 
@@ -279,11 +298,12 @@ def _versus(chosen: Sequence[ModelResult], reference: dict[str, ModelResult], at
 
 
 def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Sequence[ModelResult],
-                    pairs: Sequence[tuple[str, str]], sweep: Path, out: Path, panels: int,
-                    ) -> tuple[dict[str, dict[str, float]], list[str]]:
+                    pairs: Sequence[tuple[str, str]], store: SweepFolder, out: Path, panels: int,
+                    ) -> tuple[dict, list[str]]:
     """Figures of one attack written to ``out``; returns its statistics and its report.md lines."""
     tolerance_label = f"perturbation tolerance ({'L-inf' if chosen[0].norm == 'linf' else 'L2'})"
-    stats = statistics(chosen)
+    reliable = [r for r in chosen if r.unreliable is None]
+    stats: dict = statistics(reliable)
     figures = [
         ("accuracy_vs_tolerance", _scatter(chosen, _accuracy, _tolerance, "accuracy (%)", tolerance_label,
                                            f"{attack}: accuracy vs tolerance", pairs)),
@@ -294,12 +314,18 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
     ]
     if attack != "l2_pgd" and reference:
         for measure in ("tolerance", "alignment"):
-            stats[f"{measure}_vs_l2_pgd"], figure = _versus(chosen, {r.label: r for r in reference}, attack, measure)
+            stats[f"{measure}_vs_l2_pgd"], figure = _versus(
+                reliable, {r.label: r for r in reference if r.unreliable is None}, attack, measure)
             figures.append((f"vs_l2_pgd_{measure}", figure))
-    panel = _panels(sweep, chosen, panels)
+    panel = _panels(store, chosen, panels)
     if panel is not None:
         figures.append(("panels", panel))
     md = [f"## {attack}", "", *_statistics_markdown(stats), ""]
+    unreliable = {r.label: r.unreliable for r in chosen if r.unreliable is not None}
+    if unreliable:
+        md += [f"Left out of the statistics and the arrows as unreliable: "
+               f"{'; '.join(f'{label} ({why})' for label, why in unreliable.items())}.", ""]
+    stats["unreliable"] = unreliable
     for name, figure in figures:
         png, svg = _save(figure, out, f"{attack}_{name}")
         md += [f"![{attack} {name.replace('_', ' ')}]({png}) ([svg]({svg}))", ""]
@@ -314,26 +340,30 @@ def build_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     ``pairs`` (control, harmonized) add to the sweep's own ``pairs.csv``.
     """
-    sweep, out = Path(sweep_dir), Path(out_dir)
-    pairs = [*(parse_pairs(str(sweep / "pairs.csv")) if (sweep / "pairs.csv").exists() else []), *pairs]
-    results, failed = load_results(sweep, accuracy_csv, pairs, arch_overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    by_attack = {a: [r for r in results if r.attack == a] for a in ATTACKS if any(r.attack == a for r in results)}
+    store, out = SweepFolder(sweep_dir), Path(out_dir)
+    if not store.root.is_dir():
+        raise FileNotFoundError(f"sweep folder {str(store.root)!r} does not exist")
+    pairs = [*store.read_pairs(), *pairs]
+    results, failed = load_results(store.root, accuracy_csv, pairs, arch_overrides)
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"{out}: is a file, not a folder")
+    by_attack = {a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY if any(r.attack == a for r in results)}
     md = ["# Adversarial alignment report", "",
-          f"Sweep `{sweep}`: {len({r.label for r in results})} models finished, {len(failed)} failed. "
+          f"Sweep `{store.root}`: {len({r.label for r in results})} models finished, {len(failed)} failed. "
           "Tolerance is the mean perturbation norm of the fooled images in the attack's norm ([0, 1] pixel "
           "units), alignment the mean Spearman correlation of |mean over channels of delta| with the human "
-          "map; ± is the standard error. Correlations are across models; the t-tests compare ViTs with CNNs.", ""]
+          "map; ± is the standard error. Correlations are across models; the t-tests compare ViTs with CNNs. "
+          "A model whose accuracy on the stimuli is near chance is marked unreliable and left out of both.", ""]
     all_stats = {}
     for attack, chosen in by_attack.items():
-        all_stats[attack], lines = _attack_section(attack, chosen, by_attack.get("l2_pgd", []), pairs, sweep, out,
+        all_stats[attack], lines = _attack_section(attack, chosen, by_attack.get("l2_pgd", []), pairs, store, out,
                                                    panels)
         md += lines
     if failed:
         md += ["## Failed models", "", "| model | attack | error |", "|---|---|---|"]
-        md += [f"| {f['model']} | {f['attack']} | {f['error_type']}: {' '.join(f['message'].split())[:200]} |"
+        md += [f"| {f['model']} | {f['attack']} | {f['error_type']}: {' '.join(str(f['message']).split())[:200]} |"
                for f in failed]
         md.append("")
-    (out / "statistics.json").write_text(json.dumps(all_stats, indent=1, sort_keys=True) + "\n")
-    (out / "report.md").write_text("\n".join(md))
+    write_json(out / "statistics.json", all_stats)
+    write_text(out / "report.md", "\n".join(md))
     return out / "report.md"

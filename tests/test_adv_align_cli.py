@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from torch_helpers import SWEEP_MODEL as MODEL
+from torch_helpers import cli_args, make_checkpoint, make_stimuli
+
 from attacks_torch import zoo
 from attacks_torch.cli import main
-from test_sweep import MODEL, cli_args, make_checkpoint, make_stimuli
 
 
 def _one_line_error(capsys, argv: list[str], pattern: str) -> None:

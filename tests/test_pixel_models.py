@@ -1,4 +1,5 @@
 """Pixel-model wrappers: normalisation and resize inside, eval mode, timm loading, the offline ImageNet model."""
+import hashlib
 import pickle
 
 import pytest
@@ -9,7 +10,8 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 from torch_helpers import lite0
 
-from attacks_torch.models import PixelModel, bundled_photos, load_model, load_timm
+from attacks_torch.models import PixelModel, bundled_photos, load_model, load_timm, model_identity
+from attacks_torch.models import keras_loader
 
 
 def _network(seed: int = 0) -> nn.Module:
@@ -43,16 +45,36 @@ def test_the_wrapper_stays_in_eval_mode_with_frozen_parameters():
     assert not any(p.requires_grad for p in model.parameters())
 
 
+def test_an_interpolation_the_wrapper_cannot_reproduce_is_refused():
+    with pytest.raises(ValueError, match="'net': interpolation must be one of .* got 'lanczos'"):
+        PixelModel(_network(), name="net", input_size=(8, 8), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="lanczos")
+
+
+def test_images_take_the_model_interpolation_and_maps_bilinear_in_one_place():
+    model = PixelModel(_network(), name="net", input_size=(24, 24), mean=(0.5,) * 3, std=(0.5,) * 3,
+                       interpolation="bicubic")
+    images, maps = torch.rand(2, 3, 12, 12), torch.rand(2, 12, 12)
+    bicubic = TF.resize(images, [24, 24], TF.InterpolationMode.BICUBIC, antialias=True)
+    torch.testing.assert_close(model.resize_images(images), bicubic.clamp(0, 1), atol=1e-5, rtol=1e-5)
+    bilinear = TF.resize(maps[:, None], [24, 24], TF.InterpolationMode.BILINEAR, antialias=True)[:, 0]
+    torch.testing.assert_close(model.resize_maps(maps), bilinear, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # forward resizes exactly as resize_images (inputs whose bicubic stays in [0, 1])
+        flat = torch.full((1, 3, 12, 12), 0.5)
+        torch.testing.assert_close(model(flat), model(model.resize_images(flat)))
+
+
 def test_bad_images_name_the_model():
     model = PixelModel(_network(), name="net", input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3)
     with pytest.raises(ValueError, match="'net'.*N, 3, H, W"):
         model(torch.rand(2, 1, 8, 8))
 
 
-def test_timm_model_uses_its_data_config():
+def test_timm_model_keeps_its_whole_data_config():
     model = load_timm("test_resnet", num_classes=7)
     config = timm.data.resolve_data_config({}, model=timm.create_model("test_resnet"))
-    assert model.input_size == config["input_size"][1:] and model.mean == config["mean"] and model.std == config["std"]
+    assert model.data_config == {key: config[key] for key in ("input_size", "interpolation", "crop_pct", "mean",
+                                                              "std")}
+    assert model.num_classes == 7
     x = torch.rand(2, 3, 40, 40, requires_grad=True)
     logits = model(x)
     assert logits.shape == (2, 7)
@@ -98,10 +120,42 @@ def test_bad_checkpoints_are_named(tmp_path):
         load_timm("test_resnet", checkpoint=code)
 
 
-def test_load_model_dispatches_on_the_spec(tmp_path):
-    assert load_model("test_vit").name == "test_vit"
+def test_load_model_dispatches_on_the_spec(tmp_path, monkeypatch):
+    first, again = (load_model("test_vit", weights="random", num_classes=3, seed=5) for _ in range(2))
+    other = load_model("test_vit", weights="random", num_classes=3, seed=6)
+    state = first.network.state_dict()
+    assert all(torch.equal(v, again.network.state_dict()[k]) for k, v in state.items())
+    assert not all(torch.equal(v, other.network.state_dict()[k]) for k, v in state.items())
+    assert first.name == "test_vit" and first.num_classes == 3
     with pytest.raises(FileNotFoundError, match="absent.keras"):
         load_model(str(tmp_path / "absent.keras"))
+    with pytest.raises(ValueError, match="checkpoint is for timm names only"):
+        load_model(str(tmp_path / "m.keras"), checkpoint="w.pth")
+    calls = []
+    monkeypatch.setattr(keras_loader, "load_published", lambda name, path: calls.append((name, path)) or "model",
+                        raising=False)
+    assert load_model("published:vgg16:/w/vgg16_harmonized.h5") == "model"
+    assert calls == [("vgg16", "/w/vgg16_harmonized.h5")]
+    with pytest.raises(ValueError, match="published:NAME:PATH"):
+        load_model("published:vgg16")
+
+
+def test_model_identity_is_the_content(tmp_path):
+    path = tmp_path / "w.pth"
+    torch.save(timm.create_model("test_resnet", num_classes=5).state_dict(), path)
+    identity = model_identity("test_resnet", checkpoint=str(path), num_classes=5)
+    assert identity["checkpoint_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    moved = tmp_path / "moved.pth"
+    path.rename(moved)
+    assert model_identity("test_resnet", checkpoint=str(moved), num_classes=5) == identity
+    random = model_identity("test_resnet", weights="random", seed=1)
+    assert random["seed"] == 1 and random["timm"] == timm.__version__
+    assert "seed" not in model_identity("test_resnet", weights="pretrained", seed=1)
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"one")
+    before = model_identity(str(keras_file))
+    keras_file.write_bytes(b"two")
+    assert model_identity(str(keras_file)) != before
 
 
 def test_bundled_photos_are_imagenet_sized_pixels():

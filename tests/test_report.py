@@ -8,9 +8,12 @@ import pytest
 import torch
 from scipy import stats
 
+from torch_helpers import FAST_SWEEP as FAST
+from torch_helpers import SWEEP_MODEL as MODEL
+from torch_helpers import make_checkpoint, make_stimuli
+
 from attacks_torch.report import build_report, load_results, pareto_front
 from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep
-from test_sweep import FAST, MODEL, make_checkpoint, make_stimuli
 
 ZOO = [  # label, spec, class
     ("vgg16", "vgg16.tv_in1k", "CNN"), ("resnet50", "resnet50.a1_in1k", "CNN"), ("dla34", "dla34.in1k", "CNN"),

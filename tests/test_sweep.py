@@ -1,8 +1,5 @@
-"""The sweep: result tables, summaries, resuming after SIGKILL, failures, jobs sharing a folder.
-
-The helpers at the top build a tiny timm checkpoint and stimuli it classifies "correctly" (labels are
-its own predictions), so every image is attacked; the other sweep test files import them.
-"""
+"""The sweep: result tables, summaries, resuming after SIGKILL, failures, jobs sharing a folder."""
+import csv
 import dataclasses
 import json
 import os
@@ -15,57 +12,21 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch_helpers import FAST_SWEEP as FAST
+from torch_helpers import SWEEP_MODEL as MODEL
+from torch_helpers import cli_args, make_checkpoint, make_stimuli
 
-from attacks_torch import tfrecord
-from attacks_torch.models import load_timm
-from attacks_torch.stimuli import Stimuli, load_stimuli
+from attacks_torch.models import load_model
+from attacks_torch.stimuli import load_stimuli
 from attacks_torch.sweep import (
-    RESULT_COLUMNS, ModelSpec, SweepConfig, SweepError, parse_model_spec, parse_models, parse_pairs, read_rows,
+    RESULT_COLUMNS, ModelSpec, SweepConfig, SweepError, SweepFolder, parse_model_spec, parse_models, parse_pairs,
     run_sweep,
 )
 
-MODEL = "test_convnext"
-FAST = dict(batch_size=4, hi=4.0, tol=0.05, weights="random", num_classes=4, progress=False)
 
-
-def make_checkpoint(directory: Path, name: str = MODEL, seed: int = 0) -> str:
-    """A 4-class random-init timm model saved as a local checkpoint; returns its path."""
-    torch.manual_seed(seed)
-    model = load_timm(name, num_classes=4)
-    path = directory / f"{name}-{seed}.pth"
-    torch.save(model.network.state_dict(), path)
-    return str(path)
-
-
-def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = MODEL,
-                 shards: int = 2) -> str:
-    """Stimulus-layout shards of bright squares on noise (human map: the square), labelled with the
-    checkpoint's own predictions; returns their glob."""
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
-    heatmaps = np.zeros((n, size, size, 1), np.float32)
-    for i in range(n):
-        row, col = rng.integers(2, size - 12, 2)
-        images[i, row:row + 10, col:col + 10] += 150
-        heatmaps[i, row:row + 10, col:col + 10] = 1.0
-    model = load_timm(name, checkpoint=checkpoint, num_classes=4)
-    stimuli = Stimuli(torch.from_numpy(images / 255).permute(0, 3, 1, 2), torch.zeros(n, dtype=torch.long),
-                      torch.from_numpy(heatmaps[..., 0]), [str(i) for i in range(n)])
-    with torch.no_grad():
-        labels = model(stimuli.resized(model.input_size).images).argmax(1).tolist()
-    per_shard = -(-n // shards)
-    for shard in range(shards):
-        part = range(shard * per_shard, min(n, (shard + 1) * per_shard))
-        tfrecord.write_records(directory / f"stim-{shard:05d}-of-{shards:05d}.tfrecords", [
-            tfrecord.encode_example({"image": images[i].tobytes(), "heatmap": heatmaps[i].tobytes(),
-                                     "label": labels[i]}) for i in part])
-    return str(directory / "stim-*-of-*.tfrecords")
-
-
-def cli_args(models: str, stimuli: str, out: Path, *extra: str) -> list[str]:
-    return ["attack", "--models", models, "--stimuli", stimuli, "--out", str(out), "--batch-size", "4",
-            "--hi", "4", "--tol", "0.05", "--weights", "random", "--num-classes", "4", "--threads", "1",
-            "--no-progress", *extra]
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +59,13 @@ def test_model_specs_and_pairs(tmp_path):
         parse_models("a b=x,a_b=y")
     with pytest.raises(SweepError, match="for timm models only"):
         parse_model_spec("h=runs/h.keras@w.pth")
+    assert parse_model_spec("vgg16_harmonized=published:vgg16:/w/vgg16_harmonized.h5") == ModelSpec(
+        "vgg16_harmonized", "published:vgg16:/w/vgg16_harmonized.h5")
+    assert parse_model_spec("published:vgg16:/w/vgg16_harmonized.h5").label == "vgg16_harmonized"
+    with pytest.raises(SweepError, match="models: .*published:NAME:PATH"):
+        parse_model_spec("published:vgg16")
+    with pytest.raises(SweepError, match="for timm models only"):
+        parse_model_spec("published:vgg16:/w/v.h5@w.pth")
     assert parse_pairs("ctrl=harm, c2=h2") == [("ctrl", "harm"), ("c2", "h2")]
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("control,harmonized\nctrl,harm\n")
@@ -107,12 +75,16 @@ def test_model_specs_and_pairs(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("attack", "fgsm", "--attack must be one of"), ("batch_size", 0, "--batch-size"), ("lo", 20.0, "--lo < --hi"),
-    ("schedule", "linear", "--schedule"), ("weights", "imagenet", "--weights"), ("device", "tpu", "--device"),
+    ("attack", "fgsm", "^attack must be one of"), ("batch_size", 0, "^batch_size must be at least 1"),
+    ("lo", 20.0, "lo < hi"), ("schedule", "linear", "^schedule"), ("weights", "imagenet", "^weights"),
+    ("device", "tpu", "^device"), ("tol", 1e-20, "^tol 1e-20 is below the float32 resolution"),
+    ("attack_options", {"stepz": 3}, "^attack_options: unknown option 'stepz'"),
 ])
-def test_config_rejects_bad_settings(field, value, message):
-    with pytest.raises(SweepError, match=message):
+def test_config_rejects_bad_settings_naming_the_library_argument(field, value, message):
+    with pytest.raises(SweepError, match=message) as error:
         SweepConfig(stimuli="x", **{field: value})
+    flag = "--" + field.replace("_", "-")
+    assert error.value.render({field: flag}).startswith(flag) or flag in error.value.render({field: flag})
 
 
 def test_results_table_and_summary(finished, assets):
@@ -144,7 +116,9 @@ def test_alignment_is_scipy_spearman_of_the_saved_perturbation_map(finished, ass
     out, _, _ = finished
     folder = out / "convnext" / "l2_pgd"
     rows = read_rows(folder / "results.csv")
-    heatmaps = load_stimuli(assets["stimuli"]).resized((160, 160)).heatmaps.numpy()
+    model = load_model(MODEL, checkpoint=assets["checkpoint"], num_classes=4)
+    assert model.input_size == (160, 160)
+    heatmaps = model.resize_maps(load_stimuli(assets["stimuli"]).heatmaps).numpy()
     maps = sorted((folder / "maps").glob("*.npy"))
     assert [p.stem for p in maps] == [f"{i:06d}" for i in range(3) if rows[i]["fooled"] == "True"]
     for path in maps:

@@ -7,8 +7,11 @@ import textwrap
 import pytest
 import torch
 
-from attacks_torch.sweep import ModelSpec, SweepConfig, read_rows, run_sweep
-from test_sweep import FAST, MODEL, cli_args, make_checkpoint
+from torch_helpers import FAST_SWEEP as FAST
+from torch_helpers import SWEEP_MODEL as MODEL
+from torch_helpers import cli_args, make_checkpoint
+
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepFolder, run_sweep
 
 MINI = textwrap.dedent("""
     import sys
@@ -39,7 +42,7 @@ def test_torchrun_two_processes_give_the_rows_of_one_and_resume(mini, tmp_path):
     (outcome,) = run_sweep([spec], SweepConfig(stimuli=mini["stimuli"], **FAST), single)
     assert outcome.status == "done"
     expected = (single / "convnext" / "l2_pgd" / "results.csv").read_bytes()
-    rows = read_rows(single / "convnext" / "l2_pgd" / "results.csv")
+    rows = SweepFolder(single).model("convnext", "l2_pgd").read_results()
     assert len(rows) == 8 and any(r["fooled"] == "True" for r in rows)
 
     out = tmp_path / "torchrun"

@@ -1,14 +1,18 @@
-"""Shared helpers for the attack tests: a tiny CNN trained in seconds on synthetic images, cached per process."""
+"""Shared helpers for the attack tests: a tiny CNN trained in seconds on synthetic images, cached per
+process; a tiny timm checkpoint with stimuli it classifies "correctly" for the sweep, report and CLI tests."""
 from __future__ import annotations
 
 import functools
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from attacks_torch.models import PixelModel, load_efficientnet_lite0
+from attacks_torch.models import LITE0_NAME, PixelModel, load_model
+from harmonization.clickme import encode_example, write_records
 
 # Tiny models on a shared 2-core machine: one thread avoids oversubscription (10x slower otherwise).
 torch.set_num_threads(1)
@@ -58,7 +62,7 @@ def trained_cnn() -> PixelModel:
 @functools.lru_cache(maxsize=None)
 def lite0() -> PixelModel:
     """The offline ImageNet efficientnet-lite0, loaded once per process."""
-    return load_efficientnet_lite0()
+    return load_model(LITE0_NAME)
 
 
 @pytest.fixture
@@ -95,3 +99,47 @@ class PeriodicModel(nn.Module):
     def image_at(self, z: float) -> torch.Tensor:
         """The image 0.5 + z u, at position z along u."""
         return 0.5 + z * self.u
+
+
+SWEEP_MODEL = "test_convnext"
+FAST_SWEEP = dict(batch_size=4, hi=4.0, tol=0.05, weights="random", num_classes=4, progress=False)
+"""SweepConfig settings that attack SWEEP_MODEL on make_stimuli's images in seconds."""
+
+
+def make_checkpoint(directory: Path, name: str = SWEEP_MODEL, seed: int = 0) -> str:
+    """A 4-class random-init timm model saved as a local checkpoint; returns its path."""
+    model = load_model(name, weights="random", num_classes=4, seed=seed)
+    path = directory / f"{name}-{seed}.pth"
+    torch.save(model.network.state_dict(), path)
+    return str(path)
+
+
+def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = SWEEP_MODEL,
+                 shards: int = 2) -> str:
+    """Stimulus-layout shards of bright squares on noise (human map: the square), labelled with the
+    checkpoint's own predictions (so every image is attacked); returns their glob."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
+    heatmaps = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        row, col = rng.integers(2, size - 12, 2)
+        images[i, row:row + 10, col:col + 10] += 150
+        heatmaps[i, row:row + 10, col:col + 10] = 1.0
+    model = load_model(name, checkpoint=checkpoint, num_classes=4)
+    with torch.no_grad():
+        pixels = torch.from_numpy(images / 255).permute(0, 3, 1, 2)
+        labels = model(model.resize_images(pixels)).argmax(1).tolist()
+    per_shard = -(-n // shards)
+    for shard in range(shards):
+        part = range(shard * per_shard, min(n, (shard + 1) * per_shard))
+        write_records(directory / f"stim-{shard:05d}-of-{shards:05d}.tfrecords", [
+            encode_example({"image": images[i].tobytes(), "heatmap": heatmaps[i].tobytes(),
+                                     "label": labels[i]}) for i in part])
+    return str(directory / "stim-*-of-*.tfrecords")
+
+
+def cli_args(models: str, stimuli: str, out: Path, *extra: str) -> list[str]:
+    """``adv-align attack`` arguments with the FAST_SWEEP settings."""
+    return ["attack", "--models", models, "--stimuli", stimuli, "--out", str(out), "--batch-size", "4",
+            "--hi", "4", "--tol", "0.05", "--weights", "random", "--num-classes", "4", "--threads", "1",
+            "--no-progress", *extra]

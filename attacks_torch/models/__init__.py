@@ -1,31 +1,39 @@
-"""Pixel-space model wrappers: RGB in [0, 1] NCHW in, logits out, the model's own normalisation inside."""
+"""Pixel-space model wrappers: RGB in [0, 1] NCHW in, logits out, the model's own normalisation inside.
+
+:func:`load_model` builds every model the attacks run on (timm names, the offline
+efficientnet-lite0, Keras files, published harmonized models); :func:`model_identity` says by
+content what it would build.
+"""
 from __future__ import annotations
 
-from pathlib import Path
-
+from attacks_torch.models.factory import WEIGHTS, load_model, model_identity, model_kind, parse_published
 from attacks_torch.models.keras_loader import KERAS_SUFFIXES, load_keras
-from attacks_torch.models.lite0 import LITE0_NAME, PHOTOS, Photos, bundled_photos, load_efficientnet_lite0
-from attacks_torch.models.pixel import PixelModel
+from attacks_torch.models.lite0 import LITE0_NAME
+from attacks_torch.models.pixel import INTERPOLATIONS, MAP_INTERPOLATION, PixelModel
 from attacks_torch.models.timm_loader import load_timm, read_state_dict
+from attacks_torch.photos import PHOTOS, Photos, bundled_photos  # re-exported until every import moves
 
 __all__ = [
+    "INTERPOLATIONS",
+    "KERAS_SUFFIXES",
     "LITE0_NAME",
+    "MAP_INTERPOLATION",
     "PHOTOS",
     "Photos",
     "PixelModel",
+    "WEIGHTS",
     "bundled_photos",
     "load_efficientnet_lite0",
     "load_keras",
     "load_model",
     "load_timm",
+    "model_identity",
+    "model_kind",
+    "parse_published",
     "read_state_dict",
 ]
 
 
-def load_model(spec: str) -> PixelModel:
-    """A model from one string: a ``.keras``/``.h5`` path, ``efficientnet_lite0_imagenet``, or a timm name."""
-    if Path(spec).suffix in KERAS_SUFFIXES:
-        return load_keras(spec)
-    if spec == LITE0_NAME:
-        return load_efficientnet_lite0()
-    return load_timm(spec)
+def load_efficientnet_lite0() -> PixelModel:
+    """``load_model("efficientnet_lite0_imagenet")``; kept until benchmarks/attacks.py calls that."""
+    return load_model(LITE0_NAME)

@@ -51,14 +51,17 @@ def _check_name(name: str) -> None:
 def load_timm(
     name: str,
     pretrained: bool = False,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
     num_classes: int | None = None,
+    label: str | None = None,
 ) -> PixelModel:
     """Build the timm model ``name`` as a :class:`PixelModel` with its own data config.
 
     Resize (the config's input size and interpolation) and mean/std normalisation run inside the
-    wrapper. ``checkpoint`` is a local weights file (see :func:`read_state_dict`), loaded strictly;
-    ``pretrained=True`` needs the model hub, which offline runs (HF_HUB_OFFLINE=1) cannot reach.
+    wrapper, which also keeps the config's crop_pct; an interpolation the wrapper cannot reproduce
+    is refused. ``checkpoint`` is a local weights file (see :func:`read_state_dict`) or a state
+    dict, loaded strictly; ``pretrained=True`` needs the model hub, which offline runs
+    (HF_HUB_OFFLINE=1) cannot reach. ``label`` names the wrapper (default: ``name``).
     """
     _check_name(name)
     kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
@@ -72,18 +75,20 @@ def load_timm(
             f"({type(error).__name__}); download them elsewhere and pass checkpoint=PATH"
         ) from error
     if checkpoint is not None:
-        state = read_state_dict(checkpoint)
+        state = checkpoint if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
+        where = "its state dict" if isinstance(checkpoint, Mapping) else repr(str(checkpoint))
         try:
             network.load_state_dict(state)
         except RuntimeError as error:
-            raise ValueError(f"timm model {name!r}: checkpoint {str(checkpoint)!r} does not fit: {error}") from error
+            raise ValueError(f"timm model {name!r}: checkpoint {where} does not fit: {error}") from error
     config = resolve_data_config({}, model=network)
-    interpolation = config.get("interpolation", "bilinear")
     return PixelModel(
         network,
-        name=name,
+        name=label or name,
         input_size=config["input_size"][1:],
         mean=config["mean"],
         std=config["std"],
-        interpolation=interpolation if interpolation in ("nearest", "bilinear", "bicubic") else "bilinear",
+        interpolation=config.get("interpolation", "bilinear"),
+        crop_pct=config.get("crop_pct"),
+        num_classes=getattr(network, "num_classes", None),
     )

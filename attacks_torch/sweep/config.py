@@ -1,0 +1,87 @@
+"""The settings of a sweep, checked once, with the attack's options resolved against its defaults."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from attacks_torch.attacks.registry import ATTACK_REGISTRY, resolve_attack_options
+from attacks_torch.models import WEIGHTS
+from attacks_torch.search import SCHEDULES, minimum_tol
+from attacks_torch.sweep.errors import SweepError, arg
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """The settings of a sweep.
+
+    ``attack`` is a name of the attack registry and ``attack_options`` override its defaults (see
+    :meth:`resolved_attack_options`); ``lo``, ``hi``, ``tol`` and ``schedule`` set the eps search
+    of the "search" attacks (PGD); ``weights`` is how timm names without a checkpoint are built
+    ("pretrained": timm's hub weights, "random": a random init drawn from ``seed``);
+    ``num_classes`` sets a timm head's size; ``keep_maps`` perturbation maps are kept per model.
+    Bad values raise a :class:`SweepError` naming the argument.
+    """
+
+    stimuli: str
+    attack: str = "l2_pgd"
+    attack_options: Mapping[str, Any] | None = field(default=None, hash=False)
+    batch_size: int = 16
+    limit: int | None = None
+    seed: int = 0
+    schedule: str = "ladder"
+    lo: float = 0.001
+    hi: float = 10.0
+    tol: float | None = None
+    weights: str = "pretrained"
+    num_classes: int | None = None
+    keep_maps: int = 8
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.attack in ATTACK_REGISTRY, "attack", f"must be one of {', '.join(ATTACK_REGISTRY)}, got {self.attack!r}"),
+            (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}, got {self.weights!r}"),
+            (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
+            (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {self.limit}"),
+            (self.tol is None or self.tol > 0, "tol", f"must be positive, got {self.tol}"),
+            (self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"),
+            (self.keep_maps >= 0, "keep_maps", f"must be >= 0, got {self.keep_maps}"),
+            (self.device in DEVICES, "device", f"must be cpu or cuda, got {self.device!r}"),
+        ]
+        for ok, name, message in checks:
+            if not ok:
+                raise SweepError(f"{arg(name)} {message}")
+        if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
+            raise SweepError(f"need 0 < {arg('lo')} < {arg('hi')}, got {self.lo}, {self.hi}")
+        if self.tol is not None and self.tol < minimum_tol(self.hi):
+            raise SweepError(f"{arg('tol')} {self.tol:g} is below the float32 resolution of eps at {arg('hi')} "
+                             f"{self.hi:g}; use at least {minimum_tol(self.hi):.3g}")
+        self.resolved_attack_options()
+
+    @property
+    def is_search(self) -> bool:
+        """Whether the attack runs the minimal-eps search (so ``lo``, ``hi``, ``tol``, ``schedule`` apply)."""
+        return ATTACK_REGISTRY[self.attack].kind == "search"
+
+    @property
+    def norm(self) -> str:
+        return ATTACK_REGISTRY[self.attack].norm
+
+    def resolved_attack_options(self) -> dict[str, Any]:
+        """The attack's default options with ``attack_options`` merged over them: what a run uses."""
+        try:
+            return resolve_attack_options(self.attack, self.attack_options)
+        except ValueError as error:
+            raise SweepError(str(error).replace("attack_options", arg("attack_options"), 1)) from None
+
+    def search_settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``find_minimal`` besides the attack options: the eps search's."""
+        if not self.is_search:
+            return {}
+        return {"lo": self.lo, "hi": self.hi, "tol": self.tol, "schedule": self.schedule}

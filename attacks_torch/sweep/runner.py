@@ -1,0 +1,236 @@
+"""The adversarial-alignment sweep: many models x many stimuli, resumable, sharded across processes.
+
+Resuming: a batch whose file exists is never recomputed, and a killed run started again with the
+same command ends with exactly the rows of an uninterrupted run. A model folder resumes only when
+its fingerprint (``fingerprint.py``: the model's and the stimuli's content, the search and the
+resolved attack options) equals the current one; otherwise the sweep refuses, naming what changed,
+before any attack (``fresh=True`` starts such a model over). Batch ``start`` reseeds torch with
+``seed + start`` so a random start is reproducible. Under ``torchrun`` (RANK / WORLD_SIZE set)
+batch k goes to rank k % WORLD_SIZE, every rank writes its own batch files, and rank 0 merges
+(OUT must be on a shared file system). Independent jobs may share OUT: each model has its own
+folder, and the shared files are rebuilt under a lock. A model that fails to load or to run is
+recorded in ``failed.json`` and the sweep goes on; a file that cannot be written (a full disk)
+stops the sweep with an :class:`~harmonization.files.OutputError`, keeping every committed batch.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from attacks_torch.measures import perturbation_measures
+from attacks_torch.models import PixelModel, load_model
+from attacks_torch.search import find_minimal
+from attacks_torch.stimuli import Stimuli, load_stimuli
+from attacks_torch.sweep.config import SweepConfig
+from attacks_torch.sweep.distributed import Distributed
+from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
+from attacks_torch.sweep.specs import ModelSpec
+from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder
+from harmonization.files import OutputError
+from harmonization.metrics import summarize
+
+
+@dataclass
+class ModelOutcome:
+    """What happened to one model: status "done", "cached" (complete before) or "failed"."""
+
+    label: str
+    attack: str
+    status: str
+    error: str | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def summarize_rows(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
+    """Counts, measured accuracy and ``summarize`` (mean, sem, ...) of each measure over fooled images."""
+    fooled = [r for r in rows if r["fooled"] == "True"]
+    n_attacked = sum(r["clean_correct"] == "True" for r in rows)
+    summary: dict[str, Any] = {"n_images": len(rows), "n_attacked": n_attacked, "n_fooled": len(fooled),
+                               "accuracy": n_attacked / len(rows) if rows else math.nan}
+    for measure in MEASURES:
+        summary[measure] = summarize([float(r[measure]) for r in fooled])
+    return summary
+
+
+def _must_start_over(folder: ModelFolder, current: dict[str, Any], fresh: bool) -> bool:
+    """Whether ``folder`` must be emptied before the run (``fresh`` and other settings); refuses
+    with a SweepError naming what changed when not ``fresh``."""
+    how = f"start that model over with {arg('fresh')}, or use another {arg('out_dir')}"
+    try:
+        previous = folder.read_config()
+    except SweepError as error:
+        if fresh:
+            return True
+        raise SweepError(f"{error.raw}; {how}") from None
+    if previous is None:
+        if fresh or not folder.has_results():
+            return fresh and folder.has_results()
+        raise SweepError(f"{folder.path}: holds results but no config.json; {how}")
+    changes = differences(previous, current)
+    if changes and not fresh:
+        raise SweepError(f"{folder.path}: cannot resume, {'; '.join(changes)}; {how}")
+    return bool(changes)
+
+
+def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder,
+                 starts: list[int], device: torch.device, bar: tqdm, timing: dict[str, float]) -> None:
+    options = config.resolved_attack_options()
+    for start in starts:
+        batch = stimuli.subset(slice(start, start + config.batch_size))
+        images, heatmaps = model.resize_images(batch.images), model.resize_maps(batch.heatmaps)
+        torch.manual_seed(config.seed + start)
+        began = time.perf_counter()
+        result = find_minimal(model, images.to(device), batch.labels.to(device), config.attack,
+                              attack_options=options, **config.search_settings())
+        adversarial = result.adversarial.detach().cpu()
+        timing["attack_s"] += time.perf_counter() - began
+        measures = perturbation_measures(images, adversarial, heatmaps, result.fooled)
+        fooled = result.fooled.tolist()
+        for offset in range(min(len(batch), max(config.keep_maps - start, 0))):
+            if fooled[offset]:
+                delta = (adversarial[offset] - images[offset]).mean(dim=0).abs()
+                folder.write_map(start + offset, delta.numpy())
+        folder.write_batch(start, [
+            (spec.label, batch.ids[i], int(batch.labels[i]), int(result.clean_pred[i]), bool(result.attacked[i]),
+             fooled[i], float(result.eps[i]), float(measures["l2"][i]), float(measures["linf"][i]),
+             float(measures["alignment"][i]), config.attack, result.norm)
+            for i in range(len(batch))
+        ])
+        bar.update(len(batch))
+
+
+def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, fp: dict[str, Any],
+           timing: dict[str, float]) -> None:
+    rows = []
+    for start in range(0, len(stimuli), config.batch_size):
+        batch = folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size])
+        if batch is None:
+            raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
+        rows.extend(batch)
+    folder.write_results(rows)
+    folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
+                          "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),
+                          "num_classes": folder.read_model_info()["num_classes"], "config": fp, "timing": timing})
+
+
+def _error_record(env: Distributed, exc: Exception) -> dict[str, Any]:
+    return {"rank": env.rank, "error_type": type(exc).__name__, "message": " ".join(str(exc).split()),
+            "traceback": "".join(traceback.format_exception(exc, limit=-8))}
+
+
+def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, env: Distributed,
+               fp: dict[str, Any]) -> ModelOutcome:
+    if folder.read_summary() is not None:
+        return ModelOutcome(spec.label, config.attack, "cached")
+    began = time.perf_counter()
+    starts = list(range(0, len(stimuli), config.batch_size))
+    mine = starts[env.rank::env.world_size]
+    todo = [s for s in mine if folder.read_batch(s, spec.label, stimuli.ids[s:s + config.batch_size]) is None]
+    timing = {"load_s": 0.0, "attack_s": 0.0}
+    sizes = {s: min(config.batch_size, len(stimuli) - s) for s in mine}
+    error = None
+    with tqdm(total=sum(sizes.values()), initial=sum(sizes[s] for s in mine if s not in todo), desc=spec.label,
+              unit="img", position=1, leave=False, disable=not (config.progress and env.is_main)) as bar:
+        model = None
+        try:
+            if todo:
+                loading = time.perf_counter()
+                model = load_model(spec.spec, weights=config.weights, checkpoint=spec.checkpoint,
+                                   num_classes=config.num_classes, seed=config.seed).to(env.device)
+                timing["load_s"] = time.perf_counter() - loading
+                _run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
+                folder.write_model_info({"num_classes": model.num_classes, "data_config": model.data_config})
+        except OutputError:
+            raise  # not the model's fault: stop, keeping every committed batch
+        except Exception as exc:  # a failing model is recorded and the sweep goes on
+            error = _error_record(env, exc)
+        finally:
+            del model
+            gc.collect()
+            if env.device.type == "cuda":
+                torch.cuda.empty_cache()
+    errors = [e for e in env.gather(error) if e is not None]
+    timing["wall_s"] = time.perf_counter() - began
+    if errors:
+        first = errors[0]
+        if env.is_main:
+            folder.write_failed({"model": spec.label, "spec": spec.spec, "attack": config.attack, "status": "failed",
+                                 **first})
+        return ModelOutcome(spec.label, config.attack, "failed", f"{first['error_type']}: {first['message']}", timing)
+    if env.is_main:
+        _merge(spec, config, stimuli, folder, fp, timing)
+    return ModelOutcome(spec.label, config.attack, "done", None, timing)
+
+
+def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, stimuli: Stimuli,
+                  ) -> dict[str, dict[str, Any] | Exception]:
+    digest = stimuli_digest(stimuli)
+    prints: dict[str, dict[str, Any] | Exception] = {}
+    for spec in models:
+        try:
+            prints[spec.slug] = fingerprint(spec, config, digest)
+        except (OSError, ValueError) as error:  # a missing or unreadable model file: that model fails
+            prints[spec.slug] = error
+    return prints
+
+
+def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
+              pairs: Sequence[tuple[str, str]] = (), fresh: bool = False) -> list[ModelOutcome]:
+    """Attack every model on the stimuli and write the results under ``out_dir`` (see ``store.py``).
+
+    Raises SweepError (or FileNotFoundError / ValueError for the stimuli) before any attack when
+    the input is bad or a model folder was started with other settings (``fresh=True``: such a
+    folder is emptied and the model started over; folders with the same settings resume). A model
+    that fails is reported in its outcome and in failed.json; an OutputError stops the sweep.
+    """
+    store = SweepFolder(out_dir)
+    store.prepare()
+    env = Distributed(config.device)
+    try:
+        stimuli = load_stimuli(config.stimuli, limit=config.limit)
+        prints = _fingerprints(models, config, stimuli)
+        restart = [spec.slug for spec in models if not isinstance(prints[spec.slug], Exception)
+                   and _must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)]
+        env.gather(None)  # every rank has checked before any folder changes
+        if env.is_main:
+            for slug in restart:
+                store.model(slug, config.attack).remove()
+            for spec in models:
+                if not isinstance(prints[spec.slug], Exception):
+                    store.model(spec.slug, config.attack).write_config(prints[spec.slug])
+            count = min(config.keep_maps, len(stimuli))
+            if count:
+                part = stimuli.subset(slice(0, count))
+                store.write_preview(part.images.numpy(), part.heatmaps.numpy(), part.labels.numpy(), part.ids)
+            store.record_pairs(pairs)
+        env.gather(None)
+        outcomes = []
+        with tqdm(total=len(models), desc="models", unit="model", position=0,
+                  disable=not (config.progress and env.is_main)) as bar:
+            for spec in models:
+                folder = store.model(spec.slug, config.attack)
+                fp = prints[spec.slug]
+                if isinstance(fp, Exception):
+                    outcome = ModelOutcome(spec.label, config.attack, "failed", f"{type(fp).__name__}: {fp}")
+                    if env.is_main:
+                        folder.write_failed({"model": spec.label, "spec": spec.spec, "attack": config.attack,
+                                             "status": "failed", **_error_record(env, fp)})
+                else:
+                    outcome = _run_model(spec, config, stimuli, folder, env, fp)
+                outcomes.append(outcome)
+                if env.is_main:
+                    store.rebuild_summary()
+                bar.update(1)
+        return outcomes
+    finally:
+        env.close()

@@ -1,0 +1,98 @@
+"""The sweep's model and pair grammar: ``[label=]spec[@checkpoint]`` and ``control=harmonized``."""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from attacks_torch.models import model_kind, parse_published
+from attacks_torch.sweep.errors import SweepError, arg
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a sweep: ``label`` names it in every table, ``spec`` says how to load it.
+
+    Written ``[label=]spec[@checkpoint]``: spec is anything :func:`attacks_torch.models.load_model`
+    takes (a timm name, ``efficientnet_lite0_imagenet``, a ``.keras``/``.h5`` path or
+    ``published:NAME:PATH``); ``@checkpoint`` gives a timm model local weights.
+    """
+
+    label: str
+    spec: str
+    checkpoint: str | None = None
+
+    @property
+    def slug(self) -> str:
+        """The folder name of the model: the label with unsafe characters replaced."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label).strip("._") or "model"
+
+
+def _default_label(spec: str) -> str:
+    kind = model_kind(spec)
+    if kind == "published":
+        return Path(parse_published(spec)[1]).stem
+    return Path(spec).stem if kind == "keras" else spec
+
+
+def parse_model_spec(text: str) -> ModelSpec:
+    """``[label=]spec[@checkpoint]`` -> ModelSpec (label defaults to the spec, a file's stem for paths)."""
+    text = text.strip()
+    label, sep, rest = text.partition("=")
+    if not sep:
+        label, rest = "", text
+    spec, _, checkpoint = rest.partition("@")
+    spec, label, checkpoint = spec.strip(), label.strip(), checkpoint.strip() or None
+    if not spec:
+        raise SweepError(f"{arg('models')}: {text!r} has an empty spec")
+    try:
+        kind = model_kind(spec)
+        default = _default_label(spec)
+    except ValueError as error:
+        raise SweepError(f"{arg('models')}: {error}") from None
+    if checkpoint and kind != "timm":
+        raise SweepError(f"{arg('models')}: {text!r}: '@checkpoint' is for timm models only")
+    return ModelSpec(label or default, spec, checkpoint)
+
+
+def _items(argument: str) -> list[str]:
+    """Lines of a text file (comments after '#' dropped) or the comma-separated items of a string."""
+    if os.path.isfile(argument):
+        with open(argument) as handle:
+            lines = [line.split("#", 1)[0].strip() for line in handle]
+        return [line for line in lines if line]
+    return [item.strip() for item in argument.split(",") if item.strip()]
+
+
+def parse_models(argument: str) -> list[ModelSpec]:
+    """``models``: comma-separated specs, or a text file with one spec per line."""
+    specs = [parse_model_spec(item) for item in _items(argument)]
+    if not specs:
+        raise SweepError(f"{arg('models')} {argument!r}: no model given")
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.slug in seen:
+            raise SweepError(f"{arg('models')}: labels {seen[spec.slug]!r} and {spec.label!r} share the folder "
+                             f"{spec.slug!r}")
+        seen[spec.slug] = spec.label
+    return specs
+
+
+def parse_pairs(argument: str) -> list[tuple[str, str]]:
+    """``pairs``: ``control=harmonized`` items (comma-separated, or one per line of a text file,
+    or a CSV file with columns ``control`` and ``harmonized``)."""
+    if os.path.isfile(argument) and argument.endswith(".csv"):
+        with open(argument, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not {"control", "harmonized"} <= set(reader.fieldnames or ()):
+                raise SweepError(f"{argument}: a pairs CSV needs the columns control, harmonized")
+            return [((row["control"] or "").strip(), (row["harmonized"] or "").strip()) for row in reader]
+    pairs = []
+    for item in _items(argument):
+        control, sep, harmonized = item.partition("=")
+        if not sep or not control.strip() or not harmonized.strip():
+            raise SweepError(f"{arg('pairs')}: {item!r} is not CONTROL=HARMONIZED")
+        pairs.append((control.strip(), harmonized.strip()))
+    return pairs
