@@ -1,13 +1,15 @@
 """Bad ClickMe input: each gives a one-line error naming the file (and record), or is skipped and counted."""
 import logging
 import os
+import struct
 
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: stack.md trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
 import tensorflow as tf
 
+from harmonization.clickme.crc32c import masked_crc32c
 from harmonization.data import ClickMeDataError, describe_data_error, load_clickme, write_clickme
 
 SIZE = 16
@@ -60,14 +62,34 @@ def record_offsets(path):
 
 
 def test_a_missing_path_an_empty_glob_and_an_empty_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file .*nope.tfrecords"):
-        load(str(tmp_path / "nope.tfrecords"))
-    with pytest.raises(FileNotFoundError, match=r"no file matches .*\*.tfrecords"):
-        load(str(tmp_path / "*.tfrecords"))
-    with pytest.raises(FileNotFoundError, match="holds no"):
-        load(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="mix_with"):
+    cases = [(tmp_path / "nope.tfrecords", r"no ClickMe shard at '.*nope\.tfrecords' \(no such file"),
+             (tmp_path / "*.tfrecords", r"no ClickMe shard matches '.*\*\.tfrecords'"),
+             (tmp_path, r"no ClickMe shard in directory .* holds no \*\.tfrecord\* file")]
+    for path, message in cases:
+        with pytest.raises(FileNotFoundError, match=message) as error:
+            load(str(path))
+        assert "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match=r"no ImageNet shard \(mix_with\) matches"):
         load(good_shard(tmp_path), mix_with=str(tmp_path / "imagenet-*"))
+
+
+def huge_length_shard(path, good_records=()):
+    """A shard whose next length header claims 2**40 bytes, with a valid CRC of that header."""
+    write_records(path, good_records)
+    header = struct.pack("<Q", 2**40)
+    with open(path, "ab") as handle:
+        handle.write(header + struct.pack("<I", masked_crc32c(header)) + b"x" * 20)
+    return str(path)
+
+
+def test_a_huge_length_header_is_named_before_tensorflow_reads_it(tmp_path):
+    # TensorFlow's own reader crashes the process on this header (SIGSEGV): the scan must stop it.
+    clickme = huge_length_shard(tmp_path / "huge.tfrecords", [record(**GOOD)])
+    with pytest.raises(ClickMeDataError, match=f"{clickme}: record 1 is truncated .*claims 1099511627776 bytes"):
+        load(clickme)
+    imagenet = huge_length_shard(tmp_path / "in.tfrecords", [imagenet_record()])
+    with pytest.raises(ClickMeDataError, match=f"{imagenet}: record 1 is truncated .*claims 1099511627776 bytes"):
+        load(good_shard(tmp_path), mix_with=imagenet, clickme_fraction=0.5)
 
 
 def test_a_truncated_shard_is_named_with_its_record(tmp_path):
@@ -113,7 +135,14 @@ BAD_RECORDS = {
     "negative label": (record(**dict(GOOD, label=-2)), "label -2 is outside [0, 4)"),
     "raw image range": (record(image=np.full((SIZE, SIZE, 3), 300.0, "<f4").tobytes(),
                                heatmap=np.zeros((SIZE, SIZE), "<f4").tobytes(), label=0),
-                        "raw image values lie outside [0, 255]"),
+                        "image values lie outside [0, 255]"),
+    "negative heatmap": (record(image=np.full((SIZE, SIZE, 3), 9.0, "<f4").tobytes(),
+                                heatmap=np.full((SIZE, SIZE), -1.0, "<f4").tobytes(), label=0),
+                         "heatmap holds negative values"),
+    "nan heatmap": (record(image=GOOD["image"], heatmap=np.full((SIZE, SIZE), np.nan, "<f4").tobytes(), label=0),
+                    "heatmap holds non-finite values"),
+    "nan image": (record(image=np.full((SIZE, SIZE, 3), np.nan, "<f4").tobytes(), heatmap=GOOD["heatmap"], label=0),
+                  "image holds non-finite values"),
 }
 
 
@@ -176,13 +205,31 @@ def test_a_bad_imagenet_style_record_is_named_too(tmp_path):
     assert describe_data_error(error.value) == f"bad ImageNet-style record: {imagenet} record 1: label 1000 is outside [0, 4)"
 
 
-def test_skip_corrupt_ends_a_damaged_imagenet_style_shard_at_the_damage(tmp_path):
+def test_a_damaged_imagenet_style_shard_is_named_like_a_clickme_one(tmp_path):
     clickme = good_shard(tmp_path)
     imagenet = write_records(tmp_path / "in.tfrecords", [imagenet_record(label=i % 4) for i in range(6)])
-    data, _ = record_offsets(imagenet)
+    data, offsets = record_offsets(imagenet)
+    damaged = bytearray(data)
+    damaged[offsets[2] + 40] ^= 0xFF
+    open(imagenet, "wb").write(bytes(damaged))
+    with pytest.raises(ClickMeDataError, match=f"^{imagenet}: record 2 is corrupt .* skips it\\)$"):
+        load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0)
     open(imagenet, "wb").write(data[:-30])
-    with pytest.raises(tf.errors.DataLossError):
-        list(load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0))
+    with pytest.raises(ClickMeDataError, match=f"^{imagenet}: record 5 is truncated"):
+        load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0)
     batches = list(load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0, skip_corrupt=True))
     tokens = np.concatenate([batch["token"].numpy() for batch in batches])
     assert (tokens == 0).sum() == 5
+
+
+def test_images_stored_in_unit_range_are_warned_about(tmp_path, caplog):
+    examples = [{"image": np.full((SIZE, SIZE, 3), 0.8, np.float32), "heatmap": np.ones((SIZE, SIZE), np.float32),
+                 "label": 0}]
+    (path,) = write_clickme(examples, tmp_path, layout="stimulus", prefix="unit")
+    with caplog.at_level(logging.WARNING, logger="harmonization.data"):
+        load(path)
+    assert f"{path}: the brightest pixel is 0.8: these images look like [0, 1] data" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="harmonization.data"):
+        load(good_shard(tmp_path))
+    assert "look like [0, 1]" not in caplog.text

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: stack.md trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
 import tensorflow as tf
 from scipy import ndimage
 from skimage.transform import resize as sk_resize
@@ -94,7 +94,7 @@ def test_test_split_only_resizes(tmp_path):
 
 
 def reference_diffusion(heatmap, size):
-    """scipy/skimage version of method.md: bilinear to 64, 10x10 sigma-10 blur (SAME), bilinear back."""
+    """scipy/skimage version of docs/method.md: bilinear to 64, 10x10 sigma-10 blur (SAME), bilinear back."""
     small = sk_resize(heatmap, (64, 64), order=1, mode="edge", anti_aliasing=False)
     # TensorFlow's SAME padding of an even kernel puts 4 rows before and 5 after: origin -1.
     blurred = ndimage.correlate(small, gaussian_kernel(10, 10.0).astype(np.float64), mode="constant",

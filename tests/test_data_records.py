@@ -5,11 +5,12 @@ import struct
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: stack.md trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
 import tensorflow as tf
 
 from harmonization.data import load_clickme, write_clickme
-from harmonization.data.shards import crc32c, masked_crc32c, scan_shard
+from harmonization.clickme.crc32c import crc32c, masked_crc32c
+from harmonization.data.shards import scan_shard
 
 SIZE = 32
 
@@ -115,12 +116,12 @@ def test_rewriting_a_prefix_replaces_its_older_shards(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda e: e.pop("heatmap"), "example 2: missing key"),
-    (lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)), r"example 2: heatmap shape \(32, 31\) does not match"),
-    (lambda e: e.update(label=-1), "example 2: label -1 is out of range"),
-    (lambda e: e.update(label=9), r"example 2: label 9 is out of range \(num_classes=7\)"),
+    (lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)), "example 2: heatmap 32x31 does not match image 32x32"),
+    (lambda e: e.update(label=-1), r"example 2: label -1 is outside \[0, 7\)"),
+    (lambda e: e.update(label=9), r"example 2: label 9 is outside \[0, 7\)"),
     (lambda e: e.update(label=1.5), "example 2: label must be an integer"),
-    (lambda e: e.update(image=np.full((SIZE, SIZE, 3), 300.0)), r"example 2: image values must lie in \[0, 255\]"),
-    (lambda e: e.update(heatmap=-np.ones((SIZE, SIZE))), "example 2: heatmap values must be non-negative"),
+    (lambda e: e.update(image=np.full((SIZE, SIZE, 3), 300.0)), r"example 2: image values lie outside \[0, 255\]"),
+    (lambda e: e.update(heatmap=-np.ones((SIZE, SIZE))), "example 2: heatmap holds negative values"),
     (lambda e: e.update(image=np.zeros((SIZE, SIZE))), "example 2: image must be HxWx3"),
 ])
 def test_writer_rejects_bad_examples_naming_them_and_leaves_no_files(tmp_path, change, message):

@@ -1,17 +1,13 @@
-"""The ClickMe heatmap "diffusion" of the method (method.md section 3), batched in TensorFlow.
+"""The ClickMe heatmap diffusion of the method (docs/method.md), batched in TensorFlow.
 
-Bilinear resize to 64x64, blur with the 10x10 sigma-10 Gaussian of
-``harmonization.metrics.gaussian_kernel`` (sum 1, SAME zero padding), bilinear resize back.
+The steps and constants are those of :mod:`harmonization.clickme.diffusion`: bilinear resize to
+64x64, the 10x10 sigma-10 Gaussian blur (sum 1, SAME zero padding), bilinear resize back.
 """
 from __future__ import annotations
 
 import tensorflow as tf
 
-from harmonization.metrics import gaussian_kernel
-
-DIFFUSION_SIZE = 64
-KERNEL_SIZE = 10
-KERNEL_SIGMA = 10.0
+from harmonization.clickme.diffusion import DIFFUSION_SIZE, diffusion_kernel
 
 
 def diffuse_heatmaps(heatmaps: tf.Tensor, size: tuple[int, int] | None = None) -> tf.Tensor:
@@ -22,7 +18,7 @@ def diffuse_heatmaps(heatmaps: tf.Tensor, size: tuple[int, int] | None = None) -
         heatmaps = heatmaps[None]
     if size is None:
         size = (tf.shape(heatmaps)[1], tf.shape(heatmaps)[2])
-    kernel = tf.constant(gaussian_kernel(KERNEL_SIZE, KERNEL_SIGMA))[:, :, None, None]
+    kernel = tf.constant(diffusion_kernel())[:, :, None, None]
     small = tf.image.resize(heatmaps, (DIFFUSION_SIZE, DIFFUSION_SIZE), method="bilinear")
     blurred = tf.nn.conv2d(small, kernel, strides=1, padding="SAME")
     out = tf.image.resize(blurred, size, method="bilinear")

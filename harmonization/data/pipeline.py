@@ -1,22 +1,24 @@
 """``load_clickme``: ClickMe TFRecord shards -> a ``tf.data.Dataset`` of training/eval batches.
 
-Batches follow /work/shared/spec/data-contracts.md: ``image`` float32 (N, S, S, 3) in [0, 255],
+Batches follow docs/data-contracts.md: ``image float32 (N, S, S, 3) in [0, 255],
 ``heatmap`` float32 (N, S, S, 1) (diffused), ``label`` int64 (N,), ``token`` float32 (N,).
 """
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
-from typing import Callable, Iterable
+from typing import Callable
 
 import tensorflow as tf
 
+from harmonization.clickme import ClickMeDataError, ShardPaths, iter_clickme, resolve_shards, unit_range_warning
+from harmonization.clickme.errors import RECORD_PREFIX
+from harmonization.clickme.layout import PROBLEMS
 from harmonization.data.augment import center_crop, random_crop_flip, resize_pair
 from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.records import decode_clickme, decode_imagenet
-from harmonization.data.shards import ClickMeDataError, resolve_paths, scan_shard
+from harmonization.data.shards import scan_shard
 
 LOGGER = logging.getLogger("harmonization.data")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -24,8 +26,6 @@ SPLITS = ("train", "val", "test")
 _READ_BUFFER = 8 * 1024 * 1024
 _MAX_PARALLEL_FILES = 16
 _ERROR_PATTERN = re.compile(r"(bad (?:ClickMe|ImageNet-style) record: [^\n]*?)\](?:\s*\n|\s*$)")
-
-Paths = str | os.PathLike | Iterable[str | os.PathLike]
 
 
 class SkipCounter:
@@ -91,12 +91,27 @@ def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, cou
     return counts
 
 
+def _warn_if_unit_range(paths: list[str], takes: list[int]) -> None:
+    """Log a warning when the first record of every shard looks like [0, 1] data in [0, 255]."""
+    brightest = []
+    for path, take in zip(paths, takes):
+        if take > 0:
+            try:
+                brightest.append(float(next(iter_clickme(path)).image.max()))
+            except ClickMeDataError:  # a bad first record is reported (or skipped) by the pipeline
+                pass
+    others = f" and {len(paths) - 1} other shard(s)" if len(paths) > 1 else ""
+    warning = unit_range_warning(max(brightest), paths[0] + others) if brightest else None
+    if warning is not None:
+        LOGGER.warning(warning)
+
+
 def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int | None,
                   sequential: bool, end_shard_on_damage: bool) -> tf.data.Dataset:
     """(path, index in its shard, serialized record), shards read in parallel unless ``sequential``.
 
-    ``end_shard_on_damage``: a shard that was not scanned ends at a damaged record (TensorFlow logs
-    it) instead of stopping the run.
+    ``end_shard_on_damage``: a shard whose data checksums were not verified ends at a damaged record
+    (TensorFlow logs it) instead of stopping the run.
     """
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(takes, tf.int64)))
     if shuffle:
@@ -116,7 +131,7 @@ def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int |
 
 def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int) -> tf.data.Dataset:
     """Decode each record; one that makes TensorFlow raise becomes an element with a problem text."""
-    undecodable = "cannot be parsed or decoded (damaged JPEG or raw bytes, or a key of the wrong type)"
+    undecodable = PROBLEMS["undecodable"]
 
     def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor) -> tf.data.Dataset:
         decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes)).ignore_errors()
@@ -131,7 +146,7 @@ def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int
 def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter: SkipCounter) -> tf.data.Dataset:
     """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty."""
     def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor) -> tf.Tensor:
-        return tf.strings.join([f"bad {source} record: ", path, " record ", tf.strings.as_string(index), ": ",
+        return tf.strings.join([RECORD_PREFIX.format(source=source), path, " record ", tf.strings.as_string(index), ": ",
                                 problem])
 
     if skip_corrupt:
@@ -151,14 +166,14 @@ def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter:
 def _examples(paths: list[str], takes: list[int], decode: Callable, source: str, split: str, *,
               num_classes: int, image_size: int, skip_corrupt: bool, counter: SkipCounter,
               seed: int | None, deterministic: bool, shuffle_buffer: int,
-              crop_area: tuple[float, float], known_count: int | None, scanned: bool) -> tf.data.Dataset:
+              crop_area: tuple[float, float], known_count: int | None, check_data: bool) -> tf.data.Dataset:
     """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label) per record, augmented for split.
 
-    ``scanned``: the shards passed :func:`scan_shard`, so ``takes`` holds their readable counts.
+    ``takes`` holds the readable counts :func:`scan_shard` found (``check_data``: with verified data).
     """
     train = split == "train"
     records = _read_records(paths, takes, shuffle=train, seed=seed, sequential=deterministic and not train,
-                            end_shard_on_damage=skip_corrupt and not scanned)
+                            end_shard_on_damage=skip_corrupt and not check_data)
     if train:
         records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     examples = _enforce(_decode_guarded(records, decode, num_classes), source, skip_corrupt, counter)
@@ -182,7 +197,7 @@ def _examples(paths: list[str], takes: list[int], decode: Callable, source: str,
 
 
 def load_clickme(
-    paths_or_glob: Paths,
+    paths_or_glob: ShardPaths,
     split: str = "train",
     batch_size: int = 32,
     image_size: int = 224,
@@ -190,7 +205,7 @@ def load_clickme(
     deterministic: bool = False,
     skip_corrupt: bool = False,
     diffuse: bool = True,
-    mix_with: Paths | None = None,
+    mix_with: ShardPaths | None = None,
     clickme_fraction: float = 0.2,
     seed: int | None = None,
     repeat: bool = False,
@@ -212,36 +227,41 @@ def load_clickme(
     ``drop_remainder`` defaults to True for "train" and False otherwise. Without mixing and with
     ``skip_corrupt=False`` the dataset's cardinality is known.
 
-    Every ClickMe shard is scanned first (``check_data`` also verifies record checksums): a missing
-    path, an empty glob or a truncated/corrupt shard raises here, naming the file and record (with
+    Every shard, ClickMe and ``mix_with`` alike, is scanned first (the length headers, and with
+    ``check_data`` every record checksum through TensorFlow's reader: one pass over the data): a
+    missing path, an empty glob, a folder without shards or a truncated/corrupt shard raises here
+    (FileNotFoundError, ClickMeDataError), one line naming the file and record (with
     ``skip_corrupt=True`` the shard is read up to the damage, and the rest is counted as skipped).
-    ``mix_with`` shards are not scanned (ImageNet is large): a damaged one stops the run with
-    TensorFlow's own error or, with ``skip_corrupt=True``, ends there with TensorFlow's warning. A bad
-    record (missing key, undecodable JPEG, heatmap/image shape mismatch, label outside
-    [0, num_classes)) stops iteration with an InvalidArgumentError whose text holds one line
-    "bad ClickMe record: FILE record I: WHAT" (see :func:`describe_data_error`); with
+    The record checks are those of ``harmonization.clickme.layout``: a bad record (missing key,
+    undecodable JPEG, heatmap/image shape mismatch, label outside [0, num_classes), non-finite or
+    out-of-range pixels, negative heatmap) stops iteration with an InvalidArgumentError whose text
+    holds one line "bad ClickMe record: FILE record I: WHAT" (see :func:`describe_data_error`); with
     ``skip_corrupt=True`` such records are skipped, logged and counted in ``dataset.skip_counter``.
+    A warning is logged when the first record of every ClickMe shard looks like [0, 1] data.
     """
     if drop_remainder is None:
         drop_remainder = split == "train"
     _check_arguments(split, batch_size, image_size, num_classes, clickme_fraction, crop_area,
                      mixing=mix_with is not None)
     counter = SkipCounter()
-    paths = resolve_paths(paths_or_glob, "ClickMe shards")
+    paths = resolve_shards(paths_or_glob, "ClickMe shard")
     takes = _readable_counts(paths, skip_corrupt, check_data, counter)
+    _warn_if_unit_range(paths, takes)
+    imagenet_paths = None if mix_with is None else resolve_shards(mix_with, "ImageNet shard (mix_with)")
+    imagenet_takes = None if mix_with is None else _readable_counts(imagenet_paths, skip_corrupt, check_data,
+                                                                     counter)
     options = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter,
-                   seed=seed, deterministic=deterministic, shuffle_buffer=shuffle_buffer, crop_area=crop_area)
+                   seed=seed, deterministic=deterministic, shuffle_buffer=shuffle_buffer, crop_area=crop_area,
+                   check_data=check_data)
     known = None if skip_corrupt else sum(takes)
-    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known,
-                        scanned=True, **options)
+    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known, **options)
     clickme = clickme.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(1.0)))
     if mix_with is None:
         examples = clickme
     else:
-        imagenet_paths = resolve_paths(mix_with, "ImageNet shards (mix_with)")
         options["seed"] = None if seed is None else seed + 1  # crops independent of ClickMe's
-        imagenet = _examples(imagenet_paths, [-1] * len(imagenet_paths), decode_imagenet, "ImageNet-style",
-                             split, known_count=None, scanned=False, **options)
+        imagenet = _examples(imagenet_paths, imagenet_takes, decode_imagenet, "ImageNet-style", split,
+                             known_count=None, **options)
         imagenet = imagenet.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(0.0)))
         examples = tf.data.Dataset.sample_from_datasets(
             [clickme.repeat(), imagenet], weights=[clickme_fraction, 1.0 - clickme_fraction], seed=seed,
