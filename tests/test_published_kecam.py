@@ -31,6 +31,7 @@ RTOL = 1e-4  # of the largest reference logit, elementwise
 REDUCED = {
     "convnext_tiny": ("harmonization.models.convnext", "convnext_tiny",
                       {"image_size": 64, "depths": [1, 1, 2, 1]}),
+    "levit128": ("harmonization.models.levit", "levit128", {"depths": [1, 2, 1]}),
 }
 
 

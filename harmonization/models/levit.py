@@ -93,7 +93,8 @@ def _dense_bn(x, units: int, name: str, dense_name: str):
 
 def _attend(query, key, value, height: int, width: int, name: str):
     """Softmax attention with the offset bias; query/value [b, heads, n, d], key [b, heads, d, n]."""
-    scores = (query @ key) * (1.0 / float(query.shape[-1]) ** 0.5)
+    # Divided, not multiplied: in Keras 3.15 a KerasTensor times a Python float is marked sparse.
+    scores = (query @ key) / float(query.shape[-1]) ** 0.5
     scores = AttentionBias(query_height=height, name=name + "attn_pos")(scores)
     scores = layers.Softmax(axis=-1, name=name + "attention_scores")(scores)
     output = ops.transpose(scores @ value, (0, 2, 1, 3))
