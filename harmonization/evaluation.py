@@ -1,11 +1,13 @@
-"""Human alignment of a Keras model on ClickMe-style data (method.md section 4).
+"""Human alignment of a Keras model on ClickMe-style data (docs/method.md, "Human-alignment
+evaluation").
 
 Saliency is |d score / d preprocessed input|, max over channels, for two scores: the true-class
 logit (the published measure) and the true-class log-probability. A network can raise its logit
 alignment without changing what it classifies with, by adding one object-shaped term to every
 class's logit (softmax ignores it); the log-probability saliency is blind to that term. A model
 whose logit alignment exceeds its log-probability alignment by more than ``GAMING_MARGIN`` is
-flagged as ``gaming``.
+flagged as ``gaming``. A model whose accuracy is near chance (``harmonization.metrics.near_chance``)
+is flagged as ``near_chance``: its alignment numbers say nothing about a trained model.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ log-probability saliency by more than this (in Spearman units, not ceiling-norma
 
 
 def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, keras.Model]:
-    model = getattr(model, "pixel_model", model)  # a Harmonizer evaluates its pixel model
     if preprocess is not None:
         return preprocess, model
     parts = split_pixel_model(model)
@@ -61,25 +62,36 @@ class ClickMeEvaluator:
     """
 
     def __init__(self, model: keras.Model, preprocess: Callable | None = None):
+        model = getattr(model, "pixel_model", model)  # a Harmonizer evaluates its pixel model
         preprocess, network = _parts(model, preprocess)
+        self._name = model.name
+        self._input_size = _input_size(model)
 
         @tf.function(reduce_retracing=True)
         def saliency(images, labels):
             maps, logits = evaluation_saliency(network, preprocess(images), labels)
-            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1)
+            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1), tf.shape(logits)[-1]
 
         self._saliency = saliency
+
+    def _check_size(self, images: tf.Tensor) -> None:
+        size = tuple(images.shape[1:3])
+        if self._input_size is not None and size != self._input_size:
+            raise ValueError(f"images are {size[0]}x{size[1]} pixels but model {self._name!r} takes "
+                             f"{self._input_size[0]}x{self._input_size[1]}")
 
     def __call__(self, dataset, gaming_margin: float = GAMING_MARGIN,
                  max_batches: int | None = None, percentile: float = 10) -> dict:
         """The results of ``evaluate_clickme`` for ``dataset``."""
         collected: dict[str, list[np.ndarray]] = {k: [] for k in
                                                   ("logit", "log_prob", "heatmap", "correct")}
+        num_classes = 0
         for index, batch in enumerate(dataset):
             if max_batches is not None and index >= max_batches:
                 break
             images, heatmaps, labels, tokens = _batch_arrays(batch)
-            logit_maps, log_prob_maps, predictions = self._saliency(images, labels)
+            self._check_size(images)
+            logit_maps, log_prob_maps, predictions, num_classes = self._saliency(images, labels)
             if logit_maps.shape[1:] != heatmaps.shape[1:]:
                 raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
                                  f"{heatmaps.shape[1:]} differ in size")
@@ -91,10 +103,22 @@ class ClickMeEvaluator:
         if not collected["correct"]:
             raise ValueError("the evaluation dataset is empty")
         arrays = {k: np.concatenate(v) for k, v in collected.items()}
-        return _scores(arrays, gaming_margin, percentile)
+        return _scores(arrays, int(num_classes), gaming_margin, percentile)
 
 
-def _scores(arrays: dict[str, np.ndarray], gaming_margin: float, percentile: float) -> dict:
+def _input_size(model: keras.Model) -> tuple[int, int] | None:
+    """The (height, width) a model takes, or None when it accepts any size."""
+    try:
+        shape = tuple(model.input_shape)
+    except (AttributeError, ValueError):
+        return None
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        return None
+    return int(shape[1]), int(shape[2])
+
+
+def _scores(arrays: dict[str, np.ndarray], num_classes: int, gaming_margin: float,
+            percentile: float) -> dict:
     per_image = {"correct": arrays["correct"]}
     if len(arrays["heatmap"]):
         per_image["spearman"] = metrics.spearman(arrays["logit"], arrays["heatmap"])
@@ -106,8 +130,12 @@ def _scores(arrays: dict[str, np.ndarray], gaming_margin: float, percentile: flo
     spearman = metrics.summarize(per_image["spearman"])
     spearman_log_prob = metrics.summarize(per_image["spearman_log_prob"])
     gap = spearman["mean"] - spearman_log_prob["mean"]
+    accuracy = float(arrays["correct"].mean())
     return {
-        "accuracy": float(arrays["correct"].mean()),
+        "accuracy": accuracy,
+        "num_classes": num_classes,
+        "near_chance": metrics.near_chance(accuracy, num_classes),
+        "chance_threshold": metrics.chance_threshold(num_classes),
         "count": int(arrays["correct"].size),
         "mapped": int(len(arrays["heatmap"])),
         "spearman": spearman,
@@ -123,6 +151,11 @@ def _scores(arrays: dict[str, np.ndarray], gaming_margin: float, percentile: flo
     }
 
 
+def public(result: dict) -> dict:
+    """An ``evaluate_clickme`` result without its per-image arrays (for JSON)."""
+    return {key: value for key, value in result.items() if key != "per_image"}
+
+
 def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
                      gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
                      percentile: float = 10) -> dict:
@@ -133,7 +166,9 @@ def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = 
     Alignment is measured on images with a human map (token > 0); Dice and IoU compare the top
     ``percentile`` % pixels of the logit saliency and of the human map.
 
-    Returns a dict: ``accuracy``, ``count``, ``mapped`` (images with a map), ``spearman`` and
+    Returns a dict: ``accuracy``, ``num_classes``, ``near_chance`` (accuracy below
+    ``chance_threshold``, ``harmonization.metrics.chance_threshold``: the alignment numbers are
+    then unreliable), ``chance_threshold``, ``count``, ``mapped`` (images with a map), ``spearman`` and
     ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
     ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
     ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),

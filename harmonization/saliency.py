@@ -1,13 +1,13 @@
 """Saliency maps of a Keras network with respect to its (preprocessed) input, in TensorFlow.
 
-Two kinds (method.md sections 1 and 4):
+Two kinds (docs/method.md, "Saliency" and "Human-alignment evaluation"):
 - training: the signed channel mean of d(true-class score)/d(input), from a forward pass in
   training mode, computed so that an enclosing ``tf.GradientTape`` can differentiate through it;
 - evaluation: |d(score)/d(input)|, max over channels, from a forward pass in inference mode.
 The score is the true-class logit; ``centered`` subtracts the mean logit first and ``log_prob``
 uses log softmax instead. Both centered and log-prob scores ignore a term that is added to every
 class's logit alike, which a network can use to make logit saliency look aligned (the "gaming"
-of small-data-effect.md).
+of docs/method.md, "Guards on the claims").
 """
 from __future__ import annotations
 

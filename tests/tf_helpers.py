@@ -39,3 +39,16 @@ def run_python(code: str, env: dict | None = None, timeout: int = 300,
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env)
+
+
+def write_random_label_shards(folder, n: int = 64, size: int = 32, num_classes: int = 4,
+                              seed: int = 0) -> str:
+    """ClickMe shards of ``clickme_arrays`` (labels independent of the images: nothing to learn);
+    returns their glob."""
+    from harmonization.data import write_clickme
+
+    arrays = clickme_arrays(n, size, num_classes, seed)
+    examples = [{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0],
+                 "label": int(arrays["label"][i])} for i in range(n)]
+    write_clickme(examples, folder, num_classes=num_classes, prefix="random")
+    return os.path.join(os.fspath(folder), "random-*")

@@ -1,4 +1,5 @@
-"""The reference training recipe (method.md section 2): SGD Nesterov, warm-up, step decay, mixup."""
+"""The reference training recipe: SGD Nesterov, warm-up, step decay, mixup (docs/method.md,
+"The training recipe")."""
 from __future__ import annotations
 
 from collections.abc import Sequence

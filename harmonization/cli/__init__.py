@@ -1,0 +1,74 @@
+"""`harmonize`: train a Keras model with the neural harmonizer, evaluate its human alignment,
+or write ClickMe-mini.
+
+    harmonize train --model small_cnn --train 'mini/train-*' --val 'mini/val-*' --epochs 8 --out run
+    harmonize evaluate --weights run/model.keras --data 'mini/val-*' --conflict 'mini/conflict-*'
+    harmonize mini --out mini --seed 0
+
+Exit codes: 0 done (also for a run that was already complete), 2 a bad argument, input or output
+(one line on stderr naming it), 3 a training run stopped by the collapse guard (one line on stderr;
+its history.csv and backup are kept).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harmonization.cli import evaluate, mini, train
+from harmonization.cli.common import PROG, OneLineParser, UsageError
+
+COLLAPSED = 3
+"""Exit code of a training run stopped by the collapse guard."""
+
+SUBCOMMANDS = (train.add_parser, evaluate.add_parser, mini.add_parser)
+"""One function per subcommand, each adding its parser (with ``run`` and ``flags`` defaults)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_parser in SUBCOMMANDS:
+        add_parser(commands)
+    return parser
+
+
+def _failure(error: BaseException, flags: dict[str, str]) -> tuple[int, str] | None:
+    """(exit code, one-line message) for an error caused by the arguments, inputs, outputs or a
+    collapsed run; None for a bug (which keeps its traceback)."""
+    from harmonization.files import OutputError
+
+    run_error = sys.modules.get("harmonization.training.errors")
+    if run_error is not None and isinstance(error, run_error.RunError):
+        text = error.message(lambda field: flags.get(field, field))
+        return (COLLAPSED if isinstance(error, run_error.TrainingCollapsed) else 2), text
+    if isinstance(error, (UsageError, ValueError, OutputError, FileNotFoundError,
+                          NotADirectoryError, IsADirectoryError)):
+        text = getattr(error, "strerror", None) if isinstance(error, OutputError) else None
+        return 2, (text or str(error).strip() or type(error).__name__).splitlines()[0]
+    if "harmonization.data" in sys.modules:  # a bad record met while TensorFlow reads shards
+        from harmonization.data import describe_data_error
+
+        message = describe_data_error(error)
+        return None if message is None else (2, message)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``harmonize`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except Exception as error:
+        failure = _failure(error, args.flags)
+        if failure is None:
+            raise
+        code, message = failure
+        label = "stopped" if code == COLLAPSED else "error"
+        parser.exit(code, f"{PROG}: {label}: {message}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""``harmonize evaluate``: accuracy, human alignment, gaming and near-chance flags of a saved model."""
+from __future__ import annotations
+
+import argparse
+import os
+
+from harmonization.cli.common import UsageError, flag_names, number, positive_int, print_evaluation
+
+
+def add_parser(commands) -> None:
+    """Add the ``evaluate`` subcommand."""
+    check = commands.add_parser("evaluate", help="accuracy and human alignment of a saved model")
+    check.add_argument("--weights", required=True, help=".keras, .h5, or .weights.h5 (with --model)")
+    check.add_argument("--data", required=True, help="ClickMe shards")
+    check.add_argument("--conflict", help="conflict-split shards: report accuracy on them too")
+    check.add_argument("--split", choices=("val", "test"), default="val",
+                       help="val: centre crop 0.875; test: resize only (stimulus sets)")
+    check.add_argument("--image-size", type=number(int, 16), help="default: the model's input size")
+    check.add_argument("--num-classes", type=number(int, 2), help="for .weights.h5 files")
+    check.add_argument("--model", help="zoo model name, for .weights.h5 files")
+    check.add_argument("--batch-size", type=positive_int, default=64)
+    check.add_argument("--out", help="write the results as JSON here")
+    check.set_defaults(run=evaluate, flags=flag_names(check))
+
+
+def _check_out(out: str | None) -> None:
+    """Refuse an --out that can never be written before anything is computed."""
+    if out is None:
+        return
+    if os.path.isdir(out):
+        raise UsageError(f"--out {out} is a folder: name the JSON file to write")
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--out {out}: {parent} is not a folder")
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Evaluate ``--weights`` on ``--data`` (and ``--conflict``); print, then write ``--out``."""
+    if not os.path.isfile(args.weights):
+        raise UsageError(f"weights file not found: {args.weights}")
+    _check_out(args.out)
+    from harmonization.data import load_clickme
+    from harmonization.evaluation import ClickMeEvaluator, public
+    from harmonization.files import write_json
+    from harmonization.models import MODEL_NAMES, load_harmonized
+
+    if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
+        raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
+                         f"{', '.join(MODEL_NAMES)}), --num-classes and --image-size")
+    model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size or 224)
+    model_size = model.input_shape[1]
+    if args.image_size and model_size is not None and args.image_size != model_size:
+        raise UsageError(f"--image-size {args.image_size} does not fit {args.weights}, which takes "
+                         f"{model_size}x{model_size} pixels (leave --image-size out to use that)")
+    shape = dict(batch_size=args.batch_size, image_size=args.image_size or int(model_size),
+                 num_classes=int(model.output_shape[-1]), deterministic=True)
+    evaluator = ClickMeEvaluator(model)
+    result = evaluator(load_clickme(args.data, args.split, **shape))
+    conflict = evaluator(load_clickme(args.conflict, args.split, **shape)) if args.conflict else None
+    print_evaluation(os.path.basename(args.weights), result, conflict)
+    payload = {"weights": args.weights, "data": args.data, "evaluation": public(result),
+               "conflict": None if conflict is None else {"data": args.conflict,
+                                                          "accuracy": conflict["accuracy"],
+                                                          "count": conflict["count"]}}
+    if args.out:
+        write_json(args.out, payload)
+        print(f"wrote {args.out}")
+    return payload

@@ -1,0 +1,35 @@
+"""``harmonize mini``: write ClickMe-mini and print its split globs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from harmonization.cli.common import flag_names, fraction, non_negative_int, number, positive_int
+
+
+def add_parser(commands) -> None:
+    """Add the ``mini`` subcommand."""
+    generate = commands.add_parser("mini", help="write ClickMe-mini, print the split globs")
+    generate.add_argument("--out", required=True)
+    generate.add_argument("--seed", type=non_negative_int, default=0)
+    generate.add_argument("--image-size", type=number(int, 16), default=32)
+    generate.add_argument("--num-classes", type=number(int, 2), default=4)
+    generate.add_argument("--train-size", type=positive_int, default=2000)
+    generate.add_argument("--val-size", type=positive_int, default=400)
+    generate.add_argument("--conflict-size", type=positive_int, default=400)
+    generate.add_argument("--stimuli-per-class", type=positive_int, default=25)
+    generate.add_argument("--cue-agreement", type=fraction, default=0.9,
+                          help="share of train/val/stimuli images whose shortcut cue names the true class")
+    generate.set_defaults(run=mini, flags=flag_names(generate))
+
+
+def mini(args: argparse.Namespace) -> dict:
+    """Write ClickMe-mini to ``--out`` and print its split globs as JSON."""
+    from harmonization.data import clickme_mini
+
+    splits = clickme_mini(args.out, seed=args.seed, image_size=args.image_size,
+                          num_classes=args.num_classes, train_size=args.train_size,
+                          val_size=args.val_size, conflict_size=args.conflict_size,
+                          stimuli_per_class=args.stimuli_per_class, cue_agreement=args.cue_agreement)
+    print(json.dumps(splits, indent=1))
+    return splits

@@ -1,0 +1,293 @@
+"""A whole training run as one call: ``run(TrainConfig(...)) -> TrainResult``.
+
+Strategy, data, model, recipe, callbacks, fit, save, evaluation and summary, in a run folder
+(``harmonization.training.resume``) that resumes a killed run, refuses to continue a run started
+with other settings, and does not retrain a finished one. ``harmonize train`` and the training
+notebook are thin front ends over it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from harmonization.files import write_json
+from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
+from harmonization.training.harmonizer import LAMBDA_SCHEDULES
+from harmonization.training.resume import (Backup, HistoryWriter, RunFolder, changed_settings,
+                                           writing)
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The settings of one training run (``harmonize train`` has one flag per field).
+
+    ``train``/``val``/``conflict``/``mix_with``: ClickMe shards (path, folder or glob); ``conflict``
+    is only evaluated at the end. ``lambda_harmonization`` 0 trains plainly (no saliency pass);
+    ``lambda_schedule`` and ``lambda_ramp_epochs`` set when it takes effect (``Harmonizer``).
+    ``val_split`` "val" reads the central 0.875 crop, "test" only resizes. ``steps_per_epoch`` is
+    needed with ``mix_with``. ``collapse_guard`` stops a harmonized run that stays at chance
+    (``guards.CollapseGuard``); ``fresh`` discards what ``out`` holds of an earlier run.
+    """
+
+    model: str
+    train: str
+    val: str
+    out: str
+    epochs: int
+    val_split: str = "val"
+    lambda_harmonization: float = 1.0
+    lambda_schedule: str = "adaptive"
+    lambda_ramp_epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    warmup_epochs: float = 1.0
+    decay_epochs: tuple[float, ...] = ()
+    image_size: int = 224
+    num_classes: int = 1000
+    seed: int = 0
+    centered_logits: bool = False
+    mix_with: str | None = None
+    clickme_fraction: float = 0.2
+    steps_per_epoch: int | None = None
+    weights: str | None = None
+    weight_decay: float = 1e-5
+    label_smoothing: float = 0.1
+    levels: int = 5
+    min_crop_area: float = 0.08
+    mixup: float | None = None
+    bfloat16: bool = False
+    conflict: str | None = None
+    alignment_batches: int | None = None
+    steps_per_execution: int = 1
+    collapse_guard: bool = True
+    collapse_patience: int = 2
+    fresh: bool = False
+    verbose: int = 2
+
+    def settings(self) -> dict:
+        """The fields that shape the trained model (recorded in ``run.json``, compared on resume)."""
+        values = dataclasses.asdict(self)
+        for name in RUN_OPTIONS:
+            values.pop(name)
+        values["decay_epochs"] = [float(e) for e in self.decay_epochs]
+        return values
+
+
+RUN_OPTIONS = ("out", "conflict", "alignment_batches", "steps_per_execution", "collapse_guard",
+               "collapse_patience", "fresh", "verbose")
+"""Fields that change how a run is reported or guarded, not what it trains: a resumed run may differ."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``run`` did. ``status``: "trained", or "complete" when ``out`` already held the
+    finished run (nothing was trained). ``history``: one dict per epoch, as in ``history.csv``;
+    ``validation``/``conflict``: ``evaluate_clickme`` results without per-image arrays;
+    ``resumed_epochs``: epochs taken from the backup."""
+
+    status: str
+    out: Path
+    model_path: Path
+    history_path: Path
+    summary_path: Path
+    summary: dict
+    history: list[dict]
+    resumed_epochs: int = 0
+
+    @property
+    def validation(self) -> dict:
+        return self.summary["validation"]
+
+    @property
+    def conflict(self) -> dict | None:
+        return self.summary.get("conflict")
+
+
+def _check(config: TrainConfig) -> None:
+    if config.lambda_schedule not in LAMBDA_SCHEDULES:
+        raise ConfigError(lambda name: (f"{name('lambda_schedule')} must be one of "
+                                        f"{', '.join(LAMBDA_SCHEDULES)}, got {config.lambda_schedule!r}"))
+    if config.epochs < 1:
+        raise ConfigError(lambda name: f"{name('epochs')} must be >= 1, got {config.epochs}")
+    if config.warmup_epochs > config.epochs:
+        raise ConfigError(lambda name: (f"{name('warmup_epochs')} {config.warmup_epochs} exceeds "
+                                        f"{name('epochs')} {config.epochs}"))
+    if config.weights and not os.path.isfile(config.weights):
+        raise ConfigError(lambda name: f"{name('weights')} file not found: {config.weights}")
+
+
+def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
+    """The run record of ``folder`` if it holds this run; refuses another run's folder."""
+    record = folder.read_record()
+    if record is None:
+        return None
+    changed = changed_settings(record["settings"], config.settings())
+    if changed:
+        def build(name):
+            listed = ", ".join(f"{name(key)} {_shown(old)} (now {_shown(new)})"
+                               for key, (old, new) in changed.items())
+            return f"{folder.out} holds a run started with other settings: {listed}; {name('fresh')} starts over"
+        raise StaleRunError(build, changed)
+    if record["status"] == "collapsed" and config.collapse_guard:
+        raise TrainingCollapsed(lambda name: (
+            f"{folder.out}: {record['message']}; {name('fresh')} starts over, "
+            f"{name('collapse_guard')} continues it"))
+    return record
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" for v in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def _datasets(config: TrainConfig, strategy: tf.distribute.Strategy):
+    from harmonization.data import load_clickme
+    from harmonization.training.schedule import mixup
+
+    shape = dict(batch_size=config.batch_size, image_size=config.image_size,
+                 num_classes=config.num_classes)
+    train = load_clickme(config.train, "train", seed=config.seed, mix_with=config.mix_with,
+                         clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
+                         repeat=bool(config.steps_per_epoch), **shape)
+    val = load_clickme(config.val, config.val_split, deterministic=True,
+                       drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy), **shape)
+    steps = config.steps_per_epoch or int(train.cardinality())
+    if steps < 0:
+        raise ConfigError(lambda name: ("the number of training batches is unknown (mixed data): "
+                                        f"pass {name('steps_per_epoch')}"))
+    if steps == 0:
+        raise ConfigError(lambda name: (f"the training data {config.train} holds fewer examples than "
+                                        f"one batch ({name('batch_size')} {config.batch_size})"))
+    if config.mixup:
+        train = mixup(train, config.num_classes, config.mixup, seed=config.seed)
+    return train, val, steps
+
+
+def _check_model(config: TrainConfig) -> None:
+    from harmonization.models import MODEL_NAMES
+
+    if config.model not in MODEL_NAMES:
+        raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
+                                        f"known models: {', '.join(MODEL_NAMES)}"))
+
+
+def _harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy):
+    from harmonization.models import build_model
+    from harmonization.training.harmonizer import Harmonizer
+    from harmonization.training.schedule import recipe, set_precision
+
+    set_precision(config.bfloat16)
+    with strategy.scope():
+        model = build_model(config.model, config.num_classes, config.image_size, weights=config.weights)
+        harmonizer = Harmonizer(
+            model, lambda_harmonization=config.lambda_harmonization,
+            lambda_weights=config.weight_decay, levels=config.levels,
+            label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
+            lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
+            lambda_schedule=config.lambda_schedule)
+        harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
+                                            config.decay_epochs, optimizer=config.optimizer),
+                           steps_per_execution=config.steps_per_execution)
+        harmonizer.optimizer.build(harmonizer.trainable_variables)
+    return harmonizer
+
+
+def _collapse_message(config: TrainConfig, folder: RunFolder, what: str):
+    def build(name):
+        hints = [f"a longer {name('warmup_epochs')}", f"a lower {name('lambda_harmonization')}"]
+        hints.append(f"{name('lambda_schedule')} adaptive" if config.lambda_schedule != "adaptive"
+                     else f"a longer {name('lambda_ramp_epochs')}")
+        return (f"{folder.out}: {what}; try {', '.join(hints[:-1])} or {hints[-1]} "
+                f"(history and backup kept; {name('collapse_guard')} continues the run)")
+    return build
+
+
+def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+    """Train, save, evaluate and summarise one run in ``config.out``; see the module docstring.
+
+    ``strategy``: the distribution strategy (default: ``harmonization.training.strategy()``,
+    created here before any other TensorFlow operation). Raises ``ConfigError`` for settings
+    that cannot run (``StaleRunError`` for a folder holding another run), ``TrainingCollapsed``
+    when the collapse guard stopped the run, ``harmonization.files.OutputError`` for a file that
+    cannot be written (what was written before is kept; the same call then resumes).
+    """
+    from harmonization.training.distribute import strategy as pick_strategy
+
+    _check(config)
+    folder = RunFolder(config.out)
+    folder.prepare()
+    if config.fresh:
+        folder.clear()
+    record = _resume_or_refuse(folder, config)
+    if record is not None and record["status"] == "complete":
+        return TrainResult("complete", folder.out, folder.model_path, folder.history_path,
+                           folder.summary_path, _read_summary(folder), folder.read_history())
+    strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
+    _check_model(config)
+    import keras
+
+    from harmonization.evaluation import AlignmentCallback, evaluate_clickme, public
+    from harmonization.training.guards import CollapseGuard
+
+    keras.utils.set_random_seed(config.seed)
+    train, val, steps = _datasets(config, strategy)
+    harmonizer = _harmonizer(config, steps, strategy)
+    backup = Backup(folder.backup_dir)
+    with strategy.scope():
+        done = backup.restore(harmonizer)
+    history = HistoryWriter(folder.history_path, [r for r in folder.read_history() if r["epoch"] < done])
+    callbacks = [AlignmentCallback(val, max_batches=config.alignment_batches), history, backup]
+    guard = None
+    if config.collapse_guard and config.lambda_harmonization > 0:
+        start = math.ceil(max(config.warmup_epochs, config.lambda_ramp_epochs))
+        guard = CollapseGuard(config.num_classes, start, config.collapse_patience, history.rows)
+        callbacks.append(guard)
+    settings = config.settings()
+    folder.write_record(settings, "running", epochs_done=done)
+    started = time.time()
+    harmonizer.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=done,
+                   steps_per_epoch=steps if config.steps_per_epoch else None,
+                   callbacks=callbacks, verbose=config.verbose)
+    seconds = time.time() - started
+    if guard is not None and guard.message is not None:
+        folder.write_record(settings, "collapsed", message=guard.message,
+                            epochs_done=guard.stopped_epoch + 1)
+        raise TrainingCollapsed(_collapse_message(config, folder, guard.message))
+    with writing(folder.model_path):
+        harmonizer.save_pixel_model(folder.model_path)
+    summary = {"settings": settings, "model_path": str(folder.model_path), "train_seconds": seconds,
+               "resumed_epochs": done, "final_epoch": history.rows[-1] if history.rows else {},
+               "validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
+    if config.conflict:
+        summary["conflict"] = public(evaluate_clickme(harmonizer.pixel_model, _conflict(config)))
+    write_json(folder.summary_path, summary)
+    folder.write_record(settings, "complete", epochs_done=config.epochs)
+    backup.remove()
+    return TrainResult("trained", folder.out, folder.model_path, folder.history_path,
+                       folder.summary_path, summary, history.rows, done)
+
+
+def _conflict(config: TrainConfig):
+    from harmonization.data import load_clickme
+
+    return load_clickme(config.conflict, config.val_split, batch_size=config.batch_size,
+                        image_size=config.image_size, num_classes=config.num_classes,
+                        deterministic=True)
+
+
+def _read_summary(folder: RunFolder) -> dict:
+    import json
+
+    try:
+        return json.loads(folder.summary_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(lambda name: (f"{folder.summary_path}: the run is complete but its summary "
+                                        f"is unreadable ({type(error).__name__}); {name('fresh')} "
+                                        "starts over")) from None
+

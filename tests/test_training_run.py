@@ -1,0 +1,159 @@
+"""``harmonization.training.run``: one call trains, saves, evaluates and summarises; its run folder
+resumes after a kill, a full disk or a truncated backup, and refuses a stale or finished run."""
+import csv
+import errno
+import json
+import logging
+
+import pytest
+
+import tf_helpers
+import keras
+
+from harmonization.files import OutputError
+from harmonization.training import StaleRunError, TrainConfig, TrainingCollapsed, run
+from harmonization.training.resume import Backup
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return tf_helpers.write_random_label_shards(tmp_path_factory.mktemp("data"), n=64)
+
+
+def config(shards, out, **changes) -> TrainConfig:
+    """A tiny plain run (lambda 0: no saliency pass) of 2 steps per epoch at 32 px."""
+    settings = dict(model="small_cnn_plain", train=shards, val=shards, out=str(out), epochs=3,
+                    image_size=32, num_classes=4, batch_size=32, lambda_harmonization=0.0,
+                    optimizer="adam", lr=1e-3, warmup_epochs=0, lambda_ramp_epochs=0,
+                    min_crop_area=1.0, val_split="test", alignment_batches=1, verbose=0)
+    return TrainConfig(**{**settings, **changes})
+
+
+def history(out) -> list[dict]:
+    """history.csv parsed strictly: one header, every row as long as the header."""
+    with open(out / "history.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows and rows[0][0] == "epoch" and all(len(row) == len(rows[0]) for row in rows)
+    assert sum(row[0] == "epoch" for row in rows) == 1
+    return [dict(zip(rows[0], row)) for row in rows[1:]]
+
+
+class Killed(Exception):
+    """Stands for a kill of the process."""
+
+
+def kill_after_epoch(monkeypatch, index: int) -> None:
+    """Make the run die (as a kill would) right after the backup of epoch ``index``."""
+    save = Backup.on_epoch_end
+
+    def dying(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == index:
+            raise Killed
+    monkeypatch.setattr(Backup, "on_epoch_end", dying)
+
+
+def disk_full_on_call(monkeypatch, owner, name: str, call: int) -> None:
+    """Make ``owner.name`` raise OSError(ENOSPC) on its ``call``-th call (1-based)."""
+    original, calls = getattr(owner, name), []
+
+    def filling(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+    monkeypatch.setattr(owner, name, filling)
+
+
+def test_run_trains_saves_evaluates_and_refuses_to_retrain(shards, tmp_path):
+    out = tmp_path / "run"
+    result = run(config(shards, out))
+    assert result.status == "trained" and result.resumed_epochs == 0
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.keras", "run.json", "summary.json"]
+    assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]
+    assert [row["epoch"] for row in result.history] == [0, 1, 2]
+    model = keras.saving.load_model(result.model_path)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 4)
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["settings"]["lr"] == 1e-3 and summary["settings"]["lambda_schedule"] == "adaptive"
+    assert summary["validation"]["count"] == 64 and summary["validation"] == result.validation
+    assert isinstance(result.validation["near_chance"], bool)
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = run(config(shards, out))  # the same settings: complete, nothing is trained or written
+    assert again.status == "complete" and again.summary == summary
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+    with pytest.raises(StaleRunError) as refused:
+        run(config(shards, out, lr=1e-2, epochs=4))
+    assert refused.value.changed == {"epochs": (3, 4), "lr": (1e-3, 1e-2)}
+    message = str(refused.value)
+    assert "\n" not in message and "lr 0.001 (now 0.01)" in message and "fresh=True starts over" in message
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing touched
+
+    fresh = run(config(shards, out, lr=1e-2, epochs=1, fresh=True))
+    assert fresh.status == "trained" and [row["epoch"] for row in history(out)] == ["0"]
+
+
+def test_a_killed_run_resumes_from_its_newest_readable_backup(shards, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "run"
+    kill_after_epoch(monkeypatch, 1)
+    with pytest.raises(Killed):
+        run(config(shards, out))
+    monkeypatch.undo()
+    assert [row["epoch"] for row in history(out)] == ["0", "1"]
+    backups = sorted(p.name for p in (out / "backup").iterdir())
+    assert backups == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    newest = out / "backup" / "epoch-0002.weights.h5"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a disk that filled up
+
+    with caplog.at_level(logging.WARNING, logger="harmonization.training.resume"):
+        result = run(config(shards, out))
+    assert result.status == "trained" and result.resumed_epochs == 1
+    warnings = [r.getMessage() for r in caplog.records if "unreadable backup" in r.getMessage()]
+    assert len(warnings) == 1 and str(newest) in warnings[0]
+    assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]  # epoch 1 rerun, not duplicated
+    assert not (out / "backup").exists()
+
+
+def test_a_full_disk_keeps_earlier_files_and_the_same_call_then_finishes(shards, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    disk_full_on_call(monkeypatch, keras.Model, "save_weights", 2)  # the backup after epoch 1
+    with pytest.raises(OutputError) as full:
+        run(config(shards, out))
+    assert full.value.strerror == f"cannot write {out / 'backup' / 'epoch-0002.weights.h5'}: No space left on device"
+    monkeypatch.undo()
+    assert [p.name for p in (out / "backup").iterdir()] == ["epoch-0001.weights.h5"]  # no partial file
+    assert [row["epoch"] for row in history(out)] == ["0", "1"]
+
+    disk_full_on_call(monkeypatch, csv.DictWriter, "writerows", 2)  # history.csv after epoch 2
+    with pytest.raises(OutputError, match="history.csv: No space left on device"):
+        run(config(shards, out))
+    monkeypatch.undo()
+    assert [row["epoch"] for row in history(out)] == ["0", "1"]  # the previous version, whole
+    assert not list(out.glob(".tmp-*")) and not list((out / "backup").glob(".tmp-*"))
+
+    result = run(config(shards, out))
+    assert result.status == "trained" and result.resumed_epochs == 2
+    assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]
+
+
+def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards, tmp_path):
+    out = tmp_path / "run"
+    harmonized = config(shards, out, model="small_cnn", epochs=6, lambda_harmonization=0.5,
+                        lambda_schedule="linear", collapse_patience=2)
+    with pytest.raises(TrainingCollapsed) as stopped:  # the labels are random: nothing to learn
+        run(harmonized)
+    message = str(stopped.value)
+    assert "\n" not in message and "training stopped after epoch 2" in message
+    assert "lambda_schedule adaptive" in message and "collapse_guard=False continues" in message
+    rows = history(out)
+    assert [row["epoch"] for row in rows] == ["0", "1"] and all(float(row["accuracy"]) < 0.4 for row in rows)
+    assert sorted(p.name for p in (out / "backup").iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "collapsed" and not (out / "model.keras").exists()
+
+    with pytest.raises(TrainingCollapsed, match="collapse_guard=False continues it"):
+        run(harmonized)  # the same call does not train the collapsed run again
+    assert [row["epoch"] for row in history(out)] == ["0", "1"]
