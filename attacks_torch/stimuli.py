@@ -1,19 +1,14 @@
-"""ClickMe stimulus sets as torch tensors, read without TensorFlow.
+"""ClickMe stimulus sets as torch tensors: a thin adapter over :mod:`harmonization.clickme`.
 
-Both published layouts are read, detected per record:
-- "stimulus": ``image`` and ``heatmap`` are raw float32 bytes (H, W, 3) in [0, 255] and (H, W, 1);
-- "jpeg": ``image`` is an RGB JPEG (or PNG), ``heatmap`` a 1-channel JPEG, decoded by Pillow with
-  libjpeg's accurate integer DCT (TensorFlow's default fast DCT differs by a few grey levels; its
-  ``dct_method="INTEGER_ACCURATE"`` gives the same pixels); the raw clicks are
-  diffused as in the method: bilinear resize to 64x64, blur with a 10x10 Gaussian of sigma 10
-  (SAME zero padding), bilinear resize back to the image grid.
-``label`` is an int64. Images come out in [0, 1] (pixel / 255), heatmaps on the image's grid.
+Both published layouts are read (see ``harmonization.clickme.layout``), with the same record
+checks and the same one-line messages as the training reader; JPEG clicks are diffused here in
+torch with the constants of ``harmonization.clickme.diffusion``. Images come out in [0, 1]
+(pixel / 255), heatmaps on the image's grid.
 """
 from __future__ import annotations
 
-import glob
-import io
-import math
+import itertools
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,15 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from attacks_torch.tfrecord import TFRecordError, iter_records, parse_example
-from harmonization.metrics import gaussian_kernel
+from harmonization.clickme import (ClickMeDataError, ShardPaths, bad_record, iter_clickme, resolve_shards,
+                                  unit_range_warning)
+from harmonization.clickme.diffusion import DIFFUSION_SIZE, diffusion_kernel, same_padding
 
-DIFFUSION_SIZE = 64
-DIFFUSION_KERNEL = 10
-DIFFUSION_SIGMA = 10.0
-_ENCODED_MAGIC = (b"\xff\xd8", b"\x89PNG")
+LOGGER = logging.getLogger("attacks_torch.stimuli")
 
 
 @dataclass
@@ -78,125 +70,60 @@ def diffuse(heatmap: torch.Tensor) -> torch.Tensor:
     """The method's diffusion of raw ClickMe clicks (H, W) -> (H, W) on the same grid.
 
     Bilinear resize (half-pixel centres, no antialiasing, like ``tf.image.resize``) to 64x64,
-    convolution with ``gaussian_kernel(10, 10.0)`` with TensorFlow's SAME zero padding
-    (4 before, 5 after), bilinear resize back.
+    convolution with the diffusion kernel with TensorFlow's SAME zero padding, bilinear resize back.
     """
     height, width = heatmap.shape
     small = F.interpolate(heatmap[None, None].float(), size=(DIFFUSION_SIZE, DIFFUSION_SIZE),
                           mode="bilinear", align_corners=False)
-    kernel = torch.from_numpy(gaussian_kernel(DIFFUSION_KERNEL, DIFFUSION_SIGMA))[None, None]
-    before = (DIFFUSION_KERNEL - 1) // 2
-    after = DIFFUSION_KERNEL - 1 - before
+    kernel = torch.from_numpy(diffusion_kernel())[None, None]
+    before, after = same_padding()
     blurred = F.conv2d(F.pad(small, (before, after, before, after)), kernel)
     return F.interpolate(blurred, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
 
 
-def _decode_encoded(data: bytes, channels: int, where: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            decoded = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
-    except (OSError, ValueError) as error:
-        raise TFRecordError(f"{where}: cannot decode the image bytes ({error})") from None
-    return decoded if decoded.ndim == 3 else decoded[..., None]
+def stimulus_files(path_or_glob: ShardPaths) -> list[str]:
+    """The stimulus files named by a path, a folder, a glob or a list of them (the one path rule of
+    ``harmonization.clickme.paths``); FileNotFoundError in one line if there are none."""
+    return resolve_shards(path_or_glob, "stimulus file")
 
 
-def _decode_raw(data: bytes, channels: int, where: str, shape: tuple[int, int] | None) -> np.ndarray:
-    if len(data) % (4 * channels):
-        raise TFRecordError(f"{where}: {len(data)} bytes is not a float32 array with {channels} channel(s)")
-    pixels = len(data) // (4 * channels)
-    if shape is None:
-        side = math.isqrt(pixels)
-        if side * side != pixels:
-            raise TFRecordError(f"{where}: {pixels} float32 pixels do not make a square HxWx{channels} array")
-        shape = (side, side)
-    if shape[0] * shape[1] != pixels:
-        raise TFRecordError(f"{where}: {pixels} float32 pixels do not match the image grid {shape[0]}x{shape[1]}")
-    array = np.frombuffer(data, dtype="<f4").reshape(shape[0], shape[1], channels).astype(np.float32)
-    if not np.isfinite(array).all():
-        raise TFRecordError(f"{where}: holds NaN or infinite values")
-    return array
-
-
-def _single_bytes(features: dict, key: str, where: str) -> bytes:
-    value = features.get(key)
-    if value is None:
-        raise TFRecordError(f"{where}: missing feature {key!r} (found {sorted(features)})")
-    if not isinstance(value, list) or len(value) != 1:
-        raise TFRecordError(f"{where}: feature {key!r} must hold one bytes value")
-    return value[0]
-
-
-def _decode_record(features: dict, where: str) -> tuple[np.ndarray, np.ndarray, int]:
-    image_bytes = _single_bytes(features, "image", where)
-    heatmap_bytes = _single_bytes(features, "heatmap", where)
-    label = features.get("label")
-    if label is None:
-        raise TFRecordError(f"{where}: missing feature 'label' (found {sorted(features)})")
-    if not isinstance(label, np.ndarray) or label.dtype != np.int64 or label.size != 1:
-        raise TFRecordError(f"{where}: feature 'label' must be one int64")
-    if image_bytes.startswith(_ENCODED_MAGIC):
-        image = _decode_encoded(image_bytes, 3, f"{where}: image")
-        clicks = _decode_encoded(heatmap_bytes, 1, f"{where}: heatmap")[..., 0]
-        heatmap = torch.from_numpy(clicks)
-        if heatmap.shape != image.shape[:2]:
-            heatmap = resize(heatmap[None, None], image.shape[:2])[0, 0]
-        heatmap = diffuse(heatmap).numpy()
-    else:
-        image = _decode_raw(image_bytes, 3, f"{where}: image", None)
-        heatmap = _decode_raw(heatmap_bytes, 1, f"{where}: heatmap", image.shape[:2])[..., 0]
-    return image, heatmap, int(label[0])
-
-
-def stimulus_files(path_or_glob: str | os.PathLike | Sequence[str]) -> list[str]:
-    """The sorted TFRecord files named by a path, a glob or a list of them; an error if none."""
-    patterns = [os.fspath(path_or_glob)] if isinstance(path_or_glob, (str, os.PathLike)) else list(path_or_glob)
-    files: list[str] = []
-    for pattern in patterns:
-        matches = sorted(glob.glob(os.fspath(pattern)))
-        if not matches:
-            raise FileNotFoundError(f"no stimulus file matches {os.fspath(pattern)!r}")
-        files.extend(m for m in matches if os.path.isfile(m))
-    if not files:
-        raise FileNotFoundError(f"no stimulus file matches {path_or_glob!r}")
-    return files
-
-
-def load_stimuli(path_or_glob: str | os.PathLike | Sequence[str], image_size: int | tuple[int, int] | None = None,
-                 limit: int | None = None) -> Stimuli:
+def load_stimuli(path_or_glob: ShardPaths, image_size: int | tuple[int, int] | None = None,
+                 limit: int | None = None, num_classes: int | None = None) -> Stimuli:
     """Read ClickMe TFRecords (either layout) into a Stimuli set.
 
     Files are read in sorted name order; ids are ``"<file name>:<record index>"``. ``limit`` keeps
-    the first records only; ``image_size`` resizes images and heatmaps alike (see Stimuli.resized).
-    Every image must share one grid. Raises FileNotFoundError for a glob matching nothing and
-    TFRecordError (a ValueError) naming the file and record for corrupt input.
+    the first records only; ``image_size`` resizes images and heatmaps alike (see Stimuli.resized);
+    ``num_classes`` bounds the labels (None: non-negative only). Every image must share one grid.
+    Raises FileNotFoundError for a path naming no file and ClickMeDataError (a ValueError) with one
+    line naming the file and record for bad input; logs a warning when the images look like [0, 1]
+    data stored in the [0, 255] layout.
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    files = stimulus_files(path_or_glob)
     images, heatmaps, labels, ids = [], [], [], []
-    for path in stimulus_files(path_or_glob):
+    for path in files:
+        remaining = None if limit is None else limit - len(ids)
+        for index, record in enumerate(itertools.islice(iter_clickme(path, num_classes), remaining)):
+            if images and record.image.shape != images[0].shape:
+                first, this = images[0].shape, record.image.shape
+                raise ClickMeDataError(bad_record("ClickMe", path, index, f"image is {this[0]}x{this[1]}, the first "
+                                                  f"one {first[0]}x{first[1]}; a stimulus set shares one size"))
+            heatmap = diffuse(torch.from_numpy(record.heatmap)).numpy() if record.clicks else record.heatmap
+            images.append(record.image)
+            heatmaps.append(heatmap)
+            labels.append(record.label)
+            ids.append(f"{os.path.basename(path)}:{index}")
         if limit is not None and len(ids) >= limit:
             break
-        name = os.path.basename(path)
-        for index, payload in enumerate(iter_records(path)):
-            if limit is not None and len(ids) >= limit:
-                break
-            where = f"{path}: record {index}"
-            try:
-                features = parse_example(payload)
-            except TFRecordError as error:
-                raise TFRecordError(f"{where}: {error}") from None
-            image, heatmap, label = _decode_record(features, where)
-            if images and image.shape != images[0].shape:
-                raise TFRecordError(f"{where}: image is {image.shape[0]}x{image.shape[1]}, the first one "
-                                    f"{images[0].shape[0]}x{images[0].shape[1]}; a stimulus set shares one size")
-            images.append(image)
-            heatmaps.append(heatmap)
-            labels.append(label)
-            ids.append(f"{name}:{index}")
     if not ids:
-        raise TFRecordError(f"{path_or_glob}: holds no records")
+        raise ClickMeDataError(f"{', '.join(files)}: holds no records")
+    pixels = np.stack(images)
+    warning = unit_range_warning(float(pixels.max()), ", ".join(files))
+    if warning is not None:
+        LOGGER.warning(warning)
     stimuli = Stimuli(
-        images=torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous().div_(255.0),
+        images=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().div_(255.0),
         labels=torch.tensor(labels, dtype=torch.int64),
         heatmaps=torch.from_numpy(np.stack(heatmaps)),
         ids=ids,
