@@ -84,20 +84,19 @@ def evaluate(args: argparse.Namespace, splits: dict, name: str, weights: Path) -
 
 
 def write_photo_stimuli(args: argparse.Namespace) -> Path:
+    """The first ``--photos`` bundled photos as a stimulus shard (raw float32 layout, no human maps)."""
     folder = args.out / "photos"
     if not list(folder.glob("*.tfrecords")):
-        code = (
-            "import sys, numpy as np\n"
-            "from attacks_torch.models import bundled_photos\n"
-            "from harmonization.data import write_clickme\n"
-            "images, labels, names = bundled_photos()\n"
-            f"images, labels = images[:{args.photos}], labels[:{args.photos}]\n"
-            "pixels = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)\n"
-            "examples = [{'image': p, 'heatmap': np.zeros(p.shape[:2], np.float32), 'label': int(l)}\n"
-            "            for p, l in zip(pixels, labels)]\n"
-            f"write_clickme(examples, {str(folder)!r}, layout='stimulus', prefix='photos')\n"
-        )
-        run(sys.executable, "-c", code)
+        import numpy as np
+
+        from attacks_torch.models import bundled_photos
+        from harmonization.clickme import write_clickme
+
+        images, labels, _ = bundled_photos()
+        pixels = (images[:args.photos].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        examples = [{"image": p, "heatmap": np.zeros(p.shape[:2], np.float32), "label": int(label)}
+                    for p, label in zip(pixels, labels[:args.photos].tolist())]
+        write_clickme(examples, folder, layout="stimulus", prefix="photos")
     return folder
 
 
