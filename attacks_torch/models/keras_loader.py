@@ -1,4 +1,10 @@
-"""Harmonized Keras pixel models, run by Keras 3 on its torch backend so attacks see torch tensors."""
+"""Harmonized Keras models, run by Keras 3 on its torch backend so attacks see torch tensors.
+
+Two kinds of file: this project's pixel models (``.keras`` / ``.h5`` with ``preprocess`` and
+``backbone`` parts, fed [0, 255] pixels) through :func:`load_keras`, and the reference's published
+harmonized files (fed ImageNet-normalised images) through :func:`load_published`. A file of the
+second kind given to the first is refused, never fed x * 255.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +19,7 @@ from torch import nn
 from attacks_torch.models.pixel import PixelModel
 
 KERAS_SUFFIXES = (".keras", ".h5")
+PIXEL_MODEL_PARTS = ("preprocess", "backbone")
 
 
 class _ChannelsLast(nn.Module):
@@ -72,12 +79,35 @@ def _plain_batch_normalization(keras) -> Iterator[None]:
             layer.from_config = own
 
 
+def _legacy_layer_names(path: Path) -> set[str]:
+    """Top-level layer names in a legacy ``.h5`` file's config (empty for a weights-only file)."""
+    from harmonization.models.legacy_h5 import read_legacy_h5
+    from harmonization.models.legacy_full import layer_names_of
+
+    stored = read_legacy_h5(path)
+    return layer_names_of(stored) if stored.config is not None else set()
+
+
+def _refuse_foreign_model(path: Path, names: set[str]) -> None:
+    """A Keras model without this project's pixel-model parts would be mis-fed: say what to do."""
+    if set(PIXEL_MODEL_PARTS) <= names:
+        return
+    from harmonization.models.published import PUBLISHED_NAMES
+
+    raise ValueError(
+        f"Keras model file {str(path)!r} is not a pixel model of this project (no 'preprocess' and "
+        "'backbone' parts), so its input scale is unknown; for a published harmonized file use "
+        f"published:NAME:{path} with NAME one of {', '.join(PUBLISHED_NAMES)}")
+
+
 def load_keras(path: str | Path) -> PixelModel:
     """Load a Keras pixel model (``.keras`` or legacy full-model ``.h5``) as a :class:`PixelModel`.
 
     The Keras model takes NHWC pixels in [0, 255] and returns logits; the wrapper maps [0, 1]
     NCHW pixels onto it (std = 1/255, i.e. a multiplication by 255, then NCHW -> NHWC) and calls it
-    with ``training=False``. Synchronized batch normalisation (TensorFlow-only) loads as plain. The weights stay on the device Keras chose; inputs on any device work.
+    with ``training=False``. Synchronized batch normalisation (TensorFlow-only) loads as plain.
+    The weights stay on the device Keras chose; inputs on any device work. A Keras model without
+    the ``preprocess`` / ``backbone`` parts (such as a published harmonized file) is refused.
     """
     path = Path(path)
     if path.suffix not in KERAS_SUFFIXES:
@@ -85,15 +115,14 @@ def load_keras(path: str | Path) -> PixelModel:
     if not path.is_file():
         raise FileNotFoundError(f"Keras model file {str(path)!r} does not exist")
     keras = _import_keras_on_torch()
-    try:
-        with _plain_batch_normalization(keras):
-            model = keras.saving.load_model(str(path), compile=False)
-    except Exception as error:  # Keras raises many types for a bad file; name the file in every case
-        raise ValueError(f"Keras model file {str(path)!r} could not be loaded: {error}") from error
-    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
-    if len(shape) != 4 or shape[-1] != 3:
-        raise ValueError(f"Keras model {str(path)!r}: expected an (N, H, W, 3) image input, got {shape}")
-    height, width = shape[1:3]
+    from harmonization.models.saved import load_saved_model  # also registers the project's layers
+
+    if path.suffix == ".h5":  # recognised before loading: a published file may not even deserialize
+        _refuse_foreign_model(path, _legacy_layer_names(path))
+    with _plain_batch_normalization(keras):
+        model = load_saved_model(path)
+    _refuse_foreign_model(path, {layer.name for layer in model.layers})
+    height, width = _image_size(path, model)
     return PixelModel(
         _ChannelsLast(model),
         name=path.stem,
@@ -101,3 +130,29 @@ def load_keras(path: str | Path) -> PixelModel:
         mean=(0.0, 0.0, 0.0),
         std=(1.0 / 255.0,) * 3,
     )
+
+
+def _image_size(path: Path, model) -> tuple[int | None, int | None]:
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else ()
+    if len(shape) != 4 or shape[-1] != 3:
+        raise ValueError(f"Keras model {str(path)!r}: expected an (N, H, W, 3) image input, got {shape}")
+    return shape[1], shape[2]
+
+
+def load_published(name: str, path: str | Path) -> PixelModel:
+    """A published harmonized Keras file (``harmonization.models.load_published``) as a :class:`PixelModel`.
+
+    Attacked in [0, 1] pixel units like every timm model: the wrapper resizes to the file's input
+    size (224) when needed, applies the published ImageNet mean / std, and calls the Keras network
+    (``backbone``, logits out) on Keras's torch backend with ``training=False``. Any file name
+    works (the reference caches its downloads without an extension).
+    """
+    _import_keras_on_torch()
+    from harmonization.models import IMAGENET_MEAN, IMAGENET_STD, load_published as load_keras_published
+    from harmonization.models import split_pixel_model
+
+    model = load_keras_published(name, path)
+    _, backbone = split_pixel_model(model)
+    height, width = _image_size(Path(path), model)
+    return PixelModel(_ChannelsLast(backbone), name=f"{name}_harmonized", input_size=(height, width),
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD)

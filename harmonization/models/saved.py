@@ -1,11 +1,56 @@
-"""Loading pixel models saved by this project (``.keras``, legacy full-model ``.h5``, ``.weights.h5``)."""
+"""Loading pixel models saved by this project (``.keras``, legacy full-model ``.h5``, ``.weights.h5``).
+
+A file that is not what its name says (a text file named ``.keras`` or ``.h5``, a ``.keras``
+archive without its config or with a layer that cannot be rebuilt, a truncated download) is
+refused with a :class:`~harmonization.models.legacy_h5.ModelFileError`: one line naming the file
+and what is wrong.
+"""
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 
 import keras
 
+from harmonization.models.legacy_h5 import ModelFileError, read_legacy_h5
 from harmonization.models.zoo import MODEL_NAMES, build_model
+
+KERAS_CONFIG = "config.json"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def check_keras_archive(path: str) -> None:
+    """Refuse a ``.keras`` file that is not a zip archive holding a JSON model config."""
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"model file {path}: not a .keras archive (not a zip file)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if KERAS_CONFIG not in archive.namelist():
+                raise ModelFileError(f"model file {path}: a zip archive without {KERAS_CONFIG}, "
+                                     "not a saved Keras model")
+            json.loads(archive.read(KERAS_CONFIG))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"model file {path}: damaged .keras archive ({_first_line(error)})") from None
+
+
+def load_saved_model(path: str | os.PathLike) -> keras.Model:
+    """A whole model from a ``.keras`` or legacy full-model ``.h5`` file, with one-line errors."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {path}: no such file")
+    if path.endswith(".keras"):
+        check_keras_archive(path)
+    elif read_legacy_h5(path).config is None:
+        raise ModelFileError(f"model file {path}: holds weights only (no model config)")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad config; name the file in every case
+        raise ModelFileError(f"model file {path}: cannot be rebuilt ({_first_line(error)})") from None
 
 
 def load_harmonized(path: str, name: str | None = None, num_classes: int | None = None,
@@ -24,5 +69,5 @@ def load_harmonized(path: str, name: str | None = None, num_classes: int | None 
                              f"(known models: {', '.join(MODEL_NAMES)})")
         return build_model(name, num_classes, image_size, weights=path)
     if path.endswith((".keras", ".h5", ".hdf5")):
-        return keras.saving.load_model(path, compile=False)
+        return load_saved_model(path)
     raise ValueError(f"{path}: expected a .keras, .h5 or .weights.h5 file")

@@ -1,0 +1,166 @@
+"""The published harmonized files load as pixel models and give the reference model's logits.
+
+The reference constructors themselves (vit-keras 0.1.2, tf.keras 2 applications, the
+``efficientnet`` package; ``.reference-env``) write files in each published format with random
+weights, in a subprocess with the legacy stack (tests/reference/write_published.py): small
+stand-ins of the same constructors (32 px; ViT-B/16 with 2 of its 12 blocks). The project loads
+them under the TensorFlow backend here and under the torch backend in a subprocess; logits must
+match the reference's to 1e-4 of the largest logit, with the published preprocessing (x / 255,
+ImageNet mean / std) applied once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_helpers import run_python
+
+from harmonization.models import (IMAGENET_MEAN, IMAGENET_STD, ModelFileError, load_published,  # noqa: E402
+                                  split_pixel_model)
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ENV = ROOT / ".reference-env"
+WRITER = ROOT / "tests" / "reference" / "write_published.py"
+RTOL = 1e-4  # of the largest reference logit
+# fixture file -> the published name it is loaded as (resnet50: a ResNet v1 in the resnet50v2 slot)
+FILES = {"vit_b16": "vit_b16", "vgg16": "vgg16", "resnet50v2": "resnet50v2", "resnet50": "resnet50v2",
+         "efficientnetb0": "efficientnetb0"}
+
+
+@pytest.fixture(scope="session")
+def published_files(tmp_path_factory) -> Path:
+    """Reference-written files of every architecture, made once per test session."""
+    if not (REFERENCE_ENV / "vit_keras").is_dir():
+        pytest.skip(f"{REFERENCE_ENV} missing: pip install --no-deps --upgrade --target "
+                    ".reference-env -r tests/reference/requirements.txt")
+    out = tmp_path_factory.mktemp("published")
+    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{WRITER.parent / 'shims'}",
+           "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(WRITER), str(out), *FILES], capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {entry["keras"] for entry in report.values()} == {"tf_keras"}  # the legacy stack wrote them
+    assert report["efficientnetb0"]["last_activation"] == "softmax"  # the package's head
+    return out
+
+
+def relative_error(logits: np.ndarray, reference: np.ndarray) -> float:
+    assert logits.shape == reference.shape
+    return float(np.abs(logits - reference).max() / np.abs(reference).max())
+
+
+@pytest.mark.parametrize("fixture", FILES)
+def test_logits_match_the_reference_under_tensorflow(published_files, fixture):
+    model = load_published(FILES[fixture], published_files / f"{fixture}.h5")
+    pixels = np.load(published_files / f"{fixture}.pixels.npy")
+    logits = model(pixels).numpy()
+    assert relative_error(logits, np.load(published_files / f"{fixture}.logits.npy")) < RTOL
+    preprocess, backbone = split_pixel_model(model)
+    expected = (pixels / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(preprocess(pixels).numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert not preprocess.trainable_weights
+    assert model.input_shape == (None, 32, 32, 3)
+
+
+def test_extension_less_cached_names_load(published_files, tmp_path):
+    """The reference caches its downloads without ``.h5``; Keras alone would refuse that name."""
+    for fixture in ("vit_b16", "efficientnetb0"):  # a weights-only and a full-model file
+        cached = tmp_path / f"{fixture}_harmonized"
+        shutil.copy(published_files / f"{fixture}.h5", cached)
+        logits = load_published(fixture, cached)(np.load(published_files / f"{fixture}.pixels.npy"))
+        assert relative_error(logits.numpy(), np.load(published_files / f"{fixture}.logits.npy")) < RTOL
+
+
+def test_swapped_attention_kernels_are_caught_numerically(published_files, tmp_path):
+    """Equal-shaped query and key kernels loaded the wrong way round would pass any shape check."""
+    import h5py
+
+    swapped = tmp_path / "vit_swapped.h5"
+    shutil.copy(published_files / "vit_b16.h5", swapped)
+    with h5py.File(swapped, "r+") as handle:
+        group = handle["Transformer/encoderblock_0/Transformer/encoderblock_0/MultiHeadDotProductAttention_1"]
+        query, key = group["query/kernel:0"][()], group["key/kernel:0"][()]
+        group["query/kernel:0"][...], group["key/kernel:0"][...] = key, query
+    pixels = np.load(published_files / "vit_b16.pixels.npy")
+    reference = np.load(published_files / "vit_b16.logits.npy")
+    assert relative_error(load_published("vit_b16", swapped)(pixels).numpy(), reference) > 1e-3
+
+
+def test_bad_files_get_one_line_naming_the_file_and_the_fault(published_files, tmp_path):
+    truncated = tmp_path / "efficientnet_truncated.h5"
+    truncated.write_bytes((published_files / "efficientnetb0.h5").read_bytes()[:1_000_000])
+    text = tmp_path / "notes.h5"
+    text.write_text("not a model\n")
+    cases = [
+        ("efficientnetb0", truncated, "truncated"),
+        ("vgg16", text, "not a readable HDF5 file"),
+        ("vgg16", published_files / "resnet50v2.h5", "model named 'resnet50v2', not vgg16"),
+        ("vit_b16", published_files / "vgg16.h5", "not a vit-keras ViT weights file"),
+        ("resnet50v2", published_files / "vit_b16.h5", "weights only"),
+    ]
+    for name, path, fault in cases:
+        with pytest.raises(ModelFileError) as caught:
+            load_published(name, path)
+        message = str(caught.value)
+        assert str(path) in message and fault in message and "\n" not in message, message
+    with pytest.raises(FileNotFoundError, match="absent_harmonized"):
+        load_published("vgg16", tmp_path / "absent_harmonized")
+    with pytest.raises(ValueError, match="unknown published model 'vgg19'.*levit128"):
+        load_published("vgg19", text)
+
+
+UNDER_TORCH = """
+import json, sys
+from pathlib import Path
+import numpy as np, torch
+from attacks_torch.models.keras_loader import load_keras, load_published
+
+out, files = Path(sys.argv[1]), json.loads(sys.argv[2])
+report = {}
+for fixture, name in files.items():
+    model = load_published(name, out / f"{fixture}.h5")
+    pixels = np.load(out / f"{fixture}.pixels.npy")
+    x = torch.from_numpy(pixels.transpose(0, 3, 1, 2) / 255.0).float().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(logits[:, 0].sum(), x)
+    expected = np.load(out / f"{fixture}.logits.npy")
+    report[fixture] = {
+        "error": float(np.abs(logits.detach().numpy() - expected).max() / np.abs(expected).max()),
+        "grad_norm": float(grad.norm()), "input_size": list(model.input_size),
+        "mean": list(model.mean), "std": list(model.std), "training": model.training,
+    }
+refused = {}
+for fixture in ("vgg16", "vit_b16"):
+    try:
+        load_keras(out / f"{fixture}.h5")
+    except ValueError as error:
+        refused[fixture] = str(error)
+print(json.dumps({"models": report, "refused": refused}))
+"""
+
+
+def test_attack_ready_under_torch_with_tensorflows_logits(published_files):
+    """[0, 1] NCHW input, the published mean / std inside the PixelModel, gradients reach pixels."""
+    files = {fixture: name for fixture, name in FILES.items() if fixture != "resnet50"}  # one ResNet
+    result = run_python(UNDER_TORCH, env={"KERAS_BACKEND": "torch"}, timeout=600,
+                        args=(str(published_files), json.dumps(files)))
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for fixture, entry in report["models"].items():
+        assert entry["error"] < RTOL, (fixture, entry)
+        assert entry["grad_norm"] > 0 and not entry["training"], (fixture, entry)
+        assert entry["input_size"] == [32, 32], (fixture, entry)
+        np.testing.assert_allclose(entry["mean"], IMAGENET_MEAN)
+        np.testing.assert_allclose(entry["std"], IMAGENET_STD)
+    for fixture, message in report["refused"].items():  # the old x * 255 path refuses, and says why
+        assert "not a pixel model" in message and "published:NAME:" in message, message
+        assert "\n" not in message
+    assert set(report["refused"]) == {"vgg16", "vit_b16"}
