@@ -202,7 +202,8 @@ def test_a_bad_imagenet_style_record_is_named_too(tmp_path):
     dataset = load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0)
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         list(dataset)
-    assert describe_data_error(error.value) == f"bad ImageNet-style record: {imagenet} record 1: label 1000 is outside [0, 4)"
+    line = describe_data_error(error.value)
+    assert line == f"bad ImageNet-style record: {imagenet} record 1: label 1000 is outside [0, 4)"
 
 
 def test_a_damaged_imagenet_style_shard_is_named_like_a_clickme_one(tmp_path):

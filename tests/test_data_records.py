@@ -116,7 +116,8 @@ def test_rewriting_a_prefix_replaces_its_older_shards(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda e: e.pop("heatmap"), "example 2: missing key"),
-    (lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)), "example 2: heatmap 32x31 does not match image 32x32"),
+    (lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)),
+     "example 2: heatmap 32x31 does not match image 32x32"),
     (lambda e: e.update(label=-1), r"example 2: label -1 is outside \[0, 7\)"),
     (lambda e: e.update(label=9), r"example 2: label 9 is outside \[0, 7\)"),
     (lambda e: e.update(label=1.5), "example 2: label must be an integer"),

@@ -25,7 +25,9 @@ AUTOTUNE = tf.data.AUTOTUNE
 SPLITS = ("train", "val", "test")
 _READ_BUFFER = 8 * 1024 * 1024
 _MAX_PARALLEL_FILES = 16
-_ERROR_PATTERN = re.compile(r"(bad (?:ClickMe|ImageNet-style) record: [^\n]*?)\](?:\s*\n|\s*$)")
+_SOURCES = ("ClickMe", "ImageNet-style")
+_PREFIXES = "|".join(re.escape(RECORD_PREFIX.format(source=source)) for source in _SOURCES)
+_ERROR_PATTERN = re.compile(rf"((?:{_PREFIXES})[^\n]*?)\](?:\s*\n|\s*$)")
 
 
 class SkipCounter:
@@ -146,8 +148,8 @@ def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int
 def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter: SkipCounter) -> tf.data.Dataset:
     """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty."""
     def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor) -> tf.Tensor:
-        return tf.strings.join([RECORD_PREFIX.format(source=source), path, " record ", tf.strings.as_string(index), ": ",
-                                problem])
+        return tf.strings.join([RECORD_PREFIX.format(source=source), path, " record ", tf.strings.as_string(index),
+                                ": ", problem])
 
     if skip_corrupt:
         def keep(path, index, problem, image, heatmap, label):
