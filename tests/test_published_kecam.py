@@ -32,6 +32,7 @@ REDUCED = {
     "convnext_tiny": ("harmonization.models.convnext", "convnext_tiny",
                       {"image_size": 64, "depths": [1, 1, 2, 1]}),
     "levit128": ("harmonization.models.levit", "levit128", {"depths": [1, 2, 1]}),
+    "maxvit_tiny": ("harmonization.models.maxvit", "maxvit_tiny", {"depths": [1, 2, 1, 1]}),
 }
 
 
