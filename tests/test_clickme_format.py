@@ -47,6 +47,11 @@ def test_crc32c_numpy_path_equals_the_bytewise_definition(data):
     assert crc.crc32c(data) == crc._crc_raw_python(data, 0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
+def test_crc32c_of_a_stimulus_sized_payload_equals_the_bytewise_definition():
+    data = np.random.default_rng(0).integers(0, 256, 224 * 224 * 12 + 5, dtype=np.uint8).tobytes()
+    assert crc.crc32c(data) == crc._crc_raw_python(data, 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
 def test_example_codec_round_trips_every_feature_kind():
     payload = clickme.encode_example({"b": [b"x", b"yz"], "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25]),
                                       "s": "text"})
