@@ -4,19 +4,21 @@ Each image shows one bright object (its shape is the class) at a random place on
 background; the human map is the object's mask. A small bright patch near the border is a shortcut:
 its place (a corner, or for more than 4 classes an edge middle) names a class that agrees with the
 label in ``cue_agreement`` of the train/val/stimuli images and is independent of the label in the
-"conflict" split. See docs/clickme-mini.md.
+"conflict" split. See docs/clickme-mini.md. ``write_generated`` writes any such generator's splits
+(``harmonization.data.testbeds`` holds more of them).
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.writer import write_clickme
+from harmonization.files import atomic_write, write_json
 
 MANIFEST = "clickme-mini.json"
 CUES = "cues.npz"
@@ -30,6 +32,9 @@ BACKGROUND_LEVELS = (20, 80)  # per channel, one colour per image
 OBJECT_LEVELS = (120, 190)  # per channel: always brighter than the background
 PIXEL_NOISE = 18.0  # standard deviation, every pixel and channel
 CUE_NOISE = 8.0
+
+Draw = Callable[[np.random.Generator, int, int, int], tuple[np.ndarray, np.ndarray]]
+"""(rng, image_size, label, cue class) -> (uint8 HxWx3 image, uint8 HxW object mask 0/255)."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +113,10 @@ def _labels_and_cues(rng: np.random.Generator, count: int, num_classes: int,
     return labels, np.where(rng.random(count) < agreement, labels, other)
 
 
-def _split_examples(rng: np.random.Generator, config: MiniConfig, labels: np.ndarray,
+def _split_examples(rng: np.random.Generator, config: Any, draw: Draw, labels: np.ndarray,
                     cues: np.ndarray, as_float: bool) -> Iterator[dict]:
     for label, cue in zip(labels, cues):
-        image, mask = _draw(rng, config.image_size, int(label), int(cue))
+        image, mask = draw(rng, config.image_size, int(label), int(cue))
         if as_float:  # like the published stimulus set: the map already diffused, as evaluation sees it
             heatmap = diffuse_heatmaps(mask[:, :, None].astype(np.float32)).numpy()
             yield {"image": image.astype(np.float32), "heatmap": heatmap, "label": int(label)}
@@ -119,7 +124,7 @@ def _split_examples(rng: np.random.Generator, config: MiniConfig, labels: np.nda
             yield {"image": image, "heatmap": mask, "label": int(label)}
 
 
-def _split_plan(config: MiniConfig) -> dict[str, tuple[int, float | None]]:
+def _split_plan(config: Any) -> dict[str, tuple[int, float | None]]:
     return {
         "train": (config.train_size, config.cue_agreement),
         "val": (config.val_size, config.cue_agreement),
@@ -128,7 +133,7 @@ def _split_plan(config: MiniConfig) -> dict[str, tuple[int, float | None]]:
     }
 
 
-def _existing(out_dir: str, config: MiniConfig) -> bool:
+def _existing(out_dir: str, config: Any) -> bool:
     try:
         with open(os.path.join(out_dir, MANIFEST)) as handle:
             manifest = json.load(handle)
@@ -141,9 +146,10 @@ def _existing(out_dir: str, config: MiniConfig) -> bool:
                for name, size in files.items())
 
 
-def _check_config(config: MiniConfig) -> None:
-    if not 2 <= config.num_classes <= len(SHAPES):
-        raise ValueError(f"num_classes must lie in [2, {len(SHAPES)}], got {config.num_classes}")
+def check_config(config: Any, max_classes: int) -> None:
+    """Refuse settings no generated set can have (a ValueError naming the setting)."""
+    if not 2 <= config.num_classes <= max_classes:
+        raise ValueError(f"num_classes must lie in [2, {max_classes}], got {config.num_classes}")
     if config.image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {config.image_size}")
     sizes = {"train_size": config.train_size, "val_size": config.val_size,
@@ -167,19 +173,27 @@ def clickme_mini(
     ``{split}_label`` and ``{split}_cue`` (the cue's class) in file order; and "num_classes" and
     "image_size" as ints. Deterministic from ``seed`` (same seed, same bytes).
     """
-    out_dir = os.fspath(out_dir)
     config = MiniConfig(seed, image_size, num_classes, train_size, val_size, conflict_size,
                         stimuli_per_class, cue_agreement, quality, shard_size)
-    _check_config(config)
+    check_config(config, len(SHAPES))
+    return write_generated(out_dir, config, _draw)
+
+
+def write_generated(out_dir: str | os.PathLike, config: Any, draw: Draw) -> dict[str, str | int]:
+    """Write the four splits of a generated set described by ``config`` (a dataclass with the
+    fields of ``MiniConfig``, already checked), drawing each image with ``draw``; returns what
+    ``clickme_mini`` returns. Instant when the manifest shows a complete set with this config."""
+    out_dir = os.fspath(out_dir)
+    num_classes = config.num_classes
     result: dict[str, str | int] = {split: os.path.join(out_dir, f"{split}-*-of-*.tfrecords") for split in SPLITS}
-    result.update(cues=os.path.join(out_dir, CUES), num_classes=num_classes, image_size=image_size)
+    result.update(cues=os.path.join(out_dir, CUES), num_classes=num_classes, image_size=config.image_size)
     if _existing(out_dir, config):
         return result
     os.makedirs(out_dir, exist_ok=True)
     manifest_path = os.path.join(out_dir, MANIFEST)
     if os.path.exists(manifest_path):
         os.remove(manifest_path)  # the set is incomplete until the new manifest is written
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    streams = np.random.SeedSequence(config.seed).spawn(len(SPLITS))
     written: list[str] = []
     cues: dict[str, np.ndarray] = {}
     for split, stream in zip(SPLITS, streams):
@@ -188,17 +202,12 @@ def clickme_mini(
         labels, split_cues = _labels_and_cues(rng, count, num_classes, agreement)
         cues[f"{split}_label"], cues[f"{split}_cue"] = labels, split_cues
         layout = "stimulus" if split == "stimuli" else "jpeg"
-        examples = _split_examples(rng, config, labels, split_cues, as_float=layout == "stimulus")
-        written += write_clickme(examples, out_dir, shard_size=shard_size, layout=layout, prefix=split,
-                                 num_classes=num_classes, quality=quality)
-    cues_tmp = os.path.join(out_dir, f".{CUES}.tmp-{os.getpid()}.npz")
-    np.savez(cues_tmp, **cues)
-    os.replace(cues_tmp, result["cues"])
+        examples = _split_examples(rng, config, draw, labels, split_cues, as_float=layout == "stimulus")
+        written += write_clickme(examples, out_dir, shard_size=config.shard_size, layout=layout,
+                                 prefix=split, num_classes=num_classes, quality=config.quality)
+    with atomic_write(result["cues"], "wb") as handle:
+        np.savez(handle, **cues)
     written.append(result["cues"])
-    manifest = {"config": asdict(config),
-                "files": {os.path.basename(path): os.path.getsize(path) for path in written}}
-    manifest_tmp = f"{manifest_path}.tmp-{os.getpid()}"
-    with open(manifest_tmp, "w") as handle:
-        json.dump(manifest, handle, indent=1, sort_keys=True)
-    os.replace(manifest_tmp, manifest_path)
+    write_json(manifest_path, {"config": asdict(config),
+                               "files": {os.path.basename(path): os.path.getsize(path) for path in written}})
     return result
