@@ -10,6 +10,7 @@ import pytest
 import tf_helpers
 import keras
 
+from harmonization.cli import main
 from harmonization.files import OutputError
 from harmonization.training import StaleRunError, TrainConfig, TrainingCollapsed, run
 from harmonization.training.resume import Backup
@@ -139,21 +140,27 @@ def test_a_full_disk_keeps_earlier_files_and_the_same_call_then_finishes(shards,
     assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]
 
 
-def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards, tmp_path):
+def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards, tmp_path, capsys):
     out = tmp_path / "run"
-    harmonized = config(shards, out, model="small_cnn", epochs=6, lambda_harmonization=0.5,
-                        lambda_schedule="linear", collapse_patience=2)
-    with pytest.raises(TrainingCollapsed) as stopped:  # the labels are random: nothing to learn
-        run(harmonized)
-    message = str(stopped.value)
-    assert "\n" not in message and "training stopped after epoch 2" in message
-    assert "lambda_schedule adaptive" in message and "collapse_guard=False continues" in message
+    argv = ["train", "--model", "small_cnn", "--train", shards, "--val", shards, "--out", str(out),
+            "--epochs", "6", "--image-size", "32", "--num-classes", "4", "--batch-size", "32",
+            "--lambda", "0.5", "--lambda-schedule", "linear", "--optimizer", "adam", "--lr", "1e-3",
+            "--warmup-epochs", "0", "--lambda-ramp-epochs", "0", "--min-crop-area", "1",
+            "--val-split", "test", "--alignment-batches", "1", "--verbose", "0", "--collapse-patience", "2"]
+    with pytest.raises(SystemExit) as stopped:  # the labels are random: nothing to learn
+        main(argv)
+    assert stopped.value.code == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"harmonize: stopped: {out}: training stopped after epoch 2")
+    assert "--lambda-schedule adaptive" in lines[0] and "--no-collapse-guard continues the run" in lines[0]
     rows = history(out)
     assert [row["epoch"] for row in rows] == ["0", "1"] and all(float(row["accuracy"]) < 0.4 for row in rows)
     assert sorted(p.name for p in (out / "backup").iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "collapsed" and not (out / "model.keras").exists()
 
+    same = config(shards, out, model="small_cnn", epochs=6, lambda_harmonization=0.5,
+                  lambda_schedule="linear", collapse_patience=2)
     with pytest.raises(TrainingCollapsed, match="collapse_guard=False continues it"):
-        run(harmonized)  # the same call does not train the collapsed run again
+        run(same)  # the same settings through the library: the collapsed run is not trained again
     assert [row["epoch"] for row in history(out)] == ["0", "1"]

@@ -15,62 +15,66 @@ def _epochs_list(text: str) -> tuple[float, ...]:
 
 
 def add_parser(commands) -> None:
-    """Add the ``train`` subcommand; each destination is a ``TrainConfig`` field."""
-    fit = commands.add_parser("train", help="train a zoo model with the neural harmonizer")
+    """Add the ``train`` subcommand; each destination is a ``TrainConfig`` field, and a flag left
+    out keeps that field's default (the one home of the defaults)."""
+    fit = commands.add_parser("train", help="train a zoo model with the neural harmonizer",
+                              argument_default=argparse.SUPPRESS,
+                              description="A flag left out takes the default of its field of "
+                                          "harmonization.training.TrainConfig.")
     fit.add_argument("--model", required=True, help="zoo model name (small_cnn, small_cnn_plain, "
                      "vgg16, resnet50v2, efficientnetb0, convnext_tiny)")
     fit.add_argument("--train", required=True, help="ClickMe training shards (path, directory or glob)")
     fit.add_argument("--val", required=True, help="ClickMe validation shards")
-    fit.add_argument("--val-split", choices=("val", "test"), default="val",
+    fit.add_argument("--val-split", choices=("val", "test"),
                      help="how validation images are read: 'val' takes the central 0.875 crop (ImageNet "
                           "style), 'test' only resizes (small images whose corners matter)")
     fit.add_argument("--conflict", help="conflict-split shards: evaluate the trained model on them too")
     fit.add_argument("--epochs", type=positive_int, required=True)
     fit.add_argument("--out", required=True, help="run folder (a rerun with the same flags resumes it)")
     fit.add_argument("--fresh", action="store_true", help="discard what --out holds of an earlier run")
-    fit.add_argument("--lambda", dest="lambda_harmonization", type=non_negative_float, default=1.0,
+    fit.add_argument("--lambda", dest="lambda_harmonization", type=non_negative_float,
                      help="weight of the harmonization term (0: plain training, no saliency pass)")
-    fit.add_argument("--lambda-schedule", default="adaptive",
+    fit.add_argument("--lambda-schedule",
                      help="adaptive (default): lambda takes effect once the training accuracy is "
                           "clearly above chance; linear: the published recipe, a ramp from the start")
-    fit.add_argument("--lambda-ramp-epochs", type=non_negative_float, default=1.0,
+    fit.add_argument("--lambda-ramp-epochs", type=non_negative_float,
                      help="epochs over which lambda grows linearly from 0 (0: at once)")
-    fit.add_argument("--batch-size", type=positive_int, default=64)
-    fit.add_argument("--lr", type=positive_float, default=0.1, help="base learning rate")
-    fit.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+    fit.add_argument("--batch-size", type=positive_int)
+    fit.add_argument("--lr", type=positive_float, help="base learning rate")
+    fit.add_argument("--optimizer", choices=("sgd", "adam"),
                      help="sgd: Nesterov momentum 0.9 (the reference recipe); adam: for small "
                           "networks without batch norm (the demo)")
-    fit.add_argument("--warmup-epochs", type=non_negative_float, default=1.0)
-    fit.add_argument("--decay-epochs", type=_epochs_list, default=(),
+    fit.add_argument("--warmup-epochs", type=non_negative_float)
+    fit.add_argument("--decay-epochs", type=_epochs_list,
                      help="comma-separated epochs of x0.1 decay, e.g. 30,60,80 (default: none)")
-    fit.add_argument("--image-size", type=number(int, 16), default=224)
-    fit.add_argument("--num-classes", type=number(int, 2), default=1000)
-    fit.add_argument("--seed", type=non_negative_int, default=0)
+    fit.add_argument("--image-size", type=number(int, 16))
+    fit.add_argument("--num-classes", type=number(int, 2))
+    fit.add_argument("--seed", type=non_negative_int)
     fit.add_argument("--centered-logits", action="store_true",
                      help="take the training saliency of logit_y - mean(logits)")
     fit.add_argument("--mix-with", help="ImageNet-style shards without maps, mixed in with token 0")
-    fit.add_argument("--clickme-fraction", type=fraction, default=0.2,
+    fit.add_argument("--clickme-fraction", type=fraction,
                      help="share of ClickMe examples when mixing")
     fit.add_argument("--steps-per-epoch", type=positive_int,
                      help="needed with --mix-with (the epoch length is then unknown)")
     fit.add_argument("--weights", help="initial weights: .weights.h5 of the model or a Keras notop .h5")
-    fit.add_argument("--weight-decay", type=non_negative_float, default=1e-5)
-    fit.add_argument("--label-smoothing", type=number(float, 0.0), default=0.1)
-    fit.add_argument("--levels", type=positive_int, default=5, help="pyramid levels")
-    fit.add_argument("--min-crop-area", type=fraction, default=0.08,
+    fit.add_argument("--weight-decay", type=non_negative_float)
+    fit.add_argument("--label-smoothing", type=number(float, 0.0))
+    fit.add_argument("--levels", type=positive_int, help="pyramid levels")
+    fit.add_argument("--min-crop-area", type=fraction,
                      help="smallest area of the Inception random crop")
     fit.add_argument("--mixup", type=positive_float, help="mixup Beta(alpha, alpha) (default: off)")
     fit.add_argument("--bfloat16", action="store_true", help="mixed bfloat16 (TPU, recent GPUs)")
-    fit.add_argument("--steps-per-execution", type=positive_int, default=1,
+    fit.add_argument("--steps-per-execution", type=positive_int,
                      help="training steps per compiled call (TPUs: e.g. 32)")
     fit.add_argument("--alignment-batches", type=positive_int,
                      help="validation batches for the per-epoch alignment (default: all)")
     fit.add_argument("--no-collapse-guard", dest="collapse_guard", action="store_false",
                      help="do not stop a harmonized run whose training accuracy stays at chance "
                           "(a stopped run exits with code 3)")
-    fit.add_argument("--collapse-patience", type=positive_int, default=2,
+    fit.add_argument("--collapse-patience", type=positive_int,
                      help="epochs at chance, after the warm-up and the lambda ramp, before the guard stops")
-    fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+    fit.add_argument("--verbose", type=int, choices=(0, 1, 2),
                      help="Keras progress: 2 one line per epoch, 1 a bar, 0 silent")
     fit.set_defaults(run=train, flags=flag_names(fit))
 
@@ -80,7 +84,7 @@ def train(args: argparse.Namespace):
     from harmonization.training import TrainConfig, run
 
     config = TrainConfig(**{field.name: getattr(args, field.name)
-                            for field in dataclasses.fields(TrainConfig)})
+                            for field in dataclasses.fields(TrainConfig) if hasattr(args, field.name)})
     result = run(config)
     if result.status == "complete":
         print(f"{result.out}: the run is already complete ({config.epochs} epochs; "

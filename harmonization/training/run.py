@@ -253,7 +253,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     started = time.time()
     harmonizer.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=done,
                    steps_per_epoch=steps if config.steps_per_epoch else None,
-                   callbacks=callbacks, verbose=config.verbose)
+                   callbacks=callbacks, verbose=config.verbose, shuffle=False)  # shuffled by load_clickme
     seconds = time.time() - started
     if guard is not None and guard.message is not None:
         folder.write_record(settings, "collapsed", message=guard.message,
