@@ -52,7 +52,7 @@ def assemble(name: str, preprocess_layers: list[keras.layers.Layer], backbone: k
     shape = (int(image_size), int(image_size), 3)
     preprocess = keras.Sequential([keras.Input(shape), *preprocess_layers], name=PREPROCESS)
     if backbone.name != BACKBONE:
-        backbone = keras.Model(backbone.inputs, backbone.outputs, name=BACKBONE)
+        backbone = keras.Model(backbone.input, backbone.output, name=BACKBONE)
     pixels = keras.Input(shape, name="pixels")
     return keras.Model(pixels, backbone(preprocess(pixels)), name=name)
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 
 from harmonization.models.legacy_full import layer_names_of, load_full_model
-from harmonization.models.legacy_h5 import LegacyFile, ModelFileError, assign_by_name, read_legacy_h5
+from harmonization.models.legacy_h5 import (LegacyFile, ModelFileError, assign_by_name, layer_variables,
+                                            read_legacy_h5)
 from harmonization.models.pixel import assemble, imagenet_normalize
 from harmonization.models.vit import as_vit_variables, vit_network, vit_shape_of, vit_variables
 
@@ -70,8 +72,10 @@ PUBLISHED = {entry.name: entry for entry in (
               8_900_000, None, None, "timm levit_128"),
 )}
 PUBLISHED_NAMES = tuple(PUBLISHED)
-# kecam architectures: module in this package -> its loader ``load_published_weights(stored)``
-_KECAM_MODULES = {"convnext_tiny": "convnext", "maxvit_tiny": "maxvit", "levit128": "levit"}
+# kecam architectures: (module in this package, builder, pattern of a block's layer names)
+_KECAM = {"convnext_tiny": ("convnext", "convnext_tiny", r"stack(\d+)_block(\d+)_"),
+          "levit128": ("levit", "levit128", r"stack(\d+)_block(\d+)_"),
+          "maxvit_tiny": ("maxvit", "maxvit_tiny", r"stack_(\d+)_block_(\d+)_")}
 
 
 def _vit_backbone(stored: LegacyFile) -> keras.Model:
@@ -96,37 +100,61 @@ def _full_backbone(entry: Published) -> Callable[[LegacyFile], keras.Model]:
     return load
 
 
-def _kecam_backbone(name: str) -> Callable[[LegacyFile], keras.Model]:
+def _underscored(stored: LegacyFile) -> LegacyFile:
+    """The file's weights with "/" in layer names read as "_" (Keras 3 refuses "/" in names)."""
+    weights = {}
+    for key, array in stored.weights.items():
+        layer = max((name for name in stored.layer_names if key.startswith(name + "/")), key=len)
+        weights[layer.replace("/", "_") + key[len(layer):]] = array
+    return LegacyFile(stored.path, stored.config, stored.layer_names, weights)
+
+
+def _kecam_backbone(name: str, image_size: int) -> Callable[[LegacyFile], keras.Model]:
+    """The kecam re-implementation, its depth per stage and classes read off the file's layer names."""
+    module, builder, block = _KECAM[name]
+
     def load(stored: LegacyFile) -> keras.Model:
+        names = [layer.replace("/", "_") for layer in stored.layer_names]  # kecam's "/" -> "_"
+        blocks = [tuple(map(int, found.groups())) for found in map(re.compile(block).match, names) if found]
+        if stored.config is not None or not blocks:
+            raise ModelFileError(f"model file {stored.path}: not a kecam {name} weights file "
+                                 f"(its layers: {', '.join(stored.layer_names[:6])}, ...)")
+        depths = [max(b for s, b in blocks if s == stage) for stage in sorted({s for s, _ in blocks})]
+        head = next(f"{layer}/kernel" for layer in reversed(stored.layer_names)
+                    if f"{layer}/kernel" in stored.weights)
         try:
-            module = importlib.import_module(f"harmonization.models.{_KECAM_MODULES[name]}")
-        except ModuleNotFoundError:
-            raise NotImplementedError(f"{name}: the Keras 3 re-implementation of the kecam "
-                                      "architecture is not in this version") from None
-        return module.load_published_weights(stored)
+            network = getattr(importlib.import_module(f"harmonization.models.{module}"), builder)(
+                num_classes=int(stored.weights[head].shape[-1]), image_size=image_size, depths=depths)
+        except ValueError as error:
+            raise ModelFileError(f"model file {stored.path}: not a {name} file ({error})") from None
+        assign_by_name(layer_variables(network), _underscored(stored))
+        return keras.Model(network.input, network.output, name="backbone")
     return load
 
 
-def _backbone_loader(name: str) -> Callable[[LegacyFile], keras.Model]:
+def _backbone_loader(name: str, image_size: int) -> Callable[[LegacyFile], keras.Model]:
     if name == "vit_b16":
         return _vit_backbone
-    if name in _KECAM_MODULES:
-        return _kecam_backbone(name)
+    if name in _KECAM:
+        return _kecam_backbone(name, image_size)
     return _full_backbone(PUBLISHED[name])
 
 
-def load_published(name: str, path: str | os.PathLike) -> keras.Model:
+def load_published(name: str, path: str | os.PathLike, image_size: int = 224) -> keras.Model:
     """The published harmonized model ``name`` from ``path`` (any file name) as a pixel model.
 
     The result takes RGB pixels in [0, 255] (N, 224, 224, 3) and returns logits; its
     ``preprocess`` is the published x / 255 and ImageNet mean / std. Weights are matched by their
     stored names and shapes, all of them: a file of another architecture, a truncated file or a
-    missing one raises an error naming the file and what is wrong.
+    missing one raises an error naming the file and what is wrong. The input size is the file's
+    own where it fixes one (ViT's position embeddings, a full model's input); ``image_size``
+    (published: 224) builds the kecam networks, whose weights alone do not fix it. Depths and
+    classes are read off the file.
     """
     if name not in PUBLISHED:
         raise ValueError(f"unknown published model {name!r}; known: {', '.join(PUBLISHED_NAMES)}")
     stored = read_legacy_h5(path)
-    backbone = _backbone_loader(name)(stored)
+    backbone = _backbone_loader(name, int(image_size))(stored)
     shape = backbone.inputs[0].shape
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
         raise ModelFileError(f"model file {stored.path}: input {tuple(shape)}, expected (N, S, S, 3)")

@@ -16,10 +16,17 @@ Choices, each documented where it is made:
 - ``efficientnetb0``: the Keras network rescales and normalises inside itself, so its
   ``preprocess`` is an identity and saliency is taken with respect to the [0, 255] pixels (a
   per-channel rescaling of the preprocessed image; standardized maps are the same up to it).
-- ``vgg16``: Caffe preprocessing (mean subtraction, then RGB -> BGR by a fixed 1x1 convolution).
+- ``vgg16``: the published architecture (with its fc1 and fc2 layers) under Caffe preprocessing
+  (mean subtraction, then RGB -> BGR by a fixed 1x1 convolution), which Keras's ImageNet
+  convolution weights expect.
+- ``vit_b16``, ``maxvit_tiny``, ``levit128``: the published architectures, re-implemented here
+  (:mod:`.vit`, :mod:`.maxvit`, :mod:`.levit`), with the published preprocessing (x / 255, ImageNet
+  mean / std); ``resnet50v2``, ``efficientnetb0`` and ``convnext_tiny`` are the ``keras.applications``
+  networks of the published architectures (docs/published-zoo.md).
 """
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 
@@ -27,6 +34,7 @@ import keras
 
 from harmonization.models.pixel import (BACKBONE, assemble, caffe, identity, imagenet_normalize,
                                         scale_to_unit_range)
+from harmonization.models.vit import vit_network
 
 
 def _small_cnn(batch_norm: bool) -> Callable:
@@ -57,14 +65,43 @@ def _application(factory: Callable[..., keras.Model], **options) -> Callable:
     return build
 
 
+def _vgg16_with_top(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
+    """VGG16 with its two 4096-wide fully connected layers, as the published file (include_top)."""
+    base = keras.applications.VGG16(include_top=False, weights=weights, input_tensor=inputs)
+    x = keras.layers.Flatten(name="flatten")(base.output)
+    x = keras.layers.Dense(4096, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(4096, activation="relu", name="fc2")(x)
+    return keras.layers.Dense(num_classes, name="logits")(x)
+
+
+def _reimplemented(name: str, network: Callable[[keras.KerasTensor, int], keras.KerasTensor]) -> Callable:
+    """A published architecture re-implemented here: random initialisation only."""
+    def build(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
+        if weights is not None:
+            raise ValueError(f"{name} has no Keras ImageNet base weights: pass weights=None or a "
+                             ".weights.h5 file of the whole model")
+        return network(inputs, num_classes)
+    return build
+
+
+def _kecam_network(module: str, builder: str) -> Callable[[keras.KerasTensor, int], keras.KerasTensor]:
+    def network(inputs: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+        factory = getattr(importlib.import_module(f"harmonization.models.{module}"), builder)
+        return factory(num_classes=num_classes, image_size=int(inputs.shape[1]))(inputs)
+    return network
+
+
 _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
     "small_cnn": (scale_to_unit_range, _small_cnn(batch_norm=True)),
     "small_cnn_plain": (scale_to_unit_range, _small_cnn(batch_norm=False)),
-    "vgg16": (caffe, _application(keras.applications.VGG16)),
+    "vgg16": (caffe, _vgg16_with_top),
     "resnet50v2": (scale_to_unit_range, _application(keras.applications.ResNet50V2)),
     "efficientnetb0": (identity, _application(keras.applications.EfficientNetB0)),
     "convnext_tiny": (imagenet_normalize, _application(keras.applications.ConvNeXtTiny,
                                                         include_preprocessing=False)),
+    "vit_b16": (imagenet_normalize, _reimplemented("vit_b16", vit_network)),
+    "maxvit_tiny": (imagenet_normalize, _reimplemented("maxvit_tiny", _kecam_network("maxvit", "maxvit_tiny"))),
+    "levit128": (imagenet_normalize, _reimplemented("levit128", _kecam_network("levit", "levit128"))),
 }
 MODEL_NAMES = tuple(_ZOO)
 
