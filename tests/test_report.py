@@ -154,3 +154,30 @@ def test_report_on_a_small_real_sweep_with_panels(tmp_path):
         assert (out / f"l2_pgd_{name}.png").stat().st_size > 1000
         assert (out / f"l2_pgd_{name}.svg").exists()
     assert "![l2_pgd panels](l2_pgd_panels.png)" in report.read_text()
+
+
+def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
+    sweep = tmp_path / "sweep"
+    rng = np.random.default_rng(5)
+    accuracy = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7, "dead": 0.26}  # 4 classes: chance 0.25, threshold 0.4
+    truth = {}
+    for label, acc in accuracy.items():
+        values = {m: {"mean": float(rng.uniform(0.1, 3)), "sem": 0.01} for m in ("eps", "l2", "linf", "alignment")}
+        truth[label] = values
+        (sweep / label / "l2_pgd").mkdir(parents=True)
+        (sweep / label / "l2_pgd" / "summary.json").write_text(json.dumps({
+            "model": label, "spec": "test_convnext", "attack": "l2_pgd", "norm": "l2", "status": "done",
+            "n_images": 100, "n_attacked": round(100 * acc), "n_fooled": 50, "accuracy": acc, "num_classes": 4,
+            **values}))
+    (sweep / "pairs.csv").write_text("control,harmonized\na,dead\n")
+    report = build_report(sweep, tmp_path / "report")
+    computed = json.loads((tmp_path / "report" / "statistics.json").read_text())["l2_pgd"]
+    assert list(computed["unreliable"]) == ["dead"] and "near chance" in computed["unreliable"]["dead"]
+    alive = ["a", "b", "c", "d"]
+    expected = stats.spearmanr([100 * accuracy[k] for k in alive], [truth[k]["l2"]["mean"] for k in alive])
+    assert computed["accuracy_vs_tolerance"]["n"] == 4
+    assert computed["accuracy_vs_tolerance"]["rho"] == pytest.approx(expected.statistic, rel=1e-12)
+    text = report.read_text()
+    assert "| dead | CNN | 26.00 | stimuli | 100 | 26 | 50 |" in text
+    assert "no: accuracy 0.260 on the stimuli is near chance (0.250 for 4 classes; below 0.400)" in text
+    assert "| a | CNN | 90.00 | stimuli | 100 | 90 | 50 |" in text and text.count("| yes |") == 4

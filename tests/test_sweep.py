@@ -1,8 +1,10 @@
 """The sweep: result tables, summaries, resuming after SIGKILL, failures, jobs sharing a folder."""
 import csv
 import dataclasses
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ from attacks_torch.sweep import (
     RESULT_COLUMNS, ModelSpec, SweepConfig, SweepError, SweepFolder, parse_model_spec, parse_models, parse_pairs,
     run_sweep,
 )
+from harmonization.files import atomic_write
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -43,6 +46,7 @@ def finished(assets, tmp_path_factory):
     spec = ModelSpec("convnext", MODEL, assets["checkpoint"])
     config = SweepConfig(stimuli=assets["stimuli"], keep_maps=3, **FAST)
     outcomes = run_sweep([spec], config, out)
+    assert outcomes[0].status == "done", outcomes[0].error
     return out, outcomes, config
 
 
@@ -213,3 +217,141 @@ def test_independent_jobs_share_an_output_folder(assets, tmp_path):
     assert first.read_text().replace("job_a", "job_b") == second.read_text()
     assert sorted(read_rows(out / "pairs.csv"), key=lambda r: r["control"]) == [
         {"control": "job_a", "harmonized": "harmonized_job_a"}, {"control": "job_b", "harmonized": "harmonized_job_b"}]
+
+
+def _copy_interrupted(finished, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the finished sweep as a run killed after its first batch leaves it."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    folder = out / "convnext" / "l2_pgd"
+    for name in ("results.csv", "summary.json", "batches/000004.csv"):
+        (folder / name).unlink()
+    return out, folder
+
+
+def _exit_2_with_one_line(capsys, argv: list[str], *names: str) -> str:
+    from attacks_torch.cli import main
+
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert all(name in err[0] for name in names), err[0]
+    return err[0]
+
+
+def test_a_changed_model_stimuli_or_attack_option_refuses_to_resume_naming_it(finished, assets, tmp_path, capsys):
+    out, folder = _copy_interrupted(finished, tmp_path)
+    kept = (folder / "batches" / "000000.csv").read_bytes()
+    checkpoint = tmp_path / "weights.pth"
+    shutil.copy(assets["checkpoint"], checkpoint)  # the same content elsewhere: resumes
+    models = f"convnext={MODEL}@{checkpoint}"
+    shutil.copy(make_checkpoint(tmp_path, seed=5), checkpoint)  # retrained into the same file
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), "model checkpoint changed", "--fresh",
+                          "--out", str(folder))
+    other = tmp_path / "other-stimuli"
+    other.mkdir()
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    stimuli = make_stimuli(other, assets["checkpoint"], seed=1)  # same names and count, other pixels
+    _exit_2_with_one_line(capsys, cli_args(models, stimuli, out), "stimuli changed")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--pgd-steps", "5"),
+                          "attack option steps: 3 -> 5")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--attack-options", '{"projection": "ball"}'),
+                          "attack option projection: sphere -> ball")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--cw-steps", "5"),
+                          "--cw-steps is an option of cw_l2")
+    assert (folder / "batches" / "000000.csv").read_bytes() == kept and not (folder / "results.csv").exists()
+
+
+def test_fresh_starts_only_the_changed_model_over(finished, assets, tmp_path, capsys):
+    from attacks_torch.cli import main
+
+    out, folder = _copy_interrupted(finished, tmp_path)
+    (out / "other" / "l2_pgd").mkdir(parents=True)
+    (out / "other" / "l2_pgd" / "failed.json").write_text('{"model": "other", "attack": "l2_pgd", '
+                                                          '"error_type": "E", "message": "m"}')
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    assert main(cli_args(models, assets["stimuli"], out, "--pgd-steps", "2", "--limit", "4", "--fresh")) == 0
+    assert json.loads((folder / "config.json").read_text())["attack_options"]["steps"] == 2
+    rows = SweepFolder(out).model("convnext", "l2_pgd").read_results()
+    assert len(rows) == 4 and not (folder / "batches" / "000004.csv").exists()
+    assert (out / "other" / "l2_pgd" / "failed.json").exists() and (out / "preview.npz").exists()
+
+
+def test_out_that_is_a_file_or_cannot_be_written_exits_2_naming_it(assets, tmp_path, capsys, monkeypatch):
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me\n")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], existing), "--out", str(existing), "is a file")
+    assert existing.read_text() == "keep me\n"
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("harmonization.files.tempfile.mkstemp", refuse)  # root ignores chmod: refuse the write
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], tmp_path / "locked"), "cannot write",
+                          str(tmp_path / "locked"), "Permission denied")
+
+
+def test_a_full_disk_keeps_the_committed_batches_and_the_rerun_resumes(finished, assets, tmp_path, capsys,
+                                                                       monkeypatch):
+    from attacks_torch.cli import main
+    from attacks_torch.sweep import store
+
+    out = tmp_path / "full"
+    folder = out / "convnext" / "l2_pgd"
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    real = store.write_text
+
+    def full_disk(path, text):
+        if Path(path).name == "000004.csv":
+            with atomic_write(path) as handle:
+                handle.write(text[:20])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(store, "write_text", full_disk)
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), "cannot write",
+                          str(folder / "batches" / "000004.csv"), "No space left on device")
+    assert sorted(p.name for p in (folder / "batches").iterdir()) == ["000000.csv"]  # no temporary file left
+    stamp = (folder / "batches" / "000000.csv").stat().st_mtime_ns
+    monkeypatch.setattr(store, "write_text", real)
+    assert main(cli_args(models, assets["stimuli"], out)) == 0
+    assert (folder / "batches" / "000000.csv").stat().st_mtime_ns == stamp
+    expected = finished[0] / "convnext" / "l2_pgd" / "results.csv"
+    assert (folder / "results.csv").read_bytes() == expected.read_bytes()
+
+
+def test_bad_files_in_a_sweep_folder_are_named_or_recomputed(finished, assets, tmp_path, capsys):
+    from attacks_torch.cli import main
+
+    out, folder = _copy_interrupted(finished, tmp_path)
+    models = f"convnext={MODEL}@{assets['checkpoint']}"
+    batch = folder / "batches" / "000000.csv"
+    good = batch.read_bytes()
+    batch.write_text("model,image_id,label\nconvnext,stim-00000-of-00002.tfrecords:0,1\n")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(batch), "columns model,image_id,label")
+    assert batch.read_text().startswith("model,image_id,label\n")  # left for the user to look at
+    batch.write_bytes(b"")  # a sweep's own half-written file: computed again
+    assert main(cli_args(models, assets["stimuli"], out)) == 0
+    assert batch.read_bytes() == good
+    expected = (finished[0] / "convnext" / "l2_pgd" / "results.csv").read_bytes()
+    assert (folder / "results.csv").read_bytes() == expected
+    summary = folder / "summary.json"
+    summary.write_text('{"model": "convnext"}')
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(summary), "missing key(s) spec")
+    _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(summary), "missing key")
+    summary.write_bytes(b"\x00garbage")
+    _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(summary),
+                          "not a readable JSON file")
+    config = folder / "config.json"
+    config.write_text("{not json")
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(config), "not a readable JSON file")
+    assert (folder / "results.csv").read_bytes() == expected
+
+
+def test_a_garbage_map_file_is_named_by_the_report(finished, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    (bad,) = [p for p in sorted((out / "convnext" / "l2_pgd" / "maps").glob("*.npy"))][:1]
+    bad.write_bytes(b"not a numpy file")
+    _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(bad), ".npy")

@@ -115,10 +115,10 @@ def make_checkpoint(directory: Path, name: str = SWEEP_MODEL, seed: int = 0) -> 
 
 
 def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = SWEEP_MODEL,
-                 shards: int = 2) -> str:
-    """Stimulus-layout shards of bright squares on noise (human map: the square), labelled with the
-    checkpoint's own predictions (so every image is attacked); returns their glob."""
-    rng = np.random.default_rng(0)
+                 shards: int = 2, seed: int = 0) -> str:
+    """Stimulus-layout shards of bright squares on noise (human map: the square), drawn from ``seed``
+    and labelled with the checkpoint's own predictions (so every image is attacked); returns their glob."""
+    rng = np.random.default_rng(seed)
     images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
     heatmaps = np.zeros((n, size, size, 1), np.float32)
     for i in range(n):

@@ -136,11 +136,12 @@ class ModelFolder:
         path = self.batch_path(start)
         if not path.exists():
             return None
-        text = path.read_text(errors="replace")
-        first_line = text.split("\n", 1)[0]
-        cut_short = not text.endswith("\n") or text.count("\n") < 1 + len(ids)
-        if cut_short and ",".join(RESULT_COLUMNS).startswith(first_line.rstrip("\r")):
-            return None  # left empty or cut short (a sweep's own half-written file): computed again
+        text, header = path.read_text(errors="replace"), ",".join(RESULT_COLUMNS)
+        first_line, newline, _ = text.partition("\n")
+        if not newline and header.startswith(text):
+            return None  # empty, or cut short inside the header: a sweep's own half-written file, computed again
+        if first_line == header and (not text.endswith("\n") or text.count("\n") < 1 + len(ids)):
+            return None  # cut short after the header: computed again
         rows = read_table(path, RESULT_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
             raise SweepError(f"{path}: holds {len(rows)} rows that are not model {label!r} on stimuli "
@@ -207,9 +208,9 @@ class SweepFolder:
         return ModelFolder(self.root / slug / attack)
 
     def prepare(self) -> None:
-        """Create the folder; a SweepError (``out``) when it is a file, an OutputError when it cannot be made."""
+        """Create the folder; a SweepError (``out_dir``) when it is a file, an OutputError when it cannot be made."""
         if self.root.exists() and not self.root.is_dir():
-            raise SweepError(f"{arg('out')} {self.root}: is a file, not a folder")
+            raise SweepError(f"{arg('out_dir')} {self.root}: is a file, not a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:

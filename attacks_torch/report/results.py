@@ -1,0 +1,123 @@
+"""The finished results of a sweep as the report uses them: one :class:`ModelResult` per model and
+attack, its class (CNN, ViT, hybrid), whether it is reliable, and the statistics across models."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from attacks_torch import zoo
+from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
+from harmonization.metrics import chance_threshold, compare_groups, model_correlation, near_chance
+
+TOLERANCE_MEASURE = {"linf": "linf"}  # a norm's tolerance measure; every other norm uses "l2"
+
+
+@dataclass
+class ModelResult:
+    """One model under one attack, as the report uses it."""
+
+    label: str
+    spec: str
+    attack: str
+    norm: str
+    arch: str
+    accuracy: float
+    accuracy_source: str
+    n_images: int
+    n_attacked: int
+    n_fooled: int
+    tolerance: float
+    tolerance_sem: float
+    alignment: float
+    alignment_sem: float
+    linf: float
+    linf_sem: float
+    folder: ModelFolder
+    stimulus_accuracy: float
+    num_classes: int | None
+    unreliable: str | None = None
+    """Why the model's tolerance and alignment are not to be trusted (None: they are)."""
+
+
+def parse_arch_overrides(argument: str) -> dict[str, str]:
+    """``LABEL=CLASS`` items (comma-separated) -> {label: "CNN" | "ViT" | "hybrid"}."""
+    overrides = {}
+    for item in (part.strip() for part in argument.split(",") if part.strip()):
+        label, sep, arch = item.partition("=")
+        known = {a.lower(): a for a in zoo.ARCH_CLASSES}
+        if not sep or arch.strip().lower() not in known:
+            raise SweepError(f"--arch: {item!r} is not LABEL=CNN|ViT|hybrid")
+        overrides[label.strip()] = known[arch.strip().lower()]
+    return overrides
+
+
+def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides: dict[str, str],
+              specs: dict[str, str]) -> str:
+    if label in overrides:
+        return overrides[label]
+    for control, harmonized in pairs:
+        if harmonized == label and control != label:
+            return _classify(control, specs.get(control, control), [], overrides, specs)
+    return zoo.classify(spec)
+
+
+def unreliable_reason(accuracy: float, num_classes: int | None) -> str | None:
+    """Why results at stimulus ``accuracy`` (a fraction) of a ``num_classes``-way model are unreliable, or None."""
+    if num_classes is None or num_classes < 2:
+        return None
+    if near_chance(accuracy, num_classes):
+        return (f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / num_classes:.3f} for {num_classes} "
+                f"classes; below {chance_threshold(num_classes):.3f})")
+    return None
+
+
+def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
+                 pairs: Sequence[tuple[str, str]] = (), arch_overrides: dict[str, str] | None = None,
+                 ) -> tuple[list[ModelResult], list[dict]]:
+    """The finished (model, attack) results of a sweep folder, and the failed ones' records."""
+    store = SweepFolder(sweep_dir)
+    finished, failed = store.finished(), store.failures()
+    if not finished and not failed:
+        raise FileNotFoundError(f"{store.root}: no finished model (no model folder holds a summary.json)")
+    table = zoo.read_accuracy_csv(accuracy_csv) if accuracy_csv else {}
+    specs = {s["model"]: s["spec"] for _, s in finished}
+    overrides = arch_overrides or {}
+    results = []
+    for folder, s in finished:
+        given = zoo.lookup_accuracy(table, s["spec"])
+        given = zoo.lookup_accuracy(table, s["model"]) if given is None else given
+        tolerance = s[TOLERANCE_MEASURE.get(s["norm"], "l2")]
+        num_classes = s.get("num_classes")
+        results.append(ModelResult(
+            label=s["model"], spec=s["spec"], attack=s["attack"], norm=s["norm"],
+            arch=_classify(s["model"], s["spec"], pairs, overrides, specs),
+            accuracy=100.0 * s["accuracy"] if given is None else given,
+            accuracy_source="stimuli" if given is None else "csv",
+            n_images=s["n_images"], n_attacked=s["n_attacked"], n_fooled=s["n_fooled"],
+            tolerance=tolerance["mean"], tolerance_sem=tolerance["sem"],
+            alignment=s["alignment"]["mean"], alignment_sem=s["alignment"]["sem"],
+            linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=folder,
+            stimulus_accuracy=s["accuracy"], num_classes=num_classes,
+            unreliable=unreliable_reason(s["accuracy"], num_classes),
+        ))
+    return results, failed
+
+
+def statistics(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:
+    """Spearman rho/p across models and Welch's t-tests (ViT against CNN) for one attack's results
+    (the caller leaves unreliable models out)."""
+    accuracy = [r.accuracy for r in results]
+    tolerance = [r.tolerance for r in results]
+    alignment = [r.alignment for r in results]
+
+    def group(arch: str, values: list[float]) -> list[float]:
+        return [v for r, v in zip(results, values) if r.arch == arch]
+
+    return {
+        "accuracy_vs_tolerance": model_correlation(accuracy, tolerance),
+        "accuracy_vs_alignment": model_correlation(accuracy, alignment),
+        "tolerance_vs_alignment": model_correlation(tolerance, alignment),
+        "tolerance_vit_vs_cnn": compare_groups(group("ViT", tolerance), group("CNN", tolerance)),
+        "alignment_vit_vs_cnn": compare_groups(group("ViT", alignment), group("CNN", alignment)),
+    }
