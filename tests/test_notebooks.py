@@ -87,12 +87,14 @@ def test_training_notebook_trains_evaluates_and_saves_in_small_mode(tmp_path, mo
         epochs = list(csv.DictReader(handle))
     assert [int(row["epoch"]) for row in epochs] == [0, 1]
     assert {"loss", "ce", "harmonization", "accuracy", "val_loss", "val_harmonization"} <= set(epochs[0])
-    evaluation = json.loads((out / "evaluation.json").read_text())
-    assert set(evaluation) == {"val", "conflict"}
-    assert evaluation["val"]["count"] == 64 and evaluation["conflict"]["count"] == 64
-    assert 0.0 <= evaluation["val"]["accuracy"] <= 1.0
-    assert -1.0 <= evaluation["val"]["spearman"]["mean"] <= 1.0
-    assert not (out / "backup").exists()  # BackupAndRestore removes its backup after a complete fit
+    summary = json.loads((out / "summary.json").read_text())  # written by harmonization.training.run
+    assert summary["settings"]["model"] == "small_cnn" and summary["settings"]["epochs"] == 2
+    assert summary["validation"]["count"] == 64 and summary["conflict"]["count"] == 64
+    assert 0.0 <= summary["validation"]["accuracy"] <= 1.0
+    assert -1.0 <= summary["validation"]["spearman"]["mean"] <= 1.0
+    assert isinstance(summary["validation"]["near_chance"], bool)
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert not (out / "backup").exists()  # removed once the run is complete
     assert displayed_images(notebook) >= 1  # the training curves
 
 
