@@ -1,6 +1,7 @@
 """Bad ClickMe input: each gives a one-line error naming the file (and record), or is skipped and counted."""
 import logging
 import os
+import re
 import struct
 
 import numpy as np
@@ -101,25 +102,26 @@ def test_a_truncated_shard_is_named_with_its_record(tmp_path):
         load(path)
 
 
-def test_a_corrupt_payload_is_named_with_its_record(tmp_path):
-    path = good_shard(tmp_path)
-    data, offsets = record_offsets(path)
+def flip_bits(path, position, mask):
+    """Flip the bits ``mask`` of the byte at ``position`` of the file ``path``; returns its old bytes."""
+    data = open(path, "rb").read()
     damaged = bytearray(data)
-    damaged[offsets[2] + 40] ^= 0xFF
+    damaged[position] ^= mask
     open(path, "wb").write(bytes(damaged))
-    with pytest.raises(ClickMeDataError, match=f"{path}: record 2 is corrupt") as error:
+    return data
+
+
+@pytest.mark.parametrize("record_index, within, mask, what", [
+    (2, 40, 0xFF, "is corrupt (its data checksum does not match"),
+    (3, 1, 0x10, "has a corrupt length header"),
+])
+def test_a_damaged_record_is_named_in_one_line(tmp_path, record_index, within, mask, what):
+    path = good_shard(tmp_path)
+    _, offsets = record_offsets(path)
+    flip_bits(path, offsets[record_index] + within, mask)
+    with pytest.raises(ClickMeDataError, match=re.escape(f"{path}: record {record_index} {what}")) as error:
         load(path)
     assert "\n" not in str(error.value)
-
-
-def test_a_corrupt_length_header_is_named_with_its_record(tmp_path):
-    path = good_shard(tmp_path)
-    data, offsets = record_offsets(path)
-    damaged = bytearray(data)
-    damaged[offsets[3] + 1] ^= 0x10
-    open(path, "wb").write(bytes(damaged))
-    with pytest.raises(ClickMeDataError, match=f"{path}: record 3 has a corrupt length header"):
-        load(path)
 
 
 BAD_RECORDS = {
@@ -209,10 +211,8 @@ def test_a_bad_imagenet_style_record_is_named_too(tmp_path):
 def test_a_damaged_imagenet_style_shard_is_named_like_a_clickme_one(tmp_path):
     clickme = good_shard(tmp_path)
     imagenet = write_records(tmp_path / "in.tfrecords", [imagenet_record(label=i % 4) for i in range(6)])
-    data, offsets = record_offsets(imagenet)
-    damaged = bytearray(data)
-    damaged[offsets[2] + 40] ^= 0xFF
-    open(imagenet, "wb").write(bytes(damaged))
+    _, offsets = record_offsets(imagenet)
+    data = flip_bits(imagenet, offsets[2] + 40, 0xFF)
     with pytest.raises(ClickMeDataError, match=f"^{imagenet}: record 2 is corrupt .* skips it\\)$"):
         load(clickme, mix_with=imagenet, clickme_fraction=0.5, seed=0)
     open(imagenet, "wb").write(data[:-30])

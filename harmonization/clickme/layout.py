@@ -120,7 +120,7 @@ def _decode_pixels(data: bytes, channels: int) -> np.ndarray:
         try:
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
                 pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             raise RecordProblem(problem("undecodable")) from None
         return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
     side = raw_side(len(data), channels)
