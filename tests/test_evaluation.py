@@ -141,3 +141,29 @@ def test_malformed_or_empty_data_is_refused():
             (data["image"], data["label"])).batch(2))
     with pytest.raises(ValueError, match="empty"):
         evaluate_clickme(shortcut, as_dataset(data, 2).take(0))
+
+
+def test_a_model_below_the_chance_threshold_is_flagged_near_chance():
+    rng = np.random.default_rng(5)
+    kernel = rng.normal(size=(SIZE * SIZE * 3, CLASSES)).astype(np.float32)
+    data = arrays(30, seed=5)
+    model = pixel_model([], linear_backbone(kernel, np.zeros(CLASSES, np.float32)))
+    predictions = np.argmax(model.predict(data["image"], verbose=0), -1)
+    threshold = metrics.chance_threshold(CLASSES)
+
+    right = evaluate_clickme(model, as_dataset({**data, "label": predictions}, 8))
+    assert right["accuracy"] == 1.0 and right["near_chance"] is False
+    assert right["num_classes"] == CLASSES and right["chance_threshold"] == pytest.approx(threshold)
+
+    wrong = evaluate_clickme(model, as_dataset({**data, "label": (predictions + 1) % CLASSES}, 8))
+    assert wrong["accuracy"] == 0.0 and wrong["near_chance"] is True
+    assert np.isfinite(wrong["spearman"]["mean"])  # still measured, but flagged
+
+
+def test_images_of_another_size_than_the_model_takes_are_refused_in_one_line():
+    kernel = np.zeros((SIZE * SIZE * 3, CLASSES), np.float32)
+    model = pixel_model([], linear_backbone(kernel, np.zeros(CLASSES, np.float32)))
+    bigger = {**arrays(4), "image": np.zeros((4, 2 * SIZE, 2 * SIZE, 3), np.float32),
+              "heatmap": np.zeros((4, 2 * SIZE, 2 * SIZE, 1), np.float32)}
+    with pytest.raises(ValueError, match=f"^images are 16x16 pixels but model '{model.name}' takes 8x8$"):
+        evaluate_clickme(model, as_dataset(bigger, 4))
