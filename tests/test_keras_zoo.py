@@ -7,7 +7,7 @@ import keras
 
 from harmonization.models import MODEL_NAMES, build_model, load_harmonized, split_pixel_model
 
-SIZES = {"small_cnn": 32, "small_cnn_plain": 32}  # the keras.applications networks are built at 64x64 here
+SIZES = {"small_cnn": 32, "small_cnn_plain": 32}  # the others are built at 64x64 here
 
 
 def keras_preprocessing(name: str, pixels: np.ndarray) -> np.ndarray:
@@ -18,6 +18,9 @@ def keras_preprocessing(name: str, pixels: np.ndarray) -> np.ndarray:
         "resnet50v2": apps.resnet_v2.preprocess_input,  # [-1, 1]
         "efficientnetb0": apps.efficientnet.preprocess_input,  # identity: done inside the network
         "convnext_tiny": lambda x: apps.imagenet_utils.preprocess_input(x, mode="torch"),
+        "vit_b16": lambda x: apps.imagenet_utils.preprocess_input(x, mode="torch"),  # published: x / 255, mean / std
+        "maxvit_tiny": lambda x: apps.imagenet_utils.preprocess_input(x, mode="torch"),
+        "levit128": lambda x: apps.imagenet_utils.preprocess_input(x, mode="torch"),
         "small_cnn": lambda x: x / 127.5 - 1.0,
         "small_cnn_plain": lambda x: x / 127.5 - 1.0,
     }[name]
@@ -59,6 +62,52 @@ def test_unknown_names_and_bad_arguments_are_refused(tmp_path):
         build_model("small_cnn", 4, 32, weights=str(tmp_path / "missing.weights.h5"))
     with pytest.raises(FileNotFoundError, match="nothing.keras"):
         load_harmonized(tmp_path / "nothing.keras")
+
+
+def test_vgg16_has_the_published_fully_connected_top():
+    backbone = build_model("vgg16", 5, 32).get_layer("backbone")
+    dense = [(layer.name, layer.units) for layer in backbone.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [("fc1", 4096), ("fc2", 4096), ("logits", 5)]
+
+
+def _one_line_naming(error: pytest.ExceptionInfo, path, fault: str) -> None:
+    message = str(error.value)
+    assert str(path) in message and fault in message and "\n" not in message, message
+
+
+def test_files_that_are_not_what_their_name_says_get_one_line(tmp_path):
+    import json
+    import zipfile
+
+    from harmonization.models import ModelFileError
+
+    text_h5, text_keras = tmp_path / "notes.h5", tmp_path / "notes.keras"
+    text_h5.write_text("not a model\n")
+    text_keras.write_text("not a model\n")
+    model = build_model("small_cnn", 4, 32)
+    model.save(tmp_path / "good.keras")
+    no_config, bad_layer = tmp_path / "no_config.keras", tmp_path / "bad_layer.keras"
+    with zipfile.ZipFile(tmp_path / "good.keras") as good, \
+            zipfile.ZipFile(no_config, "w") as first, zipfile.ZipFile(bad_layer, "w") as second:
+        for item in good.namelist():
+            data = good.read(item)
+            if item != "config.json":
+                first.writestr(item, data)
+            else:
+                config = json.loads(data)
+                config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
+                data = json.dumps(config)
+            second.writestr(item, data)
+    for path, fault in [(text_h5, "not a readable HDF5 file"), (text_keras, "not a zip file"),
+                        (no_config, "without config.json"), (bad_layer, "cannot be rebuilt")]:
+        with pytest.raises(ModelFileError) as caught:
+            load_harmonized(path)
+        _one_line_naming(caught, path, fault)
+    model.save_weights(tmp_path / "only.weights.h5")
+    (tmp_path / "only.weights.h5").rename(tmp_path / "only.h5")
+    with pytest.raises(ModelFileError) as caught:
+        load_harmonized(tmp_path / "only.h5")
+    _one_line_naming(caught, tmp_path / "only.h5", "")
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5", ".weights.h5"])
