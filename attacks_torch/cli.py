@@ -44,7 +44,7 @@ OPTION_FLAGS = {
 }
 # library argument -> flag, for SweepError messages (the rest are --name-with-dashes)
 FLAGS = {"out_dir": "--out", **{f.name: f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(SweepConfig)},
-         "fresh": "--fresh", "models": "--models", "pairs": "--pairs", "arch": "--arch"}
+         "fresh": "--fresh", "models": "--models", "pairs": "--pairs", "arch_overrides": "--arch"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -24,10 +24,11 @@ import time
 
 import torch
 
-from attacks_torch import tfrecord
-from attacks_torch.models import load_timm
+from attacks_torch.models import load_model
 from attacks_torch.stimuli import load_stimuli
-from attacks_torch.sweep import ModelSpec, SweepConfig, run_sweep
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepFolder, run_sweep
+from harmonization.clickme import encode_example, write_records
+from harmonization.files import write_text
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "sweep.json"
 MODELS = ("test_convnext", "test_vit")
@@ -42,18 +43,17 @@ MINI = textwrap.dedent("""
 
 def relabelled_stimuli(stimuli_glob: str, name: str, workdir: pathlib.Path) -> tuple[str, str]:
     """A random-init checkpoint of ``name`` and the stimuli relabelled with its predictions."""
-    torch.manual_seed(0)
-    model = load_timm(name, num_classes=4)
+    model = load_model(name, weights="random", num_classes=4, seed=0)
     checkpoint = workdir / f"{name}.pth"
     torch.save(model.network.state_dict(), checkpoint)
     stimuli = load_stimuli(stimuli_glob)
     with torch.no_grad():
-        labels = model(stimuli.resized(model.input_size).images).argmax(1).tolist()
+        labels = model(model.resize_images(stimuli.images)).argmax(1).tolist()
     images = (stimuli.images * 255).permute(0, 2, 3, 1).numpy()
     path = workdir / f"stimuli-{name}.tfrecords"
-    tfrecord.write_records(path, [
-        tfrecord.encode_example({"image": images[i].tobytes(), "heatmap": stimuli.heatmaps[i].numpy().tobytes(),
-                                 "label": labels[i]}) for i in range(len(stimuli))])
+    write_records(path, [
+        encode_example({"image": images[i].tobytes(), "heatmap": stimuli.heatmaps[i].numpy().tobytes(),
+                        "label": labels[i]}) for i in range(len(stimuli))])
     return str(checkpoint), str(path)
 
 
@@ -82,7 +82,7 @@ def main() -> None:
         start = time.perf_counter()
         (outcome,) = run_sweep([ModelSpec(name, name, checkpoint)], config, workdir / "out" / name)
         wall = time.perf_counter() - start
-        summary = json.loads((workdir / "out" / name / name / "l2_pgd" / "summary.json").read_text())
+        summary = SweepFolder(workdir / "out" / name).model(name, "l2_pgd").read_summary()
         attack = outcome.timing["attack_s"]
         rows.append({"model": name, "status": outcome.status, "images": summary["n_images"],
                      "attacked": summary["n_attacked"], "fooled": summary["n_fooled"], "wall_s": wall,
@@ -107,8 +107,7 @@ def main() -> None:
           f"{total['attack_only_images_per_s']:.2f} img/s | outside the attack {100 * share:.1f} % | "
           f"target < {100 * TARGET_OUTSIDE:.0f} %: {'met' if total['meets_target'] else 'MISSED'}")
     results = RESULTS if args.device == "cpu" else RESULTS.with_name("sweep_cuda.json")
-    results.parent.mkdir(exist_ok=True)
-    results.write_text(json.dumps({"models": rows, "total": total}, indent=2) + "\n")
+    write_text(results, json.dumps({"models": rows, "total": total}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """``adv-align``: zoo listing, exit codes, one-line errors, attack then report."""
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from torch_helpers import SWEEP_MODEL as MODEL
 from torch_helpers import cli_args, make_checkpoint, make_stimuli
 
 from attacks_torch import zoo
+from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.cli import main
 
 
@@ -50,6 +52,26 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path):
     _one_line_error(capsys, ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--lo", "5",
                              "--hi", "1"], "--lo < --hi")
     _one_line_error(capsys, ["report", str(tmp_path / "no-sweep"), "--out", str(tmp_path / "r")], "does not exist")
+    base = ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path)]
+    _one_line_error(capsys, [*base, "--attack-options", "[1]"], "--attack-options: expected a JSON object")
+    _one_line_error(capsys, [*base, "--attack-options", "{steps: 1}"], "--attack-options: not valid JSON")
+    _one_line_error(capsys, [*base, "--attack-options", '{"stepz": 1}'], "--attack-options: unknown option 'stepz'")
+    _one_line_error(capsys, [*base, "--attack", "ddn", "--pgd-steps", "2"], "--pgd-steps is an option of l2_pgd")
+    _one_line_error(capsys, [*base, "--tol", "1e-20"], "--tol 1e-20 is below the float32 resolution of eps at --hi")
+    _one_line_error(capsys, ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--arch", "a=mlp"], "--arch: ")
+
+
+def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path):
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(tmp_path)
+    stimuli = make_stimuli(tmp_path, checkpoint, n=4, shards=1)
+    out = tmp_path / "out"
+    argv = cli_args(f"ok={MODEL}@{checkpoint}", stimuli, out, "--attack", "ddn", "--ddn-steps", "7",
+                    "--attack-options", '{"gamma": 0.1, "steps": 50}')
+    assert main(argv) == 0
+    config = json.loads((out / "ok" / "ddn" / "config.json").read_text())
+    assert config["attack_options"] == {**ATTACK_REGISTRY["ddn"].defaults, "steps": 7, "gamma": 0.1, "bounds": [0, 1]}
+    assert config["search"] == {}  # the eps search settings do not apply to a minimum-norm attack
 
 
 def test_attack_exit_code_and_report(capsys, tmp_path):
