@@ -112,3 +112,17 @@ def test_logits_match_kecam_under_torch(kecam_files, tmp_path):
     for name in REDUCED:
         assert_logits_match(np.load(tmp_path / f"{name}.npy"),
                             np.load(kecam_files / f"{name}_logits.npy"))
+
+
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")  # 1-token grids at 64 px
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_a_trained_network_saves_and_reloads_as_a_keras_file(tmp_path, name):
+    """A network trained from these builders is saved as .keras and reloaded in safe mode."""
+    module, builder, config = REDUCED[name]
+    model = getattr(importlib.import_module(module), builder)(
+        num_classes=3, image_size=64, depths=[1] * len(config["depths"]))
+    images = np.random.default_rng(0).normal(0, 1, (2, 64, 64, 3)).astype(np.float32)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(images)),
+                                  keras.ops.convert_to_numpy(model(images)))
