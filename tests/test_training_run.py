@@ -2,8 +2,10 @@
 resumes after a kill, a full disk or a truncated backup, and refuses a stale or finished run."""
 import csv
 import errno
+import importlib
 import json
 import logging
+import os
 
 import pytest
 
@@ -14,6 +16,8 @@ from harmonization.cli import main
 from harmonization.files import OutputError
 from harmonization.training import StaleRunError, TrainConfig, TrainingCollapsed, run
 from harmonization.training.resume import Backup
+
+training_run = importlib.import_module("harmonization.training.run")  # the module, not the function
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +139,24 @@ def test_a_full_disk_keeps_earlier_files_and_the_same_call_then_finishes(shards,
     assert [row["epoch"] for row in history(out)] == ["0", "1"]  # the previous version, whole
     assert not list(out.glob(".tmp-*")) and not list((out / "backup").glob(".tmp-*"))
 
-    result = run(config(shards, out))
-    assert result.status == "trained" and result.resumed_epochs == 2
+    write_json = training_run.write_json
+
+    def disk_fills_at_the_summary(path, data):
+        if path == out / "summary.json":
+            disk_full_on_call(monkeypatch, os, "fsync", 1)
+        write_json(path, data)
+    monkeypatch.setattr(training_run, "write_json", disk_fills_at_the_summary)
+    with pytest.raises(OutputError, match="summary.json: No space left on device"):
+        run(config(shards, out))  # trained and evaluated, but the summary cannot be written
+    monkeypatch.undo()
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    assert (out / "model.keras").exists() and not (out / "summary.json").exists()
     assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]
+
+    result = run(config(shards, out))  # nothing left to train: saves, evaluates, summarises
+    assert result.status == "trained" and result.resumed_epochs == 3
+    assert [row["epoch"] for row in history(out)] == ["0", "1", "2"]
+    assert json.loads((out / "summary.json").read_text())["validation"] == result.validation
 
 
 def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards, tmp_path, capsys):
