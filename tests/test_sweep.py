@@ -274,7 +274,8 @@ def test_fresh_starts_only_the_changed_model_over(finished, assets, tmp_path, ca
     assert json.loads((folder / "config.json").read_text())["attack_options"]["steps"] == 2
     rows = SweepFolder(out).model("convnext", "l2_pgd").read_results()
     assert len(rows) == 4 and not (folder / "batches" / "000004.csv").exists()
-    assert (out / "other" / "l2_pgd" / "failed.json").exists() and (out / "preview.npz").exists()
+    assert (out / "other" / "l2_pgd" / "failed.json").exists()
+    assert list(np.load(out / "preview.npz")["ids"]) == [r["image_id"] for r in rows]  # the preview of the new set
 
 
 def test_out_that_is_a_file_or_cannot_be_written_exits_2_naming_it(assets, tmp_path, capsys, monkeypatch):

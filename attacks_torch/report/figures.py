@@ -113,13 +113,14 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
         image = preview["images"][row].transpose(1, 2, 0)
         cells = [("image", image, None), ("human map", preview["heatmaps"][row], "viridis")]
         for r in results:
-            cells.append((r.label, r.folder.read_map(row), "magma"))
+            same = None in (r.stimuli_sha256, preview["stimuli_sha256"]) or r.stimuli_sha256 == preview["stimuli_sha256"]
+            cells.append((r.label, r.folder.read_map(row) if same else "attacked on\nother stimuli", "magma"))
         for column, (title, data, cmap) in enumerate(cells):
             axes = figure.add_subplot(count, columns, row * columns + column + 1)
             axes.set_xticks([])
             axes.set_yticks([])
-            if data is None:
-                axes.text(0.5, 0.5, "not fooled\nor misclassified", ha="center", va="center", fontsize=6)
+            if data is None or isinstance(data, str):
+                axes.text(0.5, 0.5, data or "not fooled\nor misclassified", ha="center", va="center", fontsize=6)
             else:
                 axes.imshow(np.clip(data, 0, 1) if cmap is None else data, cmap=cmap)
             if row == 0:

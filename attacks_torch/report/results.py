@@ -37,6 +37,8 @@ class ModelResult:
     folder: ModelFolder
     stimulus_accuracy: float
     num_classes: int | None
+    stimuli_sha256: str | None = None
+    """The content hash of the stimuli the model was attacked on (None for summaries without it)."""
     unreliable: str | None = None
     """Why the model's tolerance and alignment are not to be trusted (None: they are)."""
 
@@ -100,6 +102,7 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
             alignment=s["alignment"]["mean"], alignment_sem=s["alignment"]["sem"],
             linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=folder,
             stimulus_accuracy=s["accuracy"], num_classes=num_classes,
+            stimuli_sha256=((s.get("config") or {}).get("stimuli") or {}).get("sha256"),
             unreliable=unreliable_reason(s["accuracy"], num_classes),
         ))
     return results, failed

@@ -172,9 +172,8 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
     return ModelOutcome(spec.label, config.attack, "done", None, timing)
 
 
-def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, stimuli: Stimuli,
+def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, digest: dict[str, Any],
                   ) -> dict[str, dict[str, Any] | Exception]:
-    digest = stimuli_digest(stimuli)
     prints: dict[str, dict[str, Any] | Exception] = {}
     for spec in models:
         try:
@@ -198,7 +197,8 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
     env = Distributed(config.device)
     try:
         stimuli = load_stimuli(config.stimuli, limit=config.limit)
-        prints = _fingerprints(models, config, stimuli)
+        digest = stimuli_digest(stimuli)
+        prints = _fingerprints(models, config, digest)
         restart = [spec.slug for spec in models if not isinstance(prints[spec.slug], Exception)
                    and _must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)]
         env.gather(None)  # every rank has checked before any folder changes
@@ -211,7 +211,8 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
             count = min(config.keep_maps, len(stimuli))
             if count:
                 part = stimuli.subset(slice(0, count))
-                store.write_preview(part.images.numpy(), part.heatmaps.numpy(), part.labels.numpy(), part.ids)
+                store.write_preview(part.images.numpy(), part.heatmaps.numpy(), part.labels.numpy(), part.ids,
+                                    digest["sha256"])
             store.record_pairs(pairs)
         env.gather(None)
         outcomes = []

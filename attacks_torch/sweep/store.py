@@ -246,14 +246,17 @@ class SweepFolder:
         """The failure records of models that have not finished since."""
         return [r for f in self.model_folders() if not f.summary.exists() and (r := f.read_failed()) is not None]
 
-    def write_preview(self, images: np.ndarray, heatmaps: np.ndarray, labels: np.ndarray, ids: list[str]) -> None:
-        """The first stimuli, for the report's panels (written once)."""
-        if self.preview.exists():
+    def write_preview(self, images: np.ndarray, heatmaps: np.ndarray, labels: np.ndarray, ids: list[str],
+                      stimuli_sha256: str) -> None:
+        """The first stimuli, for the report's panels: written when missing or of other stimuli."""
+        if self.preview.exists() and (self.read_preview() or {}).get("stimuli_sha256") == stimuli_sha256:
             return
         with atomic_write(self.preview, "wb") as handle:
-            np.savez(handle, images=images, heatmaps=heatmaps, labels=labels, ids=np.array(ids))
+            np.savez(handle, images=images, heatmaps=heatmaps, labels=labels, ids=np.array(ids),
+                     stimuli_sha256=np.array(stimuli_sha256))
 
-    def read_preview(self) -> dict[str, np.ndarray] | None:
+    def read_preview(self) -> dict[str, Any] | None:
+        """images, heatmaps, labels, ids of the first stimuli and their set's ``stimuli_sha256``, or None."""
         if not self.preview.exists():
             return None
         try:
@@ -261,7 +264,9 @@ class SweepFolder:
                 missing = [k for k in PREVIEW_KEYS if k not in data.files]
                 if missing:
                     raise SweepError(f"{self.preview}: missing array(s) {', '.join(missing)}")
-                return {key: data[key] for key in PREVIEW_KEYS}
+                preview: dict[str, Any] = {key: data[key] for key in PREVIEW_KEYS}
+                preview["stimuli_sha256"] = str(data["stimuli_sha256"]) if "stimuli_sha256" in data.files else None
+                return preview
         except (OSError, ValueError) as error:
             if isinstance(error, SweepError):
                 raise
