@@ -49,22 +49,6 @@ class Stimuli:
         """(H, W) of the images and heatmaps."""
         return int(self.images.shape[-2]), int(self.images.shape[-1])
 
-    def resized(self, size: int | tuple[int, int]) -> "Stimuli":
-        """Images and heatmaps resized to ``size`` by the same bilinear, antialiased resampling."""
-        size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        if size == self.size:
-            return self
-        images = resize(self.images, size).clamp_(0.0, 1.0)
-        heatmaps = resize(self.heatmaps[:, None], size)[:, 0]
-        return Stimuli(images, self.labels, heatmaps, self.ids)
-
-
-def resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased resize of an (N, C, H, W) float batch: the one resampling used here."""
-    if tuple(batch.shape[-2:]) == tuple(size):
-        return batch
-    return F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
-
 
 def diffuse(heatmap: torch.Tensor) -> torch.Tensor:
     """The method's diffusion of raw ClickMe clicks (H, W) -> (H, W) on the same grid.
@@ -87,13 +71,12 @@ def stimulus_files(path_or_glob: ShardPaths) -> list[str]:
     return resolve_shards(path_or_glob, "stimulus file")
 
 
-def load_stimuli(path_or_glob: ShardPaths, image_size: int | tuple[int, int] | None = None,
-                 limit: int | None = None, num_classes: int | None = None) -> Stimuli:
+def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_classes: int | None = None) -> Stimuli:
     """Read ClickMe TFRecords (either layout) into a Stimuli set.
 
     Files are read in sorted name order; ids are ``"<file name>:<record index>"``. ``limit`` keeps
-    the first records only; ``image_size`` resizes images and heatmaps alike (see Stimuli.resized);
-    ``num_classes`` bounds the labels (None: non-negative only). Every image must share one grid.
+    the first records only; ``num_classes`` bounds the labels (None: non-negative only). Every image
+    must share one grid; resizing to a model is the model wrapper's job (``PixelModel``).
     Raises FileNotFoundError for a path naming no file and ClickMeDataError (a ValueError) with one
     line naming the file and record for bad input; logs a warning when the images look like [0, 1]
     data stored in the [0, 255] layout.
@@ -122,10 +105,9 @@ def load_stimuli(path_or_glob: ShardPaths, image_size: int | tuple[int, int] | N
     warning = unit_range_warning(float(pixels.max()), ", ".join(files))
     if warning is not None:
         LOGGER.warning(warning)
-    stimuli = Stimuli(
+    return Stimuli(
         images=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().div_(255.0),
         labels=torch.tensor(labels, dtype=torch.int64),
         heatmaps=torch.from_numpy(np.stack(heatmaps)),
         ids=ids,
     )
-    return stimuli if image_size is None else stimuli.resized(image_size)

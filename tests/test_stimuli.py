@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from attacks_torch.stimuli import Stimuli, load_stimuli
+from attacks_torch.stimuli import load_stimuli
 from harmonization import clickme
 from harmonization.clickme.crc32c import masked_crc32c
 from harmonization.clickme.writer import encode_jpeg
@@ -202,21 +202,6 @@ def test_stimulus_layout_round_trips_across_shards(tmp_path):
     assert stimuli.labels.dtype == torch.int64 and stimuli.labels.tolist() == labels.tolist()
     assert load_stimuli(str(tmp_path / "stim-*.tfrecords"), limit=4).ids == stimuli.ids[:4]
     assert load_stimuli(tmp_path).ids == stimuli.ids
-
-
-def test_resizing_keeps_image_and_heatmap_aligned():
-    mask = torch.zeros(1, 30, 30)
-    mask[0, 7:13, 18:27] = 1.0
-    stimuli = Stimuli(mask[:, None].repeat(1, 3, 1, 1), torch.tensor([0]), mask.clone(), ["a:0"])
-    for size in (17, (45, 38), 64):
-        resized = stimuli.resized(size)
-        expected = (size, size) if isinstance(size, int) else size
-        assert resized.size == expected and tuple(resized.heatmaps.shape[-2:]) == expected
-        torch.testing.assert_close(resized.images[:, 0], resized.heatmaps, rtol=0, atol=1e-6)
-    # The resampling is torch's antialiased bilinear filter, the same as Pillow's for downsizing.
-    from PIL import Image
-    pil = np.asarray(Image.fromarray(mask[0].numpy()).resize((17, 17), Image.BILINEAR))
-    np.testing.assert_allclose(stimuli.resized(17).heatmaps[0].numpy(), pil, atol=1e-5)
 
 
 def test_labels_are_checked_against_the_number_of_classes(tmp_path):
