@@ -59,7 +59,8 @@ def _block(x, width: int, drop_rate: float, name: str):
 
 def convnext_tiny(num_classes: int = 1000, image_size: int = 224,
                   depths: Sequence[int] | None = None, drop_path_rate: float = 0.1) -> keras.Model:
-    """The ConvNeXt-Tiny network (logits); ``depths`` (blocks per stage, default 3, 3, 9, 3) reduces it.
+    """The ConvNeXt-Tiny network (logits); ``depths`` (blocks per stage, default 3, 3, 9, 3)
+    reduces it.
 
     ``drop_path_rate`` is the stochastic-depth rate of the last block (kecam's default 0.1; it
     rises linearly from 0 at the first block and acts only in training).

@@ -91,29 +91,32 @@ def _dense_bn(x, units: int, name: str, dense_name: str):
     return _batch_norm(x, name + dense_name + "_")
 
 
-def _attend(query, key, value, height: int, width: int, name: str):
-    """Softmax attention with the offset bias; query/value [b, heads, n, d], key [b, heads, d, n]."""
+def _attend(query, key, value, height: int, width: int, out_width: int, name: str):
+    """Attention with the offset bias, hard-swish, Dense to ``out_width`` and batch norm (gamma 0).
+
+    query, value: [b, heads, height * width, d]; key: [b, heads, d, tokens].
+    """
     # Divided, not multiplied: in Keras 3.15 a KerasTensor times a Python float is marked sparse.
     scores = (query @ key) / float(query.shape[-1]) ** 0.5
     scores = AttentionBias(query_height=height, name=name + "attn_pos")(scores)
     scores = layers.Softmax(axis=-1, name=name + "attention_scores")(scores)
     output = ops.transpose(scores @ value, (0, 2, 1, 3))
-    return ops.reshape(output, (-1, height, width, output.shape[2] * output.shape[3]))
+    output = ops.reshape(output, (-1, height, width, output.shape[2] * output.shape[3]))
+    output = layers.Dense(out_width, use_bias=False, name=name + "out")(_hard_swish(output, name))
+    return _batch_norm(output, name + "out_", zero_gamma=True)
 
 
-def _attention(x, heads: int, out_width: int, name: str, ratio: int = ATTENTION_RATIO):
-    """Self-attention over the token grid, projected to ``out_width`` (batch norm zero-initialised)."""
+def _attention(x, heads: int, out_width: int, name: str):
+    """Self-attention over the token grid."""
     _, height, width, _ = x.shape
-    per_head = (ratio + 2) * KEY_DIM
+    per_head = (ATTENTION_RATIO + 2) * KEY_DIM
     qkv = _dense_bn(x, heads * per_head, name, "qkv")
     qkv = ops.reshape(qkv, (-1, height * width, heads, per_head))
     query, key, value = ops.split(qkv, [KEY_DIM, 2 * KEY_DIM], axis=-1)
     query = ops.transpose(query, (0, 2, 1, 3))
     key = ops.transpose(key, (0, 2, 3, 1))
     value = ops.transpose(value, (0, 2, 1, 3))
-    output = _hard_swish(_attend(query, key, value, height, width, name), name)
-    output = layers.Dense(out_width, use_bias=False, name=name + "out")(output)
-    return _batch_norm(output, name + "out_", zero_gamma=True)
+    return _attend(query, key, value, height, width, out_width, name)
 
 
 def _subsampling_attention(x, heads: int, out_width: int, name: str):
@@ -130,9 +133,7 @@ def _subsampling_attention(x, heads: int, out_width: int, name: str):
     key, value = ops.split(key_value, [KEY_DIM], axis=-1)
     key = ops.transpose(key, (0, 2, 3, 1))
     value = ops.transpose(value, (0, 2, 1, 3))
-    output = _hard_swish(_attend(query, key, value, query_height, query_width, name), name)
-    output = layers.Dense(out_width, use_bias=False, name=name + "out")(output)
-    return _batch_norm(output, name + "out_", zero_gamma=True)
+    return _attend(query, key, value, query_height, query_width, out_width, name)
 
 
 def _mlp(x, name: str):
@@ -145,10 +146,11 @@ def _mlp(x, name: str):
 
 
 def _stem(x):
-    for index, width in enumerate((STEM_WIDTH // 8, STEM_WIDTH // 4, STEM_WIDTH // 2, STEM_WIDTH), 1):
+    for index, divisor in enumerate((8, 4, 2, 1), start=1):
         name = f"stem_{index}_"
         x = layers.ZeroPadding2D(1, name=name + "pad")(x)
-        x = layers.Conv2D(width, 3, strides=2, use_bias=False, name=name + "conv")(x)
+        x = layers.Conv2D(STEM_WIDTH // divisor, 3, strides=2, use_bias=False,
+                          name=name + "conv")(x)
         x = _batch_norm(x, name)
         if index < 4:
             x = _hard_swish(x, name)
@@ -157,7 +159,8 @@ def _stem(x):
 
 def levit128(num_classes: int = 1000, image_size: int = 224,
              depths: Sequence[int] | None = None) -> keras.Model:
-    """The LeViT-128 network without distillation head (logits); ``depths`` (default 4, 4, 4) reduces it."""
+    """The LeViT-128 network without distillation head (logits); ``depths`` (blocks per stage,
+    default 4, 4, 4) reduces it."""
     depths = tuple(DEPTHS_128 if depths is None else depths)
     if len(depths) != len(HEADS) or min(depths) < 1:
         raise ValueError(f"depths must be {len(HEADS)} positive block counts, got {depths}")

@@ -1,4 +1,4 @@
-"""MaxViT-Tiny in Keras 3 with the weight order of keras-cv-attention-models ('/' in names read '_').
+"""MaxViT-Tiny in Keras 3 with the weight order of keras-cv-attention-models.
 
 The published ``maxvit_tiny_harmonized.h5`` holds the weights of kecam 1.3.10's
 ``MaxViT_Tiny(classifier_activation=None, pretrained=None)``, written under tf.keras 2; kecam does
@@ -77,6 +77,10 @@ def _batch_norm(x, name: str):
                                      name=name + "bn")(x)
 
 
+def _layer_norm(x, name: str):
+    return layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name + "ln")(x)
+
+
 def _gelu(x):
     return ops.gelu(x, approximate=True)
 
@@ -88,9 +92,9 @@ def _pointwise(x, filters: int, name: str, use_bias: bool):
 
 
 def _squeeze_excite(x, name: str):
-    channels = x.shape[-1]
+    channels = x.shape[-1]  # expanded; the gate's hidden width is a quarter of the block width
     gate = ops.mean(x, axis=(1, 2), keepdims=True)
-    gate = layers.Conv2D(channels // (EXPANSION * EXPANSION), 1, name=name + "1_conv")(gate)
+    gate = layers.Conv2D(channels // (EXPANSION * 4), 1, name=name + "1_conv")(gate)
     gate = layers.Activation("swish", name=name + "swish")(gate)
     gate = layers.Conv2D(channels, 1, name=name + "2_conv")(gate)
     gate = layers.Activation("sigmoid", name=name + "sigmoid")(gate)
@@ -161,20 +165,20 @@ def _window_attention(x, heads: int, name: str):
 
 def _attention_block(x, window: int, grid: bool, name: str):
     _, height, width, channels = x.shape
-    attention = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name + "attn_preact_ln")(x)
-    attention = _partition(attention, window, grid)
+    attention = _partition(_layer_norm(x, name + "attn_preact_"), window, grid)
     attention = _window_attention(attention, channels // HEAD_DIM, name + "window_mhsa_")
     attention = _merge(attention, height, width, grid)
     x = layers.Add(name=name + "attn_output")([x, attention])
-    mlp = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name + "ffn_preact_ln")(x)
-    mlp = _gelu(layers.Dense(channels * EXPANSION, name=name + "ffn_1_dense")(mlp))
+    mlp = _gelu(layers.Dense(channels * EXPANSION, name=name + "ffn_1_dense")(
+        _layer_norm(x, name + "ffn_preact_")))
     mlp = layers.Dense(channels, name=name + "ffn_2_dense")(mlp)
     return layers.Add(name=name + "ffn_output")([x, mlp])
 
 
 def maxvit_tiny(num_classes: int = 1000, image_size: int = 224,
                 depths: Sequence[int] | None = None) -> keras.Model:
-    """The MaxViT-Tiny network (logits); ``depths`` (blocks per stage, default 2, 2, 5, 2) reduces it.
+    """The MaxViT-Tiny network (logits); ``depths`` (blocks per stage, default 2, 2, 5, 2)
+    reduces it.
 
     ``image_size`` must be a multiple of 32 (the window side is image_size / 32); the published
     weights are for 224 px, whose 7x7 windows fix the size of the relative-position tables.
@@ -196,7 +200,7 @@ def maxvit_tiny(num_classes: int = 1000, image_size: int = 224,
             x = _attention_block(x, window, False, name + "block_")
             x = _attention_block(x, window, True, name + "grid_")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="post_ln")(x)
-    x = layers.Activation("tanh", name="features_tanh")(layers.Dense(WIDTHS[-1], name="features")(x))
+    x = layers.Dense(WIDTHS[-1], name="features")(_layer_norm(x, "post_"))
+    x = layers.Activation("tanh", name="features_tanh")(x)
     outputs = layers.Dense(num_classes, name="predictions")(x)
     return keras.Model(inputs, outputs, name="maxvit_tiny")
