@@ -66,6 +66,11 @@ def test_model_specs_and_pairs(tmp_path):
     assert parse_model_spec("vgg16_harmonized=published:vgg16:/w/vgg16_harmonized.h5") == ModelSpec(
         "vgg16_harmonized", "published:vgg16:/w/vgg16_harmonized.h5")
     assert parse_model_spec("published:vgg16:/w/vgg16_harmonized.h5").label == "vgg16_harmonized"
+    # num_classes sizes timm heads only: a Keras file or lite0 in the same sweep keeps its own head
+    assert parse_model_spec("c=test_vit@w.pth").load_arguments("random", 4, 3) == {
+        "weights": "random", "checkpoint": "w.pth", "seed": 3, "num_classes": 4}
+    for spec in ("runs/h.keras", "published:vgg16:/w/v.h5", "efficientnet_lite0_imagenet"):
+        assert parse_model_spec(spec).load_arguments("random", 4, 3)["num_classes"] is None
     with pytest.raises(SweepError, match="models: .*published:NAME:PATH"):
         parse_model_spec("published:vgg16")
     with pytest.raises(SweepError, match="for timm models only"):

@@ -22,7 +22,7 @@ class SweepConfig:
     :meth:`resolved_attack_options`); ``lo``, ``hi``, ``tol`` and ``schedule`` set the eps search
     of the "search" attacks (PGD); ``weights`` is how timm names without a checkpoint are built
     ("pretrained": timm's hub weights, "random": a random init drawn from ``seed``);
-    ``num_classes`` sets a timm head's size; ``keep_maps`` perturbation maps are kept per model.
+    ``num_classes`` sets the size of timm names' heads (Keras files and lite0 keep theirs); ``keep_maps`` perturbation maps are kept per model.
     Bad values raise a :class:`SweepError` naming the argument.
     """
 

@@ -33,8 +33,7 @@ def fingerprint(spec: ModelSpec, config: SweepConfig, stimuli: dict[str, Any]) -
 
     Raises what :func:`attacks_torch.models.model_identity` raises for a model file that is missing.
     """
-    model = model_identity(spec.spec, weights=config.weights, checkpoint=spec.checkpoint,
-                           num_classes=config.num_classes, seed=config.seed)
+    model = model_identity(spec.spec, **spec.load_arguments(config.weights, config.num_classes, config.seed))
     data = {"format": FORMAT, "model": model, "stimuli": stimuli, "attack": config.attack,
             "attack_options": config.resolved_attack_options(), "search": config.search_settings(),
             "batch_size": config.batch_size, "seed": config.seed}

@@ -145,8 +145,8 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
         try:
             if todo:
                 loading = time.perf_counter()
-                model = load_model(spec.spec, weights=config.weights, checkpoint=spec.checkpoint,
-                                   num_classes=config.num_classes, seed=config.seed).to(env.device)
+                arguments = spec.load_arguments(config.weights, config.num_classes, config.seed)
+                model = load_model(spec.spec, **arguments).to(env.device)
                 timing["load_s"] = time.perf_counter() - loading
                 _run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
                 folder.write_model_info({"num_classes": model.num_classes, "data_config": model.data_config})

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from attacks_torch.models import model_kind, parse_published
 from attacks_torch.sweep.errors import SweepError, arg
@@ -28,6 +29,12 @@ class ModelSpec:
     def slug(self) -> str:
         """The folder name of the model: the label with unsafe characters replaced."""
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.label).strip("._") or "model"
+
+    def load_arguments(self, weights: str, num_classes: int | None, seed: int) -> dict[str, Any]:
+        """Keyword arguments of ``load_model`` / ``model_identity`` for this model in a sweep with
+        these settings: ``num_classes`` sizes timm heads only (Keras files and lite0 fix their own)."""
+        return {"weights": weights, "checkpoint": self.checkpoint, "seed": seed,
+                "num_classes": num_classes if model_kind(self.spec) == "timm" else None}
 
 
 def _default_label(spec: str) -> str:
