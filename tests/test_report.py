@@ -1,4 +1,5 @@
 """The report: every figure from a small finished sweep, statistics equal to scipy's, classes, pairs."""
+import errno
 import json
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch_helpers import make_checkpoint, make_stimuli
 
 from attacks_torch.report import build_report, load_results, pareto_front
 from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep
+from harmonization.files import atomic_write
 
 ZOO = [  # label, spec, class
     ("vgg16", "vgg16.tv_in1k", "CNN"), ("resnet50", "resnet50.a1_in1k", "CNN"), ("dla34", "dla34.in1k", "CNN"),
@@ -156,10 +158,9 @@ def test_report_on_a_small_real_sweep_with_panels(tmp_path):
     assert "![l2_pgd panels](l2_pgd_panels.png)" in report.read_text()
 
 
-def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
-    sweep = tmp_path / "sweep"
+def _write_four_class_sweep(sweep: Path, accuracy: dict[str, float]) -> dict:
+    """l2_pgd summaries of 4-class models with the given stimulus accuracies; returns their measures."""
     rng = np.random.default_rng(5)
-    accuracy = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7, "dead": 0.26}  # 4 classes: chance 0.25, threshold 0.4
     truth = {}
     for label, acc in accuracy.items():
         values = {m: {"mean": float(rng.uniform(0.1, 3)), "sem": 0.01} for m in ("eps", "l2", "linf", "alignment")}
@@ -169,6 +170,13 @@ def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
             "model": label, "spec": "test_convnext", "attack": "l2_pgd", "norm": "l2", "status": "done",
             "n_images": 100, "n_attacked": round(100 * acc), "n_fooled": 50, "accuracy": acc, "num_classes": 4,
             **values}))
+    return truth
+
+
+def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
+    sweep = tmp_path / "sweep"
+    accuracy = {"a": 0.9, "b": 0.8, "c": 0.95, "d": 0.7, "dead": 0.26}  # 4 classes: chance 0.25, threshold 0.4
+    truth = _write_four_class_sweep(sweep, accuracy)
     (sweep / "pairs.csv").write_text("control,harmonized\na,dead\n")
     report = build_report(sweep, tmp_path / "report")
     computed = json.loads((tmp_path / "report" / "statistics.json").read_text())["l2_pgd"]
@@ -181,3 +189,36 @@ def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
     assert "| dead | CNN | 26.00 | stimuli | 100 | 26 | 50 |" in text
     assert "no: accuracy 0.260 on the stimuli is near chance (0.250 for 4 classes; below 0.400)" in text
     assert "| a | CNN | 90.00 | stimuli | 100 | 90 | 50 |" in text and text.count("| yes |") == 4
+
+
+def test_report_out_that_is_a_file_or_a_full_disk_exits_2_keeping_what_was_written(tmp_path, capsys, monkeypatch):
+    from attacks_torch import report as report_package
+    from attacks_torch.cli import main
+
+    sweep = tmp_path / "sweep"
+    _write_four_class_sweep(sweep, {"a": 0.9, "b": 0.8})
+    existing = tmp_path / "report.txt"
+    existing.write_text("keep me\n")
+    assert main(["report", str(sweep), "--out", str(existing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(existing) in err[0] and "is a file" in err[0] and existing.read_text() == "keep me\n"
+
+    out = tmp_path / "report"
+    assert main(["report", str(sweep), "--out", str(out)]) == 0
+    capsys.readouterr()
+    figures = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    statistics = (out / "statistics.json").read_bytes()
+
+    monkeypatch.setattr(report_package, "write_json", lambda path, data: _atomic_full(path))
+    assert main(["report", str(sweep), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot write {out / 'statistics.json'}: No space left on device" in err[0]
+    assert (out / "statistics.json").read_bytes() == statistics  # the old file, whole
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")}.keys() == figures.keys()
+    assert not list(out.glob(".tmp-*"))
+
+
+def _atomic_full(path):
+    with atomic_write(path) as handle:
+        handle.write("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
