@@ -3,8 +3,8 @@
 Run by the tests and the benchmark in a subprocess with the legacy stack:
 ``TF_USE_LEGACY_KERAS=1 PYTHONPATH=.reference-env:tests/reference/shims python
 tests/reference/write_published.py OUT NAME...``. For each NAME it writes ``OUT/NAME.h5`` in the
-published format (a weights-only ``save_weights`` file for vit_b16, a full-model ``save`` for vgg16,
-resnet50v2, resnet50 and efficientnetb0), and ``OUT/NAME.pixels.npy`` / ``OUT/NAME.logits.npy``:
+published format (a weights-only ``save_weights`` file for vit_b16 and the kecam models, a
+full-model ``save`` for vgg16, resnet50v2, resnet50 and efficientnetb0), and ``OUT/NAME.pixels.npy`` / ``OUT/NAME.logits.npy``:
 images in [0, 255] and the reference model's logits on them, with the published preprocessing
 (x / 255, ImageNet mean / std) applied once here in numpy. ``--full`` builds the published sizes
 (224 px, ViT-B/16 with 12 blocks); the default is a small, fast stand-in of the same constructor
@@ -45,6 +45,22 @@ def efficientnetb0(image_size: int, full: bool) -> tf.keras.Model:
                                        classes=CLASSES)
 
 
+def kecam(name: str):
+    """kecam 1.3.10's published constructors (full size only: the benchmark's files; the tests use
+    tests/reference/kecam_fixtures.py's reduced ones)."""
+    def build(image_size: int, full: bool) -> tf.keras.Model:
+        from keras_cv_attention_models import convnext, levit, maxvit
+
+        if not full:
+            raise SystemExit(f"{name}: only --full here (reduced kecam files: kecam_fixtures.py)")
+        if name == "convnext_tiny":
+            return convnext.ConvNeXtTiny(classifier_activation=None, pretrained=None)
+        if name == "levit128":
+            return levit.LeViT128(classifier_activation=None, use_distillation=False, pretrained=None)
+        return maxvit.MaxViT_Tiny(classifier_activation=None, pretrained=None)
+    return build
+
+
 def application(factory_name: str):
     def build(image_size: int, full: bool) -> tf.keras.Model:
         factory = getattr(tf.keras.applications, factory_name)
@@ -55,8 +71,9 @@ def application(factory_name: str):
 
 BUILDERS = {"vit_b16": vit_b16, "vgg16": application("VGG16"),
             "resnet50v2": application("ResNet50V2"), "resnet50": application("ResNet50"),
-            "efficientnetb0": efficientnetb0}
-WEIGHTS_ONLY = {"vit_b16"}
+            "efficientnetb0": efficientnetb0, "convnext_tiny": kecam("convnext_tiny"),
+            "maxvit_tiny": kecam("maxvit_tiny"), "levit128": kecam("levit128")}
+WEIGHTS_ONLY = {"vit_b16", "convnext_tiny", "maxvit_tiny", "levit128"}
 
 
 def randomize_statistics(model: tf.keras.Model, rng: np.random.Generator) -> None:
