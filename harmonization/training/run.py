@@ -8,6 +8,7 @@ notebook are thin front ends over it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -146,12 +147,16 @@ def _shown(value) -> str:
     return "none" if value is None else str(value)
 
 
+def _shape(config: TrainConfig) -> dict:
+    return dict(batch_size=config.batch_size, image_size=config.image_size,
+                num_classes=config.num_classes)
+
+
 def _datasets(config: TrainConfig, strategy: tf.distribute.Strategy):
     from harmonization.data import load_clickme
     from harmonization.training.schedule import mixup
 
-    shape = dict(batch_size=config.batch_size, image_size=config.image_size,
-                 num_classes=config.num_classes)
+    shape = _shape(config)
     train = load_clickme(config.train, "train", seed=config.seed, mix_with=config.mix_with,
                          clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
                          repeat=bool(config.steps_per_epoch), **shape)
@@ -232,7 +237,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     _check_model(config)
     import keras
 
-    from harmonization.evaluation import AlignmentCallback, evaluate_clickme, public
+    from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard
 
     keras.utils.set_random_seed(config.seed)
@@ -259,13 +264,9 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
         folder.write_record(settings, "collapsed", message=guard.message,
                             epochs_done=guard.stopped_epoch + 1)
         raise TrainingCollapsed(_collapse_message(config, folder, guard.message))
-    with writing(folder.model_path):
-        harmonizer.save_pixel_model(folder.model_path)
     summary = {"settings": settings, "model_path": str(folder.model_path), "train_seconds": seconds,
                "resumed_epochs": done, "final_epoch": history.rows[-1] if history.rows else {},
-               "validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
-    if config.conflict:
-        summary["conflict"] = public(evaluate_clickme(harmonizer.pixel_model, _conflict(config)))
+               **_save_and_evaluate(config, folder, harmonizer, val)}
     write_json(folder.summary_path, summary)
     folder.write_record(settings, "complete", epochs_done=config.epochs)
     backup.remove()
@@ -273,17 +274,21 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
                        folder.summary_path, summary, history.rows, done)
 
 
-def _conflict(config: TrainConfig):
+def _save_and_evaluate(config: TrainConfig, folder: RunFolder, harmonizer, val) -> dict:
+    """Write ``model.keras``; {"validation": ..., "conflict": ...} evaluations of the trained model."""
     from harmonization.data import load_clickme
+    from harmonization.evaluation import evaluate_clickme, public
 
-    return load_clickme(config.conflict, config.val_split, batch_size=config.batch_size,
-                        image_size=config.image_size, num_classes=config.num_classes,
-                        deterministic=True)
+    with writing(folder.model_path):
+        harmonizer.save_pixel_model(folder.model_path)
+    results = {"validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
+    if config.conflict:
+        conflict = load_clickme(config.conflict, config.val_split, deterministic=True, **_shape(config))
+        results["conflict"] = public(evaluate_clickme(harmonizer.pixel_model, conflict))
+    return results
 
 
 def _read_summary(folder: RunFolder) -> dict:
-    import json
-
     try:
         return json.loads(folder.summary_path.read_text())
     except (OSError, ValueError) as error:
