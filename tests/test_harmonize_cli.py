@@ -211,6 +211,9 @@ def test_bad_arguments_give_one_line_and_exit_code_2(mini, trained, tmp_path, ca
 def test_console_script_exit_codes(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "harmonize")
     assert subprocess.run([script, "--help"], capture_output=True, timeout=120).returncode == 0
+    as_module = subprocess.run([sys.executable, "-m", "harmonization.cli", "train", "--help"],
+                               capture_output=True, text=True, timeout=120)
+    assert as_module.returncode == 0 and "--lambda-schedule" in as_module.stdout
     result = subprocess.run([script, "evaluate", "--weights", str(tmp_path / "x.keras"), "--data",
                              "y"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -68,7 +68,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "stopped" if code == COLLAPSED else "error"
         parser.exit(code, f"{PROG}: {label}: {message}\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
