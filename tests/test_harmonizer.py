@@ -15,6 +15,7 @@ import tensorflow as tf
 import harmonization.training.harmonizer as harmonizer_module
 from harmonization.evaluation import AlignmentCallback
 from harmonization.loss import decayed_variables, harmonization_loss
+from harmonization.metrics import chance_threshold
 from harmonization.models import build_model
 from harmonization.saliency import signed_saliency
 from harmonization.training import Harmonizer, WarmupStepDecay, mixup, recipe, set_precision
@@ -181,6 +182,57 @@ def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path
                         verbose=0).history
     assert history["lambda"] == [0.0, 0.0] and int(wrong._gate_step.numpy()) == -1
     assert history["harmonization"][0] > 0  # the term is still measured while it waits
+
+
+GATE_ON_TWO_REPLICAS = """
+    import json, sys
+    import harmonization
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    sys.path.insert(0, sys.argv[2])
+    from tf_helpers import as_dataset, clickme_arrays
+    from harmonization.training import Harmonizer
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+    def build():
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs / 255.0)
+        return keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+
+    start = build()
+    start.save_weights(sys.argv[1])
+    arrays = clickme_arrays(8, 16, 3, seed=12)
+    predicted = np.argmax(start(arrays["image"]).numpy(), -1)
+    arrays["label"] = np.where(np.arange(8) < 4, predicted, (predicted + 1) % 3)  # half right
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = as_dataset(arrays, 8).repeat(18).with_options(options)
+    gates = {}
+    for name, strategy in (("one", tf.distribute.get_strategy()),
+                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+        with strategy.scope():
+            model = build()
+            model.load_weights(sys.argv[1])
+            harmonizer = Harmonizer(model, preprocess=keras.layers.Identity(),
+                                    lambda_harmonization=1.0)
+            harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
+        history = harmonizer.fit(data, epochs=1, verbose=0).history
+        gates[name] = [int(harmonizer._gate_step.numpy()), history["lambda"][0]]
+    print(json.dumps(gates))
+"""
+
+
+def test_two_replicas_open_the_gate_at_the_step_one_device_does(tmp_path):
+    # Replica 0 sees only right answers, replica 1 only wrong ones: the global accuracy is 0.5,
+    # and the running accuracy 1/3 -> 0.5 first reaches 7/15 at step 15 (replica 0 alone: step 2).
+    result = run_python(GATE_ON_TWO_REPLICAS, args=(str(tmp_path / "start.weights.h5"), TESTS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    gates = json.loads(result.stdout.strip().splitlines()[-1])
+    assert gates["one"][0] == gates["two"][0] == 15, gates
+    assert gates["one"][1] == pytest.approx(gates["two"][1]) == pytest.approx(2 / 18), gates
 
 
 def test_lambda_schedule_must_be_known():
@@ -390,3 +442,44 @@ def test_mixup_mixes_images_heatmaps_and_labels_with_one_weight():
     np.testing.assert_array_equal(mixed["token"].numpy(), (labels[:, 4] < 1e-7).astype("float32"))
     again = next(iter(mixup(as_dataset(arrays, n), num_classes=n, alpha=0.4, seed=3)))
     np.testing.assert_array_equal(again["label"].numpy(), labels)
+
+
+WAITS_FOR_THE_CLASSIFIER = """
+    import json, sys
+    import harmonization
+    import keras
+    import tensorflow as tf
+    from harmonization.data import load_clickme
+    from harmonization.data.testbeds import write_testbed
+    from harmonization.models import build_model
+    from harmonization.training import Harmonizer, recipe
+
+    tf.config.experimental.enable_op_determinism()  # the same outcome on every run
+    info = write_testbed("edges", sys.argv[1], seed=0, train_size=1000, val_size=8, conflict_size=8,
+                         stimuli_per_class=1)
+    accuracy = {}
+    for schedule in ("linear", "adaptive"):
+        keras.utils.set_random_seed(0)
+        data = load_clickme(info["train"], split="train", batch_size=64, image_size=32, num_classes=6,
+                            seed=0, crop_area=(1.0, 1.0))
+        steps = int(data.cardinality())
+        harmonizer = Harmonizer(build_model("small_cnn_plain", 6, 32), lambda_harmonization=0.5,
+                                lambda_schedule=schedule, lambda_ramp_steps=steps)
+        harmonizer.compile(optimizer=recipe(1e-3, 4, steps, 1, (), optimizer="adam"))
+        accuracy[schedule] = harmonizer.fit(data, epochs=4, verbose=0).history["accuracy"]
+    print(json.dumps(accuracy))
+"""
+
+
+def test_a_run_that_collapses_with_the_one_epoch_ramp_trains_with_the_adaptive_default(tmp_path):
+    # The "edges" test bed's faint objects take the plain network about two epochs to leave
+    # chance; the README's recipe with the old one-epoch linear ramp then stays at chance (ce at
+    # ln 6), while the default waits for the running accuracy. With deterministic ops the outcome
+    # is the same on every run; on training seeds 0 and 1 (docs/harmonizer-schedule.md) linear
+    # stayed at 0.15-0.19 per epoch and adaptive reached 0.45 in epoch 4.
+    result = run_python(WAITS_FOR_THE_CLASSIFIER, args=(str(tmp_path / "edges"),), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = json.loads(result.stdout.strip().splitlines()[-1])
+    threshold = chance_threshold(6)  # 1/3: chance + 0.2 * (1 - chance)
+    assert max(accuracy["linear"]) < threshold, accuracy
+    assert accuracy["adaptive"][-1] > threshold + 0.05, accuracy
