@@ -14,7 +14,7 @@ import keras
 
 from harmonization.cli import main
 from harmonization.files import OutputError
-from harmonization.training import StaleRunError, TrainConfig, TrainingCollapsed, run
+from harmonization.training import ConfigError, StaleRunError, TrainConfig, TrainingCollapsed, run
 from harmonization.training.resume import Backup
 
 training_run = importlib.import_module("harmonization.training.run")  # the module, not the function
@@ -183,3 +183,20 @@ def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards
     with pytest.raises(TrainingCollapsed, match="collapse_guard=False continues it"):
         run(same)  # the same settings through the library: the collapsed run is not trained again
     assert [row["epoch"] for row in history(out)] == ["0", "1"]
+
+
+def test_a_folder_whose_run_cannot_be_identified_is_refused_in_one_line(shards, tmp_path):
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "history.csv").write_text("epoch,loss\n0,1.0\n")  # an older version's run: no run.json
+    with pytest.raises(ConfigError, match=r"holds history.csv of a run without its settings .*fresh=True starts over$"):
+        run(config(shards, legacy))
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "run.json").write_text("{not json")
+    with pytest.raises(ConfigError) as refused:
+        run(config(shards, garbage))
+    assert str(refused.value).startswith(f"{garbage / 'run.json'}: not a readable run record (")
+    assert "\n" not in str(refused.value)
+    assert (legacy / "history.csv").read_text() == "epoch,loss\n0,1.0\n"  # nothing touched
+    assert sorted(p.name for p in garbage.iterdir()) == ["run.json"]
