@@ -116,12 +116,21 @@ def test_logits_match_kecam_under_torch(kecam_files, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")  # 1-token grids at 64 px
 @pytest.mark.parametrize("name", sorted(REDUCED))
-def test_a_trained_network_saves_and_reloads_as_a_keras_file(tmp_path, name):
-    """A network trained from these builders is saved as .keras and reloaded in safe mode."""
+def test_a_new_network_has_saliency_and_reloads_from_a_keras_file(tmp_path, name):
+    """Built with random weights (harmonize train), a network's input gradient is not zero (the
+    harmonization loss has a signal from the first step), and it saves and reloads as .keras."""
+    import tensorflow as tf
+
     module, builder, config = REDUCED[name]
     model = getattr(importlib.import_module(module), builder)(
         num_classes=3, image_size=64, depths=[1] * len(config["depths"]))
-    images = np.random.default_rng(0).normal(0, 1, (2, 64, 64, 3)).astype(np.float32)
+    images = tf.constant(np.random.default_rng(0).normal(0, 1, (2, 64, 64, 3)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        top_logit = tf.reduce_sum(model(images, training=False)[:, 0])
+    saliency = tape.gradient(top_logit, images).numpy()
+    assert np.isfinite(saliency).all()
+    assert (np.abs(saliency).max(axis=(1, 2, 3)) > 0).all()  # every image has a saliency map
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(images)),

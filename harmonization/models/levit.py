@@ -91,10 +91,14 @@ def _dense_bn(x, units: int, name: str, dense_name: str):
     return _batch_norm(x, name + dense_name + "_")
 
 
-def _attend(query, key, value, height: int, width: int, out_width: int, name: str):
-    """Attention with the offset bias, hard-swish, Dense to ``out_width`` and batch norm (gamma 0).
+def _attend(query, key, value, height: int, width: int, out_width: int, name: str,
+            residual: bool):
+    """Attention with the offset bias, hard-swish, Dense to ``out_width`` and batch norm.
 
-    query, value: [b, heads, height * width, d]; key: [b, heads, d, tokens].
+    query, value: [b, heads, height * width, d]; key: [b, heads, d, tokens]. The batch norm's
+    scale starts at 0 in a ``residual`` branch (the block starts as the identity) and at 1
+    otherwise, as in the original LeViT; kecam starts both at 0, which makes a new network's
+    output and input gradient exactly 0 (the weight layout is the same).
     """
     # Divided, not multiplied: in Keras 3.15 a KerasTensor times a Python float is marked sparse.
     scores = (query @ key) / float(query.shape[-1]) ** 0.5
@@ -103,11 +107,11 @@ def _attend(query, key, value, height: int, width: int, out_width: int, name: st
     output = ops.transpose(scores @ value, (0, 2, 1, 3))
     output = ops.reshape(output, (-1, height, width, output.shape[2] * output.shape[3]))
     output = layers.Dense(out_width, use_bias=False, name=name + "out")(_hard_swish(output, name))
-    return _batch_norm(output, name + "out_", zero_gamma=True)
+    return _batch_norm(output, name + "out_", zero_gamma=residual)
 
 
 def _attention(x, heads: int, out_width: int, name: str):
-    """Self-attention over the token grid."""
+    """Self-attention over the token grid (the residual branch of a block)."""
     _, height, width, _ = x.shape
     per_head = (ATTENTION_RATIO + 2) * KEY_DIM
     qkv = _dense_bn(x, heads * per_head, name, "qkv")
@@ -116,7 +120,7 @@ def _attention(x, heads: int, out_width: int, name: str):
     query = ops.transpose(query, (0, 2, 1, 3))
     key = ops.transpose(key, (0, 2, 3, 1))
     value = ops.transpose(value, (0, 2, 1, 3))
-    return _attend(query, key, value, height, width, out_width, name)
+    return _attend(query, key, value, height, width, out_width, name, residual=True)
 
 
 def _subsampling_attention(x, heads: int, out_width: int, name: str):
@@ -133,7 +137,7 @@ def _subsampling_attention(x, heads: int, out_width: int, name: str):
     key, value = ops.split(key_value, [KEY_DIM], axis=-1)
     key = ops.transpose(key, (0, 2, 3, 1))
     value = ops.transpose(value, (0, 2, 1, 3))
-    return _attend(query, key, value, query_height, query_width, out_width, name)
+    return _attend(query, key, value, query_height, query_width, out_width, name, residual=False)
 
 
 def _mlp(x, name: str):
