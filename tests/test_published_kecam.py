@@ -5,6 +5,11 @@ kecam 1.3.10 under tf.keras 2 (``.reference-env``, run only in a subprocess by
 logits on fixed images, and the full-size layout. Our builders must give the same logits under the
 TensorFlow backend and under the torch backend (to 1e-4 of the largest logit), and their full-size
 weighted layers must be kecam's, in kecam's order (so legacy by-position loading is right too).
+
+Reduced depth, because full-size forward passes in three models and two backends are too slow on
+2 CPU cores: ConvNeXt (1, 1, 2, 1) blocks at 64 px, LeViT (1, 2, 1) and MaxViT (1, 2, 1, 1) at the
+published 224 px (their attention-bias tables depend on the grid sizes). The full-size networks
+are compared by layout: names, shapes, order and parameter count.
 """
 from __future__ import annotations
 

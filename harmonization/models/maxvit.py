@@ -3,8 +3,9 @@
 The published ``maxvit_tiny_harmonized.h5`` holds the weights of kecam 1.3.10's
 ``MaxViT_Tiny(classifier_activation=None, pretrained=None)``, written under tf.keras 2; kecam does
 not run on Keras 3, so the network is re-implemented here (docs/architecture.md). kecam's layer
-names contain '/', which Keras 3 forbids: here each '/' is '_', so the file loads by position
-(legacy ``load_weights`` without ``by_name``), and the order of the weighted layers is kecam's.
+names contain '/', which Keras 3 forbids: here each '/' is '_'. The weighted layers come in kecam's
+order, so Keras's legacy ``load_weights`` (by position) loads the file, as does matching by name
+with '/' read as '_'.
 Input: an ImageNet mean/std-normalised NHWC image; output: logits.
 
 Layout (TensorFlow conventions: "same" padding, batch norm eps 1e-3, tanh-approximated GELU): a
