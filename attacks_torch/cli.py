@@ -31,16 +31,16 @@ from attacks_torch.search import SCHEDULES
 from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
 from harmonization.files import OutputError
 
-# flag -> (attacks it applies to, option of the attack registry, type)
+# option flag -> (the attacks it applies to, its option in the attack registry)
 OPTION_FLAGS = {
-    "pgd_steps": (("l2_pgd", "linf_pgd"), "steps", int),
-    "pgd_step_size": (("l2_pgd", "linf_pgd"), "step_size", float),
-    "projection": (("l2_pgd", "linf_pgd"), "projection", str),
-    "cw_const": (("cw_l2",), "initial_const", float),
-    "cw_steps": (("cw_l2",), "steps", int),
-    "cw_lr": (("cw_l2",), "step_size", float),
-    "ddn_steps": (("ddn",), "steps", int),
-    "ddn_gamma": (("ddn",), "gamma", float),
+    "pgd_steps": (("l2_pgd", "linf_pgd"), "steps"),
+    "pgd_step_size": (("l2_pgd", "linf_pgd"), "step_size"),
+    "projection": (("l2_pgd", "linf_pgd"), "projection"),
+    "cw_const": (("cw_l2",), "initial_const"),
+    "cw_steps": (("cw_l2",), "steps"),
+    "cw_lr": (("cw_l2",), "step_size"),
+    "ddn_steps": (("ddn",), "steps"),
+    "ddn_gamma": (("ddn",), "gamma"),
 }
 # library argument -> flag, for SweepError messages (the rest are --name-with-dashes)
 FLAGS = {"out_dir": "--out", **{f.name: f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(SweepConfig)},
@@ -126,7 +126,7 @@ def attack_options(args: argparse.Namespace) -> dict:
             raise SweepError(f"--attack-options: not valid JSON ({error})") from None
         if not isinstance(options, dict):
             raise SweepError(f"--attack-options: expected a JSON object, got {args.attack_options!r}")
-    for dest, (attacks, option, _) in OPTION_FLAGS.items():
+    for dest, (attacks, option) in OPTION_FLAGS.items():
         value = getattr(args, dest)
         if value is None:
             continue
@@ -144,9 +144,9 @@ def _attack(args: argparse.Namespace) -> int:
         torch.backends.cudnn.allow_tf32 = False
     config = SweepConfig(
         stimuli=args.stimuli, attack=args.attack, attack_options=attack_options(args), batch_size=args.batch_size,
-        limit=args.limit, seed=args.seed,
-        schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol, weights=args.weights,
-        num_classes=args.num_classes, keep_maps=args.keep_maps, device=args.device, progress=not args.no_progress,
+        limit=args.limit, seed=args.seed, schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol,
+        weights=args.weights, num_classes=args.num_classes, keep_maps=args.keep_maps, device=args.device,
+        progress=not args.no_progress,
     )
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []

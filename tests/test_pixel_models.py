@@ -131,6 +131,8 @@ def test_load_model_dispatches_on_the_spec(tmp_path, monkeypatch):
         load_model(str(tmp_path / "absent.keras"))
     with pytest.raises(ValueError, match="checkpoint is for timm names only"):
         load_model(str(tmp_path / "m.keras"), checkpoint="w.pth")
+    with pytest.raises(ValueError, match="num_classes is for timm names only"):
+        load_model("efficientnet_lite0_imagenet", num_classes=4)
     calls = []
     monkeypatch.setattr(keras_loader, "load_published", lambda name, path: calls.append((name, path)) or "model",
                         raising=False)

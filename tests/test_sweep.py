@@ -260,7 +260,8 @@ def test_a_changed_model_stimuli_or_attack_option_refuses_to_resume_naming_it(fi
     _exit_2_with_one_line(capsys, cli_args(models, stimuli, out), "stimuli changed")
     _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--pgd-steps", "5"),
                           "attack option steps: 3 -> 5")
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--attack-options", '{"projection": "ball"}'),
+    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--attack-options",
+                                           '{"projection": "ball"}'),
                           "attack option projection: sphere -> ball")
     _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--cw-steps", "5"),
                           "--cw-steps is an option of cw_l2")

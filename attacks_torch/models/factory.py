@@ -47,8 +47,8 @@ def _check(spec: str, weights: str, checkpoint: str | None, num_classes: int | N
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if kind != "timm" and checkpoint is not None:
         raise ValueError(f"model {spec!r}: a checkpoint is for timm names only")
-    if kind in ("keras", "published") and num_classes is not None:
-        raise ValueError(f"model {spec!r}: num_classes is for timm names only (a Keras file fixes its head)")
+    if kind != "timm" and num_classes is not None:
+        raise ValueError(f"model {spec!r}: num_classes is for timm names only (its weights fix its head)")
     if kind == "published":
         parse_published(spec)
     return kind
@@ -60,7 +60,8 @@ def load_model(spec: str, *, weights: str = "pretrained", checkpoint: str | None
 
     For a timm name: ``checkpoint`` (a local file) wins; else ``weights="pretrained"`` takes the
     hub's weights and ``"random"`` a random init drawn from ``seed`` (the global torch generator is
-    left as it was). ``num_classes`` sets the size of a timm head; Keras files fix their own.
+    left as it was). ``num_classes`` sets the size of a timm name's head; the other specs' weights
+    fix theirs. A ValueError names a bad combination.
     """
     kind = _check(spec, weights, checkpoint, num_classes)
     if kind == "keras":
@@ -68,7 +69,7 @@ def load_model(spec: str, *, weights: str = "pretrained", checkpoint: str | None
     if kind == "published":
         return keras_loader.load_published(*parse_published(spec))
     if kind == "lite0":
-        return load_timm(LITE0_TIMM_NAME, checkpoint=lite0_state_dict(), num_classes=num_classes, label=LITE0_NAME)
+        return load_timm(LITE0_TIMM_NAME, checkpoint=lite0_state_dict(), label=LITE0_NAME)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return load_timm(spec, pretrained=checkpoint is None and weights == "pretrained", checkpoint=checkpoint,
@@ -100,10 +101,10 @@ def model_identity(spec: str, *, weights: str = "pretrained", checkpoint: str | 
     if kind == "published":
         name, path = parse_published(spec)
         return {"kind": kind, "architecture": name, "sha256": file_sha256(path)}
-    identity = {"kind": kind, "timm": timm.__version__, "num_classes": num_classes}
     if kind == "lite0":
-        return {**identity, "name": LITE0_TIMM_NAME, "checkpoint_sha256": file_sha256(lite0_checkpoint_path())}
-    identity["name"] = spec
+        return {"kind": kind, "timm": timm.__version__, "name": LITE0_TIMM_NAME,
+                "checkpoint_sha256": file_sha256(lite0_checkpoint_path())}
+    identity = {"kind": kind, "timm": timm.__version__, "name": spec, "num_classes": num_classes}
     if checkpoint is not None:
         return {**identity, "checkpoint_sha256": file_sha256(checkpoint)}
     return {**identity, "weights": weights, **({"seed": seed} if weights == "random" else {})}

@@ -72,11 +72,11 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
     stats: dict = statistics(reliable)
     figures = [
         ("accuracy_vs_tolerance", scatter(chosen, accuracy_point, tolerance_point, "accuracy (%)", tolerance_label,
-                                           f"{attack}: accuracy vs tolerance", pairs)),
-        ("accuracy_vs_alignment", scatter(chosen, accuracy_point, alignment_point, "accuracy (%)", "adversarial alignment",
-                                           f"{attack}: accuracy vs alignment", pairs)),
+                                          f"{attack}: accuracy vs tolerance", pairs)),
+        ("accuracy_vs_alignment", scatter(chosen, accuracy_point, alignment_point, "accuracy (%)",
+                                          "adversarial alignment", f"{attack}: accuracy vs alignment", pairs)),
         ("tolerance_vs_alignment", scatter(chosen, tolerance_point, alignment_point, tolerance_label,
-                                            "adversarial alignment", f"{attack}: the trade-off", pairs, front=True)),
+                                           "adversarial alignment", f"{attack}: the trade-off", pairs, front=True)),
     ]
     if attack != "l2_pgd" and reference:
         for measure in ("tolerance", "alignment"):
@@ -113,7 +113,8 @@ def build_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike,
     results, failed = load_results(store.root, accuracy_csv, pairs, arch_overrides)
     if out.exists() and not out.is_dir():
         raise SweepError(f"{out}: is a file, not a folder")
-    by_attack = {a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY if any(r.attack == a for r in results)}
+    by_attack = {a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY
+                 if any(r.attack == a for r in results)}
     md = ["# Adversarial alignment report", "",
           f"Sweep `{store.root}`: {len({r.label for r in results})} models finished, {len(failed)} failed. "
           "Tolerance is the mean perturbation norm of the fooled images in the attack's norm ([0, 1] pixel "

@@ -113,7 +113,8 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
         image = preview["images"][row].transpose(1, 2, 0)
         cells = [("image", image, None), ("human map", preview["heatmaps"][row], "viridis")]
         for r in results:
-            same = None in (r.stimuli_sha256, preview["stimuli_sha256"]) or r.stimuli_sha256 == preview["stimuli_sha256"]
+            shown = preview["stimuli_sha256"]
+            same = None in (r.stimuli_sha256, shown) or r.stimuli_sha256 == shown
             cells.append((r.label, r.folder.read_map(row) if same else "attacked on\nother stimuli", "magma"))
         for column, (title, data, cmap) in enumerate(cells):
             axes = figure.add_subplot(count, columns, row * columns + column + 1)

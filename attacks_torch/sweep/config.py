@@ -22,7 +22,8 @@ class SweepConfig:
     :meth:`resolved_attack_options`); ``lo``, ``hi``, ``tol`` and ``schedule`` set the eps search
     of the "search" attacks (PGD); ``weights`` is how timm names without a checkpoint are built
     ("pretrained": timm's hub weights, "random": a random init drawn from ``seed``);
-    ``num_classes`` sets the size of timm names' heads (Keras files and lite0 keep theirs); ``keep_maps`` perturbation maps are kept per model.
+    ``num_classes`` sets the size of timm names' heads (Keras files and lite0 keep theirs);
+    ``keep_maps`` perturbation maps are kept per model.
     Bad values raise a :class:`SweepError` naming the argument.
     """
 
@@ -44,7 +45,8 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.attack in ATTACK_REGISTRY, "attack", f"must be one of {', '.join(ATTACK_REGISTRY)}, got {self.attack!r}"),
+            (self.attack in ATTACK_REGISTRY, "attack",
+             f"must be one of {', '.join(ATTACK_REGISTRY)}, got {self.attack!r}"),
             (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}, got {self.weights!r}"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
