@@ -1,6 +1,7 @@
 """Write published-format kecam fixtures: run with the reference stack, never in the test process.
 
-    PYTHONPATH=.reference-env TF_USE_LEGACY_KERAS=1 python tests/reference/kecam_fixtures.py OUT
+    PYTHONPATH=.reference-env TF_USE_LEGACY_KERAS=1 python tests/reference/kecam_fixtures.py \
+        OUT [--full-size] [NAME ...]
 
 For each of ConvNeXt-Tiny, LeViT-128 (no distillation head) and MaxViT-Tiny, built by kecam 1.3.10
 under tf.keras 2 (reduced depth, via kecam's own base constructors with the published widths):
@@ -8,7 +9,8 @@ every weight that the constructor initialises to a constant (norm scales and off
 statistics, layer scales, attention biases) is redrawn at random, so that no part of the network
 is an identity; then it writes
 
-- ``NAME.h5``: ``save_weights`` (the published files' format),
+- ``NAME.h5``: ``save_weights`` (the published files' format; ``--full-size``: the published
+  constructor itself at 224 px, for a one-off full check),
 - ``NAME_images.npy`` and ``NAME_logits.npy``: fixed normalised images and the model's logits,
 - ``NAME_layout.json``: the FULL-size constructor's weighted layers in order (name and weight
   shapes) and its parameter count, so the full published layout is checked without its weights.
@@ -73,19 +75,19 @@ def layout(model) -> dict:
     return {"layers": layers, "params": int(model.count_params())}
 
 
-def write(name: str, out: str) -> None:
+def write(name: str, out: str, full_size: bool = False) -> None:
     tf.keras.utils.set_random_seed(SEED)
-    model, size = reduced(name)
+    model, size = (full(name), 224) if full_size else reduced(name)
     randomize_constants(model, np.random.default_rng(SEED))
     images = np.random.default_rng(SEED + 1).normal(0, 1, (2, size, size, 3)).astype(np.float32)
     with temporary_path(os.path.join(out, f"{name}.h5"), suffix=".h5") as tmp:
         model.save_weights(str(tmp))
     write_npy(os.path.join(out, f"{name}_images.npy"), images)
     write_npy(os.path.join(out, f"{name}_logits.npy"), model(images, training=False).numpy())
-    write_json(os.path.join(out, f"{name}_layout.json"), layout(full(name)))
+    write_json(os.path.join(out, f"{name}_layout.json"), layout(model if full_size else full(name)))
 
 
 if __name__ == "__main__":
-    names = sys.argv[2:] or ["convnext_tiny", "levit128", "maxvit_tiny"]
-    for model_name in names:
-        write(model_name, sys.argv[1])
+    arguments = [a for a in sys.argv[1:] if a != "--full-size"]
+    for model_name in arguments[1:] or ["convnext_tiny", "levit128", "maxvit_tiny"]:
+        write(model_name, arguments[0], full_size="--full-size" in sys.argv)
