@@ -1,6 +1,6 @@
 """``load_clickme``: ClickMe TFRecord shards -> a ``tf.data.Dataset`` of training/eval batches.
 
-Batches follow docs/data-contracts.md: ``image float32 (N, S, S, 3) in [0, 255],
+Batches follow docs/data-contracts.md: ``image`` float32 (N, S, S, 3) in [0, 255],
 ``heatmap`` float32 (N, S, S, 1) (diffused), ``label`` int64 (N,), ``token`` float32 (N,).
 """
 from __future__ import annotations
