@@ -42,8 +42,9 @@ SETUP = """
         with strategy.scope():
             model = build()
             model.load_weights(initial)
-            harmonizer = Harmonizer(model, preprocess=keras.layers.Identity(),
-                                    lambda_harmonization=2.0, lambda_weights=1e-3)
+            harmonizer = Harmonizer(model, preprocess=keras.layers.Identity(),  # the full weight
+                                    lambda_harmonization=2.0, lambda_weights=1e-3,  # from step 0
+                                    lambda_schedule="linear")
             harmonizer.compile(optimizer=recipe(0.2, epochs=1, steps_per_epoch=steps,
                                                 warmup_epochs=0))
         data = as_dataset(clickme_arrays(8 * steps, 16, 3, seed=11), 8)
