@@ -1,4 +1,4 @@
-"""The harmonization term (method.md section 1), in TensorFlow.
+"""The harmonization term (docs/method.md, "The loss"), in TensorFlow.
 
 Maps are (N, H, W) or (N, H, W, 1) tensors. ``harmonization_loss`` compares a model's saliency
 maps with human (ClickMe) maps: both are standardized and cut at zero, the human map is rescaled

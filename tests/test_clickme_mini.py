@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: stack.md trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
 import tensorflow as tf
 from skimage.transform import resize
 from sklearn.linear_model import LogisticRegression

@@ -50,7 +50,7 @@ def test_harmonization_term_reaches_resnet50v2_weights():
     gradients = harmonization_gradients(build_model("resnet50v2", 4, 64), 64)
     # d logit / d input cannot depend on the logits bias, nor on the shift of the last batch
     # norm (it only moves ReLU kinks): those two get no gradient by construction. Any other
-    # missing gradient would be a cut second-order path (stack.md traps 2 and 4).
+    # missing gradient would be a cut second-order path (docs/traps.md, traps 2 and 4).
     assert without_gradient(gradients) == {"logits/bias", "post_bn/beta"}
     assert len(gradients) == 174
 
@@ -157,11 +157,13 @@ def gate_batch(harmonizer: Harmonizer, seed: int, correct: bool) -> dict:
     return arrays
 
 
-def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path, jit_compile):
     harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
                             lambda_ramp_steps=2)
     assert harmonizer.lambda_schedule == "adaptive"
-    harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))  # frozen: every step sees accuracy 1
+    # frozen weights: every step sees accuracy 1
+    harmonizer.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
     history = harmonizer.fit(as_dataset(gate_batch(harmonizer, 4, True), 4).repeat(6), epochs=1,
                              verbose=0).history
     # Running accuracy 1/3 -> 0.400, 0.460, 0.514 (steps 0-2): the gate (7/15) opens at step 2,
