@@ -35,6 +35,18 @@ def describe_os_error(error: OSError) -> str:
 
 
 @contextlib.contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block (a full disk, a read-only folder) into an
+    ``OutputError`` naming ``path``; for writers that manage their own files (Keras, shard sets)."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(error.errno, f"cannot write {path}: {describe_os_error(error)}") from error
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; rename it to ``path`` on success.
 

@@ -11,7 +11,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +21,7 @@ from PIL import Image
 from harmonization.clickme.example import encode_example
 from harmonization.clickme.layout import LAYOUTS, array_problem, problem
 from harmonization.clickme.tfrecord import frame_record
-from harmonization.files import OutputError, describe_os_error, replace_from
+from harmonization.files import output_errors, replace_from
 
 
 def _check_example(example: Any, where: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -98,17 +98,6 @@ def encode_imagenet(image: np.ndarray, label: int, quality: int = 95) -> bytes:
     return encode_example({"image": encode_jpeg(image, quality), "label": np.int64(int(label))})
 
 
-@contextlib.contextmanager
-def _output_errors(target: str) -> Iterator[None]:
-    """An OSError (a full disk, a read-only folder) becomes a one-line OutputError naming ``target``."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as error:
-        raise OutputError(error.errno, f"cannot write {target}: {describe_os_error(error)}") from error
-
-
 def _new_temporary(directory: str, prefix: str, temporary: list[str]) -> BinaryIO:
     fd, path = tempfile.mkstemp(dir=directory, prefix=f".tmp-{prefix}-", suffix=".tfrecords")
     temporary.append(path)
@@ -131,7 +120,7 @@ def write_shards(serialized: Iterable[bytes], out_dir: str | os.PathLike, shard_
     temporary: list[str] = []
     handle = None
     try:
-        with _output_errors(os.path.join(out_dir, f"{prefix}-*.tfrecords")):
+        with output_errors(os.path.join(out_dir, f"{prefix}-*.tfrecords")):
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             for position, record in enumerate(serialized):
                 if position % shard_size == 0:
