@@ -89,7 +89,14 @@ for name in ("small_cnn.keras", "bn.keras", "bn.h5"):
     if name.startswith("bn"):
         train_mode = np.load(out / (name + ".train.npy"))
         report[name]["train_mode_gap"] = float(np.abs(train_mode - expected).max() / scale)
-print(json.dumps(report))
+bad = {}
+for name in ("text.h5", "text.keras"):  # not what their names say
+    (out / name).write_text("not a model")
+    try:
+        load_keras(out / name)
+    except ValueError as error:
+        bad[name] = str(error)
+print(json.dumps({"models": report, "bad": bad}))
 """
 
 
@@ -112,7 +119,8 @@ def saved_models(tmp_path_factory):
 def test_keras_models_give_tensorflows_logits_and_gradients_under_torch(saved_models):
     result = _run(LOAD_UNDER_TORCH, str(saved_models), backend="torch")
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    report = output["models"]
     for name, entry in report.items():
         assert entry["is_torch"] and not entry["training"], name
         assert entry["input_size"] == [32, 32], name
@@ -120,6 +128,10 @@ def test_keras_models_give_tensorflows_logits_and_gradients_under_torch(saved_mo
         assert entry["grad_norm"] > 0 and entry["grad_error"] < 1e-4, (name, entry)
     assert report["bn.keras"]["name"] == "bn"
     assert report["bn.keras"]["train_mode_gap"] > 1e-2  # so matching the logits proves training=False
+    faults = {"text.h5": "not a readable HDF5 file", "text.keras": "not a zip file"}
+    assert set(output["bad"]) == set(faults)
+    for name, message in output["bad"].items():  # one line naming the file (not "File not found")
+        assert name in message and faults[name] in message and "\n" not in message, message
 
 
 def test_keras_already_on_another_backend_is_a_clear_error(saved_models):

@@ -52,6 +52,43 @@ def published_files(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def kecam_files(tmp_path_factory) -> Path:
+    """kecam-written reduced-depth ConvNeXt-Tiny (64 px), LeViT-128 and MaxViT-Tiny files (224 px)."""
+    if not (REFERENCE_ENV / "keras_cv_attention_models").is_dir():
+        pytest.skip(f"{REFERENCE_ENV} missing")
+    out = tmp_path_factory.mktemp("kecam_published")
+    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{ROOT}", "TF_USE_LEGACY_KERAS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(WRITER.parent / "kecam_fixtures.py"), str(out),
+                             "convnext_tiny", "levit128", "maxvit_tiny"], capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out
+
+
+@pytest.mark.parametrize("name, image_size", [("convnext_tiny", 64), ("levit128", 224), ("maxvit_tiny", 224)])
+def test_kecam_files_load_through_the_registry(kecam_files, tmp_path, name, image_size):
+    """load_published reads the depths and classes off the file; any file name works."""
+    cached = tmp_path / f"{name}_harmonized"
+    shutil.copy(kecam_files / f"{name}.h5", cached)
+    model = load_published(name, cached, image_size=image_size)
+    _, backbone = split_pixel_model(model)
+    images = np.load(kecam_files / f"{name}_images.npy")  # already normalised: the backbone's input
+    assert relative_error(backbone(images).numpy(), np.load(kecam_files / f"{name}_logits.npy")) < RTOL
+    with pytest.raises(ModelFileError, match=f"another.h5: not a kecam {name} weights file"):
+        load_published(name, published_files_of_another_kind(tmp_path))
+
+
+def published_files_of_another_kind(tmp_path: Path) -> Path:
+    """A Keras 3 legacy full-model file: not a kecam weights file."""
+    import keras
+
+    path = tmp_path / "another.h5"
+    inputs = keras.Input((8, 8, 3))
+    keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs))).save(path)
+    return path
+
+
 def relative_error(logits: np.ndarray, reference: np.ndarray) -> float:
     assert logits.shape == reference.shape
     return float(np.abs(logits - reference).max() / np.abs(reference).max())
