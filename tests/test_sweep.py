@@ -24,6 +24,7 @@ from attacks_torch.sweep import (
     RESULT_COLUMNS, ModelSpec, SweepConfig, SweepError, SweepFolder, parse_model_spec, parse_models, parse_pairs,
     run_sweep,
 )
+from harmonization.clickme import encode_example, write_records
 from harmonization.files import atomic_write
 
 
@@ -362,3 +363,13 @@ def test_a_garbage_map_file_is_named_by_the_report(finished, tmp_path, capsys):
     (bad,) = [p for p in sorted((out / "convnext" / "l2_pgd" / "maps").glob("*.npy"))][:1]
     bad.write_bytes(b"not a numpy file")
     _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(bad), ".npy")
+
+
+def test_stimulus_labels_outside_the_model_classes_fail_that_model_before_any_attack(tmp_path):
+    image, heatmap = np.full((32, 32, 3), 128, np.float32), np.ones((32, 32, 1), np.float32)
+    write_records(tmp_path / "stim.tfrecords", [encode_example({"image": image.tobytes(), "heatmap": heatmap.tobytes(),
+                                                                 "label": 3})])
+    config = SweepConfig(stimuli=str(tmp_path / "stim.tfrecords"), **{**FAST, "num_classes": 2})
+    (outcome,) = run_sweep([ModelSpec("two", MODEL)], config, tmp_path / "out")
+    assert outcome.status == "failed" and "labels go up to 3, but model 'two' has 2 classes" in outcome.error
+    assert not (tmp_path / "out" / "two" / "l2_pgd" / "batches").exists()

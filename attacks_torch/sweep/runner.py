@@ -82,9 +82,17 @@ def _must_start_over(folder: ModelFolder, current: dict[str, Any], fresh: bool) 
     return bool(changes)
 
 
+def _check_labels(model: PixelModel, spec: ModelSpec, stimuli: Stimuli) -> None:
+    """A stimulus label outside the model's classes would count as misclassified: refuse it instead."""
+    top = int(stimuli.labels.max())
+    if model.num_classes is not None and top >= model.num_classes:
+        raise ValueError(f"stimuli: labels go up to {top}, but model {spec.label!r} has {model.num_classes} classes")
+
+
 def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder,
                  starts: list[int], device: torch.device, bar: tqdm, timing: dict[str, float]) -> None:
     options = config.resolved_attack_options()
+    _check_labels(model, spec, stimuli)  # before any attack when the loader knows the classes
     for start in starts:
         batch = stimuli.subset(slice(start, start + config.batch_size))
         images, heatmaps = model.resize_images(batch.images), model.resize_maps(batch.heatmaps)
@@ -92,6 +100,7 @@ def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimul
         began = time.perf_counter()
         result = find_minimal(model, images.to(device), batch.labels.to(device), config.attack,
                               attack_options=options, **config.search_settings())
+        _check_labels(model, spec, stimuli)  # else once the first pass has shown the width of the logits
         adversarial = result.adversarial.detach().cpu()
         timing["attack_s"] += time.perf_counter() - began
         measures = perturbation_measures(images, adversarial, heatmaps, result.fooled)
