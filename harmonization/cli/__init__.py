@@ -42,10 +42,12 @@ def _failure(error: BaseException, flags: dict[str, str]) -> tuple[int, str] | N
     if run_error is not None and isinstance(error, run_error.RunError):
         text = error.message(lambda field: flags.get(field, field))
         return (COLLAPSED if isinstance(error, run_error.TrainingCollapsed) else 2), text
-    if isinstance(error, (UsageError, ValueError, OutputError, FileNotFoundError,
-                          NotADirectoryError, IsADirectoryError)):
-        text = getattr(error, "strerror", None) if isinstance(error, OutputError) else None
-        return 2, (text or str(error).strip() or type(error).__name__).splitlines()[0]
+    if isinstance(error, OutputError):
+        return 2, error.strerror
+    if isinstance(error, OSError) and error.filename is not None:  # an input that cannot be read
+        return 2, f"{error.filename}: {error.strerror or type(error).__name__}"
+    if isinstance(error, (UsageError, ValueError, OSError)):
+        return 2, (str(error).strip() or type(error).__name__).splitlines()[0]
     if "harmonization.data" in sys.modules:  # a bad record met while TensorFlow reads shards
         from harmonization.data import describe_data_error
 

@@ -55,9 +55,11 @@ class RunFolder:
 
     def clear(self) -> None:
         """Remove this run's files (and nothing else in the folder): a fresh start."""
-        for path in (self.record_path, self.history_path, self.summary_path, self.model_path):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(self.backup_dir, ignore_errors=True)
+        with writing(self.out):
+            for path in (self.record_path, self.history_path, self.summary_path, self.model_path):
+                path.unlink(missing_ok=True)
+            if self.backup_dir.exists():
+                shutil.rmtree(self.backup_dir)
 
     def read_record(self) -> dict | None:
         """The recorded ``{"settings", "status", ...}``, or None for a folder without a run."""
@@ -183,7 +185,8 @@ class Backup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         target = self.folder / f"epoch-{epoch + 1:04d}.weights.h5"
-        with writing(target), temporary_path(target, suffix=".weights.h5") as tmp:
-            self.model.save_weights(tmp)
-        for _, old in self.checkpoints()[:-self.keep]:
-            old.unlink(missing_ok=True)
+        with writing(target):
+            with temporary_path(target, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+            for _, old in self.checkpoints()[:-self.keep]:
+                old.unlink(missing_ok=True)
