@@ -10,7 +10,8 @@ attack`). Prints per cell: accuracy,
 human alignment, conflict accuracy, adversarial alignment and tolerance of both, and whether the
 harmonized run collapsed (accuracy near chance, ``harmonization.metrics.near_chance``) or fell more
 than 0.05 below its control; writes benchmarks/results/harmonizer_robustness[-TAG].json after
-every cell. Finished stages are reused, so a killed run resumes where it stopped.
+every cell, with every finished cell in the output folder (so runs with different --seeds can
+share it in parallel). Finished stages are reused, so a killed run resumes where it stopped.
 Run: nice python benchmarks/harmonizer_robustness.py [--kinds edges,stripes,neighbour]
      [--seeds 0,1,2] [--epochs 12] [--out harmonizer-robustness-output] [--lambda-schedule linear]
 """
@@ -76,8 +77,11 @@ def attack(folder: pathlib.Path, splits: dict, models: dict[str, pathlib.Path],
 
 
 def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
-    """Both arms of one test bed and seed: the measures, and the collapse verdict."""
+    """Both arms of one test bed and seed: the measures, and the collapse verdict (reused from
+    the cell's result.json when it has one)."""
     folder = args.out / kind / f"seed-{seed}"
+    if (folder / "result.json").exists():
+        return json.loads((folder / "result.json").read_text())
     splits = write_testbed(kind, folder / "data", seed=seed)
     models = {arm: train(folder / arm, splits, lam, seed, args) for arm, lam in ARMS.items()}
     evaluations = {arm: evaluate(folder / arm, splits) for arm in ARMS}
@@ -93,7 +97,18 @@ def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
     harmonized, control = result["harmonized"]["accuracy"], result["control"]["accuracy"]
     result["collapsed"] = near_chance(harmonized, splits["num_classes"])
     result["within_margin"] = harmonized >= control - ACCURACY_MARGIN
+    write_json(folder / "result.json", result)
     return result
+
+
+def finished_cells(out: pathlib.Path, kinds: list[str]) -> dict[str, dict]:
+    """Every finished cell under ``out`` (also those of other runs of this script, e.g. one per
+    seed in parallel), by "kind/seed"."""
+    cells = {}
+    for kind in kinds:
+        for path in sorted((out / kind).glob("seed-*/result.json"), key=lambda p: int(p.parent.name[5:])):
+            cells[f"{kind}/{path.parent.name[5:]}"] = json.loads(path.read_text())
+    return cells
 
 
 def summary(cells: dict[str, dict]) -> dict:
@@ -131,14 +146,15 @@ def main() -> None:
     tag = f"-{args.lambda_schedule}" if args.lambda_schedule else ""
     args.out = args.out.with_name(args.out.name + tag)
     results = RESULTS / f"harmonizer_robustness{tag}.json"
-    cells: dict[str, dict] = {}
+    kinds = args.kinds.split(",")
     for seed in (int(s) for s in args.seeds.split(",")):  # every test bed once before any twice
-        for kind in args.kinds.split(","):
-            cells[f"{kind}/{seed}"] = cell(kind, seed, args)
+        for kind in kinds:
+            cell(kind, seed, args)
+            cells = finished_cells(args.out, kinds)
             write_json(results, {"epochs": args.epochs, "attack_limit": args.attack_limit,
                                  "lambda_schedule": args.lambda_schedule or "default",
                                  "cells": cells, "summary": summary(cells)})
-    print_table(cells)
+    print_table(finished_cells(args.out, kinds))
 
 
 if __name__ == "__main__":
