@@ -115,8 +115,12 @@ class ModelFolder:
 
     def remove(self) -> None:
         """Delete this model's results under this attack (nothing else in OUT)."""
-        with contextlib.suppress(FileNotFoundError):
+        try:
             shutil.rmtree(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise OutputError(error.errno, f"cannot remove {self.path}: {error.strerror}") from None
 
     def read_config(self) -> dict[str, Any] | None:
         return read_json(self.config) if self.config.exists() else None
