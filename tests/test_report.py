@@ -21,7 +21,8 @@ ZOO = [  # label, spec, class
     ("vgg16", "vgg16.tv_in1k", "CNN"), ("resnet50", "resnet50.a1_in1k", "CNN"), ("dla34", "dla34.in1k", "CNN"),
     ("mixnet_l", "mixnet_l.ft_in1k", "CNN"), ("vit_b16", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT"),
     ("deit_s", "deit_small_patch16_224.fb_in1k", "ViT"), ("swin_t", "swin_tiny_patch4_window7_224.ms_in1k", "ViT"),
-    ("volo_d1", "volo_d1_224.sail_in1k", "hybrid"), ("harmonized_vit", "runs/harmonized_vit.keras", None),
+    ("volo_d1", "volo_d1_224.sail_in1k", "hybrid"), ("maxvit_harmonized", "published:maxvit_tiny:/w/m.h5", "ViT"),
+    ("harmonized_vit", "runs/harmonized_vit.keras", None),
 ]
 
 

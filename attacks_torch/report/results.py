@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attacks_torch import zoo
+from attacks_torch.models import model_kind, parse_published
 from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
 from attacks_torch.sweep.errors import arg
 from harmonization.metrics import chance_threshold, compare_groups, model_correlation, near_chance
@@ -62,6 +63,8 @@ def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides
     for control, harmonized in pairs:
         if harmonized == label and control != label:
             return _classify(control, specs.get(control, control), [], overrides, specs)
+    if model_kind(spec) == "published":  # published:NAME:PATH is classed by its architecture NAME
+        return zoo.classify(parse_published(spec)[0])
     return zoo.classify(spec)
 
 
