@@ -40,7 +40,7 @@ class Published:
     reported_top1: float | None  # percent, read off the reference's figure
     reported_alignment: float | None  # ClickMe alignment score, percent, same figure
     control: str  # the same architecture without harmonization (keras.applications / timm)
-    signature: tuple[str, ...] = ()  # layer names every file of this architecture has
+    signatures: tuple[tuple[str, ...], ...] = ()  # a full-model file has all layer names of one of them
 
     @property
     def url(self) -> str:
@@ -57,13 +57,13 @@ PUBLISHED = {entry.name: entry for entry in (
               86_567_656, 75.7, 73.0, "timm vit_base_patch16_224.orig_in21k_ft_in1k"),
     Published("vgg16", "vgg16_harmonized.h5", "tf.keras 2 full model (VGG16, include_top, linear head)",
               138_357_544, 69.3, 62.0, "keras.applications.VGG16 / timm vgg16.tv_in1k",
-              ("block1_conv1", "block5_conv3", "fc1", "fc2")),
+              (("block1_conv1", "block5_conv3", "fc1", "fc2"),)),
     Published("resnet50v2", "resnet50v2_harmonized.h5", "tf.keras 2 full model (a ResNet-50; v1 or v2 read from the file)",
               25_613_800, 77.2, 45.0, "keras.applications.ResNet50V2 / timm resnetv2_50",
-              ("conv1_conv",)),
+              (("conv1_conv", "conv5_block3_out"), ("res2a_branch2a", "res5c_branch2c"))),  # Keras >= 2.2.3 / older names
     Published("efficientnetb0", "efficientnetB0_harmonized.h5", "efficientnet 1.1 package full model (swish, FixedDropout, softmax head)",
               5_330_564, 77.8, 45.0, "keras.applications.EfficientNetB0 / timm efficientnet_b0",
-              ("stem_conv", "block1a_dwconv", "top_conv")),
+              (("stem_conv", "block1a_dwconv", "top_conv"),)),
     Published("convnext_tiny", "convnext_tiny_harmonized.h5", "kecam ConvNeXtTiny(classifier_activation=None), weights only",
               28_589_128, None, None, "keras.applications.ConvNeXtTiny / timm convnext_tiny"),
     Published("maxvit_tiny", "maxvit_tiny_harmonized.h5", "kecam MaxViT_Tiny(classifier_activation=None), weights only",
@@ -92,10 +92,11 @@ def _vit_backbone(stored: LegacyFile) -> keras.Model:
 def _full_backbone(entry: Published) -> Callable[[LegacyFile], keras.Model]:
     def load(stored: LegacyFile) -> keras.Model:
         found = layer_names_of(stored)
-        if stored.config is not None and not set(entry.signature) <= found:
+        if stored.config is not None and not any(set(names) <= found for names in entry.signatures):
             model_name = stored.config.get("config", {}).get("name", "?")
+            missing = sorted(set(entry.signatures[0]) - found)[0]
             raise ModelFileError(f"model file {stored.path}: holds a model named {model_name!r}, "
-                                 f"not {entry.name} (no layer {sorted(set(entry.signature) - found)[0]!r})")
+                                 f"not {entry.name} (no layer {missing!r})")
         return load_full_model(stored)
     return load
 
