@@ -30,8 +30,8 @@ RENAMED_ACTIVATIONS = {"swish": "silu"}
 DROPPED_KEYS = {"DepthwiseConv2D": ("groups",)}
 
 
-def translate_config(stored: LegacyFile) -> tuple[dict, str]:
-    """The Keras 3 config of the file's model with a linear head, and the head's stored activation."""
+def translate_config(stored: LegacyFile) -> dict:
+    """The Keras 3 config of the file's model, with a linear head."""
     config = stored.config
     if config is None:
         raise ModelFileError(f"model file {stored.path}: holds weights only, no model_config "
@@ -51,7 +51,10 @@ def translate_config(stored: LegacyFile) -> tuple[dict, str]:
         activation = layer["config"].get("activation")
         if isinstance(activation, str):
             layer["config"]["activation"] = RENAMED_ACTIVATIONS.get(activation, activation)
-    (head_name, *_), = [output[:1] for output in config["output_layers"]]
+    if len(config["output_layers"]) != 1:
+        raise ModelFileError(f"model file {stored.path}: {len(config['output_layers'])} outputs, "
+                             "expected one classifier")
+    head_name = config["output_layers"][0][0]
     head = next(layer for layer in config["layers"] if layer["config"].get("name") == head_name)
     if head["class_name"] != "Dense":
         raise ModelFileError(f"model file {stored.path}: its output layer {head_name!r} is a "
@@ -61,12 +64,12 @@ def translate_config(stored: LegacyFile) -> tuple[dict, str]:
         raise ModelFileError(f"model file {stored.path}: classifier activation "
                              f"{head_activation!r}, expected linear or softmax")
     head["config"]["activation"] = "linear"
-    return config, head_activation
+    return config
 
 
 def load_full_model(stored: LegacyFile) -> keras.Model:
     """The file's network in Keras 3 (logits out, the file's weights in)."""
-    config, _ = translate_config(stored)
+    config = translate_config(stored)
     try:
         model = keras.Model.from_config(config)
     except (TypeError, ValueError, KeyError) as error:
