@@ -73,5 +73,10 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
            if result["gaming"] else f"ok (margin {result['gaming_margin']})"),
     ]
     if conflict is not None:
-        lines.append(f"  conflict-split accuracy   {conflict['accuracy']:.4f} ({conflict['count']} images)")
+        lines.append(conflict_line(conflict))
     print("\n".join(lines), flush=True)
+
+
+def conflict_line(conflict: dict) -> str:
+    """The summary line of a conflict-split evaluation."""
+    return f"  conflict-split accuracy   {conflict['accuracy']:.4f} ({conflict['count']} images)"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import UsageError, flag_names, number, positive_int, print_evaluation
+from harmonization.cli.common import (UsageError, conflict_line, flag_names, number, positive_int,
+                                      print_evaluation)
 
 
 def add_parser(commands) -> None:
@@ -58,8 +59,11 @@ def evaluate(args: argparse.Namespace) -> dict:
                  num_classes=int(model.output_shape[-1]), deterministic=True)
     evaluator = ClickMeEvaluator(model)
     result = evaluator(load_clickme(args.data, args.split, **shape))
-    conflict = evaluator(load_clickme(args.conflict, args.split, **shape)) if args.conflict else None
-    print_evaluation(os.path.basename(args.weights), result, conflict)
+    print_evaluation(os.path.basename(args.weights), result)  # shown before anything else can fail
+    conflict = None
+    if args.conflict:
+        conflict = evaluator(load_clickme(args.conflict, args.split, **shape))
+        print(conflict_line(conflict), flush=True)
     payload = {"weights": args.weights, "data": args.data, "evaluation": public(result),
                "conflict": None if conflict is None else {"data": args.conflict,
                                                           "accuracy": conflict["accuracy"],
