@@ -94,3 +94,15 @@ def test_every_weight_gets_the_harmonization_gradient(name):
     assert all(np.isfinite(g.numpy()).all() for g in gradients.values() if g is not None)
     missing = {path for path, g in gradients.items() if g is None or not np.any(g.numpy())}
     assert missing == exempt(gradients)
+
+
+def test_a_trained_vit_saves_and_loads_as_a_keras_file(tmp_path):
+    """``harmonize train --model vit_b16`` writes model.keras; evaluation loads it back."""
+    from harmonization.models import load_harmonized
+
+    model = small_vit()
+    redraw_constants(model)
+    model.save(tmp_path / "model.keras")
+    pixels = clickme_arrays(2, 32, CLASSES)["image"]
+    np.testing.assert_allclose(load_harmonized(tmp_path / "model.keras")(pixels).numpy(),
+                               model(pixels).numpy(), rtol=1e-5, atol=1e-5)
