@@ -32,6 +32,7 @@ HISTORY = "history.csv"
 SUMMARY = "summary.json"
 MODEL = "model.keras"
 BACKUP = "backup"
+STATUSES = ("running", "collapsed", "complete")
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.weights\.h5")
 
 
@@ -74,6 +75,8 @@ class RunFolder:
             record = json.loads(self.record_path.read_text())
             if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
                 raise ValueError("no settings")
+            if record.get("status") not in STATUSES:
+                raise ValueError(f"status {record.get('status')!r}")
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(lambda name: (
@@ -82,7 +85,7 @@ class RunFolder:
         return record
 
     def write_record(self, settings: dict, status: str, **details) -> None:
-        """Record the run's settings and its status ("running", "collapsed", "complete")."""
+        """Record the run's settings and its status (one of ``STATUSES``)."""
         write_json(self.record_path, {"settings": settings, "status": status, **details})
 
     def read_history(self) -> list[dict]:

@@ -136,7 +136,8 @@ def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
         raise StaleRunError(build, changed)
     if record["status"] == "collapsed" and config.collapse_guard:
         raise TrainingCollapsed(lambda name: (
-            f"{folder.out}: {record['message']}; {name('fresh')} starts over, "
+            f"{folder.out}: {record.get('message', 'the collapse guard stopped it')}; "
+            f"{name('fresh')} starts over, "
             f"{name('collapse_guard')} continues it"))
     return record
 
