@@ -118,7 +118,8 @@ def replace_from(tmp_path: str | os.PathLike, path: str | os.PathLike) -> None:
 @contextlib.contextmanager
 def temporary_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """A fresh temporary file name beside ``path`` (with ``suffix``, which some writers need); on
-    success of the block it is renamed over ``path`` by ``replace_from``, on failure removed."""
+    success of the block it is renamed over ``path`` by ``replace_from``, on failure removed. An
+    ``OSError`` inside the block becomes an ``OutputError`` naming ``path``."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,8 @@ def temporary_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except OSError as error:
         raise OutputError(error.errno, f"cannot write {path}: {describe_os_error(error)}") from error
     try:
-        yield Path(tmp)
+        with output_errors(path):
+            yield Path(tmp)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

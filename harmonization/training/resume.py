@@ -8,7 +8,6 @@ model and optimizer after NNNN epochs; the newest two are kept), and, once the r
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import errno
 import json
@@ -17,12 +16,11 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 
-from harmonization.files import OutputError, atomic_write, temporary_path, write_json
+from harmonization.files import OutputError, atomic_write, output_errors, temporary_path, write_json
 from harmonization.training.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,14 +47,14 @@ class RunFolder:
 
     def prepare(self) -> None:
         """Create the folder; an ``OutputError`` naming it when it is a file or cannot be made."""
-        with writing(self.out):
+        with output_errors(self.out):
             if self.out.exists() and not self.out.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
             self.out.mkdir(parents=True, exist_ok=True)
 
     def clear(self) -> None:
         """Remove this run's files (and nothing else in the folder): a fresh start."""
-        with writing(self.out):
+        with output_errors(self.out):
             for path in (self.record_path, self.history_path, self.summary_path, self.model_path):
                 path.unlink(missing_ok=True)
             if self.backup_dir.exists():
@@ -101,19 +99,6 @@ class RunFolder:
             raise ConfigError(lambda name: (
                 f"{self.history_path}: not a readable history ({error}); "
                 f"{name('fresh')} starts over")) from None
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an ``OSError`` of a writer that needs a file name (Keras) into an ``OutputError``
-    naming ``path``."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as error:
-        raise OutputError(error.errno, f"cannot write {path}: "
-                                       f"{error.strerror or type(error).__name__}") from error
 
 
 def _number(text: str | None) -> float:
@@ -188,7 +173,7 @@ class Backup(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         target = self.folder / f"epoch-{epoch + 1:04d}.weights.h5"
-        with writing(target):
+        with output_errors(target):
             with temporary_path(target, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
             for _, old in self.checkpoints()[:-self.keep]:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from harmonization.files import write_json
+from harmonization.files import output_errors, write_json
 from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
-from harmonization.training.resume import (Backup, HistoryWriter, RunFolder, changed_settings,
-                                           writing)
+from harmonization.training.resume import Backup, HistoryWriter, RunFolder, changed_settings
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -280,7 +279,7 @@ def _save_and_evaluate(config: TrainConfig, folder: RunFolder, harmonizer, val) 
     from harmonization.data import load_clickme
     from harmonization.evaluation import evaluate_clickme, public
 
-    with writing(folder.model_path):
+    with output_errors(folder.model_path):
         harmonizer.save_pixel_model(folder.model_path)
     results = {"validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
     if config.conflict:
