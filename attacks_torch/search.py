@@ -8,20 +8,29 @@ A sample whose interval has converged, or that the model already misclassifies, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from attacks_torch.attacks import cross_entropy_gradient
-from attacks_torch.attacks._common import check_batch, flat_norms
+from attacks_torch.attacks._common import check_batch, flat_norms, label_margins
 from attacks_torch.attacks.registry import ATTACK_REGISTRY, attack_entry, resolve_attack_options
+from attacks_torch.attacks.schedules import (
+    SCHEDULES,
+    Outcome,
+    Schedule,
+    Trial,
+    default_ladder_start,
+    ladder_schedule,
+    reference_schedule,
+    secant_schedule,
+)
 from attacks_torch.models.counting import CountingModel
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 ATTACKS = tuple(ATTACK_REGISTRY)
-SCHEDULES = ("ladder", "reference")
 SEARCH_ATTACKS = tuple(name for name, entry in ATTACK_REGISTRY.items() if entry.kind == "search")
 SEARCH_SETTINGS = ("lo", "hi", "tol", "schedule", "ladder_start", "batch_size")
 
@@ -61,89 +70,20 @@ class SearchResult:
         return len(self.eps)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one sample's schedule concluded: smallest fooling eps (inf if none) and its bracket."""
-
-    eps: float
-    lower: float
-    fooled_at_hi: bool
-
-
-Schedule = Generator[float, bool, Outcome]
-
-
-def _bisect(lower: float, upper: float, tol: float) -> Generator[float, bool, tuple[float, float]]:
-    while upper - lower >= tol:
-        middle = lower + (upper - lower) / 2
-        if (yield middle):
-            upper = middle
-        else:
-            lower = middle
-    return lower, upper
-
-
-def ladder_rungs(hi: float, start: float) -> list[float]:
-    """start, 2 start, 4 start, ... below hi, then hi."""
-    rungs = []
-    rung = start
-    while rung < hi * (1 - 1e-9):
-        rungs.append(rung)
-        rung *= 2
-    return [*rungs, hi]
-
-
-def default_ladder_start(lo: float, hi: float) -> float:
-    """hi / 64, or hi / 2^k for the largest k < 6 that keeps it above lo."""
-    halvings = min(6, math.ceil(math.log2(hi / lo)) - 1)
-    return hi / 2**halvings
-
-
-def ladder_schedule(lo: float, hi: float, tol: float | None, start: float) -> Schedule:
-    """Climb the rungs until one fools, probe ``hi`` once if the ladder stopped below it, then bisect
-    between the last rung that failed (or ``lo``) and the first that fooled. ``tol=None``: stop when
-    the interval is narrower than 1 % of the fooling rung."""
-    lower = lo
-    for rung in ladder_rungs(hi, start):
-        if (yield rung):
-            break
-        lower = rung
-    else:
-        return Outcome(math.inf, hi, False)
-    fooled_at_hi = True if rung == hi else (yield hi)
-    lower, upper = yield from _bisect(lower, rung, 0.01 * rung if tol is None else tol)
-    return Outcome(upper, lower, fooled_at_hi)
-
-
-def reference_schedule(lo: float, hi: float, tol: float | None) -> Schedule:
-    """The reference code's: give up unless ``hi`` fools; then probe eps 1 and bisect [lo, 1]
-    (``tol`` 0.01 by default) if it fools, else [1, hi] (``tol`` 0.1 by default).
-
-    Not copied from it: its bisection attacked every midpoint with the probe's eps (1) instead of
-    the midpoint; here each midpoint is attacked at its own eps.
-    """
-    if not (yield hi):
-        return Outcome(math.inf, hi, False)
-    if (yield 1.0):
-        lower, upper = yield from _bisect(lo, 1.0, 0.01 if tol is None else tol)
-    else:
-        lower, upper = yield from _bisect(1.0, hi, 0.1 if tol is None else tol)
-    return Outcome(upper, lower, True)
-
-
 def _chunks(rows: list[int], size: int | None) -> Iterator[list[int]]:
     size = size or max(len(rows), 1)
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 
 
-def _predict(counter: CountingModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    predictions = []
+def _clean_logits(counter: CountingModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """The logits of the clean images, on CPU."""
+    logits = []
     with torch.no_grad():
         for chunk in _chunks(list(range(len(images))), batch_size):
             index = torch.tensor(chunk, dtype=torch.int64)
-            predictions.append(counter.restrict(index)(images[index.to(images.device)]).argmax(1).cpu())
-    return torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.int64)
+            logits.append(counter.restrict(index)(images[index.to(images.device)]).cpu())
+    return torch.cat(logits) if logits else torch.zeros(0, 0)
 
 
 def _first_gradients(
@@ -159,13 +99,30 @@ def _first_gradients(
 
 
 def _clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor,
-                batch_size: int | None) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor]:
+                batch_size: int | None) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Count passes from here on and predict the clean images (checked by the caller): the images
-    the model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred, attacked)."""
+    the model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred,
+    attacked, clean logits on CPU)."""
     counter = CountingModel(model, images.shape[0])
     labels_cpu = labels.cpu()
-    clean_pred = _predict(counter, images, batch_size)
-    return counter, labels_cpu, clean_pred, clean_pred == labels_cpu
+    logits = _clean_logits(counter, images, batch_size)
+    clean_pred = logits.argmax(1) if len(logits) else torch.zeros(0, dtype=torch.int64)
+    return counter, labels_cpu, clean_pred, clean_pred == labels_cpu, logits
+
+
+def _first_order_guesses(logits: torch.Tensor, labels: torch.Tensor, gradients: torch.Tensor,
+                         norm: str) -> torch.Tensor:
+    """Per image, the eps at which the margin, linearised at the clean image, reaches 0.
+
+    With one competing class c, the cross-entropy gradient is -(1 - p_label) times the margin's
+    gradient, so the margin falls at rate |gradient| / (1 - p_label) per unit of L2 step and
+    reaches 0 at margin (1 - p_label) / |gradient| (DeepFool's linear step; for an L-inf step the
+    rate is the gradient's L1 norm). inf where the gradient vanishes."""
+    margins = label_margins(logits, labels).double()
+    others = logits.scatter(1, labels[:, None], float("-inf")).logsumexp(1)
+    rest = (others - logits.logsumexp(1)).double().exp()  # 1 - p_label, without cancellation
+    norms = flat_norms(gradients, 1.0 if norm == "linf" else 2.0).cpu().double()  # the dual norm of the step's
+    return torch.where(norms > 0, margins * rest / norms, torch.full_like(norms, math.inf))
 
 
 def minimum_tol(hi: float, dtype: torch.dtype = torch.float32) -> float:
@@ -186,8 +143,17 @@ def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder
         raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
     if schedule == "reference" and not lo < 1.0 < hi:
         raise ValueError(f"schedule='reference' probes eps 1, so it needs lo < 1 < hi; got lo={lo}, hi={hi}")
-    if schedule == "ladder" and not lo < ladder_start <= hi:
+    if schedule != "reference" and not lo < ladder_start <= hi:
         raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} for [{lo}, {hi}]")
+
+
+def _schedule(name: str, lo: float, hi: float, tol: float | None, ladder_start: float, clean_margin: float,
+              first_guess: float) -> Schedule:
+    if name == "secant":
+        return secant_schedule(lo, hi, tol, ladder_start, clean_margin, first_guess)
+    if name == "ladder":
+        return ladder_schedule(lo, hi, tol, ladder_start)
+    return reference_schedule(lo, hi, tol)
 
 
 def minimal_epsilon(
@@ -231,17 +197,18 @@ def minimal_epsilon(
     check_batch(images, labels, options["bounds"])
     _check_search(lo, hi, tol, schedule, ladder_start, images.dtype)
     n = images.shape[0]
-    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size)
+    counter, labels_cpu, clean_pred, attacked, clean_logits = _clean_pass(model, images, labels, batch_size)
+    clean_margins = label_margins(clean_logits, labels_cpu).double()
 
     rows = torch.nonzero(attacked).flatten().tolist()
     reuse_first_step = not options["random_start"]
+    guesses = torch.full((n,), math.inf, dtype=torch.float64)
     if reuse_first_step:
         first_gradients = _first_gradients(counter, images, labels, rows, batch_size)
-    schedules: dict[int, Schedule] = {}
-    for i in rows:
-        schedules[i] = (
-            ladder_schedule(lo, hi, tol, ladder_start) if schedule == "ladder" else reference_schedule(lo, hi, tol)
-        )
+        guesses = _first_order_guesses(clean_logits, labels_cpu, first_gradients, entry.norm)
+    schedules: dict[int, Schedule] = {
+        i: _schedule(schedule, lo, hi, tol, ladder_start, float(clean_margins[i]), float(guesses[i])) for i in rows
+    }
     pending = {i: next(s) for i, s in schedules.items()}
     outcomes: dict[int, Outcome] = {}
     adversarial = images.detach().clone()
@@ -259,24 +226,28 @@ def minimal_epsilon(
                 first_gradient=first_gradients[on_device] if reuse_first_step else None, **options,
             )
             with torch.no_grad():
-                pred = view(x_adv).argmax(1).cpu()
+                logits = view(x_adv)
+            pred = logits.argmax(1).cpu()
+            margins = label_margins(logits, labels[on_device]).tolist()
             fooled = pred != labels_cpu[index]
             keep = (fooled & (eps < smallest_fooling[index])) | (~fooled & torch.isinf(smallest_fooling[index]))
             adversarial[on_device[keep.to(images.device)]] = x_adv[keep.to(images.device)]
             adv_pred[index[keep]] = pred[keep]
             smallest_fooling[index[fooled]] = torch.minimum(smallest_fooling[index[fooled]], eps[fooled])
-            for i, was_fooled in zip(chunk, fooled.tolist()):
+            for i, was_fooled, margin in zip(chunk, fooled.tolist(), margins):
                 try:
-                    pending[i] = schedules[i].send(was_fooled)
+                    pending[i] = schedules[i].send(Trial(was_fooled, margin))
                 except StopIteration as stop:
                     outcomes[i] = stop.value
                     del pending[i]
 
     eps_out = torch.full((n,), math.nan, dtype=torch.float64)
     eps_lower = torch.full((n,), math.nan, dtype=torch.float64)
-    fooled_at_hi = torch.zeros(n, dtype=torch.bool)
+    fooled_at_hi = None if schedule == "secant" else torch.zeros(n, dtype=torch.bool)
     for i, outcome in outcomes.items():
-        eps_out[i], eps_lower[i], fooled_at_hi[i] = outcome.eps, outcome.lower, outcome.fooled_at_hi
+        eps_out[i], eps_lower[i] = outcome.eps, outcome.lower
+        if fooled_at_hi is not None:
+            fooled_at_hi[i] = outcome.fooled_at_hi
     return SearchResult(
         eps=eps_out, adversarial=adversarial, fooled=torch.isfinite(eps_out), attacked=attacked,
         clean_pred=clean_pred, adv_pred=adv_pred, forward_passes=counter.forward_passes,
@@ -291,7 +262,7 @@ def _minimum_norm(model: Model, images: torch.Tensor, labels: torch.Tensor, atta
     options = resolve_attack_options(attack, attack_options)
     n = images.shape[0]
     check_batch(images, labels, options["bounds"])
-    counter, labels_cpu, clean_pred, attacked = _clean_pass(model, images, labels, batch_size)
+    counter, labels_cpu, clean_pred, attacked, _ = _clean_pass(model, images, labels, batch_size)
     adversarial = images.detach().clone()
     adv_pred = clean_pred.clone()
     for chunk in _chunks(torch.nonzero(attacked).flatten().tolist(), batch_size):

@@ -10,16 +10,9 @@ from torch import nn
 from torch_helpers import PeriodicModel, cnn, lite0, synthetic_images, test_batch  # noqa: F401  (fixtures)
 
 from attacks_torch.attacks import pgd
+from attacks_torch.attacks.schedules import Trial, ladder_rungs, ladder_schedule, reference_schedule, secant_schedule
 from attacks_torch.models import PixelModel, bundled_photos
-from attacks_torch.search import (
-    ATTACKS,
-    find_minimal,
-    ladder_rungs,
-    ladder_schedule,
-    minimal_epsilon,
-    minimum_tol,
-    reference_schedule,
-)
+from attacks_torch.search import ATTACKS, find_minimal, minimal_epsilon, minimum_tol
 
 
 def _fools(model, images, labels, eps, **kwargs):
@@ -27,12 +20,13 @@ def _fools(model, images, labels, eps, **kwargs):
         return model(pgd(model, images, labels, eps, **kwargs)).argmax(1) != labels
 
 
-def _drive(schedule, fools):
-    """Run one sample's schedule against an oracle fools(eps) -> bool; return the eps tried and the outcome."""
+def _drive(schedule, fools, margin=lambda eps: 0.0):
+    """Run one sample's schedule against oracles fools(eps) -> bool and margin(eps) -> float;
+    return the eps tried and the outcome."""
     tried = [next(schedule)]
     while True:
         try:
-            tried.append(schedule.send(fools(tried[-1])))
+            tried.append(schedule.send(Trial(fools(tried[-1]), margin(tried[-1]))))
         except StopIteration as stop:
             return tried, stop.value
 
@@ -92,7 +86,7 @@ def _search(schedule="ladder"):
     return images, labels, minimal_epsilon(trained_cnn(), images, labels, schedule=schedule)
 
 
-@pytest.mark.parametrize("schedule", ["ladder", "reference"])
+@pytest.mark.parametrize("schedule", ["ladder", "reference", "secant"])
 def test_each_eps_fools_and_the_tried_lower_end_does_not(cnn, schedule):  # noqa: F811
     images, labels, result = _search(schedule)
     fooled = result.fooled
@@ -187,15 +181,17 @@ def _random_model(seed: int) -> PixelModel:
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), projection=st.sampled_from(["sphere", "ball"]))
-def test_search_invariants_on_random_models(seed, n, projection):
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), projection=st.sampled_from(["sphere", "ball"]),
+       schedule=st.sampled_from(["ladder", "secant"]))
+def test_search_invariants_on_random_models(seed, n, projection, schedule):
     model = _random_model(seed)
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, 8, 8, generator=generator)
     with torch.no_grad():
         labels = model(images).argmax(1)
     labels[0] = (labels[0] + 1) % 3
-    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, attack_options={"projection": projection})
+    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, schedule=schedule,
+                             attack_options={"projection": projection})
     assert not result.attacked[0] and result.attacked[1:].all()
     assert torch.isnan(result.eps[~result.attacked]).all() and not torch.isnan(result.eps[result.attacked]).any()
     assert torch.equal(result.fooled, torch.isfinite(result.eps))
@@ -237,7 +233,7 @@ def test_real_model_search_fools_each_bundled_photo():
     assert (result.adv_pred != photos.labels).all()
 
 
-@pytest.mark.parametrize("schedule", ["ladder", "reference"])
+@pytest.mark.parametrize("schedule", ["ladder", "reference", "secant"])
 def test_the_smallest_accepted_tol_finishes(cnn, test_batch, schedule):  # noqa: F811
     """At the resolution floor the bisection still ends: each try narrows the interval."""
     images, labels = test_batch
@@ -257,3 +253,96 @@ def test_find_minimal_refuses_settings_that_are_not_its_own(cnn, test_batch):  #
         find_minimal(cnn, images, labels, "ddn", hi=1.0)
     with pytest.raises(ValueError, match="attack: expected one of l2_pgd, linf_pgd, cw_l2, ddn"):
         find_minimal(cnn, images, labels, "fgsm")
+
+
+def _ladder_tol(eps: float, hi: float = 10.0) -> float:
+    """The ladder's default tolerance for an image it answered with ``eps``: 1 % of its fooling rung."""
+    return 0.01 * min(r for r in ladder_rungs(hi, hi / 64) if r >= eps * (1 - 1e-9))
+
+
+def _assert_same_answers(ladder, secant):
+    assert torch.equal(ladder.fooled, secant.fooled) and torch.equal(ladder.attacked, secant.attacked)
+    for i in torch.nonzero(ladder.fooled).flatten().tolist():
+        assert abs(ladder.eps[i] - secant.eps[i]) <= _ladder_tol(float(ladder.eps[i])), (i, ladder.eps[i], secant.eps[i])
+
+
+@settings(max_examples=60, deadline=None)
+@given(threshold=st.floats(0.0015, 9.9), curvature=st.floats(0.0, 3.0), slope=st.floats(0.2, 20.0),
+       guess_error=st.sampled_from([math.inf, 0.5, 1.0, 2.0]), tol=st.sampled_from([None, 0.05]))
+def test_secant_brackets_the_crossing_of_a_falling_margin_in_fewer_tries_than_the_ladder(
+        threshold, curvature, slope, guess_error, tol):
+    def margin(eps):  # falls with eps, crossing 0 at threshold; curvature bends it
+        return slope * (threshold - eps) + curvature * (threshold**2 - eps**2)
+
+    def fools(eps):
+        return eps >= threshold
+
+    secant = secant_schedule(0.001, 10.0, tol, 10.0 / 64, margin(0.0), first_guess=threshold * guess_error)
+    tried, outcome = _drive(secant, fools, margin)
+    assert outcome.lower < threshold <= outcome.eps
+    assert outcome.eps - outcome.lower < (_ladder_tol(threshold) if tol is None else tol)
+    assert len(tried) == len(set(tried))
+    ladder_tried, ladder_outcome = _drive(ladder_schedule(0.001, 10.0, tol, 10.0 / 64), fools)
+    assert len(tried) <= len(ladder_tried)
+    assert abs(outcome.eps - ladder_outcome.eps) <= (_ladder_tol(threshold) if tol is None else tol)
+
+
+def test_secant_gives_up_where_no_eps_up_to_hi_fools():
+    tried, outcome = _drive(secant_schedule(0.001, 10.0, None, 10.0 / 64, 5.0), lambda eps: False,
+                            lambda eps: 5.0 - 0.1 * eps)
+    assert outcome.eps == math.inf and tried[-1] == 10.0 and not outcome.fooled_at_hi
+
+
+@functools.lru_cache(maxsize=None)
+def _timm_batch(name: str):
+    from attacks_torch.models import load_model
+
+    model = load_model(name, weights="random", num_classes=10, seed=0).eval()
+    images = torch.rand(6, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        labels = model(images).argmax(1)  # its own predictions: every image is attacked
+    return model, images, labels
+
+
+@pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
+def test_secant_agrees_with_the_ladder_on_tiny_timm_models_at_fewer_passes(name):
+    model, images, labels = _timm_batch(name)
+    ladder = minimal_epsilon(model, images, labels, schedule="ladder")
+    secant = minimal_epsilon(model, images, labels, schedule="secant")
+    assert ladder.fooled.all()
+    _assert_same_answers(ladder, secant)
+    assert (secant.backward_passes <= ladder.backward_passes).all()
+    assert (secant.forward_passes <= ladder.forward_passes).all()
+    assert secant.fooled_at_hi is None and secant.schedule == "secant"
+    with torch.no_grad():
+        assert (model(secant.adversarial).argmax(1) != labels).all()
+
+
+def test_secant_agrees_with_the_ladder_where_success_is_not_monotonic():
+    model = PeriodicModel((3, 16, 16), period=10.0 / 5.75)
+    images = torch.stack([model.image_at(float(z)) for z in torch.tensor([0.25, 0.2, 0.3, 0.1]) * model.period])
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    ladder = minimal_epsilon(model, images, labels, schedule="ladder")
+    secant = minimal_epsilon(model, images, labels, schedule="secant")
+    assert ladder.fooled.all() and not ladder.fooled_at_hi.any()  # fooled at small eps, not at hi
+    _assert_same_answers(ladder, secant)
+    assert (secant.backward_passes <= ladder.backward_passes).all()
+
+
+def test_secant_agrees_with_the_ladder_on_the_tiny_cnn(cnn):  # noqa: F811
+    images, labels, ladder = _search("ladder")
+    _, _, secant = _search("secant")
+    _assert_same_answers(ladder, secant)
+    assert (secant.backward_passes <= ladder.backward_passes).all()
+    assert secant.backward_passes[secant.attacked].sum() * 2 <= ladder.backward_passes[ladder.attacked].sum()
+
+
+def test_secant_gives_an_image_the_same_eps_alone_and_in_any_batch(cnn):  # noqa: F811
+    images, labels, batched = _search("secant")
+    order = torch.tensor([5, 11, 0, 7, 2, 9])  # another batch: other neighbours, other positions
+    shuffled = minimal_epsilon(cnn, images[order], labels[order], schedule="secant", batch_size=4)
+    assert torch.equal(shuffled.eps.nan_to_num(-1), batched.eps[order].nan_to_num(-1))
+    for i in range(len(images)):
+        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1], schedule="secant")
+        assert torch.equal(alone.eps.nan_to_num(-1), batched.eps[i : i + 1].nan_to_num(-1))
+        assert alone.backward_passes.item() == batched.backward_passes[i]

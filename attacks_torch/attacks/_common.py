@@ -48,6 +48,13 @@ def flat_norms(tensor: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     return torch.linalg.vector_norm(tensor.flatten(1), ord=p, dim=1)
 
 
+def label_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Logit of the label minus the largest other logit, per sample: negative where misclassified."""
+    true = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf"))
+    return true - others.max(1).values
+
+
 def restrict(model: Model, index: torch.Tensor) -> Model:
     """The model as seen by the sub-batch ``index``: a pass-counting model charges only those rows."""
     narrow = getattr(model, "restrict", None)

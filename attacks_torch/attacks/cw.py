@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from attacks_torch.attacks._common import Model, check_batch, flat_norms, restrict, view_as_images
+from attacks_torch.attacks._common import Model, check_batch, flat_norms, label_margins, restrict, view_as_images
 
 
 class _Adam:
@@ -23,13 +23,6 @@ class _Adam:
         m_hat = self.m[index] / (1 - self.beta1**t)
         v_hat = self.v[index] / (1 - self.beta2**t)
         return self.lr * m_hat / (v_hat.sqrt() + 1e-8)
-
-
-def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logit of the label minus the largest other logit, per sample."""
-    true = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return true - others.max(1).values
 
 
 def carlini_wagner_l2(
@@ -86,7 +79,7 @@ def carlini_wagner_l2(
             with torch.enable_grad():
                 perturbed = torch.tanh(w0[active] + d) * half + centre
                 logits = restrict(model, active)(perturbed)
-                hinge = (_margin(logits, labels[active]) + confidence).clamp_min(0) * consts_device[active]
+                hinge = (label_margins(logits, labels[active]) + confidence).clamp_min(0) * consts_device[active]
                 loss = hinge + (perturbed - x_rebuilt[active]).flatten(1).square().sum(1)
                 (grad,) = torch.autograd.grad(loss.sum(), d)
             delta[active] = delta[active] - adam.step(active, grad, step + 1)
