@@ -42,6 +42,27 @@ def test_mini_cue_agreement_sets_how_often_the_cue_names_the_label(tmp_path, cap
     assert (cues["conflict_cue"] != cues["conflict_label"]).any()  # the conflict split ignores it
 
 
+def test_mini_kind_writes_another_test_bed_with_its_own_class_count(tmp_path, capsys):
+    from harmonization.data.testbeds import DEFAULT_CLASSES
+
+    assert main(["mini", "--out", str(tmp_path), "--kind", "stripes", *MINI_SIZES]) == 0
+    splits = json.loads(capsys.readouterr().out)
+    assert splits["num_classes"] == DEFAULT_CLASSES["stripes"] != 4
+    assert sorted(os.listdir(tmp_path)) != [] and os.path.dirname(splits["train"]) == str(tmp_path)
+
+
+def test_zoo_lists_the_seven_published_files_with_their_download_location(capsys):
+    from harmonization.models.published import PUBLISHED_NAMES, URL
+
+    assert main(["zoo", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in table] == list(PUBLISHED_NAMES) and len(table) == 7
+    assert all(row["url"] == URL.format(file=row["file"]) for row in table)
+    assert main(["zoo"]) == 0
+    printed = capsys.readouterr().out
+    assert all(row["file"] in printed and row["url"] in printed for row in table)
+
+
 def train_argv(mini, out) -> list[str]:
     return ["train", "--model", "small_cnn", "--train", str(mini / "train-*"),
             "--val", str(mini / "val-*"), "--epochs", "2", "--out", str(out), "--image-size", "32",
@@ -198,6 +219,10 @@ def bad_invocations(mini, trained, tmp_path):
                           "--cue-agreement: 1.5 must be in (0, 1]"),
         "long warm-up": (train + ["--model", "small_cnn", "--epochs", "1", "--warmup-epochs", "3"],
                          "--warmup-epochs 3.0 exceeds --epochs 1"),
+        "not a published spec": (["check-accuracy", "--model", "vgg16", "--imagenet-val", str(tmp_path)],
+                                 "--model 'vgg16': expected published:NAME:PATH"),
+        "missing published file": (["check-accuracy", "--model", f"published:vgg16:{tmp_path / 'no.h5'}",
+                                    "--imagenet-val", str(tmp_path)], str(tmp_path / "no.h5")),
     }
 
 

@@ -1,4 +1,4 @@
-"""``harmonize mini``: write ClickMe-mini and print its split globs."""
+"""``harmonize mini``: write ClickMe-mini (or another synthetic test bed) and print its split globs."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +9,17 @@ from harmonization.cli.common import flag_names, fraction, non_negative_int, num
 
 def add_parser(commands) -> None:
     """Add the ``mini`` subcommand."""
-    generate = commands.add_parser("mini", help="write ClickMe-mini, print the split globs")
+    from harmonization.data.testbeds import KINDS
+
+    generate = commands.add_parser("mini", help="write ClickMe-mini or another test bed, print the split globs")
     generate.add_argument("--out", required=True)
+    generate.add_argument("--kind", choices=KINDS, default="mini",
+                          help="which generated data set (docs/clickme-mini.md): ClickMe-mini or a test "
+                               "bed with another shortcut, objects and class count")
     generate.add_argument("--seed", type=non_negative_int, default=0)
     generate.add_argument("--image-size", type=number(int, 16), default=32)
-    generate.add_argument("--num-classes", type=number(int, 2), default=4)
+    generate.add_argument("--num-classes", type=number(int, 2), default=None,
+                          help="default: the kind's own (4 for ClickMe-mini)")
     generate.add_argument("--train-size", type=positive_int, default=2000)
     generate.add_argument("--val-size", type=positive_int, default=400)
     generate.add_argument("--conflict-size", type=positive_int, default=400)
@@ -24,12 +30,14 @@ def add_parser(commands) -> None:
 
 
 def mini(args: argparse.Namespace) -> dict:
-    """Write ClickMe-mini to ``--out`` and print its split globs as JSON."""
-    from harmonization.data import clickme_mini
+    """Write the ``--kind`` data set to ``--out`` and print its split globs as JSON."""
+    from harmonization.data.testbeds import write_testbed
 
-    splits = clickme_mini(args.out, seed=args.seed, image_size=args.image_size,
-                          num_classes=args.num_classes, train_size=args.train_size,
-                          val_size=args.val_size, conflict_size=args.conflict_size,
-                          stimuli_per_class=args.stimuli_per_class, cue_agreement=args.cue_agreement)
+    options = dict(image_size=args.image_size, train_size=args.train_size, val_size=args.val_size,
+                   conflict_size=args.conflict_size, stimuli_per_class=args.stimuli_per_class,
+                   cue_agreement=args.cue_agreement)
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    splits = write_testbed(args.kind, args.out, seed=args.seed, **options)
     print(json.dumps(splits, indent=1))
     return splits
