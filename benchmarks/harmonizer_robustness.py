@@ -68,12 +68,18 @@ def evaluate(folder: pathlib.Path, splits: dict) -> dict:
 def attack(folder: pathlib.Path, splits: dict, models: dict[str, pathlib.Path],
            limit: int) -> dict[str, dict]:
     out = folder / "attacks"
-    if not (out / "summary.csv").exists():
+
+    def finished() -> dict[str, dict]:
+        if not (out / "summary.csv").exists():
+            return {}
+        with open(out / "summary.csv") as handle:
+            return {row["model"]: row for row in csv.DictReader(handle) if row["attack"] == "l2_pgd"}
+
+    if not set(models) <= set(finished()):  # the summary lists the models attacked so far
         specs = ",".join(f"{name}={path}" for name, path in models.items())
         run("attacks_torch.cli", "attack", "--models", specs, "--stimuli", splits["stimuli"],
             "--out", out, "--attack", "l2_pgd", "--limit", limit, "--no-progress")
-    with open(out / "summary.csv") as handle:
-        return {row["model"]: row for row in csv.DictReader(handle) if row["attack"] == "l2_pgd"}
+    return finished()
 
 
 def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
