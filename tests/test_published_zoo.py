@@ -174,6 +174,17 @@ for fixture, name in files.items():
         "grad_norm": float(grad.norm()), "input_size": list(model.input_size),
         "mean": list(model.mean), "std": list(model.std), "training": model.training,
     }
+kecam_dir, mean, std = Path(sys.argv[3]), np.array(sys.argv[4].split(","), float), np.array(sys.argv[5].split(","), float)
+for name in ("levit128", "maxvit_tiny"):  # kecam files at 224 px; their images are normalised already
+    model = load_published(name, kecam_dir / f"{name}.h5")
+    images = np.load(kecam_dir / f"{name}_images.npy") * std + mean  # back to [0, 1] units
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2)).float().requires_grad_(True)
+    logits = model(x)
+    (grad,) = torch.autograd.grad(logits[:, 0].sum(), x)
+    expected = np.load(kecam_dir / f"{name}_logits.npy")
+    report[name] = {"error": float(np.abs(logits.detach().numpy() - expected).max() / np.abs(expected).max()),
+                    "grad_norm": float(grad.norm()), "input_size": list(model.input_size),
+                    "mean": list(model.mean), "std": list(model.std), "training": model.training}
 refused = {}
 for fixture in ("vgg16", "vit_b16"):
     try:
@@ -184,20 +195,22 @@ print(json.dumps({"models": report, "refused": refused}))
 """
 
 
-def test_attack_ready_under_torch_with_tensorflows_logits(published_files):
+def test_attack_ready_under_torch_with_tensorflows_logits(published_files, kecam_files):
     """[0, 1] NCHW input, the published mean / std inside the PixelModel, gradients reach pixels."""
     files = {fixture: name for fixture, name in FILES.items() if fixture != "resnet50"}  # one ResNet
     result = run_python(UNDER_TORCH, env={"KERAS_BACKEND": "torch"}, timeout=600,
-                        args=(str(published_files), json.dumps(files)))
+                        args=(str(published_files), json.dumps(files), str(kecam_files),
+                              ",".join(map(str, IMAGENET_MEAN)), ",".join(map(str, IMAGENET_STD))))
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for fixture, entry in report["models"].items():
         assert entry["error"] < RTOL, (fixture, entry)
         assert entry["grad_norm"] > 0 and not entry["training"], (fixture, entry)
-        assert entry["input_size"] == [32, 32], (fixture, entry)
+        assert entry["input_size"] == ([224, 224] if fixture in ("levit128", "maxvit_tiny") else [32, 32]), fixture
         np.testing.assert_allclose(entry["mean"], IMAGENET_MEAN)
         np.testing.assert_allclose(entry["std"], IMAGENET_STD)
     for fixture, message in report["refused"].items():  # the old x * 255 path refuses, and says why
         assert "not a pixel model" in message and "published:NAME:" in message, message
         assert "\n" not in message
     assert set(report["refused"]) == {"vgg16", "vit_b16"}
+    assert {"levit128", "maxvit_tiny"} <= set(report["models"])
