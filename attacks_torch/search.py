@@ -1,7 +1,7 @@
 """The minimal-eps search (the paper's Algorithm 1), batched, and one entry point for every attack.
 
-Each sample runs its own schedule of eps values to try (a generator that is sent "fooled or not"
-after each try); the driver gathers the samples that still have an eps to try, attacks exactly
+Each sample runs its own schedule of eps values to try (a generator that is sent the
+:class:`~attacks_torch.attacks.schedules.Trial` of each try: fooled or not, and the final margin); the driver gathers the samples that still have an eps to try, attacks exactly
 those in one batch with their per-sample eps, and charges each sample the passes it took part in.
 A sample whose interval has converged, or that the model already misclassifies, costs nothing more.
 """
@@ -176,8 +176,11 @@ def minimal_epsilon(
     up to ``hi`` fools gets eps = inf. ``schedule="ladder"`` (default) first climbs the rungs
     ``ladder_start``, 2 ``ladder_start``, ... , ``hi`` (default: :func:`default_ladder_start`) so an
     image fooled at a small eps but not at a large one (sphere projection overshoots) is found;
-    ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect). The result
-    records for both whether the attack at ``hi`` fools (``fooled_at_hi``). ``batch_size`` caps how
+    ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect); both record
+    whether the attack at ``hi`` fools (``fooled_at_hi``). ``"secant"`` finds the same crossing at
+    the ladder's tolerance from the attack's margins, at about a third to a half of its passes
+    (:func:`~attacks_torch.attacks.schedules.secant_schedule`, docs/search.md); its
+    ``fooled_at_hi`` is ``None``. ``batch_size`` caps how
     many images go through the model at once; ``attack_options`` go to :func:`pgd` (steps,
     step_size, projection, rel_step_size, random_start, bounds; see :func:`resolve_attack_options`). Deterministic unless
     ``random_start``: the same image gets the same eps alone or in any batch.

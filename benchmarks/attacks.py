@@ -1,17 +1,19 @@
-"""Attack engine: batched vs image-by-image minimal-eps search, our DDN vs foolbox DDN and FMN, both schedules.
+"""Attack engine: the search schedules side by side, batched vs image-by-image search, our DDN vs foolbox.
 
-Models: the offline ImageNet efficientnet-lite0 on the bundled photos (and their mirror images), and
-the tests' tiny CNN on 32x32 synthetic images. Targets: the batched search at least 3x faster than
-the same search image by image, at identical eps; our DDN within 2 % of foolbox DDN's median norm
-at no more wall time. Prints one block per model and writes benchmarks/results/attacks.json.
-Run: python benchmarks/attacks.py [--device cuda] [--threads N] [--steps 100]
+Models: the offline ImageNet efficientnet-lite0 on the bundled photos (and their mirror images), the
+tests' tiny CNN on 32x32 synthetic images, and timm's test_resnet and test_vit (random weights, 10
+classes, their own predictions as labels). Targets: the secant schedule at least 2x fewer model
+passes per image than the ladder with no image's eps differing by more than the ladder's tolerance
+and the same fooled set; the batched search at least 3x faster than the same search image by
+image, at identical eps; our DDN within 2 % of foolbox DDN's median norm at no more wall time.
+Passes are counted exactly (CountingModel). Prints one block per model and writes
+benchmarks/results/attacks.json. Run: python benchmarks/attacks.py [--device cuda] [--threads N]
+[--steps 100] [--models test_resnet,test_vit] [--schedules-only]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import pathlib
 import sys
 import time
@@ -25,9 +27,13 @@ sys.path.insert(0, str(ROOT / "tests"))  # the tiny trained CNN the tests use
 from torch_helpers import synthetic_images, trained_cnn  # noqa: E402
 
 from attacks_torch.models import bundled_photos, load_efficientnet_lite0  # noqa: E402
+from harmonization.files import write_json  # noqa: E402
 from attacks_torch.models.counting import CountingModel  # noqa: E402
 from attacks_torch.attacks import ddn  # noqa: E402
+from attacks_torch.attacks.schedules import ladder_rungs  # noqa: E402
+from attacks_torch.models import load_model  # noqa: E402
 from attacks_torch.search import minimal_epsilon  # noqa: E402
+
 
 try:
     import foolbox
@@ -64,13 +70,43 @@ def _timed(device, fn):
     return value, time.perf_counter() - start
 
 
-def _search_rows(model, images, labels, device) -> tuple[list[dict], dict]:
+def _schedule_comparison(results: dict) -> dict:
+    """Per schedule: passes per attacked image, their ratio to the ladder's, and the images whose
+    answer differs from the ladder's (fooled set, or eps by more than the ladder's tolerance)."""
+    ladder = results["ladder"]
+    attacked = ladder.attacked
+    tolerance = torch.tensor([0.01 * min(r for r in ladder_rungs(10.0, 10.0 / 64) if r >= e * (1 - 1e-9))
+                              if math.isfinite(e) else math.nan for e in ladder.eps.tolist()], dtype=torch.float64)
+    ladder_passes = float(ladder.forward_passes[attacked].sum() + ladder.backward_passes[attacked].sum())
+    comparison = {}
+    for schedule, result in results.items():
+        fooled_same = torch.equal(result.fooled, ladder.fooled)
+        both = ladder.fooled & result.fooled
+        differing = int((~(result.fooled == ladder.fooled)).sum() + ((result.eps - ladder.eps).abs()[both]
+                                                                      > tolerance[both] + 1e-12).sum())
+        passes = float(result.forward_passes[attacked].sum() + result.backward_passes[attacked].sum())
+        comparison[schedule] = {
+            "forward_per_image": float(result.forward_passes[attacked].double().mean()),
+            "backward_per_image": float(result.backward_passes[attacked].double().mean()),
+            "passes_ratio_to_ladder": ladder_passes / passes,
+            "same_fooled_set": fooled_same,
+            "images_differing": differing,
+        }
+    return comparison
+
+
+def _search_rows(model, images, labels, device, schedules_only: bool) -> tuple[list[dict], dict]:
     rows, results = [], {}
-    for schedule in ("ladder", "reference"):
+    for schedule in ("ladder", "secant", "reference"):
         result, wall = _timed(device, lambda: minimal_epsilon(model, images, labels, schedule=schedule))
         results[schedule] = result
         rows.append(_row(f"search batched ({schedule})", images, labels, result.adversarial, result.fooled,
                          result.attacked, result.backward_passes, result.forward_passes, wall))
+    schedules = _schedule_comparison(results)
+    for row, schedule in zip(rows, results):
+        schedules[schedule]["wall_s"] = row["wall_s"]
+    if schedules_only:
+        return rows, {"schedules": schedules}
     singles, wall = _timed(device, lambda: [minimal_epsilon(model, images[i : i + 1], labels[i : i + 1])
                                             for i in range(len(images))])
     eps = torch.cat([s.eps for s in singles])
@@ -84,7 +120,8 @@ def _search_rows(model, images, labels, device) -> tuple[list[dict], dict]:
     delta_norms = [(a - images).flatten(1).norm(dim=1) for a in (adversarial, batched.adversarial)]
     norm_gap = (delta_norms[0] - delta_norms[1]).abs().max().item()
     compare = {
-        "speedup_batched_vs_per_image": rows[2]["wall_s"] / rows[0]["wall_s"],
+        "schedules": schedules,
+        "speedup_batched_vs_per_image": rows[3]["wall_s"] / rows[0]["wall_s"],
         "eps_identical": bool(same_outcome and torch.equal(eps[both], batched.eps[both])),
         "eps_differing_images": int((eps.nan_to_num(-1) != batched.eps.nan_to_num(-1)).sum()),
         "max_l2_norm_gap": norm_gap,
@@ -131,18 +168,34 @@ def _min_norm_rows(model, images, labels, steps, device) -> list[dict]:
     return rows
 
 
+def _own_predictions(model, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random 64 px images and the model's own predictions as labels (random weights are right on none)."""
+    images = torch.rand(n, 3, 64, 64, generator=torch.Generator().manual_seed(3)).to(device)
+    with torch.no_grad():
+        return images, model(images).argmax(1)
+
+
 def _lite0_batch(device):
     photos = bundled_photos()
     images = torch.cat([photos.images, photos.images.flip(-1)])  # mirror images keep their labels
     return images.to(device), torch.cat([photos.labels, photos.labels]).to(device)
 
 
-def _print_block(title: str, rows: list[dict], compare: dict) -> None:
+def _print_block(title: str, rows: list[dict], compare: dict, schedules_only: bool) -> None:
     print(f"== {title}")
     print(f"  {'method':32s} {'median L2':>9s} {'fooled':>8s} {'grads/img':>9s} {'fwd/img':>8s} {'wall s':>8s}")
     for r in rows:
         print(f"  {r['method']:32s} {r['median_l2']:9.4f} {r['fooled']:>3d}/{r['attacked']:<4d} "
               f"{r['grads_per_image']:9.1f} {r['forwards_per_image']:8.1f} {r['wall_s']:8.2f}")
+    for schedule, c in compare["schedules"].items():
+        print(f"  {schedule:9s}: {c['forward_per_image']:5.1f} fwd + {c['backward_per_image']:5.1f} bwd per image, "
+              f"{c['passes_ratio_to_ladder']:.2f}x fewer passes than ladder, same fooled set {c['same_fooled_set']}, "
+              f"{c['images_differing']} images differ, {c['wall_s']:.2f} s")
+    secant = compare["schedules"]["secant"]
+    met = secant["passes_ratio_to_ladder"] >= 2 and secant["images_differing"] == 0
+    print(f"  secant target (>= 2x fewer passes, no image differing): {'met' if met else 'MISSED'}")
+    if schedules_only:
+        return
     speedup = compare["speedup_batched_vs_per_image"]
     print(f"  batched vs per image: {speedup:.2f}x faster (target >= 3x: {'met' if speedup >= 3 else 'MISSED'}), "
           f"eps identical: {compare['eps_identical']} ({compare['eps_differing_images']} images differ), "
@@ -168,7 +221,11 @@ def main() -> None:
     parser.add_argument("--tf32", action="store_true",
                         help="allow TF32 convolutions and matmuls on CUDA (PyTorch's cuDNN default; off here, "
                              "since its batch-size-dependent rounding changes borderline search decisions)")
-    parser.add_argument("--models", default="efficientnet_lite0_imagenet,tiny_cnn", help="comma-separated subset")
+    parser.add_argument("--models", default="efficientnet_lite0_imagenet,tiny_cnn,test_resnet,test_vit",
+                        help="comma-separated subset")
+    parser.add_argument("--timm-images", type=int, default=16, help="random images for the timm test models")
+    parser.add_argument("--schedules-only", action="store_true",
+                        help="only the schedules side by side (no per-image search, no minimum-norm attacks)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads or DEFAULT_THREADS)
     device = torch.device(args.device)
@@ -179,6 +236,10 @@ def main() -> None:
         "efficientnet_lite0_imagenet": (lambda: load_efficientnet_lite0().to(device), lambda: _lite0_batch(device)),
         "tiny_cnn": (lambda: trained_cnn().to(device), lambda: (cnn_images.to(device), cnn_labels.to(device))),
     }
+    for timm_name in ("test_resnet", "test_vit"):
+        cases[timm_name] = (lambda timm_name=timm_name: load_model(timm_name, weights="random", num_classes=10,
+                                                                   seed=0).eval().to(device),
+                            lambda: None)
     report = {"device": str(device), "threads": torch.get_num_threads(), "steps": args.steps,
               "tf32": args.tf32, "foolbox": getattr(foolbox, "__version__", None), "models": {}}
     for name in args.models.split(","):
@@ -186,10 +247,10 @@ def main() -> None:
             parser.error(f"--models: unknown {name!r}; choose from {sorted(cases)}")
         load, batch = cases[name]
         model = load()
-        images, labels = batch()
+        images, labels = batch() or _own_predictions(model, args.timm_images, device)
         minimal_epsilon(model, images[:2], labels[:2], hi=0.5)  # warm-up
-        rows, compare = _search_rows(model, images, labels, device)
-        min_norm = _min_norm_rows(model, images, labels, args.steps, device)
+        rows, compare = _search_rows(model, images, labels, device, args.schedules_only)
+        min_norm = [] if args.schedules_only else _min_norm_rows(model, images, labels, args.steps, device)
         if len(min_norm) > 1:
             compare["ddn_norm_ratio"] = min_norm[0]["median_l2"] / min_norm[1]["median_l2"]
             compare["ddn_wall_ratio"] = min_norm[0]["wall_s"] / min_norm[1]["wall_s"]
@@ -201,13 +262,10 @@ def main() -> None:
         title = (f"{name}: {len(images)} images {tuple(images.shape[1:])}, {device}"
                  + (f", tf32 {'on' if args.tf32 else 'off'}" if device.type == "cuda" else "")
                  + f", {torch.get_num_threads()} threads")
-        _print_block(title, rows, compare)
+        _print_block(title, rows, compare, args.schedules_only)
         report["models"][name] = {"images": len(images), "rows": rows, **compare}
-    out = ROOT / "benchmarks" / "results" / "attacks.json"
-    out.parent.mkdir(exist_ok=True)
-    partial = out.with_suffix(".json.partial")
-    partial.write_text(json.dumps(report, indent=2))
-    os.replace(partial, out)
+    write_json(ROOT / "benchmarks" / "results" / ("attack_schedules.json" if args.schedules_only else "attacks.json"),
+               report)
 
 
 if __name__ == "__main__":
