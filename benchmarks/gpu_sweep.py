@@ -2,9 +2,10 @@
 channels_last, torch.compile and bf16 autocast.
 
 1000 synthetic 224 px stimuli per model (random weights, 10 classes, the model's own predictions as
-labels), the library's default search schedule (``--schedule`` picks another). Reports per configuration: images per second, seconds per
-1000 images, peak GPU memory, the share of wall time outside the model passes (the counted forward
-and backward passes times the measured cost of one of each on a full batch), passes per image, and whether eps agrees with the fp32 run within the
+labels), the library's default search schedule (``--schedule`` picks another). Reports per
+configuration: images per second, seconds per 1000 images, peak GPU memory, the share of wall time
+outside the model passes (the counted forward and backward passes times the measured cost of one
+of each on a full batch), passes per image, and whether eps agrees with the fp32 run within the
 ladder's tolerance (an option that changes results is reported as such). Target on one H200: a
 1000-image resnet50 sweep in under 60 s. Needs torch and timm, not TensorFlow (nothing here imports
 it). Without a CUDA device it says so and exits 0, unless ``--device cpu`` asks for a CPU run (a
@@ -129,6 +130,14 @@ def _agreement(row: dict, reference: dict) -> dict:
     return {"images_differing_from_fp32": differing, "changes_results": differing > 0}
 
 
+def _verdict(row: dict) -> str:
+    if "changes_results" not in row:
+        return ""
+    if row["changes_results"]:
+        return f"changes results ({row['images_differing_from_fp32']} images)"
+    return "same eps as fp32"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -166,8 +175,7 @@ def main() -> None:
                   f"outside model passes {row['share_outside_model_passes']:.0%} "
                   f"{row['forward_per_image']:.1f} fwd + {row['backward_per_image']:.1f} bwd/img "
                   f"peak {row['peak_gpu_memory_gib'] or 0:.1f} GiB "
-                  f"{'changes results (' + str(row['images_differing_from_fp32']) + ' images)' if row.get('changes_results') else 'same eps as fp32' if 'changes_results' in row else ''}",
-                  flush=True)
+                  f"{_verdict(row)}", flush=True)
     print(f"wrote {out}", file=sys.stderr)
 
 
