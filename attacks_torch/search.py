@@ -2,7 +2,8 @@
 
 Each sample runs its own schedule of eps values to try (a generator that is sent the
 :class:`~attacks_torch.attacks.schedules.Trial` of each try: fooled or not, and the final
-margin); the driver gathers the samples that still have an eps to try, attacks exactly those in one batch with their per-sample eps, and charges each sample the passes it took part in.
+margin); the driver gathers the samples that still have an eps to try, attacks exactly those in
+one batch with their per-sample eps, and charges each sample the passes it took part in.
 A sample whose interval has converged, or that the model already misclassifies, costs nothing more.
 """
 from __future__ import annotations
