@@ -1,7 +1,7 @@
 """``adv-align``: attack models on ClickMe stimuli, report the paper's figures, list the model zoo.
 
     adv-align attack --models NAMES|FILE --stimuli PATH --out DIR [--attack l2_pgd] [--batch-size B]
-                     [--device cpu|cuda] [--schedule ladder|reference] [--lo L] [--hi H] [--limit N]
+                     [--device cpu|cuda] [--schedule ladder|reference|secant] [--lo L] [--hi H] [--limit N]
                      [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
                      [--attack-options JSON] [--pgd-steps N] [--pgd-step-size S] [--projection sphere|ball]
                      [--cw-const C] [--cw-steps N] [--cw-lr LR] [--ddn-steps N] [--ddn-gamma G] [--fresh]
@@ -90,7 +90,7 @@ def _build_parser() -> _Parser:
     attack.add_argument("--attack-options", default=None, metavar="JSON",
                         help='options of the attack as a JSON object, e.g. \'{"steps": 5}\' (the flags below win)')
     attack.add_argument("--pgd-steps", type=_positive_int, default=None, help="PGD steps per eps")
-    attack.add_argument("--pgd-step-size", type=float, default=None, help="PGD step size, a multiple of eps")
+    attack.add_argument("--pgd-step-size", type=float, default=None, help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
     attack.add_argument("--projection", default=None, choices=PROJECTIONS, help="PGD projection onto the eps set")
     attack.add_argument("--cw-const", type=float, default=None, help="C&W initial constant")
     attack.add_argument("--cw-steps", type=_positive_int, default=None, help="C&W optimisation steps per constant")

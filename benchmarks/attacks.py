@@ -24,15 +24,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_THREADS = torch.get_num_threads()
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny trained CNN the tests use
 
-from torch_helpers import synthetic_images, trained_cnn  # noqa: E402
+from builders import synthetic_images, trained_cnn  # noqa: E402
 
-from attacks_torch.models import bundled_photos, load_efficientnet_lite0  # noqa: E402
-from harmonization.files import write_json  # noqa: E402
-from attacks_torch.models.counting import CountingModel  # noqa: E402
 from attacks_torch.attacks import ddn  # noqa: E402
 from attacks_torch.attacks.schedules import ladder_rungs  # noqa: E402
-from attacks_torch.models import load_model  # noqa: E402
+from attacks_torch.models import LITE0_NAME, load_model  # noqa: E402
+from attacks_torch.models.counting import CountingModel  # noqa: E402
+from attacks_torch.photos import bundled_photos  # noqa: E402
 from attacks_torch.search import minimal_epsilon  # noqa: E402
+from harmonization.files import write_json  # noqa: E402
 
 
 try:
@@ -233,7 +233,7 @@ def main() -> None:
 
     cnn_images, cnn_labels = synthetic_images(args.cnn_images, seed=7)
     cases = {
-        "efficientnet_lite0_imagenet": (lambda: load_efficientnet_lite0().to(device), lambda: _lite0_batch(device)),
+        "efficientnet_lite0_imagenet": (lambda: load_model(LITE0_NAME).to(device), lambda: _lite0_batch(device)),
         "tiny_cnn": (lambda: trained_cnn().to(device), lambda: (cnn_images.to(device), cnn_labels.to(device))),
     }
     for timm_name in ("test_resnet", "test_vit"):

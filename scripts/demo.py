@@ -89,7 +89,7 @@ def write_photo_stimuli(args: argparse.Namespace) -> Path:
     if not list(folder.glob("*.tfrecords")):
         import numpy as np
 
-        from attacks_torch.models import bundled_photos
+        from attacks_torch.photos import bundled_photos
         from harmonization.clickme import write_clickme
 
         images, labels, _ = bundled_photos()

@@ -1,6 +1,40 @@
-"""Test-wide settings: no model hub, quiet TensorFlow, headless plotting."""
+"""Test-wide settings (no model hub, quiet TensorFlow, headless plotting) and shared fixtures.
+
+``harmonization`` is imported first, so triton loads before any test module imports TensorFlow
+(docs/traps.md, trap 1). The builders the fixtures use live in ``builders.py``.
+"""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import harmonization  # noqa: E402,F401  (before TensorFlow)
+import pytest  # noqa: E402
+
+import builders  # noqa: E402
+
+
+@pytest.fixture
+def cnn():
+    """The tiny CNN trained on synthetic 32 px images (the same object for the whole session)."""
+    return builders.trained_cnn()
+
+
+@pytest.fixture
+def test_batch():
+    """12 held-out images and labels (a different seed from the training set)."""
+    return builders.synthetic_images(12, seed=7)
+
+
+@pytest.fixture(scope="session")
+def published_files(tmp_path_factory):
+    """Files in every published full-model / ViT format, written once per session by the reference
+    constructors (tests/reference/write_published.py): see ``builders.write_published_files``."""
+    return builders.write_published_files(tmp_path_factory.mktemp("published"))
+
+
+@pytest.fixture(scope="session")
+def kecam_files(tmp_path_factory):
+    """kecam-written reduced-depth ConvNeXt-Tiny, LeViT-128 and MaxViT-Tiny files, once per session."""
+    return builders.write_kecam_files(tmp_path_factory.mktemp("kecam"))

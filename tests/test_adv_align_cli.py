@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from torch_helpers import SWEEP_MODEL as MODEL
-from torch_helpers import cli_args, make_checkpoint, make_stimuli
+from builders import SWEEP_MODEL as MODEL
+from builders import cli_args, make_checkpoint, make_stimuli
 
 from attacks_torch import zoo
 from attacks_torch.attacks.registry import ATTACK_REGISTRY

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from torch_helpers import cnn, synthetic_images  # noqa: F401  (fixture)
+from builders import synthetic_images
 
 from attacks_torch.attacks import carlini_wagner_l2, ddn, pgd
 from attacks_torch.attacks.registry import ATTACK_REGISTRY, resolve_attack_options

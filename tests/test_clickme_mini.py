@@ -9,7 +9,7 @@ import pytest
 
 import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
 import tensorflow as tf
-from skimage.transform import resize
+from builders import object_features
 from sklearn.linear_model import LogisticRegression
 
 from harmonization.data import clickme_mini, diffuse_heatmaps, load_clickme
@@ -101,16 +101,6 @@ def test_the_cue_agrees_with_the_label_as_designed(mini):
         assert low <= (seen == labels).mean() <= high, split  # a cue-only classifier's accuracy
     assert np.bincount(splits["stimuli"]["label"]).tolist() == [25] * 4
     assert [len(splits[s]["label"]) for s in ("train", "val", "conflict")] == [2000, 400, 400]
-
-
-def object_features(masks):
-    """The object's mask cropped to its bounding box and resized to 8x8: shape, not place or size."""
-    features = []
-    for mask in masks:
-        rows, cols = np.nonzero(mask)
-        crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(float)
-        features.append(resize(crop, (8, 8), anti_aliasing=True).ravel())
-    return np.array(features)
 
 
 def test_the_object_marked_by_the_human_map_names_the_class(mini):

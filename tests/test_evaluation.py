@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tf_helpers import as_dataset
+from builders import as_dataset
 import keras
 import tensorflow as tf
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-import tf_helpers  # noqa: F401  (loads harmonization before TensorFlow)
+import builders  # noqa: F401  (loads harmonization before TensorFlow)
 import keras
 
 from harmonization.metrics import chance_threshold

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-import tf_helpers  # noqa: F401  (loads harmonization before TensorFlow)
+import builders  # noqa: F401  (loads harmonization before TensorFlow)
 import keras
 
 from harmonization.cli import main

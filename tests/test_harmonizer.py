@@ -8,7 +8,7 @@ import signal
 import numpy as np
 import pytest
 
-from tf_helpers import as_dataset, clickme_arrays, run_python  # loads harmonization first
+from builders import as_dataset, clickme_arrays, run_python  # loads harmonization first
 import keras
 import tensorflow as tf
 
@@ -193,7 +193,7 @@ GATE_ON_TWO_REPLICAS = """
     import numpy as np
     import tensorflow as tf
     sys.path.insert(0, sys.argv[2])
-    from tf_helpers import as_dataset, clickme_arrays
+    from builders import as_dataset, clickme_arrays
     from harmonization.training import Harmonizer
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -352,7 +352,7 @@ def test_bad_batches_and_arguments_are_refused():
 KILL_AND_RESUME = """
     import os, signal, sys
     sys.path.insert(0, sys.argv[3])
-    from tf_helpers import as_dataset, clickme_arrays
+    from builders import as_dataset, clickme_arrays
     import keras
     import numpy as np
     from harmonization.models import build_model

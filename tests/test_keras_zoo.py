@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tf_helpers import clickme_arrays
+from builders import clickme_arrays
 import keras
 
 from harmonization.models import MODEL_NAMES, build_model, load_harmonized, split_pixel_model

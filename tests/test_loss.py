@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-import tf_helpers  # noqa: F401  (loads harmonization before TensorFlow)
+import builders  # noqa: F401  (loads harmonization before TensorFlow)
 import keras
 import tensorflow as tf
 

@@ -1,7 +1,7 @@
 """DDN and Carlini-Wagner L2 against foolbox's implementations, and what their outputs guarantee."""
 import foolbox
 import torch
-from torch_helpers import cnn, synthetic_images  # noqa: F401  (fixture)
+from builders import synthetic_images
 
 from attacks_torch.attacks import carlini_wagner_l2, ddn
 from attacks_torch.models.counting import CountingModel

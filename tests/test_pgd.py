@@ -5,7 +5,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch_helpers import cnn, test_batch  # noqa: F401  (fixtures)
 
 from attacks_torch.attacks import cross_entropy_gradient, pgd
 from attacks_torch.models.counting import CountingModel

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
-from torch_helpers import lite0
+from builders import lite0
 
-from attacks_torch.models import PixelModel, bundled_photos, load_model, load_timm, model_identity
+from attacks_torch.models import PixelModel, load_model, load_timm, model_identity
+from attacks_torch.photos import bundled_photos
 from attacks_torch.models import keras_loader
 
 

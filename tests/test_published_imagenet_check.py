@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf_helpers import clickme_arrays  # noqa: F401  (loads harmonization before TensorFlow)
+from builders import clickme_arrays  # noqa: F401  (loads harmonization before TensorFlow)
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 

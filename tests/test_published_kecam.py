@@ -17,19 +17,14 @@ import importlib
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tf_helpers import run_python
+from builders import run_python
 
-import keras  # noqa: E402  (after tf_helpers, which settles the import order)
+import keras  # noqa: E402  (after builders, which settles the import order)
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_ENV = ROOT / ".reference-env"
-FIXTURE_WRITER = ROOT / "tests" / "reference" / "kecam_fixtures.py"
 RTOL = 1e-4  # of the largest reference logit, elementwise
 
 # name -> (module, builder, the reduced configuration that kecam_fixtures.py builds in kecam)
@@ -44,21 +39,6 @@ REDUCED = {
 def build(name: str, reduced: bool = True) -> keras.Model:
     module, builder, config = REDUCED[name]
     return getattr(importlib.import_module(module), builder)(**(config if reduced else {}))
-
-
-@pytest.fixture(scope="session")
-def kecam_files(tmp_path_factory) -> Path:
-    """The kecam-written fixtures of all models, made once per test session."""
-    if not (REFERENCE_ENV / "keras_cv_attention_models").is_dir():
-        pytest.skip(f"{REFERENCE_ENV} missing: pip install --no-deps --target .reference-env "
-                    "-r tests/reference/requirements.txt")
-    out = tmp_path_factory.mktemp("kecam")
-    env = {**os.environ, "PYTHONPATH": str(REFERENCE_ENV), "TF_USE_LEGACY_KERAS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, str(FIXTURE_WRITER), str(out), *REDUCED],
-                            capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return out
 
 
 def assert_logits_match(logits: np.ndarray, reference: np.ndarray) -> None:

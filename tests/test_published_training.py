@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tf_helpers import clickme_arrays
-import keras  # noqa: E402  (after tf_helpers, which settles the import order)
+from builders import clickme_arrays
+import keras  # noqa: E402  (after builders, which settles the import order)
 import tensorflow as tf  # noqa: E402
 
 from harmonization.loss import harmonization_loss  # noqa: E402

@@ -11,59 +11,20 @@ ImageNet mean / std) applied once.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tf_helpers import run_python
+from builders import PUBLISHED_FIXTURES, run_python
 
 from harmonization.models import (IMAGENET_MEAN, IMAGENET_STD, ModelFileError, load_published,  # noqa: E402
                                   split_pixel_model)
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_ENV = ROOT / ".reference-env"
-WRITER = ROOT / "tests" / "reference" / "write_published.py"
 RTOL = 1e-4  # of the largest reference logit
-# fixture file -> the published name it is loaded as (resnet50: a ResNet v1 in the resnet50v2 slot)
-FILES = {"vit_b16": "vit_b16", "vgg16": "vgg16", "resnet50v2": "resnet50v2", "resnet50": "resnet50v2",
-         "efficientnetb0": "efficientnetb0"}
-
-
-@pytest.fixture(scope="session")
-def published_files(tmp_path_factory) -> Path:
-    """Reference-written files of every architecture, made once per test session."""
-    if not (REFERENCE_ENV / "vit_keras").is_dir():
-        pytest.skip(f"{REFERENCE_ENV} missing: pip install --no-deps --upgrade --target "
-                    ".reference-env -r tests/reference/requirements.txt")
-    out = tmp_path_factory.mktemp("published")
-    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{WRITER.parent / 'shims'}",
-           "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, str(WRITER), str(out), *FILES], capture_output=True,
-                            text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {entry["keras"] for entry in report.values()} == {"tf_keras"}  # the legacy stack wrote them
-    assert report["efficientnetb0"]["last_activation"] == "softmax"  # the package's head
-    return out
-
-
-@pytest.fixture(scope="session")
-def kecam_files(tmp_path_factory) -> Path:
-    """kecam-written reduced-depth ConvNeXt-Tiny (64 px), LeViT-128 and MaxViT-Tiny files (224 px)."""
-    if not (REFERENCE_ENV / "keras_cv_attention_models").is_dir():
-        pytest.skip(f"{REFERENCE_ENV} missing")
-    out = tmp_path_factory.mktemp("kecam_published")
-    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{ROOT}", "TF_USE_LEGACY_KERAS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, str(WRITER.parent / "kecam_fixtures.py"), str(out),
-                             "convnext_tiny", "levit128", "maxvit_tiny"], capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return out
+FILES = PUBLISHED_FIXTURES  # fixture file -> the published name it is loaded as
 
 
 @pytest.mark.parametrize("name, image_size", [("convnext_tiny", 64), ("levit128", 224), ("maxvit_tiny", 224)])

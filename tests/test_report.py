@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
-from torch_helpers import FAST_SWEEP as FAST
-from torch_helpers import SWEEP_MODEL as MODEL
-from torch_helpers import make_checkpoint, make_stimuli
+from builders import FAST_SWEEP as FAST
+from builders import SWEEP_MODEL as MODEL
+from builders import make_checkpoint, make_stimuli
 
 from attacks_torch.report import build_report, load_results, pareto_front
 from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep

@@ -7,11 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch_helpers import PeriodicModel, cnn, lite0, synthetic_images, test_batch  # noqa: F401  (fixtures)
+from builders import PeriodicModel, lite0, synthetic_images
 
 from attacks_torch.attacks import pgd
 from attacks_torch.attacks.schedules import Trial, ladder_rungs, ladder_schedule, reference_schedule, secant_schedule
-from attacks_torch.models import PixelModel, bundled_photos
+from attacks_torch.models import PixelModel
+from attacks_torch.photos import bundled_photos
 from attacks_torch.search import ATTACKS, find_minimal, minimal_epsilon, minimum_tol
 
 
@@ -81,7 +82,7 @@ def _search(schedule="ladder"):
     images[9:] = 0.5 + 0.3 * (images[9:] - 0.5)  # low contrast: fooled at smaller eps, so they finish earlier
     labels = labels.clone()
     labels[3] = (labels[3] + 1) % 4  # a sample the model gets wrong from the start
-    from torch_helpers import trained_cnn
+    from builders import trained_cnn
 
     return images, labels, minimal_epsilon(trained_cnn(), images, labels, schedule=schedule)
 

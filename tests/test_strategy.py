@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tf_helpers import run_python
+from builders import run_python
 import tensorflow as tf
 
 from harmonization.training import distribute
@@ -23,7 +23,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 SETUP = """
     import json, os, sys
     sys.path.insert(0, {tests!r})
-    from tf_helpers import as_dataset, clickme_arrays
+    from builders import as_dataset, clickme_arrays
     import keras
     import numpy as np
     import tensorflow as tf

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch_helpers import FAST_SWEEP as FAST
-from torch_helpers import SWEEP_MODEL as MODEL
-from torch_helpers import cli_args, make_checkpoint, make_stimuli
+from builders import FAST_SWEEP as FAST
+from builders import SWEEP_MODEL as MODEL
+from builders import cli_args, make_checkpoint, make_stimuli
 
 from attacks_torch.models import load_model
 from attacks_torch.stimuli import load_stimuli

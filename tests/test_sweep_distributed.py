@@ -7,9 +7,9 @@ import textwrap
 import pytest
 import torch
 
-from torch_helpers import FAST_SWEEP as FAST
-from torch_helpers import SWEEP_MODEL as MODEL
-from torch_helpers import cli_args, make_checkpoint
+from builders import FAST_SWEEP as FAST
+from builders import SWEEP_MODEL as MODEL
+from builders import cli_args, make_checkpoint
 
 from attacks_torch.sweep import ModelSpec, SweepConfig, SweepFolder, run_sweep
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import harmonization  # noqa: F401  (loads triton before TensorFlow)
-from skimage.transform import resize
+from builders import object_features
 from sklearn.linear_model import LogisticRegression
 
 from harmonization.data import clickme_mini, load_clickme
@@ -127,16 +127,6 @@ def test_the_shortcut_agrees_with_the_label_as_designed_and_lies_off_the_map(bed
         for place in range(6):
             border[edge_line(32, place)] = True
         assert not (masks & border).any()
-
-
-def object_features(masks):
-    """The object's mask cropped to its bounding box and resized to 8x8: shape, not place or size."""
-    features = []
-    for mask in masks:
-        rows, cols = np.nonzero(mask)
-        crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(float)
-        features.append(resize(crop, (8, 8), anti_aliasing=True).ravel())
-    return np.array(features)
 
 
 def test_the_object_marked_by_the_human_map_names_the_class(bed):

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-import tf_helpers
+import builders
 import keras
 
 from harmonization.cli import main
@@ -22,7 +22,7 @@ training_run = importlib.import_module("harmonization.training.run")  # the modu
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return tf_helpers.write_random_label_shards(tmp_path_factory.mktemp("data"), n=64)
+    return builders.write_random_label_shards(tmp_path_factory.mktemp("data"), n=64)
 
 
 def config(shards, out, **changes) -> TrainConfig:

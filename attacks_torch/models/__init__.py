@@ -11,19 +11,14 @@ from attacks_torch.models.keras_loader import KERAS_SUFFIXES, load_keras
 from attacks_torch.models.lite0 import LITE0_NAME
 from attacks_torch.models.pixel import INTERPOLATIONS, MAP_INTERPOLATION, PixelModel
 from attacks_torch.models.timm_loader import load_timm, read_state_dict
-from attacks_torch.photos import PHOTOS, Photos, bundled_photos  # re-exported until every import moves
 
 __all__ = [
     "INTERPOLATIONS",
     "KERAS_SUFFIXES",
     "LITE0_NAME",
     "MAP_INTERPOLATION",
-    "PHOTOS",
-    "Photos",
     "PixelModel",
     "WEIGHTS",
-    "bundled_photos",
-    "load_efficientnet_lite0",
     "load_keras",
     "load_model",
     "load_timm",
@@ -33,7 +28,3 @@ __all__ = [
     "read_state_dict",
 ]
 
-
-def load_efficientnet_lite0() -> PixelModel:
-    """``load_model("efficientnet_lite0_imagenet")``; kept until benchmarks/attacks.py calls that."""
-    return load_model(LITE0_NAME)

@@ -129,6 +129,7 @@ def load_keras(path: str | Path) -> PixelModel:
         input_size=None if height is None or width is None else (height, width),
         mean=(0.0, 0.0, 0.0),
         std=(1.0 / 255.0,) * 3,
+        num_classes=int(model.output_shape[-1]),
     )
 
 
@@ -155,4 +156,4 @@ def load_published(name: str, path: str | Path) -> PixelModel:
     _, backbone = split_pixel_model(model)
     height, width = _image_size(Path(path), model)
     return PixelModel(_ChannelsLast(backbone), name=f"{name}_harmonized", input_size=(height, width),
-                      mean=IMAGENET_MEAN, std=IMAGENET_STD)
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=int(model.output_shape[-1]))

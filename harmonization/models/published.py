@@ -6,9 +6,9 @@ then ImageNet mean / std normalised (docs/published-zoo.md); :func:`load_publish
 that into the pixel model's ``preprocess`` and the file's network into ``backbone`` (logits out),
 so the model is fed [0, 255] pixels like every other pixel model here.
 
-Reported figures are read off the reference's plot ``docs/assets/imagenet_results.png`` (top-1 on
-ImageNet validation, ClickMe human feature alignment score in %), about +-0.5 points: a figure,
-not a table. None is given for ConvNeXt, MaxViT and LeViT.
+Reported figures are read off the reference library's plot (``docs/assets/imagenet_results.png``
+in serre-lab/Harmonization; top-1 on ImageNet validation, ClickMe human feature alignment score in
+%), about +-0.5 points: a figure, not a table. None is given for ConvNeXt, MaxViT and LeViT.
 """
 from __future__ import annotations
 

@@ -1,21 +1,94 @@
-"""Shared helpers for the attack tests: a tiny CNN trained in seconds on synthetic images, cached per
-process; a tiny timm checkpoint with stimuli it classifies "correctly" for the sweep, report and CLI tests."""
+"""Builders every test (and benchmark) shares: small generated data, tiny models, reference files.
+
+One module for both sides. It imports torch (the attack-side builders subclass ``nn.Module``) but
+TensorFlow only inside the functions that need it; ``harmonization`` comes first, so either may
+load in any order (docs/traps.md, trap 1). Fixtures that use these builders are in conftest.py.
+"""
 from __future__ import annotations
 
 import functools
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import harmonization  # noqa: F401  (before TensorFlow and torch)
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
 from attacks_torch.models import LITE0_NAME, PixelModel, load_model
 from harmonization.clickme import encode_example, write_records
 
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ENV = ROOT / ".reference-env"
+"""The reference constructors (``make venv`` installs tests/reference/requirements.txt there)."""
+REFERENCE_SCRIPTS = ROOT / "tests" / "reference"
+
 # Tiny models on a shared 2-core machine: one thread avoids oversubscription (10x slower otherwise).
 torch.set_num_threads(1)
+
+
+# --- TensorFlow side: ClickMe-style arrays and shards, subprocesses --------------------------------
+
+def clickme_arrays(n: int = 16, size: int = 32, num_classes: int = 4, seed: int = 0) -> dict:
+    """Images with one bright square on a dark noisy background; the square is the human map."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
+    heatmaps = np.zeros((n, size, size, 1), np.float32)
+    side = max(size // 4, 2)
+    for i in range(n):
+        top, left = rng.integers(0, size - side, 2)
+        images[i, top:top + side, left:left + side] = rng.uniform(180, 255, 3)
+        heatmaps[i, top:top + side, left:left + side] = 1.0
+    return {"image": images, "heatmap": heatmaps,
+            "label": rng.integers(0, num_classes, n).astype(np.int64),
+            "token": np.ones(n, np.float32)}
+
+
+def as_dataset(arrays: dict, batch_size: int = 8):
+    """A batched ``tf.data.Dataset`` of ``arrays``."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
+
+
+def run_python(code: str, env: dict | None = None, timeout: int = 300,
+               args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (same virtualenv), with ``env`` added to os.environ."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+def write_random_label_shards(folder, n: int = 64, size: int = 32, num_classes: int = 4,
+                              seed: int = 0) -> str:
+    """ClickMe shards of ``clickme_arrays`` (labels independent of the images: nothing to learn);
+    returns their glob."""
+    from harmonization.data import write_clickme
+
+    arrays = clickme_arrays(n, size, num_classes, seed)
+    examples = [{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0],
+                 "label": int(arrays["label"][i])} for i in range(n)]
+    write_clickme(examples, folder, num_classes=num_classes, prefix="random")
+    return os.path.join(os.fspath(folder), "random-*")
+
+
+def object_features(masks) -> np.ndarray:
+    """Each object mask cropped to its bounding box and resized to 8x8: its shape, not place or size."""
+    from skimage.transform import resize
+
+    features = []
+    for mask in masks:
+        rows, cols = np.nonzero(mask)
+        crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(float)
+        features.append(resize(crop, (8, 8), anti_aliasing=True).ravel())
+    return np.array(features)
+
+
+# --- torch side: synthetic images, tiny models, sweep inputs ---------------------------------------
 
 NUM_CLASSES = 4
 IMAGE_SIZE = 32
@@ -63,17 +136,6 @@ def trained_cnn() -> PixelModel:
 def lite0() -> PixelModel:
     """The offline ImageNet efficientnet-lite0, loaded once per process."""
     return load_model(LITE0_NAME)
-
-
-@pytest.fixture
-def cnn() -> PixelModel:
-    return trained_cnn()
-
-
-@pytest.fixture
-def test_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    """12 held-out images and labels (a different seed from the training set)."""
-    return synthetic_images(12, seed=7)
 
 
 class PeriodicModel(nn.Module):
@@ -143,3 +205,44 @@ def cli_args(models: str, stimuli: str, out: Path, *extra: str) -> list[str]:
     return ["attack", "--models", models, "--stimuli", stimuli, "--out", str(out), "--batch-size", "4",
             "--hi", "4", "--tol", "0.05", "--weights", "random", "--num-classes", "4", "--threads", "1",
             "--no-progress", *extra]
+
+
+# --- reference-written files in the published formats ---------------------------------------------
+
+PUBLISHED_FIXTURES = {"vit_b16": "vit_b16", "vgg16": "vgg16", "resnet50v2": "resnet50v2",
+                      "resnet50": "resnet50v2", "efficientnetb0": "efficientnetb0"}
+"""Fixture file -> the published name it loads as (resnet50: a ResNet v1 in the resnet50v2 slot)."""
+KECAM_FIXTURES = ("convnext_tiny", "levit128", "maxvit_tiny")
+
+
+def _reference_run(script: str, out: Path, names, extra_path: Path) -> subprocess.CompletedProcess:
+    """Run a tests/reference script with the legacy stack (tf-keras, ``TF_USE_LEGACY_KERAS=1``)."""
+    if not REFERENCE_ENV.is_dir():
+        raise RuntimeError(f"{REFERENCE_ENV} is missing: `make venv` installs it "
+                           "(pip install --no-deps --target .reference-env -r tests/reference/requirements.txt)")
+    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{extra_path}", "TF_USE_LEGACY_KERAS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(REFERENCE_SCRIPTS / script), str(out), *names],
+                            capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def write_published_files(out: Path) -> Path:
+    """Random-weight files in every published full-model / ViT format, written by the reference
+    constructors themselves (vit-keras 0.1.2, tf.keras 2 applications, the ``efficientnet`` package):
+    32 px stand-ins (ViT-B/16 with 2 of its 12 blocks); ``NAME.h5``, ``NAME.pixels.npy``, ``NAME.logits.npy``."""
+    import json
+
+    result = _reference_run("write_published.py", out, PUBLISHED_FIXTURES, REFERENCE_SCRIPTS / "shims")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {entry["keras"] for entry in report.values()} == {"tf_keras"}  # the legacy stack wrote them
+    assert report["efficientnetb0"]["last_activation"] == "softmax"  # the package's head
+    return out
+
+
+def write_kecam_files(out: Path) -> Path:
+    """kecam-written reduced-depth ConvNeXt-Tiny (64 px), LeViT-128 and MaxViT-Tiny (224 px) files,
+    their images and logits, and the full-size layouts (tests/reference/kecam_fixtures.py)."""
+    _reference_run("kecam_fixtures.py", out, KECAM_FIXTURES, ROOT)
+    return out
