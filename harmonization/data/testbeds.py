@@ -27,27 +27,19 @@ from typing import Callable
 
 import numpy as np
 
-from harmonization.data.mini import SHAPES, check_config, clickme_mini, shape_mask, write_generated
+from harmonization.data.mini import (SHAPES, MiniConfig, check_config, clickme_mini, shape_mask,
+                                     write_generated)
 
 KINDS = ("mini", "edges", "stripes", "neighbour")
 FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TestbedConfig:
-    """Everything that determines a test bed's files (recorded in its manifest)."""
+class TestbedConfig(MiniConfig):
+    """Everything that determines a test bed's files (recorded in its manifest): ClickMe-mini's
+    settings, the kind, and the test beds' own format version."""
 
-    kind: str
-    seed: int
-    image_size: int
-    num_classes: int
-    train_size: int
-    val_size: int
-    conflict_size: int
-    stimuli_per_class: int
-    cue_agreement: float
-    quality: int
-    shard_size: int
+    kind: str = "edges"
     version: int = FORMAT_VERSION
 
 
