@@ -4,11 +4,10 @@ diffusion, image and map augmented together, mixing with ImageNet-style shards, 
 
 Importing this package imports TensorFlow.
 """
-from harmonization.clickme import ClickMeDataError, encode_clickme
+from harmonization.clickme import ClickMeDataError, encode_clickme, write_clickme, write_imagenet
 from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.mini import clickme_mini
 from harmonization.data.pipeline import SkipCounter, describe_data_error, load_clickme
-from harmonization.data.writer import write_clickme, write_imagenet
 
 __all__ = [
     "ClickMeDataError",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from harmonization.data.diffusion import diffuse_heatmaps
-from harmonization.data.writer import write_clickme
+from harmonization.clickme import write_clickme
 from harmonization.files import atomic_write, write_json
 
 MANIFEST = "clickme-mini.json"
