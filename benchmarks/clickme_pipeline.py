@@ -11,7 +11,6 @@ benchmarks/results/clickme_pipeline.json. Run: python benchmarks/clickme_pipelin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil
@@ -24,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from harmonization.data import clickme_mini, load_clickme
+from harmonization.files import write_json
 from harmonization.models import build_model
 from harmonization.training import Harmonizer
 
@@ -119,10 +119,7 @@ def main() -> None:
     print(f"64x64   harmonizer fed by the pipeline:                 {spread('step_64_fed')} "
           f"= {median['step_64_fed'] / median['step_64']:.2f} of the in-memory rate")
     print(f"224x224 pipeline from 256x256 JPEG shards (batch 32):   {spread('pipeline_224')} (target >= 150)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    partial = RESULTS.with_suffix(".json.partial")
-    partial.write_text(json.dumps(result, indent=2))
-    os.replace(partial, RESULTS)
+    write_json(RESULTS, result)
     print(f"wrote {RESULTS}")
 
 

@@ -7,7 +7,6 @@ Writes benchmarks/results/harmonizer_step.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harmonization.files import write_json
 from harmonization.models import build_model
 from harmonization.training import Harmonizer
 
@@ -86,11 +86,7 @@ def main() -> None:
               flush=True)
     report = {"benchmark": "harmonizer_step", "cpus": os.cpu_count(), "machine": platform.machine(),
               "tensorflow": tf.__version__, "keras": keras.__version__, "results": results}
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    partial = RESULTS + ".partial"
-    with open(partial, "w") as handle:
-        json.dump(report, handle, indent=1)
-    os.replace(partial, RESULTS)
+    write_json(RESULTS, report)
     print(f"wrote {RESULTS}")
 
 
