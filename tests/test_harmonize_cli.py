@@ -221,6 +221,8 @@ def bad_invocations(mini, trained, tmp_path):
                          "--warmup-epochs 3.0 exceeds --epochs 1"),
         "not a published spec": (["check-accuracy", "--model", "vgg16", "--imagenet-val", str(tmp_path)],
                                  "--model 'vgg16': expected published:NAME:PATH"),
+        "unknown kind": (["mini", "--out", str(tmp_path / "k"), "--kind", "dots"],
+                         "kind must be one of mini, edges, stripes, neighbour, got 'dots'"),
         "missing published file": (["check-accuracy", "--model", f"published:vgg16:{tmp_path / 'no.h5'}",
                                     "--imagenet-val", str(tmp_path)], str(tmp_path / "no.h5")),
     }
