@@ -2,7 +2,7 @@
 
 This file stays light: submodules import TensorFlow only when they need it.
 
-Import order (docs/traps.md, trap 1): loading triton (pulled in by timm, torchvision or the first
+Import order (docs/traps.md, "Import order"): loading triton (pulled in by timm, torchvision or the first
 ``torch.optim`` optimizer) after TensorFlow kills the process (tensorflow#124205). So, once per
 process: if TensorFlow is not loaded yet, triton is loaded now, before it can be; if TensorFlow is
 already loaded (a notebook that starts with ``import tensorflow``), triton is marked unavailable

@@ -2,7 +2,7 @@
 
 One module for both sides. It imports torch (the attack-side builders subclass ``nn.Module``) but
 TensorFlow only inside the functions that need it; ``harmonization`` comes first, so either may
-load in any order (docs/traps.md, trap 1). Fixtures that use these builders are in conftest.py.
+load in any order (docs/traps.md, "Import order"). Fixtures that use these builders are in conftest.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Test-wide settings (no model hub, quiet TensorFlow, headless plotting) and shared fixtures.
 
 ``harmonization`` is imported first, so triton loads before any test module imports TensorFlow
-(docs/traps.md, trap 1). The builders the fixtures use live in ``builders.py``.
+(docs/traps.md, "Import order"). The builders the fixtures use live in ``builders.py``.
 """
 import os
 

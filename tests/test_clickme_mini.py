@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
 from builders import object_features
 from sklearn.linear_model import LogisticRegression

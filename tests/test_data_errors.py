@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
 
 from harmonization.clickme.crc32c import masked_crc32c

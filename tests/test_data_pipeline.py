@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
 from scipy import ndimage
 from skimage.transform import resize as sk_resize

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, trap 1)
+import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
 
 from harmonization.data import load_clickme, write_clickme

@@ -50,7 +50,7 @@ def test_harmonization_term_reaches_resnet50v2_weights():
     gradients = harmonization_gradients(build_model("resnet50v2", 4, 64), 64)
     # d logit / d input cannot depend on the logits bias, nor on the shift of the last batch
     # norm (it only moves ReLU kinks): those two get no gradient by construction. Any other
-    # missing gradient would be a cut second-order path (docs/traps.md, traps 2 and 4).
+    # missing gradient would be a cut second-order path (docs/traps.md, "Grappler and double backprop" and "Bilinear resize").
     assert without_gradient(gradients) == {"logits/bias", "post_bn/beta"}
     assert len(gradients) == 174
 

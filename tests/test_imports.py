@@ -1,4 +1,4 @@
-"""Import discipline, each checked in a fresh interpreter (docs/traps.md, trap 1).
+"""Import discipline, each checked in a fresh interpreter (docs/traps.md, "Import order").
 
 Loading triton after TensorFlow segfaults the process (tensorflow#124205); the library must survive
 any order in which a user imports TensorFlow, Keras, torch, timm and the two packages.

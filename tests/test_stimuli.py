@@ -80,7 +80,7 @@ BAD = {  # records both readers must refuse with the same line
 
 TF_SIDE = textwrap.dedent("""
     import json, sys
-    import harmonization  # noqa: F401  (before TensorFlow: docs/traps.md, trap 1)
+    import harmonization  # noqa: F401  (before TensorFlow: docs/traps.md, "Import order")
     import numpy as np, tensorflow as tf
     from harmonization.data import describe_data_error, load_clickme
     out = sys.argv[1]

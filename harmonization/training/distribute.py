@@ -90,7 +90,7 @@ def for_multi_worker_reduction(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tenso
 
 
 def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
-    """Divide a per-replica mean loss by the replica count (docs/traps.md, trap 5).
+    """Divide a per-replica mean loss by the replica count (docs/traps.md, "Loss under a strategy").
 
     Gradients of the replicas are summed when applied, so each replica's loss must be its local
     mean divided by the number of replicas for the sum to equal the global-batch gradient.
@@ -100,7 +100,7 @@ def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
 
 
 def disable_arithmetic_optimization() -> None:
-    """Turn off Grappler's arithmetic optimizer, process-wide (docs/traps.md, trap 2).
+    """Turn off Grappler's arithmetic optimizer, process-wide (docs/traps.md, "Grappler and double backprop").
 
     Second-order gradients through ResNet50V2 inside ``fit`` otherwise fail with
     ``AlreadyExistsError ... AddN_*/tmp_var``. XLA-compiled steps are not affected.
