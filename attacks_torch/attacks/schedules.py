@@ -12,16 +12,12 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 SCHEDULES = ("secant", "ladder", "reference")
-# secant: a jump aims this far (relative) past the estimated crossing, so that it fools and brackets it
-_OVERSHOOT = 0.05
 # secant: the first try goes this far past the first-order estimate (which tends to fall short)
-_FIRST_FACTOR = 1.15
-# secant: an estimate this close to an end of the bracket (in tolerances) sends the try 0.9 tol
-# inside from that end, which closes the bracket when the estimate is right
-_CLOSING_ZONE = 0.7
-# secant: probes snap to a grid of about tol / _GRID (a power of two), so rounding noise in the
-# margins does not move them: the same image gets the same eps alone and in any batch
-_GRID = 16
+_FIRST_FACTOR = 1.1
+# secant: after a failed try, the next aims this far (relative) past the estimated crossing, so
+# that it fools and brackets it, but at most _MAX_JUMP times the failed try's eps
+_OVERSHOOT = 0.05
+_MAX_JUMP = 3.0
 
 
 @dataclass(frozen=True)
@@ -112,38 +108,86 @@ def _line_root(p: tuple[float, float], q: tuple[float, float]) -> float:
     return x1 + m1 * (x1 - x0) / (m0 - m1)
 
 
-def _snap(value: float, lower: float, upper: float, tol: float) -> float:
-    """``value`` rounded to the grid of step 2^floor(log2(tol / _GRID)), kept strictly inside (lower, upper)."""
-    step = 2.0 ** math.floor(math.log2(tol / _GRID))
-    snapped = round(value / step) * step
-    return min(max(snapped, lower + step), upper - step)
+def _bisection_depth(lower: float, upper: float, tol: float | None) -> int:
+    """How many halvings :func:`ladder_schedule` makes of (lower, upper] when ``upper`` is its fooling rung."""
+    tol = 0.01 * upper if tol is None else tol
+    depth = 0
+    while upper - lower >= tol:
+        upper, depth = lower + (upper - lower) / 2, depth + 1
+    return depth
 
 
-def _ladder_tol(tol: float | None, lower: float, rungs: list[float]) -> float:
-    """``tol``, or by default the ladder's for a crossing above ``lower``: 1 % of the smallest rung
-    above ``lower`` (the ladder's first fooling rung is at least that)."""
-    return tol if tol is not None else 0.01 * min(r for r in rungs if r > lower * (1 + 1e-9))
+class LadderGrid:
+    """Every eps the ladder's bisection can try: for each rung interval k, (ends[k], ends[k + 1]]
+    (ends: ``lo`` and the rungs), the points i / 2^depth of the way, i = 0 .. 2^depth, computed with
+    the bisection's own arithmetic, so that they are the very floats the ladder attacks."""
+
+    def __init__(self, lo: float, hi: float, tol: float | None, start: float) -> None:
+        self.rungs = ladder_rungs(hi, start)
+        self.ends = [lo, *self.rungs]
+        self.depths = [_bisection_depth(lower, upper, tol) for lower, upper in zip(self.ends, self.rungs)]
+        self._points: dict[tuple[int, int], float] = {}
+
+    def point(self, k: int, i: int) -> float:
+        """Point i of interval k: the midpoint of its two neighbours one level coarser, as the bisection takes it."""
+        if i in (0, 2 ** self.depths[k]):
+            return self.ends[k + (i > 0)]
+        if (k, i) not in self._points:
+            odd, shift = i, 0
+            while odd % 2 == 0:
+                odd, shift = odd // 2, shift + 1
+            left, right = self.point(k, (odd - 1) << shift), self.point(k, (odd + 1) << shift)
+            self._points[k, i] = left + (right - left) / 2
+        return self._points[k, i]
+
+    def interval(self, eps: float, above: bool = False) -> int:
+        """The k with ends[k] < eps <= ends[k + 1] (``above``: ends[k] <= eps < ends[k + 1]), clipped
+        to the intervals."""
+        for k in range(len(self.rungs)):
+            end = self.ends[k + 1]
+            if eps < end * (1 - 1e-12) or (not above and eps <= end * (1 + 1e-12)):
+                return k
+        return len(self.rungs) - 1
+
+    def position(self, k: int, eps: float) -> float:
+        """Where ``eps`` lies in interval k, in points (0 at its lower end, 2^depth at its rung)."""
+        return (eps - self.ends[k]) / (self.ends[k + 1] - self.ends[k]) * 2 ** self.depths[k]
+
+    def nearest(self, eps: float, lower: float, upper: float) -> float | None:
+        """The point of ``eps``'s interval nearest ``eps`` strictly inside (lower, upper); None if there is none."""
+        k = self.interval(eps)
+        first, last = 0, 2 ** self.depths[k]
+        while first <= last and self.point(k, first) <= lower:
+            first += 1
+        while last >= first and self.point(k, last) >= upper:
+            last -= 1
+        if first > last:
+            return None
+        return self.point(k, min(max(round(self.position(k, eps)), first), last))
 
 
 def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean_margin: float,
                     first_guess: float = math.inf) -> Schedule:
-    """Bracket the margin's zero crossing from estimates, then close the bracket by secant steps.
+    """Bracket the margin's zero crossing from estimates, then close the bracket by regula falsi,
+    trying only the eps the ladder's bisection can try (:class:`LadderGrid`).
 
     The margin is continuous in eps where success is not, so the tries so far say where it
-    crosses 0. Climb: the first try goes to 1.15 ``first_guess`` (an eps at which the linearised
+    crosses 0. Climb: the first try goes to 1.1 ``first_guess`` (an eps at which the linearised
     margin reaches 0, see ``search``), or to ``start`` without one; after a failed try, the next
     goes 5 % past where the line through the last two failed tries (the clean image standing for
-    ``lo``) crosses 0, or, after a jump that did not halve the margin, or where that line does not
-    fall, to the next rung of :func:`ladder_rungs`; failing at ``hi`` gives up (eps inf).
-    Bracket: between the last failed and the first fooling try, each try goes where the line
-    through the two latest tries (or, outside the bracket, through its ends) crosses 0; an
-    estimate within 0.7 tol of an end sends the try 0.9 tol inside from that end, and a bracket
-    that did not halve in two tries is bisected. Stops when narrower than ``tol`` (``None``: the
-    ladder's, 1 % of the smallest rung above the lower end). Tries snap to a grid of
-    tol / 16 so margin rounding noise does not move them. ``fooled_at_hi`` is ``None`` unless
-    ``hi`` was tried.
+    ``lo``) crosses 0, but at most 3 times the failed try's eps (after a jump that did not halve
+    the margin, or where that line does not fall: 3 times); failing at the last rung (``hi``)
+    gives up (eps inf). Bracket: between the last failed and the first fooling try, each try goes
+    where the line through the two latest tries (or, outside the bracket, through its ends, the
+    end kept twice in a row weighted by 1/2: Illinois) crosses 0; an estimate in the point
+    interval next to an end tries the point next to that end, which closes the bracket when the
+    estimate is right. Every try is the grid point nearest its estimate, so the schedule ends, as
+    the ladder does, on two neighbouring points of one rung interval (the lower failed, the upper
+    fooled), narrower than ``tol`` (``None``: 1 % of the rung), and where success is monotone
+    on the same two points as the ladder. ``fooled_at_hi`` is ``None`` unless ``hi`` was tried.
     """
-    rungs = ladder_rungs(hi, start)
+    grid = LadderGrid(lo, hi, tol, start)
+    rungs = grid.rungs
     failed = [(lo, clean_margin)]
     k, may_jump = 0, True
     while True:
@@ -151,9 +195,10 @@ def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean
         if len(failed) == 1:
             jump = first_guess * _FIRST_FACTOR
         else:
-            jump = _line_root(failed[-2], failed[-1]) * (1 + _OVERSHOOT) if may_jump else math.inf
+            estimate = _line_root(failed[-2], failed[-1]) * (1 + _OVERSHOOT) if may_jump else math.inf
+            jump = min(estimate, _MAX_JUMP * failed[-1][0])
         if failed[-1][0] < jump < hi and jump > 2 * lo:
-            target = _snap(jump, failed[-1][0], hi, _ladder_tol(tol, failed[-1][0], rungs))
+            target = grid.nearest(jump, failed[-1][0], hi) or target
         trial = yield target
         if trial.fooled:
             break
@@ -164,28 +209,28 @@ def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean
             k += 1
         if k == len(rungs):
             return Outcome(math.inf, hi, False)
-    fooled_at_hi = True if target == hi else None
     lower, upper = failed[-1], (target, min(trial.margin, 0.0))
-    latest = [failed[-1], upper]
-    widths = [upper[0] - lower[0]]
-    while upper[0] - lower[0] >= _ladder_tol(tol, lower[0], rungs):
-        width = _ladder_tol(tol, lower[0], rungs)
+    latest, weights, kept = [lower, upper], [1.0, 1.0], None
+    while True:
         estimate = _line_root(*latest)
         if not lower[0] < estimate < upper[0]:
-            estimate = _line_root(lower, upper)
-        if estimate > upper[0] - width * _CLOSING_ZONE:
-            estimate = upper[0] - 0.9 * width
-        elif estimate < lower[0] + width * _CLOSING_ZONE:
-            estimate = lower[0] + 0.9 * width
-        elif len(widths) >= 3 and widths[-1] > widths[-3] / 2:
-            estimate = (lower[0] + upper[0]) / 2
-        eps = _snap(estimate, lower[0], upper[0], width)
+            estimate = _line_root((lower[0], lower[1] * weights[0]), (upper[0], upper[1] * weights[1]))
+        if not lower[0] < estimate < upper[0]:
+            estimate = lower[0] + (upper[0] - lower[0]) / 2
+        k = grid.interval(lower[0], above=True)
+        if k != grid.interval(upper[0]):  # a rung between: the nearest point in any interval
+            eps = grid.nearest(estimate, lower[0], upper[0])
+        else:
+            a, b = round(grid.position(k, lower[0])), round(grid.position(k, upper[0]))
+            if b - a <= 1:
+                break
+            at = grid.position(k, estimate)
+            eps = grid.point(k, a + 1 if at < a + 1 else b - 1 if at > b - 1 else round(at))
         trial = yield eps
         point = (eps, min(trial.margin, 0.0) if trial.fooled else max(trial.margin, 0.0))
-        if trial.fooled:
-            upper = point
-        else:
-            lower = point
+        side = 1 if trial.fooled else 0
+        weights[1 - side] = 0.5 * weights[1 - side] if kept == 1 - side else 1.0
+        weights[side], kept = 1.0, 1 - side
+        lower, upper = (lower, point) if trial.fooled else (point, upper)
         latest = [latest[-1], point]
-        widths.append(upper[0] - lower[0])
-    return Outcome(upper[0], lower[0], fooled_at_hi)
+    return Outcome(upper[0], lower[0], True if upper[0] == hi else None)
