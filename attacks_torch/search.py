@@ -165,7 +165,7 @@ def minimal_epsilon(
     lo: float = 0.001,
     hi: float = 10.0,
     tol: float | None = None,
-    schedule: str = "ladder",
+    schedule: str = "secant",
     ladder_start: float | None = None,
     batch_size: int | None = None,
     attack_options: Mapping[str, Any] | None = None,
@@ -174,14 +174,14 @@ def minimal_epsilon(
 
     Only images the model classifies correctly are attacked. Each keeps its own [lower, upper]
     interval and leaves the computation once it is narrower than ``tol``; an image that no eps
-    up to ``hi`` fools gets eps = inf. ``schedule="ladder"`` (default) first climbs the rungs
-    ``ladder_start``, 2 ``ladder_start``, ... , ``hi`` (default: :func:`default_ladder_start`) so an
-    image fooled at a small eps but not at a large one (sphere projection overshoots) is found;
+    up to ``hi`` fools gets eps = inf. ``schedule="ladder"`` climbs the rungs ``ladder_start``,
+    2 ``ladder_start``, ... , ``hi`` (default: :func:`default_ladder_start`) so an image fooled at a
+    small eps but not at a large one (sphere projection overshoots) is found, then bisects;
     ``"reference"`` is the reference code's schedule (probe ``hi`` and 1, then bisect); both record
-    whether the attack at ``hi`` fools (``fooled_at_hi``). ``"secant"`` finds the same crossing at
-    the ladder's tolerance from the attack's margins, at about a third to a half of its passes
-    (:func:`~attacks_torch.attacks.schedules.secant_schedule`, docs/search.md); its
-    ``fooled_at_hi`` is ``None``. ``batch_size`` caps how
+    whether the attack at ``hi`` fools (``fooled_at_hi``). ``"secant"`` (default) finds the ladder's
+    crossing from the attack's margins, trying only eps the ladder's bisection can try, at a third
+    to a half of its passes (:func:`~attacks_torch.attacks.schedules.secant_schedule`,
+    docs/search.md); its ``fooled_at_hi`` is ``None``. ``batch_size`` caps how
     many images go through the model at once; ``attack_options`` go to :func:`pgd` (steps,
     step_size, projection, rel_step_size, random_start, bounds; see :func:`resolve_attack_options`). Deterministic unless
     ``random_start``: the same image gets the same eps alone or in any batch.

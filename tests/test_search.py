@@ -1,5 +1,6 @@
 """The minimal-eps search: what it returns is true, what it spends is counted, and what each schedule finds."""
 import functools
+import inspect
 import math
 
 import pytest
@@ -10,7 +11,14 @@ from torch import nn
 from builders import PeriodicModel, lite0, synthetic_images
 
 from attacks_torch.attacks import pgd
-from attacks_torch.attacks.schedules import Trial, ladder_rungs, ladder_schedule, reference_schedule, secant_schedule
+from attacks_torch.attacks.schedules import (
+    LadderGrid,
+    Trial,
+    ladder_rungs,
+    ladder_schedule,
+    reference_schedule,
+    secant_schedule,
+)
 from attacks_torch.models import PixelModel
 from attacks_torch.photos import bundled_photos
 from attacks_torch.search import ATTACKS, find_minimal, minimal_epsilon, minimum_tol
@@ -113,19 +121,24 @@ def test_misclassified_images_are_marked_and_cost_one_forward_pass():
 
 def test_images_not_fooled_at_hi_are_recorded_as_not_fooled(cnn, test_batch):  # noqa: F811
     images, labels = test_batch
-    result = minimal_epsilon(cnn, images, labels, lo=0.0001, hi=0.002)
+    result = minimal_epsilon(cnn, images, labels, lo=0.0001, hi=0.002, schedule="ladder")
     assert result.attacked.all() and not result.fooled.any() and not result.fooled_at_hi.any()
     assert torch.isinf(result.eps).all()
     assert (result.adv_pred == labels).all()
     tries = len(ladder_rungs(0.002, 0.002 / 16))  # the rungs that stay above lo
     # clean prediction, then the first-step gradient once, then per eps: 2 more steps and a check
     assert (result.forward_passes == 2 + tries * 3).all() and (result.backward_passes == 1 + tries * 2).all()
+    default = minimal_epsilon(cnn, images, labels, lo=0.0001, hi=0.002)
+    assert default.attacked.all() and not default.fooled.any() and torch.isinf(default.eps).all()
+    assert (default.adv_pred == labels).all() and default.fooled_at_hi is None
+    assert (default.forward_passes <= result.forward_passes).all()
 
 
-def test_batched_search_equals_image_by_image_and_charges_each_sample_its_own_passes(cnn):  # noqa: F811
-    images, labels, batched = _search()
+@pytest.mark.parametrize("schedule", ["secant", "ladder"])
+def test_batched_search_equals_image_by_image_and_charges_each_sample_its_own_passes(cnn, schedule):  # noqa: F811
+    images, labels, batched = _search(schedule)
     for i in range(len(images)):
-        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1])
+        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1], schedule=schedule)
         assert torch.equal(alone.eps, batched.eps[i : i + 1]) or (alone.eps.isnan() & batched.eps[i].isnan()).all()
         torch.testing.assert_close(alone.adversarial, batched.adversarial[i : i + 1], atol=1e-5, rtol=0)
         assert alone.forward_passes.item() == batched.forward_passes[i]
@@ -135,9 +148,10 @@ def test_batched_search_equals_image_by_image_and_charges_each_sample_its_own_pa
     assert (batched.forward_passes[batched.attacked] == 2 + (spent - 1) // 2 * 3).all()  # see the test above
 
 
-def test_batch_size_chunks_give_the_same_result(cnn):  # noqa: F811
-    images, labels, whole = _search()
-    chunked = minimal_epsilon(cnn, images, labels, batch_size=5)
+@pytest.mark.parametrize("schedule", ["secant", "ladder"])
+def test_batch_size_chunks_give_the_same_result(cnn, schedule):  # noqa: F811
+    images, labels, whole = _search(schedule)
+    chunked = minimal_epsilon(cnn, images, labels, batch_size=5, schedule=schedule)
     assert torch.equal(whole.eps.nan_to_num(-1), chunked.eps.nan_to_num(-1))
     assert torch.equal(whole.forward_passes, chunked.forward_passes)
 
@@ -285,7 +299,47 @@ def test_secant_brackets_the_crossing_of_a_falling_margin_in_fewer_tries_than_th
     assert len(tried) == len(set(tried))
     ladder_tried, ladder_outcome = _drive(ladder_schedule(0.001, 10.0, tol, 10.0 / 64), fools)
     assert len(tried) <= len(ladder_tried)
-    assert abs(outcome.eps - ladder_outcome.eps) <= (_ladder_tol(threshold) if tol is None else tol)
+    # both end on the same two of the ladder's bisection points: the very same floats
+    assert (outcome.eps, outcome.lower) == (ladder_outcome.eps, ladder_outcome.lower)
+
+
+def _grid_points(grid, k):
+    return {grid.point(k, i) for i in range(2 ** grid.depths[k] + 1)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), tol=st.sampled_from([None, 0.05, 0.003]), start=st.sampled_from([10.0 / 64, 0.3]))
+def test_the_ladder_grid_holds_every_eps_the_ladder_bisection_tries(seed, tol, start):
+    generator = torch.Generator().manual_seed(seed)  # success at random: the grid must not assume monotone
+    tried, outcome = _drive(ladder_schedule(0.001, 10.0, tol, start),
+                            lambda eps: bool(torch.rand(1, generator=generator) < 0.5))
+    if not math.isfinite(outcome.eps):
+        return
+    grid = LadderGrid(0.001, 10.0, tol, start)
+    k = grid.rungs.index(next(e for e in tried if e in grid.rungs and e >= outcome.eps))
+    bisection = tried[tried.index(10.0) + 1:] if grid.rungs[k] != 10.0 else tried[k + 1:]
+    assert set(bisection) <= _grid_points(grid, k) and {outcome.lower, outcome.eps} <= _grid_points(grid, k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), tol=st.sampled_from([None, 0.05]), guess=st.floats(0.0005, 20.0))
+def test_secant_tries_only_ladder_points_and_ends_on_a_tried_cell_when_success_is_random(seed, tol, guess):
+    generator = torch.Generator().manual_seed(seed)
+    outcomes = {}
+
+    def fools(eps):
+        return outcomes.setdefault(eps, bool(torch.rand(1, generator=generator) < 0.5))
+
+    tried, outcome = _drive(secant_schedule(0.001, 10.0, tol, 10.0 / 64, 1.0, guess), fools,
+                            lambda eps: float(torch.randn(1, generator=generator)))
+    grid = LadderGrid(0.001, 10.0, tol, 10.0 / 64)
+    every_point = set().union(*(_grid_points(grid, k) for k in range(len(grid.rungs))))
+    assert set(tried) <= every_point and len(tried) == len(set(tried))
+    if math.isfinite(outcome.eps):
+        k = grid.interval(outcome.eps)
+        cell = [grid.point(k, i) for i in range(2 ** grid.depths[k] + 1)]
+        assert outcome.lower in cell and cell[cell.index(outcome.lower) + 1] == outcome.eps
+        assert outcomes[outcome.eps] and (outcome.lower == 0.001 or not outcomes[outcome.lower])
 
 
 def test_secant_gives_up_where_no_eps_up_to_hi_fools():
@@ -305,11 +359,15 @@ def _timm_batch(name: str):
     return model, images, labels
 
 
+def test_the_default_schedule_is_secant():
+    assert inspect.signature(minimal_epsilon).parameters["schedule"].default == "secant"
+
+
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
-def test_secant_agrees_with_the_ladder_on_tiny_timm_models_at_fewer_passes(name):
+def test_the_default_agrees_with_the_ladder_on_tiny_timm_models_at_fewer_passes(name):
     model, images, labels = _timm_batch(name)
     ladder = minimal_epsilon(model, images, labels, schedule="ladder")
-    secant = minimal_epsilon(model, images, labels, schedule="secant")
+    secant = minimal_epsilon(model, images, labels)
     assert ladder.fooled.all()
     _assert_same_answers(ladder, secant)
     assert (secant.backward_passes <= ladder.backward_passes).all()
@@ -319,15 +377,17 @@ def test_secant_agrees_with_the_ladder_on_tiny_timm_models_at_fewer_passes(name)
         assert (model(secant.adversarial).argmax(1) != labels).all()
 
 
-def test_secant_agrees_with_the_ladder_where_success_is_not_monotonic():
+def test_the_default_agrees_with_the_ladder_where_success_is_not_monotonic():
     model = PeriodicModel((3, 16, 16), period=10.0 / 5.75)
     images = torch.stack([model.image_at(float(z)) for z in torch.tensor([0.25, 0.2, 0.3, 0.1]) * model.period])
     labels = torch.zeros(len(images), dtype=torch.int64)
     ladder = minimal_epsilon(model, images, labels, schedule="ladder")
-    secant = minimal_epsilon(model, images, labels, schedule="secant")
+    secant = minimal_epsilon(model, images, labels)
+    assert secant.schedule == "secant"
     assert ladder.fooled.all() and not ladder.fooled_at_hi.any()  # fooled at small eps, not at hi
     _assert_same_answers(ladder, secant)
     assert (secant.backward_passes <= ladder.backward_passes).all()
+    assert (secant.forward_passes <= ladder.forward_passes).all()
 
 
 def test_secant_agrees_with_the_ladder_on_the_tiny_cnn(cnn):  # noqa: F811
@@ -338,12 +398,13 @@ def test_secant_agrees_with_the_ladder_on_the_tiny_cnn(cnn):  # noqa: F811
     assert secant.backward_passes[secant.attacked].sum() * 2 <= ladder.backward_passes[ladder.attacked].sum()
 
 
-def test_secant_gives_an_image_the_same_eps_alone_and_in_any_batch(cnn):  # noqa: F811
+def test_the_default_gives_an_image_the_same_eps_alone_and_in_any_batch(cnn):  # noqa: F811
     images, labels, batched = _search("secant")
     order = torch.tensor([5, 11, 0, 7, 2, 9])  # another batch: other neighbours, other positions
-    shuffled = minimal_epsilon(cnn, images[order], labels[order], schedule="secant", batch_size=4)
+    shuffled = minimal_epsilon(cnn, images[order], labels[order], batch_size=4)
+    assert shuffled.schedule == "secant"
     assert torch.equal(shuffled.eps.nan_to_num(-1), batched.eps[order].nan_to_num(-1))
     for i in range(len(images)):
-        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1], schedule="secant")
+        alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1])
         assert torch.equal(alone.eps.nan_to_num(-1), batched.eps[i : i + 1].nan_to_num(-1))
         assert alone.backward_passes.item() == batched.backward_passes[i]
