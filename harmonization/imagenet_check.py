@@ -73,7 +73,7 @@ def _record_batches(paths: list[str], num_classes: int, size: int,
     images, labels = [], []
     for path in paths:
         for index, record in enumerate(tf.data.TFRecordDataset(path)):
-            problem, image, _, label = decode_imagenet(record, num_classes)
+            problem, image, _, label, _ = decode_imagenet(record, num_classes)
             if problem.numpy():
                 raise ImageNetDataError(f"record {index} of {path}: {problem.numpy().decode()}")
             images.append(_crop(image, size))

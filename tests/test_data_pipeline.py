@@ -115,9 +115,14 @@ def test_diffusion_keeps_mass_away_from_borders_and_is_applied_by_default(tmp_pa
     diffused = diffuse_heatmaps(heatmap[..., None]).numpy()[..., 0]
     assert diffused.shape == (64, 64)
     assert diffused.sum() == pytest.approx(heatmap.sum(), rel=1e-3)  # a sum-1 kernel, no mass at the edges
-    paths = write_raw(tmp_path, [heatmap], [0], [heatmap])
-    got = collect(load_clickme(paths, split="test", batch_size=1, image_size=64, num_classes=1))
-    np.testing.assert_allclose(got["heatmap"][0, ..., 0], diffused, atol=1e-3)
+    clicks = write_clickme([{"image": np.zeros((64, 64, 3), np.uint8), "heatmap": heatmap.astype(np.uint8),
+                             "label": 0}], tmp_path, prefix="clicks")  # the JPEG layout: raw clicks
+    read = dict(split="test", batch_size=1, image_size=64, num_classes=1)
+    raw = collect(load_clickme(clicks, diffuse=False, **read))["heatmap"]
+    got = collect(load_clickme(clicks, **read))["heatmap"]
+    np.testing.assert_allclose(got, diffuse_heatmaps(tf.constant(raw)).numpy(), atol=1e-3)
+    stimulus = write_raw(tmp_path, [heatmap], [0], [diffused])  # the stimulus layout: already diffused
+    np.testing.assert_array_equal(collect(load_clickme(stimulus, **read))["heatmap"][0, ..., 0], diffused)
 
 
 def test_cardinality_is_known_and_right(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
 
-from harmonization.data import load_clickme, write_clickme
+from harmonization.data import diffuse_heatmaps, load_clickme, write_clickme
 from harmonization.clickme.crc32c import crc32c, masked_crc32c
 from harmonization.data.shards import scan_shard
 
@@ -97,6 +97,19 @@ def test_both_layouts_read_together_from_a_directory(tmp_path):
     write_clickme(stimuli, tmp_path, layout="stimulus", prefix="b")
     got = read_all(str(tmp_path))
     assert got["image"].shape == (5, SIZE, SIZE, 3) and got["heatmap"].shape == (5, SIZE, SIZE, 1)
+
+
+def test_only_raw_clicks_are_diffused_and_stimulus_maps_are_kept_as_they_are(tmp_path):
+    write_clickme(smooth_examples(3), tmp_path, prefix="a")  # JPEG layout: raw clicks
+    stimuli = [{"image": e["image"].astype(np.float32), "heatmap": e["heatmap"].astype(np.float32),
+                "label": e["label"]} for e in smooth_examples(2, seed=5)]
+    write_clickme(stimuli, tmp_path, layout="stimulus", prefix="b")  # already diffused
+    raw = read_all(str(tmp_path))
+    got = read_all(str(tmp_path), diffuse=True)
+    expected = diffuse_heatmaps(tf.constant(raw["heatmap"][:3]), (SIZE, SIZE)).numpy()
+    np.testing.assert_allclose(got["heatmap"][:3], expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(expected, raw["heatmap"][:3], atol=1.0)  # diffusion changes these maps
+    np.testing.assert_array_equal(got["heatmap"][3:, ..., 0], np.stack([e["heatmap"] for e in stimuli]))
 
 
 def test_float_heatmaps_are_stored_scaled_to_a_peak_of_255(tmp_path):

@@ -138,7 +138,8 @@ def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int
     def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor) -> tf.data.Dataset:
         decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes)).ignore_errors()
         fallback = tf.data.Dataset.from_tensors(
-            (tf.constant(undecodable), tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1]), tf.constant(-1, tf.int64)))
+            (tf.constant(undecodable), tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1]), tf.constant(-1, tf.int64),
+             tf.constant(False)))
         return decoded.concatenate(fallback).take(1).map(lambda *item: (path, index) + item)
 
     return records.interleave(guarded, cycle_length=_MAX_PARALLEL_FILES, block_length=1,
@@ -152,24 +153,25 @@ def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter:
                                 ": ", problem])
 
     if skip_corrupt:
-        def keep(path, index, problem, image, heatmap, label):
+        def keep(path, index, problem, *example):
             return tf.cond(problem == "", lambda: tf.constant(True),
                            lambda: counter.record_skip(message(path, index, problem)))
         checked = decoded.filter(keep)
     else:
-        def check(path, index, problem, image, heatmap, label):
+        def check(path, index, problem, *example):
             assertion = tf.debugging.Assert(problem == "", [message(path, index, problem)])
             with tf.control_dependencies([assertion]):
-                return path, index, tf.identity(problem), image, heatmap, label
+                return (path, index, tf.identity(problem), *example)
         checked = decoded.map(check)
-    return checked.map(lambda path, index, problem, image, heatmap, label: (image, heatmap, label))
+    return checked.map(lambda path, index, problem, *example: example)
 
 
 def _examples(paths: list[str], takes: list[int], decode: Callable, source: str, split: str, *,
               num_classes: int, image_size: int, skip_corrupt: bool, counter: SkipCounter,
               seed: int | None, deterministic: bool, shuffle_buffer: int,
               crop_area: tuple[float, float], known_count: int | None, check_data: bool) -> tf.data.Dataset:
-    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label) per record, augmented for split.
+    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label, clicks) per record, augmented
+    for split (``clicks``: the heatmap is raw clicks, still to be diffused).
 
     ``takes`` holds the readable counts :func:`scan_shard` found (``check_data``: with verified data).
     """
@@ -186,15 +188,15 @@ def _examples(paths: list[str], takes: list[int], decode: Callable, source: str,
         examples = tf.data.Dataset.zip((examples, seeds))
 
         def augment(example, pair_seed):
-            image, heatmap, label = example
+            image, heatmap, label, clicks = example
             image, heatmap = random_crop_flip(image, heatmap, pair_seed, image_size, area_range=crop_area)
-            return image, heatmap, label
+            return image, heatmap, label, clicks
     elif split == "val":
-        def augment(image, heatmap, label):
-            return center_crop(image, heatmap, image_size) + (label,)
+        def augment(image, heatmap, label, clicks):
+            return center_crop(image, heatmap, image_size) + (label, clicks)
     else:
-        def augment(image, heatmap, label):
-            return resize_pair(image, heatmap, image_size) + (label,)
+        def augment(image, heatmap, label, clicks):
+            return resize_pair(image, heatmap, image_size) + (label, clicks)
     return examples.map(augment, num_parallel_calls=AUTOTUNE)
 
 
@@ -221,7 +223,9 @@ def load_clickme(
 
     ``split``: "train" shuffles (shards and records) and applies the Inception crop and flip jointly
     to image and heatmap; "val" takes the central 0.875 crop; "test" only resizes (stimulus sets).
-    ``diffuse`` applies the method's heatmap diffusion (64x64, 10x10 sigma-10 blur, back).
+    ``diffuse`` applies the method's heatmap diffusion (64x64, 10x10 sigma-10 blur, back) to the
+    raw clicks of the JPEG training layout; a map in the raw float32 stimulus layout is already
+    diffused and is kept as it is.
     ``mix_with``: ImageNet-style shards (no heatmap) mixed in with token 0 and a zero heatmap, a
     ``clickme_fraction`` share of the examples coming from ClickMe (which then repeats as needed; an
     epoch ends with the ImageNet shards). ``deterministic=True`` fixes the order (eval splits read in
@@ -257,14 +261,15 @@ def load_clickme(
                    check_data=check_data)
     known = None if skip_corrupt else sum(takes)
     clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known, **options)
-    clickme = clickme.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(1.0)))
+    clickme = clickme.map(lambda image, heatmap, label, clicks: (image, heatmap, label, tf.constant(1.0), clicks))
     if mix_with is None:
         examples = clickme
     else:
         options["seed"] = None if seed is None else seed + 1  # crops independent of ClickMe's
         imagenet = _examples(imagenet_paths, imagenet_takes, decode_imagenet, "ImageNet-style", split,
                              known_count=None, **options)
-        imagenet = imagenet.map(lambda image, heatmap, label: (image, heatmap, label, tf.constant(0.0)))
+        imagenet = imagenet.map(lambda image, heatmap, label, clicks: (image, heatmap, label, tf.constant(0.0),
+                                                                        clicks))
         examples = tf.data.Dataset.sample_from_datasets(
             [clickme.repeat(), imagenet], weights=[clickme_fraction, 1.0 - clickme_fraction], seed=seed,
             stop_on_empty_dataset=True)
@@ -272,8 +277,10 @@ def load_clickme(
         examples = examples.repeat()
     batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
-    def to_dict(image, heatmap, label, token):
-        heatmap = diffuse_heatmaps(heatmap, (image_size, image_size)) if diffuse else heatmap
+    def to_dict(image, heatmap, label, token, clicks):
+        if diffuse:  # raw clicks only: a stimulus-layout map is already diffused
+            diffused = diffuse_heatmaps(heatmap, (image_size, image_size))
+            heatmap = tf.where(clicks[:, None, None, None], diffused, heatmap)
         return {"image": image, "heatmap": heatmap, "label": label, "token": token}
 
     batches = batches.map(to_dict, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)

@@ -113,10 +113,15 @@ def _shape_text(tensor: tf.Tensor) -> tf.Tensor:
     return tf.strings.join([tf.strings.as_string(shape[0]), "x", tf.strings.as_string(shape[1])])
 
 
-def decode_clickme(serialized: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Parse one ClickMe record -> (problem, image (H, W, 3), heatmap (H, W, 1), label int64).
+Decoded = tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]
+
+
+def decode_clickme(serialized: tf.Tensor, num_classes: int) -> Decoded:
+    """Parse one ClickMe record -> (problem, image (H, W, 3), heatmap (H, W, 1), label int64, clicks).
 
     ``problem`` is '' for a good record; otherwise it says what is wrong and image/heatmap are empty.
+    ``clicks`` (bool) is True when the heatmap holds raw clicks (the JPEG training layout) still to
+    be diffused, False for an already diffused map (the raw float32 stimulus layout).
     An unparseable record or an undecodable JPEG raises (the pipeline catches that per record).
     """
     parsed = tf.io.parse_single_example(serialized, _CLICKME_FEATURES)
@@ -144,11 +149,12 @@ def decode_clickme(serialized: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, 
         return problem, tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1])
 
     problem, image, heatmap = tf.cond(problem == "", decode, skip)
-    return problem, image, heatmap, label
+    return problem, image, heatmap, label, _is_jpeg(heatmap_bytes)
 
 
-def decode_imagenet(serialized: tf.Tensor, num_classes: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Parse one ImageNet-style record -> (problem, image (H, W, 3), heatmap (H, W, 1) zeros, label).
+def decode_imagenet(serialized: tf.Tensor, num_classes: int) -> Decoded:
+    """Parse one ImageNet-style record -> (problem, image (H, W, 3), heatmap (H, W, 1) zeros, label,
+    clicks False).
 
     Accepts ``image`` + 0-based ``label`` or ``image/encoded`` + 1-based ``image/class/label``.
     """
@@ -171,4 +177,4 @@ def decode_imagenet(serialized: tf.Tensor, num_classes: int) -> tuple[tf.Tensor,
 
     image, heatmap = tf.cond(problem == "", decode,
                              lambda: (tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1])))
-    return problem, image, heatmap, label
+    return problem, image, heatmap, label, tf.constant(False)
