@@ -156,12 +156,18 @@ class LadderGrid:
     def nearest(self, eps: float, lower: float, upper: float) -> float | None:
         """The point of ``eps``'s interval nearest ``eps`` strictly inside (lower, upper); None if there is none."""
         k = self.interval(eps)
-        first, last = 0, 2 ** self.depths[k]
-        while first <= last and self.point(k, first) <= lower:
+        n = 2 ** self.depths[k]
+        first = min(max(math.floor(self.position(k, lower)), 0), n)  # then a step or two to the exact first
+        while first < n and self.point(k, first) <= lower:
             first += 1
-        while last >= first and self.point(k, last) >= upper:
+        while first > 0 and self.point(k, first - 1) > lower:
+            first -= 1
+        last = min(max(math.ceil(self.position(k, upper)), 0), n)
+        while last > 0 and self.point(k, last) >= upper:
             last -= 1
-        if first > last:
+        while last < n and self.point(k, last + 1) < upper:
+            last += 1
+        if not (first <= last and lower < self.point(k, first) and self.point(k, last) < upper):
             return None
         return self.point(k, min(max(round(self.position(k, eps)), first), last))
 
