@@ -27,7 +27,7 @@ from attacks_torch import zoo
 from attacks_torch.attacks import PROJECTIONS
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.models import WEIGHTS
-from attacks_torch.search import SCHEDULES
+from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES
 from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
 from harmonization.files import OutputError
 
@@ -73,7 +73,7 @@ def _build_parser() -> _Parser:
     attack.add_argument("--attack", default="l2_pgd", choices=tuple(ATTACK_REGISTRY))
     attack.add_argument("--batch-size", type=_positive_int, default=16)
     attack.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    attack.add_argument("--schedule", default="ladder", choices=SCHEDULES, help="eps search of the PGD attacks")
+    attack.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES, help="eps search of the PGD attacks")
     attack.add_argument("--lo", type=float, default=0.001)
     attack.add_argument("--hi", type=float, default=10.0)
     attack.add_argument("--tol", type=float, default=None, help="search tolerance (default: the schedule's)")

@@ -19,6 +19,7 @@ from attacks_torch.attacks import cross_entropy_gradient
 from attacks_torch.attacks._common import check_batch, flat_norms, label_margins
 from attacks_torch.attacks.registry import ATTACK_REGISTRY, attack_entry, resolve_attack_options
 from attacks_torch.attacks.schedules import (
+    DEFAULT_SCHEDULE,
     SCHEDULES,
     Outcome,
     Schedule,
@@ -165,7 +166,7 @@ def minimal_epsilon(
     lo: float = 0.001,
     hi: float = 10.0,
     tol: float | None = None,
-    schedule: str = "secant",
+    schedule: str = DEFAULT_SCHEDULE,
     ladder_start: float | None = None,
     batch_size: int | None = None,
     attack_options: Mapping[str, Any] | None = None,

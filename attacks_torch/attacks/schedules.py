@@ -12,6 +12,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 SCHEDULES = ("secant", "ladder", "reference")
+DEFAULT_SCHEDULE = "secant"
+"""The search's default everywhere: library, sweeps and the CLI (docs/search.md)."""
 # secant: the first try goes this far past the first-order estimate (which tends to fall short)
 _FIRST_FACTOR = 1.1
 # secant: after a failed try, the next aims this far (relative) past the estimated crossing, so

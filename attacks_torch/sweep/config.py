@@ -8,7 +8,7 @@ from typing import Any
 
 from attacks_torch.attacks.registry import ATTACK_REGISTRY, resolve_attack_options
 from attacks_torch.models import WEIGHTS
-from attacks_torch.search import SCHEDULES, minimum_tol
+from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES, minimum_tol
 from attacks_torch.sweep.errors import SweepError, arg
 
 DEVICES = ("cpu", "cuda")
@@ -33,7 +33,7 @@ class SweepConfig:
     batch_size: int = 16
     limit: int | None = None
     seed: int = 0
-    schedule: str = "ladder"
+    schedule: str = DEFAULT_SCHEDULE
     lo: float = 0.001
     hi: float = 10.0
     tol: float | None = None
