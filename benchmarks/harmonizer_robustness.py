@@ -87,12 +87,16 @@ def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
     the cell's result.json when it has one)."""
     folder = args.out / kind / f"seed-{seed}"
     if (folder / "result.json").exists():
-        return json.loads((folder / "result.json").read_text())
+        result = json.loads((folder / "result.json").read_text())
+        if result.get("epochs") != args.epochs:
+            sys.exit(f"{folder}: trained for {result.get('epochs')} epochs, not {args.epochs}; "
+                     "pass another --out")
+        return result
     splits = write_testbed(kind, folder / "data", seed=seed)
     models = {arm: train(folder / arm, splits, lam, seed, args) for arm, lam in ARMS.items()}
     evaluations = {arm: evaluate(folder / arm, splits) for arm in ARMS}
     attacks = attack(folder, splits, models, args.attack_limit)
-    result: dict = {"num_classes": splits["num_classes"]}
+    result: dict = {"num_classes": splits["num_classes"], "epochs": args.epochs}
     for arm in ARMS:
         evaluation = evaluations[arm]
         result[arm] = {"accuracy": evaluation["evaluation"]["accuracy"],
