@@ -29,8 +29,8 @@ class PixelModel(nn.Module):
     [0, 1] pixel units whatever the network. ``crop_pct`` is kept from the data config for callers
     that crop photos as the model was evaluated (the wrapper itself never crops). The module is
     always in eval mode (``train()`` is a no-op) and its parameters never require gradients.
-    ``num_classes`` is the width of the logits (None until known: the first forward pass sets it
-    when the loader did not).
+    ``num_classes`` is the width of the logits, as the loader read it from the network (None:
+    not known, and the sweep then cannot check the stimuli's labels against it).
     """
 
     def __init__(
@@ -99,10 +99,7 @@ class PixelModel(nn.Module):
             )
         if self.input_size is not None:
             x = _resize(x, self.input_size, self.interpolation)
-        logits = self.network((x - self._mean) / self._std)
-        if self.num_classes is None:
-            self.num_classes = int(logits.shape[-1])
-        return logits
+        return self.network((x - self._mean) / self._std)
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, input_size={self.input_size}, interpolation={self.interpolation!r}, "
