@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from harmonization.data.augment import center_crop
 from harmonization.data.records import decode_imagenet
-from harmonization.models.published import PUBLISHED, load_published, zoo_table
+from harmonization.models.published import PUBLISHED, load_published
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
@@ -132,26 +132,3 @@ def check_published(name: str, path: str, imagenet_val: str, batch_size: int = 3
     return {"model": name, "file": os.fspath(path), "imagenet_val": imagenet_val, **result,
             "reported_top1": reported,
             "top1_minus_reported": None if reported is None else result["top1"] - reported}
-
-
-def format_check(result: dict) -> str:
-    """The one-paragraph summary ``harmonize check-accuracy`` prints."""
-    reported = result["reported_top1"]
-    versus = ("no top-1 reported for this model" if reported is None else
-              f"reported {reported:.1f} (read off the reference's figure, about +-0.5); "
-              f"difference {result['top1_minus_reported']:+.1f}")
-    return (f"{result['model']} ({result['file']}) on {result['images']} ImageNet validation images: "
-            f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%; {versus}")
-
-
-def format_zoo() -> str:
-    """The ``harmonize zoo`` listing: the published files, their size, where to download them."""
-    lines = ["name            file                            size (float32 weights)  reported top-1 / alignment  download"]
-    for row in zoo_table():
-        reported = ("-" if row["reported_top1"] is None
-                    else f"{row['reported_top1']:.1f} / {row['reported_alignment']:.0f}")
-        lines.append(f"{row['name']:15s} {row['file']:31s} about {row['approximate_megabytes']:4d} MB"
-                     f"{'':11s} {reported:27s} {row['url']}")
-    lines.append("Download a file yourself (nothing here downloads), then load it with "
-                 "published:NAME:PATH; any file name works.")
-    return "\n".join(lines)

@@ -8,8 +8,8 @@ from builders import clickme_arrays  # noqa: F401  (loads harmonization before T
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from harmonization.imagenet_check import (ImageNetDataError, format_check, format_zoo,  # noqa: E402
-                                          top_k_accuracy, validation_batches)
+from harmonization.cli.zoo import format_check, format_zoo  # noqa: E402
+from harmonization.imagenet_check import ImageNetDataError, top_k_accuracy, validation_batches  # noqa: E402
 from harmonization.models import PUBLISHED_NAMES  # noqa: E402
 
 # class folders in sorted order: red, green, blue; the last "blue" image is green (a miss)

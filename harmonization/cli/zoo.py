@@ -18,7 +18,6 @@ def add_zoo_parser(commands) -> None:
 
 
 def zoo(args: argparse.Namespace) -> None:
-    from harmonization.imagenet_check import format_zoo
     from harmonization.models.published import zoo_table
 
     print(json.dumps(zoo_table(), indent=1) if args.json else format_zoo())
@@ -53,7 +52,7 @@ def published_model(text: str) -> tuple[str, str]:
 
 def check_accuracy(args: argparse.Namespace) -> dict:
     from harmonization.files import write_json
-    from harmonization.imagenet_check import check_published, format_check
+    from harmonization.imagenet_check import check_published
 
     name, path = published_model(args.model)
     result = check_published(name, path, args.imagenet_val, batch_size=args.batch_size, limit=args.limit)
@@ -61,3 +60,28 @@ def check_accuracy(args: argparse.Namespace) -> dict:
     if args.out:
         write_json(args.out, result)
     return result
+
+
+def format_check(result: dict) -> str:
+    """The one-paragraph summary ``harmonize check-accuracy`` prints."""
+    reported = result["reported_top1"]
+    versus = ("no top-1 reported for this model" if reported is None else
+              f"reported {reported:.1f} (read off the reference's figure, about +-0.5); "
+              f"difference {result['top1_minus_reported']:+.1f}")
+    return (f"{result['model']} ({result['file']}) on {result['images']} ImageNet validation images: "
+            f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%; {versus}")
+
+
+def format_zoo() -> str:
+    """The ``harmonize zoo`` listing: the published files, their size, where to download them."""
+    from harmonization.models.published import zoo_table
+
+    lines = ["name            file                            size (float32 weights)  reported top-1 / alignment  download"]
+    for row in zoo_table():
+        reported = ("-" if row["reported_top1"] is None
+                    else f"{row['reported_top1']:.1f} / {row['reported_alignment']:.0f}")
+        lines.append(f"{row['name']:15s} {row['file']:31s} about {row['approximate_megabytes']:4d} MB"
+                     f"{'':11s} {reported:27s} {row['url']}")
+    lines.append("Download a file yourself (nothing here downloads), then load it with "
+                 "published:NAME:PATH; any file name works.")
+    return "\n".join(lines)
