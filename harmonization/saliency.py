@@ -1,71 +1,144 @@
-"""Saliency maps of a Keras network with respect to its (preprocessed) input, in TensorFlow.
+"""Saliency maps of a Keras network with respect to its (preprocessed) input, on any backend.
 
 Two kinds (docs/method.md, "Saliency" and "Human-alignment evaluation"):
 - training: the signed channel mean of d(true-class score)/d(input), from a forward pass in
-  training mode, computed so that an enclosing ``tf.GradientTape`` can differentiate through it;
+  training mode, computed so that the enclosing differentiation reaches the parameters through
+  it (the second-order path);
 - evaluation: |d(score)/d(input)|, max over channels, from a forward pass in inference mode.
 The score is the true-class logit; ``centered`` subtracts the mean logit first and ``log_prob``
 uses log softmax instead. Both centered and log-prob scores ignore a term that is added to every
 class's logit alike, which a network can use to make logit saliency look aligned (the "gaming"
 of docs/method.md, "Guards on the claims").
+
+The input gradient is the only backend-specific part (``input_gradients``): a
+``tf.GradientTape`` (recorded by an enclosing tape), ``jax.vjp`` (differentiable by an enclosing
+``jax.grad``), or ``torch.autograd.grad(..., create_graph=True)``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-import tensorflow as tf
+import keras
+from keras import ops
 
 SCORES = ("logit", "centered", "log_prob")
 
+Forward = Callable[[Any], tuple[Sequence[Any], Any]]
+"""inputs -> (per-sample score vectors (N,), auxiliary output such as the logits)."""
 
-def class_score(logits: tf.Tensor, labels: tf.Tensor, score: str = "logit") -> tf.Tensor:
+
+def class_score(logits, labels, score: str = "logit"):
     """Per-sample score sum(f(logits) * labels) for f in SCORES; labels one-hot or soft (N, C)."""
-    logits = tf.cast(logits, tf.float32)
+    logits = ops.cast(logits, "float32")
     if score == "centered":
-        logits = logits - tf.reduce_mean(logits, -1, keepdims=True)
+        logits = logits - ops.mean(logits, axis=-1, keepdims=True)
     elif score == "log_prob":
-        logits = tf.nn.log_softmax(logits, -1)
+        logits = ops.log_softmax(logits, axis=-1)
     elif score != "logit":
         raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    return tf.reduce_sum(logits * tf.cast(labels, tf.float32), -1)
+    return ops.sum(logits * ops.cast(labels, "float32"), axis=-1)
 
 
-def signed_saliency(
-    network: Callable[..., tf.Tensor], inputs: tf.Tensor, labels: tf.Tensor,
-    centered_logits: bool = False, training: bool = True,
-) -> tuple[tf.Tensor, tf.Tensor]:
+def _tensorflow_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+    import tensorflow as tf
+
+    inputs = tf.convert_to_tensor(inputs)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        scores, aux = forward(inputs)
+    gradients = [tape.gradient(score, inputs) for score in scores]
+    del tape
+    return gradients, aux
+
+
+def _jax_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+    import jax
+    import jax.numpy as jnp
+
+    def scores_of(x):
+        scores, aux = forward(x)
+        return tuple(scores), aux
+
+    scores, pullback, aux = jax.vjp(scores_of, inputs, has_aux=True)
+    gradients = []
+    for index in range(len(scores)):
+        cotangent = tuple(jnp.ones_like(s) if i == index else jnp.zeros_like(s)
+                          for i, s in enumerate(scores))
+        gradients.append(pullback(cotangent)[0])
+    return gradients, aux
+
+
+def _torch_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+    import torch
+
+    if not inputs.requires_grad:  # a leaf to differentiate by (the preprocessing is constant)
+        inputs = inputs.detach().requires_grad_(True)
+    scores, aux = forward(inputs)
+    gradients = [torch.autograd.grad(ops.sum(score), inputs, create_graph=create_graph,
+                                     retain_graph=True)[0] for score in scores]
+    return gradients, aux
+
+
+_GRADIENTS = {"tensorflow": _tensorflow_gradients, "jax": _jax_gradients, "torch": _torch_gradients}
+
+
+def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tuple[list, Any]:
+    """d score_k / d inputs for each score vector that ``forward(inputs)`` returns, and its aux.
+
+    One forward pass serves every score. With ``create_graph`` the gradients stay differentiable
+    by an enclosing differentiation (a tape, ``jax.grad`` or torch autograd).
+    """
+    backend = keras.backend.backend()
+    if backend not in _GRADIENTS:
+        raise NotImplementedError(f"saliency has no input gradient for the {backend!r} backend")
+    return _GRADIENTS[backend](forward, inputs, create_graph)
+
+
+def saliency_of(forward: Callable[[Any], tuple[Any, Any]], inputs, labels,
+                centered_logits: bool = False) -> tuple[Any, Any, Any]:
+    """Training saliency from ``forward(inputs) -> (logits, aux)``: (map (N, H, W), logits, aux).
+
+    Use it where the forward pass has state updates to carry out (the JAX step returns the
+    batch-norm updates of ``stateless_call`` as ``aux``); ``signed_saliency`` otherwise.
+    """
+    kind = "centered" if centered_logits else "logit"
+
+    def scores(x):
+        logits, aux = forward(x)
+        return [class_score(logits, labels, kind)], (logits, aux)
+
+    (gradient,), (logits, aux) = input_gradients(scores, inputs)
+    return ops.mean(ops.cast(gradient, "float32"), axis=-1), ops.cast(logits, "float32"), aux
+
+
+def signed_saliency(network: Callable[..., Any], inputs, labels, centered_logits: bool = False,
+                    training: bool = True) -> tuple[Any, Any]:
     """Training saliency: signed channel mean (N, H, W) of d score / d input, and the logits.
 
     One forward pass (in training mode by default, as the method does) serves both. Call it inside
-    the outer tape: the inner gradient is then recorded, so the parameters get gradient through
-    the saliency (the second-order path of the method).
+    the outer differentiation: the parameters then get gradient through the saliency.
     """
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        logits = network(inputs, training=training)
-        scores = class_score(logits, labels, "centered" if centered_logits else "logit")
-    gradients = tape.gradient(scores, inputs)
-    return tf.reduce_mean(tf.cast(gradients, tf.float32), -1), tf.cast(logits, tf.float32)
+    saliency, logits, _ = saliency_of(lambda x: (network(x, training=training), None), inputs,
+                                      labels, centered_logits)
+    return saliency, logits
 
 
-def evaluation_saliency(
-    network: Callable[..., tf.Tensor], inputs: tf.Tensor, labels: tf.Tensor,
-    scores: tuple[str, ...] = ("logit", "log_prob"),
-) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+def evaluation_saliency(network: Callable[..., Any], inputs, labels,
+                        scores: tuple[str, ...] = ("logit", "log_prob")) -> tuple[dict, Any]:
     """|d score / d input| max over channels (N, H, W) for each score kind, and the logits.
 
     ``labels`` are class indices (N,) or one-hot (N, C); one inference-mode forward pass serves
     every score kind.
     """
-    is_one_hot = labels.shape.rank == 2
-    with tf.GradientTape(persistent=len(scores) > 1) as tape:
-        tape.watch(inputs)
-        logits = network(inputs, training=False)
-        one_hot = labels if is_one_hot else tf.one_hot(labels, tf.shape(logits)[-1])
-        values = {kind: class_score(logits, one_hot, kind) for kind in scores}
-    maps = {
-        kind: tf.reduce_max(tf.abs(tf.cast(tape.gradient(value, inputs), tf.float32)), -1)
-        for kind, value in values.items()
-    }
-    del tape
-    return maps, tf.cast(logits, tf.float32)
+    labels = ops.convert_to_tensor(labels)
+
+    def forward(x):
+        logits = network(x, training=False)
+        one_hot = labels if len(labels.shape) == 2 else ops.one_hot(labels, ops.shape(logits)[-1])
+        return [class_score(logits, one_hot, kind) for kind in scores], logits
+
+    gradients, logits = input_gradients(forward, inputs, create_graph=False)
+    maps = {kind: ops.max(ops.abs(ops.cast(g, "float32")), axis=-1)
+            for kind, g in zip(scores, gradients)}
+    return maps, ops.cast(logits, "float32")
