@@ -101,7 +101,7 @@ def test_lambda_zero_skips_the_saliency_pass(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the saliency pass ran")
 
-    monkeypatch.setattr(harmonizer_module, "signed_saliency", refuse)
+    monkeypatch.setattr(harmonizer_module, "saliency_of", refuse)
     dataset = as_dataset(clickme_arrays(8, 16, 3), 4)
     control = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=0.0)
     control.compile(optimizer=keras.optimizers.SGD(0.01))

@@ -4,16 +4,15 @@ from __future__ import annotations
 import os
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from harmonization.files import temporary_path
 from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization_loss,
                                 weight_decay)
 from harmonization.metrics import chance_threshold
 from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
-from harmonization.saliency import signed_saliency
-from harmonization.training.distribute import (disable_arithmetic_optimization,
-                                               for_multi_worker_reduction, scale_for_replicas)
+from harmonization.saliency import saliency_of
+from harmonization.training import backends
 
 LAMBDA_SCHEDULES = ("adaptive", "linear")
 GATE_DECAY = 0.9
@@ -55,11 +54,13 @@ class Harmonizer(keras.Model):
     the logit and log-probability alignment too.
 
     Weight decay: ``lambda_weights`` * sum(w^2)/2 over trainable variables whose path holds none
-    of ``harmonization.loss.WEIGHT_DECAY_EXCLUDE``. Under a distribution strategy each replica's
-    loss is divided by the replica count, so gradients are those of the global batch (batch
-    norm still uses each replica's own statistics, as Keras does). With lambda > 0, Grappler's
-    arithmetic optimizer is turned off for the process (it breaks second-order gradients
-    through ResNet50V2 in ``fit``).
+    of ``harmonization.loss.WEIGHT_DECAY_EXCLUDE``. It trains on the TensorFlow, JAX and torch
+    backends from this one objective (the steps: ``harmonization.training.backends``;
+    docs/backends.md). Under a TF distribution strategy each replica's loss is divided by the
+    replica count, so gradients are those of the global batch (batch norm still uses each
+    replica's own statistics, as Keras does). On TF with lambda > 0, Grappler's arithmetic
+    optimizer is turned off for the process (it breaks second-order gradients through
+    ResNet50V2 in ``fit``).
 
     ``lambda_schedule`` says when the harmonization weight is applied (docs/harmonizer-schedule.md):
 
@@ -129,7 +130,9 @@ class Harmonizer(keras.Model):
         self.lambda_ramp_steps = int(lambda_ramp_steps)
         self.lambda_schedule = lambda_schedule
         self.num_classes = int(self.pixel_model.output_shape[-1])
-        if self.lambda_harmonization > 0:
+        if self.lambda_harmonization > 0 and keras.backend.backend() == "tensorflow":
+            from harmonization.training.distribute import disable_arithmetic_optimization
+
             disable_arithmetic_optimization()
         if lambda_schedule == "adaptive":
             self._gate_threshold = chance_threshold(self.num_classes)
@@ -161,69 +164,96 @@ class Harmonizer(keras.Model):
             inputs = inputs["image"]
         return self.pixel_model(inputs, training=training)
 
-    def _unpack(self, batch: dict) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _unpack(self, batch: dict) -> tuple:
         if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
             raise ValueError("Harmonizer batches are dicts with keys image, heatmap, label "
                              f"(and optionally token); got {type(batch).__name__} "
                              f"{sorted(batch) if isinstance(batch, dict) else ''}")
-        images = tf.cast(batch["image"], tf.float32)
-        labels = batch["label"]
-        if labels.shape.rank == 1:
-            labels = tf.one_hot(tf.cast(labels, tf.int32), self.num_classes)
+        images = ops.cast(batch["image"], "float32")
+        labels = ops.convert_to_tensor(batch["label"])
+        if len(labels.shape) == 1:
+            labels = ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
         tokens = batch.get("token")
-        tokens = tf.ones(tf.shape(images)[:1]) if tokens is None else tf.cast(tokens, tf.float32)
-        return images, tf.cast(batch["heatmap"], tf.float32), tf.cast(labels, tf.float32), tokens
+        tokens = (ops.ones(ops.shape(images)[:1], "float32") if tokens is None
+                  else ops.cast(tokens, "float32"))
+        return images, ops.cast(batch["heatmap"], "float32"), ops.cast(labels, "float32"), tokens
 
-    def _lambda(self) -> tf.Tensor:
-        """The harmonization weight of the current optimizer step."""
-        step = tf.cast(self.optimizer.iterations, tf.float32)
+    def _lambda(self, step=None):
+        """The harmonization weight at optimizer step ``step`` (default: the current one)."""
+        step = ops.cast(self.optimizer.iterations if step is None else step, "float32")
         if self.lambda_schedule == "adaptive":
-            opened = tf.cast(self._gate_step, tf.float32)
+            opened = ops.cast(self._gate_step, "float32")
             if not self.lambda_ramp_steps:
-                return tf.where(opened >= 0, self.lambda_harmonization, 0.0)
-            progress = tf.where(opened >= 0, (step - opened) / float(self.lambda_ramp_steps), 0.0)
+                return ops.where(opened >= 0, self.lambda_harmonization, 0.0)
+            progress = ops.where(opened >= 0, (step - opened) / float(self.lambda_ramp_steps), 0.0)
         elif not self.lambda_ramp_steps:
-            return tf.constant(self.lambda_harmonization)
+            return ops.convert_to_tensor(self.lambda_harmonization, "float32")
         else:
             progress = step / float(self.lambda_ramp_steps)
-        return self.lambda_harmonization * tf.minimum(1.0, progress)
+        return self.lambda_harmonization * ops.minimum(1.0, progress)
 
-    def _advance_gate(self, logits: tf.Tensor, labels: tf.Tensor) -> None:
-        """Fold this step's global-batch accuracy into the running accuracy; open the gate once."""
-        hits = tf.cast(tf.equal(tf.argmax(logits, -1), tf.argmax(labels, -1)), tf.float32)
-        counts = tf.stack([tf.reduce_sum(hits), tf.cast(tf.shape(hits)[0], tf.float32)])
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
-        running = (GATE_DECAY * self._gate_accuracy
-                   + (1.0 - GATE_DECAY) * counts[0] / tf.maximum(counts[1], 1.0))
+    def _advance_gate(self, logits, labels) -> None:
+        """Fold this step's global-batch accuracy into the running accuracy; open the gate once.
+
+        Once the gate is open nothing is computed (the running accuracy then stays as it was),
+        except that several ``tf.distribute`` replicas still sum their counts: a collective
+        cannot sit in a conditional branch.
+        """
+        dtype = self._gate_step.dtype
+
+        def counts():
+            hits = ops.cast(ops.equal(ops.argmax(logits, -1), ops.argmax(labels, -1)), "float32")
+            return backends.sum_over_replicas(
+                ops.stack([ops.sum(hits), ops.cast(ops.shape(hits)[0], "float32")]))
+
+        synced = counts() if backends.replicas_in_sync() > 1 else None
+
+        def advance():
+            hits, seen = ops.unstack(counts() if synced is None else synced)
+            running = (GATE_DECAY * ops.convert_to_tensor(self._gate_accuracy)
+                       + (1.0 - GATE_DECAY) * hits / ops.maximum(seen, 1.0))
+            opened = ops.where(running >= self._gate_threshold,
+                               ops.cast(self.optimizer.iterations, dtype), ops.cast(-1, dtype))
+            return running, ops.cast(opened, dtype)
+
+        def keep():
+            return (ops.convert_to_tensor(self._gate_accuracy),
+                    ops.convert_to_tensor(self._gate_step))
+
+        running, opened = ops.cond(self._gate_step < 0, advance, keep)
         self._gate_accuracy.assign(running)
-        opens = tf.logical_and(self._gate_step < 0, running >= self._gate_threshold)
-        self._gate_step.assign(tf.where(opens, tf.cast(self.optimizer.iterations, tf.int64),
-                                        self._gate_step))
+        self._gate_step.assign(opened)
 
-    def _objective(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool) -> dict:
-        """Per-replica terms: logits, ce, harmonization (or None), total loss."""
+    def _objective(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool,
+                   forward=None, step=None) -> dict:
+        """Per-replica terms: logits, ce, harmonization (or None), lambda, total loss, updates.
+
+        ``forward(inputs) -> (logits, updates)`` runs the backbone (default: a plain call, with
+        no updates to return); ``step`` is the optimizer step for the lambda schedule.
+        """
+        if forward is None:
+            def forward(inputs):
+                return self.backbone(inputs, training=training), None
+
         inputs = self.preprocess(images, training=training)
         if harmonize:
-            saliency, logits = signed_saliency(self.backbone, inputs, labels,
-                                               self.centered_logits, training=training)
+            saliency, logits, updates = saliency_of(forward, inputs, labels, self.centered_logits)
             harmonization = harmonization_loss(saliency, heatmaps, tokens, self.levels)
         else:
-            logits = tf.cast(self.backbone(inputs, training=training), tf.float32)
-            harmonization = None
-        ce = tf.reduce_mean(keras.losses.categorical_crossentropy(
+            logits, updates = forward(inputs)
+            logits, harmonization = ops.cast(logits, "float32"), None
+        ce = ops.mean(keras.losses.categorical_crossentropy(
             labels, logits, from_logits=True, label_smoothing=self.label_smoothing))
         loss = ce + self.lambda_weights * weight_decay(decayed_variables(self.trainable_variables))
         weight = None
         if harmonization is not None:
-            weight = self._lambda()
+            weight = self._lambda(step)
             loss = loss + weight * harmonization
         return {"logits": logits, "ce": ce, "harmonization": harmonization, "loss": loss,
-                "lambda": weight}
+                "lambda": weight, "updates": updates}
 
-    def _record(self, terms: dict, labels: tf.Tensor, names: tuple[str, ...]) -> dict[str, tf.Tensor]:
-        batch_size = tf.cast(tf.shape(labels)[0], tf.float32)
+    def _record(self, terms: dict, labels, names: tuple[str, ...]) -> dict:
+        batch_size = ops.cast(ops.shape(labels)[0], "float32")
         logs = {}
         for name in names:
             if terms[name] is not None:
@@ -233,27 +263,19 @@ class Harmonizer(keras.Model):
                 logs[name] = self._trackers[name].result()
         self._trackers["accuracy"].update_state(labels, terms["logits"])
         logs["accuracy"] = self._trackers["accuracy"].result()
-        return for_multi_worker_reduction(logs)
+        return backends.for_reduction(logs)
 
-    def train_step(self, batch):
-        images, heatmaps, labels, tokens = self._unpack(batch)
-        with tf.GradientTape() as tape:
-            terms = self._objective(images, heatmaps, labels, tokens, training=True,
-                                    harmonize=self.lambda_harmonization > 0)
-            scaled = self.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
-        variables = self.trainable_variables
-        if self.lambda_schedule == "adaptive" and self.lambda_harmonization > 0:
-            self._advance_gate(terms["logits"], labels)
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._record(terms, labels, ("loss", "ce", "harmonization", "lambda"))
+    @property
+    def _gated(self) -> bool:
+        return self.lambda_schedule == "adaptive" and self.lambda_harmonization > 0
 
-    def test_step(self, batch):
-        images, heatmaps, labels, tokens = self._unpack(batch)
-        terms = self._objective(images, heatmaps, labels, tokens, training=False, harmonize=True)
-        return self._record(terms, labels, ("loss", "ce", "harmonization"))
+    def train_step(self, *args):
+        """One optimizer step: ``(batch) -> logs`` on TensorFlow and torch, ``(state, batch) ->
+        (logs, state)`` on JAX (the Keras trainers' signatures)."""
+        return backends.train_step(self, *args)
 
-    def predict_step(self, batch):
-        return self(batch, training=False)
+    def test_step(self, *args):
+        return backends.test_step(self, *args)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 averages a sample batch across replicas here, which fails under
