@@ -6,6 +6,7 @@ import timm
 from timm.models import get_pretrained_cfg
 
 from attacks_torch import zoo
+from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 
 TABLE_S1 = {  # the paper's Table S1: family -> (class, versions)
     "VGG": ("CNN", 8), "ResNet": ("CNN", 8), "EfficientNet": ("CNN", 7), "ConvNext": ("CNN", 6),
@@ -72,16 +73,16 @@ def test_accuracy_csv_in_timm_results_format(tmp_path):
         "resnet50.a1_in1k,288,81.22,18.78,95.11,4.89,25.56,1.0,bicubic\n"
         "resnet50.tv_in1k,224,76.13,23.87,92.86,7.14,25.56,0.875,bilinear\n"
     )
-    table = zoo.read_accuracy_csv(path)
+    table = read_accuracy_csv(path)
     assert table["resnet50.tv_in1k"] == pytest.approx(76.13)
-    assert zoo.lookup_accuracy(table, "resnet50.tv_in1k") == pytest.approx(76.13)
-    assert zoo.lookup_accuracy(table, "resnet50") == pytest.approx(81.22)  # first row of the architecture
-    assert zoo.lookup_accuracy(table, "resnet50.fb_in1k") is None
-    assert zoo.lookup_accuracy(table, "vgg16") is None
+    assert lookup_accuracy(table, "resnet50.tv_in1k") == pytest.approx(76.13)
+    assert lookup_accuracy(table, "resnet50") == pytest.approx(81.22)  # first row of the architecture
+    assert lookup_accuracy(table, "resnet50.fb_in1k") is None
+    assert lookup_accuracy(table, "vgg16") is None
     bad = tmp_path / "bad.csv"
     bad.write_text("model,acc\nresnet50,76\n")
     with pytest.raises(ValueError, match=r"bad\.csv: missing column\(s\) top1"):
-        zoo.read_accuracy_csv(bad)
+        read_accuracy_csv(bad)
     bad.write_text("model,top1\nresnet50,high\n")
     with pytest.raises(ValueError, match=r"bad\.csv: line 2: top1 'high'"):
-        zoo.read_accuracy_csv(bad)
+        read_accuracy_csv(bad)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attacks_torch import zoo
+from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 from attacks_torch.models import model_kind, parse_published
 from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
 from attacks_torch.sweep.errors import arg
@@ -86,13 +87,13 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
     finished, failed = store.finished(), store.failures()
     if not finished and not failed:
         raise FileNotFoundError(f"{store.root}: no finished model (no model folder holds a summary.json)")
-    table = zoo.read_accuracy_csv(accuracy_csv) if accuracy_csv else {}
+    table = read_accuracy_csv(accuracy_csv) if accuracy_csv else {}
     specs = {s["model"]: s["spec"] for _, s in finished}
     overrides = arch_overrides or {}
     results = []
     for folder, s in finished:
-        given = zoo.lookup_accuracy(table, s["spec"])
-        given = zoo.lookup_accuracy(table, s["model"]) if given is None else given
+        given = lookup_accuracy(table, s["spec"])
+        given = lookup_accuracy(table, s["model"]) if given is None else given
         tolerance = s[TOLERANCE_MEASURE.get(s["norm"], "l2")]
         num_classes = s.get("num_classes")
         results.append(ModelResult(
