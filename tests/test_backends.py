@@ -131,3 +131,39 @@ def test_fit_lowers_the_harmonization_term_with_the_same_logs(runs, backend):
     assert set(before) == {"loss", "ce", "harmonization", "accuracy"}
     # no batch norm or dropout: evaluation sees the network that training did
     assert after["harmonization"] < 0.9 * before["harmonization"], (before, after)
+
+
+TRAIN_ARGS = ["train", "--model", "small_cnn", "--train", "none-*", "--val", "none-*",
+              "--epochs", "1"]
+
+
+def test_harmonize_train_refuses_a_backend_it_cannot_run_in_one_line(tmp_path, capsys, monkeypatch):
+    from harmonization.cli import main
+    from harmonization.cli import train as train_cli
+
+    for backend, message in [("jax", "TensorFlow-only yet"), ("torch", "TensorFlow-only yet")]:
+        with pytest.raises(SystemExit) as stopped:
+            main([*TRAIN_ARGS, "--out", str(tmp_path / backend), "--backend", backend])
+        assert stopped.value.code == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and message in error, error
+    real_find_spec = train_cli.importlib.util.find_spec
+    monkeypatch.setattr(train_cli.importlib.util, "find_spec",
+                        lambda name: None if name == "jax" else real_find_spec(name))
+    with pytest.raises(SystemExit) as stopped:
+        main([*TRAIN_ARGS, "--out", str(tmp_path / "jax"), "--backend", "jax"])
+    assert stopped.value.code == 2
+    assert "jax is not installed (pip install '.[jax]')" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "jax")
+
+
+def test_harmonize_train_sets_the_backend_before_keras_is_imported():
+    result = run_python("""
+        import os, sys
+        from harmonization.cli.train import select_backend
+        select_backend("tensorflow")
+        assert "keras" not in sys.modules
+        print(os.environ["KERAS_BACKEND"])
+    """, env={"KERAS_BACKEND": "torch"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "tensorflow"

@@ -3,9 +3,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import os
+import sys
 
-from harmonization.cli.common import (flag_names, fraction, non_negative_float, non_negative_int,
-                                      number, positive_float, positive_int, print_evaluation)
+from harmonization.cli.common import (UsageError, flag_names, fraction, non_negative_float,
+                                      non_negative_int, number, positive_float, positive_int,
+                                      print_evaluation)
+
+
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+"""Keras backend -> the package it needs."""
+RUN_BACKENDS = ("tensorflow",)
+"""The backends the whole run works on. The Harmonizer trains on all three, but the run's
+learning-rate schedule (training/schedule.py) and its alignment evaluation (evaluation.py) are
+TensorFlow code yet (docs/backends.md)."""
 
 
 def _epochs_list(text: str) -> tuple[float, ...]:
@@ -21,6 +33,8 @@ def add_parser(commands) -> None:
                               argument_default=argparse.SUPPRESS,
                               description="A flag left out takes the default of its field of "
                                           "harmonization.training.TrainConfig.")
+    fit.add_argument("--backend", choices=tuple(BACKENDS),
+                     help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow)")
     fit.add_argument("--model", required=True, help="zoo model name (small_cnn, small_cnn_plain, "
                      "vgg16, resnet50v2, efficientnetb0, convnext_tiny)")
     fit.add_argument("--train", required=True, help="ClickMe training shards (path, directory or glob)")
@@ -79,8 +93,33 @@ def add_parser(commands) -> None:
     fit.set_defaults(run=train, flags=flag_names(fit))
 
 
+def select_backend(backend: str) -> None:
+    """Make ``backend`` the Keras backend of this process, before keras is imported.
+
+    Raises ``UsageError`` (exit code 2) when its package is not installed, when the run cannot
+    work on it yet, or when keras is already loaded with another backend (the backend is fixed
+    per process).
+    """
+    if importlib.util.find_spec(BACKENDS[backend]) is None:
+        extra = " (pip install '.[jax]')" if backend == "jax" else ""
+        raise UsageError(f"--backend {backend}: {BACKENDS[backend]} is not installed{extra}")
+    if backend not in RUN_BACKENDS:
+        raise UsageError(f"--backend {backend}: the training run's learning-rate schedule and "
+                         "alignment evaluation are TensorFlow-only yet; the Harmonizer itself "
+                         f"trains on {backend} with fit (docs/backends.md)")
+    if "keras" in sys.modules:
+        active = sys.modules["keras"].backend.backend()
+        if active != backend:
+            raise UsageError(f"--backend {backend}: keras is already loaded with the {active} "
+                             "backend in this process; run harmonize in a new process")
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
 def train(args: argparse.Namespace):
     """Run ``harmonization.training.run`` with the flags; print the validation summary."""
+    if getattr(args, "backend", None):
+        select_backend(args.backend)
     from harmonization.training import TrainConfig, run
 
     config = TrainConfig(**{field.name: getattr(args, field.name)
