@@ -22,7 +22,9 @@ def perturbation_measures(images: Any, adversarials: Any, heatmaps: Any, fooled:
 
     images, adversarials: (N, 3, H, W) in [0, 1]; heatmaps: (N, H, W) or (N, 1, H, W) on the
     same grid; fooled: (N,) bool. Alignment is the Spearman correlation between
-    ``|mean over channels of (x_adv - x)|`` and the heatmap. Every measure is NaN where not fooled.
+    ``|mean over channels of (x_adv - x)|`` and the heatmap. Every measure is NaN where not fooled;
+    alignment is also NaN, without a warning, where the heatmap is constant (an image without a
+    human map, such as a photo stored with an all-zero map).
     """
     x = _numpy("images", images).astype(np.float64)
     x_adv = _numpy("adversarials", adversarials).astype(np.float64)
@@ -42,9 +44,11 @@ def perturbation_measures(images: Any, adversarials: Any, heatmaps: Any, fooled:
     l2 = np.sqrt((delta**2).sum(axis=1))
     linf = np.abs(delta).max(axis=1, initial=0.0)
     alignment = np.full(x.shape[0], np.nan)
-    if fooled.any():
+    flat_maps = maps.reshape(maps.shape[0], -1)
+    measured = fooled & ~(flat_maps == flat_maps[:, :1]).all(axis=1)
+    if measured.any():
         mask = np.abs((x_adv - x).mean(axis=1))
-        alignment[fooled] = spearman(mask[fooled], maps[fooled])
+        alignment[measured] = spearman(mask[measured], maps[measured])
     return {
         "l2": np.where(fooled, l2, np.nan),
         "linf": np.where(fooled, linf, np.nan),

@@ -59,6 +59,19 @@ def test_nothing_fooled_gives_all_nan_without_warnings(batch):
     assert all(np.isnan(values).all() for values in result.values())
 
 
+def test_an_image_without_a_human_map_gets_no_alignment_and_no_warning(batch):
+    images, adversarials, heatmaps, fooled = batch
+    heatmaps = heatmaps.copy()
+    heatmaps[1] = 0.0  # stored without a human map
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = perturbation_measures(images, adversarials, heatmaps, fooled)
+    expected = perturbation_measures(images, adversarials, batch[2], fooled)
+    assert np.isnan(result["alignment"][1]) and not np.isnan(result["l2"][1])
+    keep = [0, 3, 4]
+    np.testing.assert_array_equal(result["alignment"][keep], expected["alignment"][keep])
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
