@@ -167,3 +167,44 @@ def test_harmonize_train_sets_the_backend_before_keras_is_imported():
     """, env={"KERAS_BACKEND": "torch"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "tensorflow"
+
+
+DATA_PARALLEL = """
+    import json, sys
+    import harmonization
+    import jax
+    import keras
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from builders import clickme_arrays
+    from harmonization.models import build_model
+    from harmonization.training import Harmonizer
+
+    def train(distributed):
+        keras.utils.set_random_seed(0)
+        if distributed:
+            keras.distribution.set_distribution(keras.distribution.DataParallel())
+        harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
+                                lambda_schedule="linear")
+        harmonizer.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9))
+        arrays = clickme_arrays(16, 16, 3, seed=5)
+        history = harmonizer.fit(arrays, epochs=2, batch_size=8, shuffle=False, verbose=0).history
+        return history, [keras.ops.convert_to_numpy(v.value).tolist() for v in harmonizer.weights]
+
+    print(json.dumps({"devices": len(jax.devices()), "one": train(False), "two": train(True)}))
+"""
+
+
+def test_jax_data_parallel_over_two_devices_equals_one_device():
+    result = run_python(DATA_PARALLEL, args=(TESTS,), env={
+        "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert runs["devices"] == 2
+    (one, one_weights), (two, two_weights) = runs["one"], runs["two"]
+    assert one["lambda"] == [2.0, 2.0]
+    for name in one:
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-5, err_msg=name)
+    for expected, got in zip(one_weights, two_weights):  # after 4 steps
+        expected, got = np.array(expected), np.array(got)
+        assert np.max(np.abs(got - expected)) <= 1e-5 * max(np.max(np.abs(expected)), 1e-6)
