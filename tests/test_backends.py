@@ -70,6 +70,15 @@ PER_BACKEND = """
     out["before"] = fitted.evaluate(arrays, batch_size=4, verbose=0, return_dict=True)
     out["history"] = fitted.fit(arrays, epochs=6, batch_size=4, verbose=0).history
     out["after"] = fitted.evaluate(arrays, batch_size=4, verbose=0, return_dict=True)
+
+    # the validation loss weighs the term with the lambda of the current step (ramp of 4 steps)
+    ramped = Harmonizer(build_model("small_cnn_plain", 3, 16), lambda_harmonization=4.0,
+                        lambda_weights=0.0, lambda_schedule="linear", lambda_ramp_steps=4)
+    ramped.compile(optimizer=keras.optimizers.SGD(0.0))
+    out["ramped"] = []
+    for steps in (1, 2):
+        ramped.fit(arrays, epochs=steps, batch_size=4, verbose=0)
+        out["ramped"].append(ramped.evaluate(arrays, batch_size=4, verbose=0, return_dict=True))
     print(json.dumps(out))
 """
 
@@ -82,6 +91,15 @@ def runs() -> dict:
         assert result.returncode == 0, f"{backend}: {result.stderr[-3000:]}"
         results[backend] = json.loads(result.stdout.strip().splitlines()[-1])
     return results
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_validation_loss_uses_the_lambda_of_the_current_step(runs, backend):
+    # after 1 and then 3 steps of a 4-step ramp to 4.0: lambda 1.0, then 3.0 (on JAX the compiled
+    # test step must read the step when it runs, not when it was traced)
+    for logs, weight in zip(runs[backend]["ramped"], (1.0, 3.0)):
+        np.testing.assert_allclose(logs["loss"], logs["ce"] + weight * logs["harmonization"],
+                                   rtol=1e-5)
 
 
 def relative_differences(one: dict, other: dict) -> dict:
