@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="harmonization")
@@ -24,11 +25,13 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.factor = float(factor)
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warmup = tf.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
-        passed = tf.add_n([tf.cast(step >= b, tf.float32) for b in self.boundaries]) \
-            if self.boundaries else 0.0
-        return self.base_lr * warmup * tf.pow(self.factor, passed)
+        """The rate at ``step`` (a scalar of any backend), in ``keras.ops``: it runs inside the
+        TensorFlow, JAX and torch optimizer steps alike."""
+        step = ops.cast(step, "float32")
+        warmup = ops.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
+        passed = sum(ops.cast(ops.greater_equal(step, float(b)), "float32")
+                     for b in self.boundaries) if self.boundaries else 0.0
+        return self.base_lr * warmup * ops.power(self.factor, passed)
 
     def get_config(self) -> dict:
         return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps,
