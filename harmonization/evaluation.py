@@ -38,19 +38,26 @@ def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, k
     return parts
 
 
-def _batch_arrays(batch: dict) -> tuple[tf.Tensor, np.ndarray, tf.Tensor, np.ndarray]:
+def _batch_arrays(batch: dict) -> tuple:
+    """(images, heatmaps, labels, tokens): images float32 and labels int64 class indices as
+    TensorFlow tensors on TensorFlow and numpy arrays elsewhere; heatmaps and tokens numpy."""
     if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
         raise ValueError("evaluation batches are dicts with keys image, heatmap, label "
                          f"(optionally token); got {type(batch).__name__}")
-    images = tf.cast(batch["image"], tf.float32)
-    labels = tf.convert_to_tensor(batch["label"])
-    if labels.shape.rank == 2:
-        labels = tf.argmax(labels, -1)
     heatmaps = np.asarray(batch["heatmap"], dtype=np.float32)
     if heatmaps.ndim == 4:
         heatmaps = heatmaps[..., 0]
     tokens = batch.get("token")
     tokens = np.ones(len(heatmaps)) if tokens is None else np.asarray(tokens, dtype=np.float64)
+    if keras.backend.backend() != "tensorflow":
+        images = np.asarray(batch["image"], dtype=np.float32)
+        labels = np.asarray(batch["label"])
+        labels = labels.argmax(-1) if labels.ndim == 2 else labels
+        return images, heatmaps, labels.astype(np.int64), tokens
+    images = tf.cast(batch["image"], tf.float32)
+    labels = tf.convert_to_tensor(batch["label"])
+    if labels.shape.rank == 2:
+        labels = tf.argmax(labels, -1)
     return images, heatmaps, tf.cast(labels, tf.int64), tokens
 
 
@@ -67,12 +74,7 @@ class ClickMeEvaluator:
         self._name = model.name
         self._input_size = _input_size(model)
 
-        @tf.function(reduce_retracing=True)
-        def saliency(images, labels):
-            maps, logits = evaluation_saliency(network, preprocess(images), labels)
-            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1), tf.shape(logits)[-1]
-
-        self._saliency = saliency
+        self._saliency = saliency_function(network, preprocess)
 
     def _check_size(self, images: tf.Tensor) -> None:
         size = tuple(images.shape[1:3])
@@ -96,14 +98,70 @@ class ClickMeEvaluator:
                 raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
                                  f"{heatmaps.shape[1:]} differ in size")
             mapped = tokens > 0
-            collected["correct"].append(predictions.numpy() == labels.numpy())
-            collected["logit"].append(logit_maps.numpy()[mapped])
-            collected["log_prob"].append(log_prob_maps.numpy()[mapped])
+            collected["correct"].append(_numpy(predictions) == _numpy(labels))
+            collected["logit"].append(_numpy(logit_maps)[mapped])
+            collected["log_prob"].append(_numpy(log_prob_maps)[mapped])
             collected["heatmap"].append(heatmaps[mapped])
         if not collected["correct"]:
             raise ValueError("the evaluation dataset is empty")
         arrays = {k: np.concatenate(v) for k, v in collected.items()}
         return _scores(arrays, int(num_classes), gaming_margin, percentile)
+
+
+def _numpy(tensor) -> np.ndarray:
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def saliency_function(network: keras.Model, preprocess: Callable) -> Callable:
+    """(images, labels) -> (logit maps, log-prob maps, predicted classes, number of classes).
+
+    TensorFlow: one ``tf.function`` (traced once per shape). JAX: ``jax.jit`` of the network's
+    ``stateless_call`` on its current variables, passed at each call (so that a trained network
+    is evaluated with its new weights). torch: eager, with autograd enabled (Keras's evaluation
+    loop runs under ``torch.no_grad``).
+    """
+    backend = keras.backend.backend()
+
+    def compute(net, images, labels):
+        maps, logits = evaluation_saliency(net, preprocess(keras.ops.convert_to_tensor(images)),
+                                           labels)
+        return maps["logit"], maps["log_prob"], keras.ops.argmax(logits, -1), int(logits.shape[-1])
+
+    if backend == "tensorflow":
+        @tf.function(reduce_retracing=True)
+        def saliency(images, labels):
+            maps, logits = evaluation_saliency(network, preprocess(images), labels)
+            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1), tf.shape(logits)[-1]
+
+        return saliency
+    if backend == "jax":
+        import jax
+
+        classes: list[int] = []  # the logits' width, a static shape read while tracing
+
+        @jax.jit
+        def stateless(trainable, non_trainable, images, labels):
+            def net(x, training=False):
+                return network.stateless_call(trainable, non_trainable, x, training=training)[0]
+            *outputs, width = compute(net, images, labels)
+            classes[:] = [width]
+            return tuple(outputs)
+
+        def saliency(images, labels):
+            outputs = stateless([v.value for v in network.trainable_variables],
+                                [v.value for v in network.non_trainable_variables], images, labels)
+            return (*outputs, classes[0])
+
+        return saliency
+    if backend == "torch":
+        import torch
+
+        def saliency(images, labels):
+            with torch.enable_grad():
+                return compute(network, images, labels)
+
+        return saliency
+    raise NotImplementedError(f"evaluate_clickme runs on tensorflow, jax and torch, not {backend!r}")
 
 
 def _input_size(model: keras.Model) -> tuple[int, int] | None:

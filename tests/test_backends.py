@@ -62,6 +62,19 @@ PER_BACKEND = """
             "gradients": {v.path: ops.convert_to_numpy(g).tolist()
                           for v, g in zip(harmonizer.trainable_variables, gradients)}}
 
+    # evaluate_clickme on the plain network's weights, then again on new weights (one evaluator:
+    # a compiled saliency function must read the current weights, not those it was traced with)
+    from harmonization.evaluation import ClickMeEvaluator, public
+    evaluator = ClickMeEvaluator(harmonizer)
+    batches = [{k: v[i:i + 2] for k, v in arrays.items()} for i in (0, 2)]
+    out["evaluations"] = []
+    for scale in (1.0, 0.5):
+        for variable in harmonizer.trainable_variables:
+            variable.assign(variable * scale)
+        result = evaluator(batches)
+        out["evaluations"].append({**public(result), "per_image": {
+            k: ops.convert_to_numpy(v).tolist() for k, v in result["per_image"].items()}})
+
     # a few fit steps on one batch lower the harmonization term
     keras.utils.set_random_seed(0)
     fitted = Harmonizer(build_model("small_cnn_plain", 3, 16), lambda_harmonization=10.0,
@@ -100,6 +113,20 @@ def test_validation_loss_uses_the_lambda_of_the_current_step(runs, backend):
     for logs, weight in zip(runs[backend]["ramped"], (1.0, 3.0)):
         np.testing.assert_allclose(logs["loss"], logs["ce"] + weight * logs["harmonization"],
                                    rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_evaluate_clickme_agrees_with_tensorflow_and_reads_the_current_weights(runs, backend):
+    reference, other = runs["tensorflow"]["evaluations"], runs[backend]["evaluations"]
+    first, second = reference
+    assert first["per_image"]["spearman"] != second["per_image"]["spearman"]  # new weights, new maps
+    for expected, got in zip(reference, other):
+        assert (got["count"], got["mapped"], got["num_classes"]) == (4, 3, 3)
+        assert got["per_image"]["correct"] == expected["per_image"]["correct"]
+        for name in ("spearman", "spearman_log_prob"):
+            # ranks of 256 pixels: a float32 near-tie that orders differently moves it by ~2e-4
+            np.testing.assert_allclose(got["per_image"][name], expected["per_image"][name],
+                                       atol=2e-3, err_msg=name)
 
 
 def relative_differences(one: dict, other: dict) -> dict:
