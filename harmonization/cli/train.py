@@ -14,10 +14,9 @@ from harmonization.cli.common import (UsageError, flag_names, fraction, non_nega
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 """Keras backend -> the package it needs."""
-RUN_BACKENDS = ("tensorflow",)
-"""The backends the whole run works on. The Harmonizer trains on all three, but the run's
-learning-rate schedule (training/schedule.py) and its alignment evaluation (evaluation.py) are
-TensorFlow code yet (docs/backends.md)."""
+RUN_BACKENDS = ("tensorflow", "jax", "torch")
+"""The backends the whole run works on: the Harmonizer, its schedule and the alignment evaluation
+run on each (docs/backends.md)."""
 
 
 def _epochs_list(text: str) -> tuple[float, ...]:
@@ -96,17 +95,16 @@ def add_parser(commands) -> None:
 def select_backend(backend: str) -> None:
     """Make ``backend`` the Keras backend of this process, before keras is imported.
 
-    Raises ``UsageError`` (exit code 2) when its package is not installed, when the run cannot
-    work on it yet, or when keras is already loaded with another backend (the backend is fixed
+    Raises ``UsageError`` (exit code 2) when its package is not installed, when the run does not
+    work on it (``RUN_BACKENDS``), or when keras is already loaded with another backend (the backend is fixed
     per process).
     """
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         extra = " (pip install '.[jax]')" if backend == "jax" else ""
         raise UsageError(f"--backend {backend}: {BACKENDS[backend]} is not installed{extra}")
     if backend not in RUN_BACKENDS:
-        raise UsageError(f"--backend {backend}: the training run's learning-rate schedule and "
-                         "alignment evaluation are TensorFlow-only yet; the Harmonizer itself "
-                         f"trains on {backend} with fit (docs/backends.md)")
+        raise UsageError(f"--backend {backend}: the training run works on "
+                         f"{', '.join(RUN_BACKENDS)} only (docs/backends.md)")
     if "keras" in sys.modules:
         active = sys.modules["keras"].backend.backend()
         if active != backend:

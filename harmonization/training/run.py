@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from harmonization.files import output_errors, write_json
@@ -31,6 +32,7 @@ class TrainConfig:
     ``val_split`` "val" reads the central 0.875 crop, "test" only resizes. ``steps_per_epoch`` is
     needed with ``mix_with``. ``collapse_guard`` stops a harmonized run that stays at chance
     (``guards.CollapseGuard``); ``fresh`` discards what ``out`` holds of an earlier run.
+    ``backend``: the Keras backend it must run on (None: the one keras runs on); it is recorded.
     """
 
     model: str
@@ -68,6 +70,7 @@ class TrainConfig:
     collapse_patience: int = 2
     fresh: bool = False
     verbose: int = 2
+    backend: str | None = None
 
     def settings(self) -> dict:
         """The fields that shape the trained model (recorded in ``run.json``, compared on resume)."""
@@ -75,6 +78,7 @@ class TrainConfig:
         for name in RUN_OPTIONS:
             values.pop(name)
         values["decay_epochs"] = [float(e) for e in self.decay_epochs]
+        values["backend"] = self.backend or keras.backend.backend()
         return values
 
 
@@ -117,6 +121,9 @@ def _check(config: TrainConfig) -> None:
     if config.warmup_epochs > config.epochs:
         raise ConfigError(lambda name: (f"{name('warmup_epochs')} {config.warmup_epochs} exceeds "
                                         f"{name('epochs')} {config.epochs}"))
+    if config.backend and config.backend != keras.backend.backend():
+        raise ConfigError(lambda name: (f"{name('backend')} {config.backend}: keras runs on "
+                                        f"{keras.backend.backend()} in this process (KERAS_BACKEND)"))
     if config.weights and not os.path.isfile(config.weights):
         raise ConfigError(lambda name: f"{name('weights')} file not found: {config.weights}")
 
@@ -126,7 +133,8 @@ def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
     record = folder.read_record()
     if record is None:
         return None
-    changed = changed_settings(record["settings"], config.settings())
+    recorded = {"backend": "tensorflow", **record["settings"]}  # runs before backends were recorded
+    changed = changed_settings(recorded, config.settings())
     if changed:
         def build(name):
             listed = ", ".join(f"{name(key)} {_shown(old)} (now {_shown(new)})"
@@ -233,9 +241,10 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     if record is not None and record["status"] == "complete":
         return TrainResult("complete", folder.out, folder.model_path, folder.history_path,
                            folder.summary_path, _read_summary(folder), folder.read_history())
+    if config.settings()["backend"] != "tensorflow":  # tf.distribute serves TensorFlow models only
+        strategy = strategy or tf.distribute.get_strategy()
     strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
     _check_model(config)
-    import keras
 
     from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard
