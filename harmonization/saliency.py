@@ -23,6 +23,9 @@ import keras
 from keras import ops
 
 SCORES = ("logit", "centered", "log_prob")
+TRAINING_SALIENCIES = ("signed", "absolute")
+"""How the training saliency reduces the input gradient over RGB: the published signed mean, or
+the evaluation's own |gradient| max (docs/harmonizer-schedule.md, "Which saliency is trained")."""
 
 Forward = Callable[[Any], tuple[Sequence[Any], Any]]
 """inputs -> (per-sample score vectors (N,), auxiliary output such as the logits)."""
@@ -95,13 +98,27 @@ def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tupl
     return _GRADIENTS[backend](forward, inputs, create_graph)
 
 
+def reduce_channels(gradient, saliency: str = "signed"):
+    """(N, H, W, 3) input gradient -> (N, H, W) map: the signed channel mean ("signed") or
+    the |gradient| max over channels ("absolute"), as in ``TRAINING_SALIENCIES``."""
+    gradient = ops.cast(gradient, "float32")
+    if saliency == "signed":
+        return ops.mean(gradient, axis=-1)
+    if saliency == "absolute":
+        return ops.max(ops.abs(gradient), axis=-1)
+    raise ValueError(f"saliency must be one of {TRAINING_SALIENCIES}, got {saliency!r}")
+
+
 def saliency_of(forward: Callable[[Any], tuple[Any, Any]], inputs, labels,
-                centered_logits: bool = False) -> tuple[Any, Any, Any]:
+                centered_logits: bool = False, saliency: str = "signed") -> tuple[Any, Any, Any]:
     """Training saliency from ``forward(inputs) -> (logits, aux)``: (map (N, H, W), logits, aux).
 
-    Use it where the forward pass has state updates to carry out (the JAX step returns the
-    batch-norm updates of ``stateless_call`` as ``aux``); ``signed_saliency`` otherwise.
+    ``saliency`` is the channel reduction (``reduce_channels``). Use it where the forward pass has
+    state updates to carry out (the JAX step returns the batch-norm updates of ``stateless_call``
+    as ``aux``); ``signed_saliency`` otherwise.
     """
+    if saliency not in TRAINING_SALIENCIES:
+        raise ValueError(f"saliency must be one of {TRAINING_SALIENCIES}, got {saliency!r}")
     kind = "centered" if centered_logits else "logit"
 
     def scores(x):
@@ -109,7 +126,7 @@ def saliency_of(forward: Callable[[Any], tuple[Any, Any]], inputs, labels,
         return [class_score(logits, labels, kind)], (logits, aux)
 
     (gradient,), (logits, aux) = input_gradients(scores, inputs)
-    return ops.mean(ops.cast(gradient, "float32"), axis=-1), ops.cast(logits, "float32"), aux
+    return reduce_channels(gradient, saliency), ops.cast(logits, "float32"), aux
 
 
 def signed_saliency(network: Callable[..., Any], inputs, labels, centered_logits: bool = False,
@@ -139,6 +156,5 @@ def evaluation_saliency(network: Callable[..., Any], inputs, labels,
         return [class_score(logits, one_hot, kind) for kind in scores], logits
 
     gradients, logits = input_gradients(forward, inputs, create_graph=False)
-    maps = {kind: ops.max(ops.abs(ops.cast(g, "float32")), axis=-1)
-            for kind, g in zip(scores, gradients)}
+    maps = {kind: reduce_channels(g, "absolute") for kind, g in zip(scores, gradients)}
     return maps, ops.cast(logits, "float32")

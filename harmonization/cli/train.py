@@ -65,6 +65,9 @@ def add_parser(commands) -> None:
     fit.add_argument("--seed", type=non_negative_int)
     fit.add_argument("--centered-logits", action="store_true",
                      help="take the training saliency of logit_y - mean(logits)")
+    fit.add_argument("--saliency",
+                     help="the training saliency's channel reduction: signed (the published mean) "
+                          "or absolute (|gradient| max over channels, what human alignment ranks)")
     fit.add_argument("--mix-with", help="ImageNet-style shards without maps, mixed in with token 0")
     fit.add_argument("--clickme-fraction", type=fraction,
                      help="share of ClickMe examples when mixing")

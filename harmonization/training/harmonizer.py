@@ -11,7 +11,7 @@ from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization
                                 weight_decay)
 from harmonization.metrics import chance_threshold
 from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
-from harmonization.saliency import saliency_of
+from harmonization.saliency import TRAINING_SALIENCIES, saliency_of
 from harmonization.training import backends
 
 LAMBDA_SCHEDULES = ("adaptive", "linear")
@@ -93,8 +93,10 @@ class Harmonizer(keras.Model):
                  lambda_harmonization: float = 1.0, lambda_weights: float = 1e-5,
                  levels: int = DEFAULT_LEVELS, label_smoothing: float = 0.1,
                  centered_logits: bool = False, lambda_ramp_steps: int = 0,
-                 lambda_schedule: str = "adaptive", **kwargs):
+                 lambda_schedule: str = "adaptive", saliency: str = "signed", **kwargs):
         super().__init__(**kwargs)
+        if saliency not in TRAINING_SALIENCIES:
+            raise ValueError(f"saliency must be one of {', '.join(TRAINING_SALIENCIES)}, got {saliency!r}")
         if lambda_schedule not in LAMBDA_SCHEDULES:
             raise ValueError(f"lambda_schedule must be one of {', '.join(LAMBDA_SCHEDULES)}, "
                              f"got {lambda_schedule!r}")
@@ -127,6 +129,7 @@ class Harmonizer(keras.Model):
         self.levels = int(levels)
         self.label_smoothing = float(label_smoothing)
         self.centered_logits = bool(centered_logits)
+        self.saliency = saliency
         self.lambda_ramp_steps = int(lambda_ramp_steps)
         self.lambda_schedule = lambda_schedule
         self.num_classes = int(self.pixel_model.output_shape[-1])
@@ -237,7 +240,8 @@ class Harmonizer(keras.Model):
 
         inputs = self.preprocess(images, training=training)
         if harmonize:
-            saliency, logits, updates = saliency_of(forward, inputs, labels, self.centered_logits)
+            saliency, logits, updates = saliency_of(forward, inputs, labels, self.centered_logits,
+                                                   self.saliency)
             harmonization = harmonization_loss(saliency, heatmaps, tokens, self.levels)
         else:
             logits, updates = forward(inputs)
@@ -302,7 +306,7 @@ class Harmonizer(keras.Model):
             "lambda_weights": self.lambda_weights, "levels": self.levels,
             "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,
             "lambda_ramp_steps": self.lambda_ramp_steps, "lambda_schedule": self.lambda_schedule,
-            "name": self.name,
+            "saliency": self.saliency, "name": self.name,
         }
 
     @classmethod

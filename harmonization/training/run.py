@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from harmonization.files import output_errors, write_json
+from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
 from harmonization.training.resume import Backup, HistoryWriter, RunFolder, changed_settings
@@ -53,6 +54,7 @@ class TrainConfig:
     num_classes: int = 1000
     seed: int = 0
     centered_logits: bool = False
+    saliency: str = "signed"
     mix_with: str | None = None
     clickme_fraction: float = 0.2
     steps_per_epoch: int | None = None
@@ -116,6 +118,9 @@ def _check(config: TrainConfig) -> None:
     if config.lambda_schedule not in LAMBDA_SCHEDULES:
         raise ConfigError(lambda name: (f"{name('lambda_schedule')} must be one of "
                                         f"{', '.join(LAMBDA_SCHEDULES)}, got {config.lambda_schedule!r}"))
+    if config.saliency not in TRAINING_SALIENCIES:
+        raise ConfigError(lambda name: (f"{name('saliency')} must be one of "
+                                        f"{', '.join(TRAINING_SALIENCIES)}, got {config.saliency!r}"))
     if config.epochs < 1:
         raise ConfigError(lambda name: f"{name('epochs')} must be >= 1, got {config.epochs}")
     if config.warmup_epochs > config.epochs:
@@ -203,7 +208,7 @@ def _harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strateg
             lambda_weights=config.weight_decay, levels=config.levels,
             label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
             lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
-            lambda_schedule=config.lambda_schedule)
+            lambda_schedule=config.lambda_schedule, saliency=config.saliency)
         harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
                                             config.decay_epochs, optimizer=config.optimizer),
                            steps_per_execution=config.steps_per_execution)
