@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from harmonization import metrics
+from harmonization.batches import batch_tensors, class_indices
 from harmonization.models import split_pixel_model
 from harmonization.saliency import evaluation_saliency
 
@@ -39,26 +40,13 @@ def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, k
 
 
 def _batch_arrays(batch: dict) -> tuple:
-    """(images, heatmaps, labels, tokens): images float32 and labels int64 class indices as
-    TensorFlow tensors on TensorFlow and numpy arrays elsewhere; heatmaps and tokens numpy."""
-    if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
-        raise ValueError("evaluation batches are dicts with keys image, heatmap, label "
-                         f"(optionally token); got {type(batch).__name__}")
-    heatmaps = np.asarray(batch["heatmap"], dtype=np.float32)
+    """(images, heatmaps, labels, tokens): images float32 and class-index labels as backend
+    tensors; heatmaps (N, H, W) float32 and tokens as numpy arrays."""
+    images, heatmaps, labels, tokens = batch_tensors(batch, "evaluation")
+    heatmaps = _numpy(heatmaps)
     if heatmaps.ndim == 4:
         heatmaps = heatmaps[..., 0]
-    tokens = batch.get("token")
-    tokens = np.ones(len(heatmaps)) if tokens is None else np.asarray(tokens, dtype=np.float64)
-    if keras.backend.backend() != "tensorflow":
-        images = np.asarray(batch["image"], dtype=np.float32)
-        labels = np.asarray(batch["label"])
-        labels = labels.argmax(-1) if labels.ndim == 2 else labels
-        return images, heatmaps, labels.astype(np.int64), tokens
-    images = tf.cast(batch["image"], tf.float32)
-    labels = tf.convert_to_tensor(batch["label"])
-    if labels.shape.rank == 2:
-        labels = tf.argmax(labels, -1)
-    return images, heatmaps, tf.cast(labels, tf.int64), tokens
+    return images, heatmaps, class_indices(labels), _numpy(tokens)
 
 
 class ClickMeEvaluator:
@@ -128,12 +116,8 @@ def saliency_function(network: keras.Model, preprocess: Callable) -> Callable:
         return maps["logit"], maps["log_prob"], keras.ops.argmax(logits, -1), int(logits.shape[-1])
 
     if backend == "tensorflow":
-        @tf.function(reduce_retracing=True)
-        def saliency(images, labels):
-            maps, logits = evaluation_saliency(network, preprocess(images), labels)
-            return maps["logit"], maps["log_prob"], tf.argmax(logits, -1), tf.shape(logits)[-1]
-
-        return saliency
+        return tf.function(lambda images, labels: compute(network, images, labels),
+                           reduce_retracing=True)
     if backend == "jax":
         import jax
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from harmonization import metrics
 from harmonization.evaluation import GAMING_MARGIN, evaluate_clickme
-from harmonization.saliency import signed_saliency
+from harmonization.saliency import saliency_of, signed_saliency
 
 SIZE, CLASSES = 8, 3
 MEAN, STD = np.array([10.0, 20.0, 30.0]), np.array([2.0, 4.0, 8.0])
@@ -131,6 +131,23 @@ def test_centered_training_saliency_ignores_a_term_common_to_all_classes():
                                                        centered_logits=centered)[0].numpy()
     np.testing.assert_allclose(saliency["gaming", True], saliency["shortcut", True], atol=1e-5)
     assert not np.allclose(saliency["gaming", False], saliency["shortcut", False], atol=1e-2)
+
+
+def test_training_saliency_reduces_the_input_gradient_signed_or_absolute():
+    """For logits = x . K the input gradient of the true-class logit is K's column for that class:
+    the signed map is its channel mean, the absolute map its |.| max over channels."""
+    rng = np.random.default_rng(3)
+    kernel = rng.normal(size=(SIZE * SIZE * 3, CLASSES)).astype(np.float32)
+    network = linear_backbone(kernel, np.zeros(CLASSES, np.float32))
+    data = arrays(4, 7)
+    columns = kernel.T[data["label"]].reshape(4, SIZE, SIZE, 3)
+    labels = tf.one_hot(data["label"], CLASSES)
+    maps = {kind: saliency_of(lambda x: (network(x, training=True), None), tf.constant(data["image"]),
+                              labels, saliency=kind)[0].numpy() for kind in ("signed", "absolute")}
+    np.testing.assert_allclose(maps["signed"], columns.mean(-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps["absolute"], np.abs(columns).max(-1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="saliency must be one of"):
+        saliency_of(lambda x: (network(x), None), tf.constant(data["image"]), labels, saliency="sum")
 
 
 def test_malformed_or_empty_data_is_refused():

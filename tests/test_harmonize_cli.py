@@ -209,6 +209,8 @@ def bad_invocations(mini, trained, tmp_path):
         "evaluation out under a file": (evaluate + ["--out", str(a_file / "e.json")], f"{a_file} is not a folder"),
         "lambda schedule": (train + ["--model", "small_cnn", "--epochs", "1", "--lambda-schedule", "cosine"],
                             "--lambda-schedule must be one of adaptive, linear, got 'cosine'"),
+        "saliency": (train + ["--model", "small_cnn", "--epochs", "1", "--saliency", "squared"],
+                     "--saliency must be one of signed, absolute, got 'squared'"),
         "empty glob": (["evaluate", "--weights", str(trained / "model.keras"), "--data",
                         str(tmp_path / "nothing-*")], str(tmp_path / "nothing-*")),
         "zero epochs": (train + ["--model", "small_cnn", "--epochs", "0"], "--epochs: 0 must be >= 1"),

@@ -237,11 +237,15 @@ def test_two_replicas_open_the_gate_at_the_step_one_device_does(tmp_path):
     assert gates["one"][1] == pytest.approx(gates["two"][1]) == pytest.approx(2 / 18), gates
 
 
-def test_lambda_schedule_must_be_known():
+def test_lambda_schedule_and_saliency_must_be_known_and_survive_the_config():
     with pytest.raises(ValueError, match="lambda_schedule must be one of adaptive, linear, got 'cosine'"):
         Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="cosine")
-    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear").get_config()
-    assert Harmonizer.from_config(config).lambda_schedule == "linear"
+    with pytest.raises(ValueError, match="saliency must be one of signed, absolute, got 'sum'"):
+        Harmonizer(build_model("small_cnn", 3, 16), saliency="sum")
+    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear",
+                        saliency="absolute").get_config()
+    restored = Harmonizer.from_config(config)
+    assert (restored.lambda_schedule, restored.saliency) == ("linear", "absolute")
 
 
 def test_standard_callbacks_and_saving(tmp_path):

@@ -6,6 +6,7 @@ import os
 import keras
 from keras import ops
 
+from harmonization.batches import batch_tensors, one_hot_labels
 from harmonization.files import temporary_path
 from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization_loss,
                                 weight_decay)
@@ -84,6 +85,10 @@ class Harmonizer(keras.Model):
     by adding one human-map-shaped term to every class's logit, which softmax ignores, while it
     keeps classifying with a shortcut (docs/clickme-mini.md). It changes nothing for a network
     that ends with log-softmax (such as ``small_cnn``). The reference runs used plain logits.
+
+    ``saliency``: the training map's channel reduction, ``"signed"`` (the published mean, the
+    default) or ``"absolute"`` (the |gradient| max that human alignment ranks; no better on the
+    robustness suite, docs/clickme-mini.md).
 
     ``pixel_model`` is the trained network as a pixel model; ``save_pixel_model`` writes it as a
     ``.keras`` file that loads with ``keras.saving.load_model`` and no project code.
@@ -168,18 +173,8 @@ class Harmonizer(keras.Model):
         return self.pixel_model(inputs, training=training)
 
     def _unpack(self, batch: dict) -> tuple:
-        if not isinstance(batch, dict) or not {"image", "heatmap", "label"} <= set(batch):
-            raise ValueError("Harmonizer batches are dicts with keys image, heatmap, label "
-                             f"(and optionally token); got {type(batch).__name__} "
-                             f"{sorted(batch) if isinstance(batch, dict) else ''}")
-        images = ops.cast(batch["image"], "float32")
-        labels = ops.convert_to_tensor(batch["label"])
-        if len(labels.shape) == 1:
-            labels = ops.one_hot(ops.cast(labels, "int32"), self.num_classes)
-        tokens = batch.get("token")
-        tokens = (ops.ones(ops.shape(images)[:1], "float32") if tokens is None
-                  else ops.cast(tokens, "float32"))
-        return images, ops.cast(batch["heatmap"], "float32"), ops.cast(labels, "float32"), tokens
+        images, heatmaps, labels, tokens = batch_tensors(batch, "Harmonizer")
+        return images, heatmaps, one_hot_labels(labels, self.num_classes), tokens
 
     def _lambda(self, step=None):
         """The harmonization weight at optimizer step ``step`` (default: the current one)."""
