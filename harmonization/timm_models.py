@@ -1,23 +1,30 @@
-"""timm networks as both packages use them (torch and timm, no Keras, no TensorFlow).
+"""timm networks as both packages use them; no Keras, no TensorFlow.
 
 One home for a timm network's input pipeline and its local checkpoints: the Keras pixel model that
 harmonizes a timm network (``harmonization.models.timm_pixel``) and the attacks' ``PixelModel``
 (``attacks_torch.models``) read the same data config, resize the same way and load the same files.
+torch and timm are imported when a function needs them, so a TensorFlow run can read
+``TIMM_PREFIX`` without loading torch.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import timm
-import torch
-import torch.nn.functional as F
-from timm.data import resolve_data_config
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
+TIMM_PREFIX = "timm:"
+"""``harmonize train --model timm:NAME``: timm's network NAME, harmonized on the torch backend."""
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
+
+
+def timm_name(model: str) -> str | None:
+    """NAME of a ``timm:NAME`` model, None for any other model name."""
+    return model[len(TIMM_PREFIX):] if model.startswith(TIMM_PREFIX) else None
 
 
 def resize(batch: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -26,6 +33,8 @@ def resize(batch: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tenso
     Smooth kernels are antialiased, as PIL's in timm's data pipeline. Each kernel's weights sum to 1,
     so resizing commutes with a per-channel normalisation (up to float rounding).
     """
+    import torch.nn.functional as F
+
     if tuple(batch.shape[-2:]) == tuple(size):
         return batch
     smooth = mode != "nearest"
@@ -34,6 +43,10 @@ def resize(batch: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tenso
 
 def check_name(name: str) -> None:
     """A ValueError naming the closest timm names when ``name`` is not a timm model."""
+    import difflib
+
+    import timm
+
     if timm.is_model(name):
         return
     close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=5, cutoff=0.5)
@@ -44,6 +57,8 @@ def check_name(name: str) -> None:
 def data_config(network: nn.Module) -> dict:
     """The network's own input pipeline (``timm.data.resolve_data_config``): input_size (H, W),
     interpolation, mean, std (RGB, for pixels in [0, 1]) and crop_pct."""
+    from timm.data import resolve_data_config
+
     config = resolve_data_config({}, model=network)
     return {"input_size": tuple(int(s) for s in config["input_size"][1:]),
             "interpolation": config.get("interpolation", "bilinear"),
@@ -57,6 +72,8 @@ def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     A torch file may hold the state dict itself or a dict with it under "state_dict", "model"
     or "model_state_dict". Nothing in the file is executed.
     """
+    import torch
+
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
