@@ -59,10 +59,9 @@ TERM = """
     config = data_config(network)
     inputs = model.get_layer("preprocess")(batch["image"]).detach().requires_grad_(True)
     logits = network.train()(resize(inputs.permute(0, 3, 1, 2), config["input_size"], config["interpolation"]))
-    labels = torch.nn.functional.one_hot(torch.from_numpy(arrays["label"]), 4).float()
+    labels = ops.one_hot(batch["label"], 4)
     (saliency,) = torch.autograd.grad((logits * labels).sum(), inputs, create_graph=True)
-    term = harmonization_loss(saliency.mean(-1), torch.from_numpy(arrays["heatmap"]),
-                              torch.from_numpy(arrays["token"]), harmonizer.levels)
+    term = harmonization_loss(saliency.mean(-1), batch["heatmap"], batch["token"], harmonizer.levels)
     names = {id(p): name for name, p in network.named_parameters()}
     reference = dict(zip(names.values(), torch.autograd.grad(
         term, list(network.parameters()), allow_unused=True, materialize_grads=True)))
