@@ -53,8 +53,8 @@ class TimmInput(nn.Module):
 
 class TimmLayer(keras.layers.TorchModuleWrapper):
     """``TorchModuleWrapper`` of a ``TimmInput`` whose Keras variables carry the torch parameter
-    names (``variable_name``), and which follows Keras's training
-    convention: ``training`` None is inference, as for Keras's own batch norm."""
+    names (``variable_name``), and which follows Keras's training convention: ``training`` None
+    is inference, as for Keras's own batch norm (the plain wrapper trains then)."""
 
     def _track_module_parameters(self) -> None:
         for prefix, module in self.module.network.named_modules():
