@@ -10,7 +10,8 @@ from attacks_torch.models.factory import WEIGHTS, load_model, model_identity, mo
 from attacks_torch.models.keras_loader import KERAS_SUFFIXES, load_keras
 from attacks_torch.models.lite0 import LITE0_NAME
 from attacks_torch.models.pixel import INTERPOLATIONS, MAP_INTERPOLATION, PixelModel
-from attacks_torch.models.timm_loader import load_timm, read_state_dict
+from attacks_torch.models.timm_loader import load_timm
+from harmonization.timm_models import read_state_dict
 
 __all__ = [
     "INTERPOLATIONS",

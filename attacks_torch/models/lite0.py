@@ -7,7 +7,7 @@ from pathlib import Path
 import timm
 import torch
 
-from attacks_torch.models.timm_loader import read_state_dict
+from harmonization.timm_models import read_state_dict
 
 LITE0_NAME = "efficientnet_lite0_imagenet"
 LITE0_TIMM_NAME = "tf_efficientnet_lite0"

@@ -4,20 +4,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+from harmonization.timm_models import INTERPOLATIONS, resize
+
 MAP_INTERPOLATION = "bilinear"
 """How human maps are brought to a model's grid: antialiased bilinear whatever the model (a map is a
 smooth density; bicubic would overshoot below zero)."""
-
-
-def _resize(batch: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    if tuple(batch.shape[-2:]) == size:
-        return batch
-    smooth = mode != "nearest"  # antialiased kernels: PIL's, as timm's data pipeline
-    return F.interpolate(batch, size=size, mode=mode, align_corners=False if smooth else None, antialias=smooth)
 
 
 class PixelModel(nn.Module):
@@ -83,13 +76,13 @@ class PixelModel(nn.Module):
         """
         if self.input_size is None:
             return images
-        return _resize(images, self.input_size, self.interpolation).clamp(0.0, 1.0)
+        return resize(images, self.input_size, self.interpolation).clamp(0.0, 1.0)
 
     def resize_maps(self, maps: torch.Tensor) -> torch.Tensor:
         """(N, H, W) human maps on the model's input grid by :data:`MAP_INTERPOLATION`."""
         if self.input_size is None:
             return maps
-        return _resize(maps[:, None], self.input_size, MAP_INTERPOLATION)[:, 0]
+        return resize(maps[:, None], self.input_size, MAP_INTERPOLATION)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
@@ -98,7 +91,7 @@ class PixelModel(nn.Module):
                 f"got {tuple(x.shape)} {x.dtype}"
             )
         if self.input_size is not None:
-            x = _resize(x, self.input_size, self.interpolation)
+            x = resize(x, self.input_size, self.interpolation)
         return self.network((x - self._mean) / self._std)
 
     def extra_repr(self) -> str:

@@ -1,51 +1,14 @@
-"""timm models as pixel models, with local checkpoints loaded safely."""
+"""timm models as pixel models, with local checkpoints loaded safely (``harmonization.timm_models``)."""
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
 import timm
 import torch
-from timm.data import resolve_data_config
 
 from attacks_torch.models.pixel import PixelModel
-
-_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
-
-
-def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a local checkpoint (``.safetensors``, or a torch file read with ``weights_only``).
-
-    A torch file may hold the state dict itself or a dict with it under "state_dict", "model"
-    or "model_state_dict". Nothing in the file is executed.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle errors have many types; name the file in every case
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch weights file: {error}") from error
-    for key in _STATE_DICT_KEYS:
-        if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
-            data = data[key]
-            break
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"checkpoint {str(path)!r} holds no state dict of tensors")
-    return dict(data)
-
-
-def _check_name(name: str) -> None:
-    if timm.is_model(name):
-        return
-    close = difflib.get_close_matches(name.split(".")[0], timm.list_models(), n=5, cutoff=0.5)
-    hint = f"; closest timm names: {', '.join(close)}" if close else ""
-    raise ValueError(f"unknown timm model {name!r}{hint}")
+from harmonization.timm_models import check_name, data_config, read_state_dict
 
 
 def load_timm(
@@ -63,7 +26,7 @@ def load_timm(
     dict, loaded strictly; ``pretrained=True`` needs the model hub, which offline runs
     (HF_HUB_OFFLINE=1) cannot reach. ``label`` names the wrapper (default: ``name``).
     """
-    _check_name(name)
+    check_name(name)
     kwargs = {} if num_classes is None else {"num_classes": int(num_classes)}
     try:
         network = timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -81,14 +44,5 @@ def load_timm(
             network.load_state_dict(state)
         except RuntimeError as error:
             raise ValueError(f"timm model {name!r}: checkpoint {where} does not fit: {error}") from error
-    config = resolve_data_config({}, model=network)
-    return PixelModel(
-        network,
-        name=label or name,
-        input_size=config["input_size"][1:],
-        mean=config["mean"],
-        std=config["std"],
-        interpolation=config.get("interpolation", "bilinear"),
-        crop_pct=config.get("crop_pct"),
-        num_classes=getattr(network, "num_classes", None),
-    )
+    return PixelModel(network, name=label or name, num_classes=getattr(network, "num_classes", None),
+                      **data_config(network))

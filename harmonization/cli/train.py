@@ -35,7 +35,8 @@ def add_parser(commands) -> None:
     fit.add_argument("--backend", choices=tuple(BACKENDS),
                      help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow)")
     fit.add_argument("--model", required=True, help="zoo model name (small_cnn, small_cnn_plain, "
-                     "vgg16, resnet50v2, efficientnetb0, convnext_tiny)")
+                     "vgg16, resnet50v2, efficientnetb0, convnext_tiny), or timm:NAME, a timm "
+                     "network (with --backend torch; saved as model.safetensors)")
     fit.add_argument("--train", required=True, help="ClickMe training shards (path, directory or glob)")
     fit.add_argument("--val", required=True, help="ClickMe validation shards")
     fit.add_argument("--val-split", choices=("val", "test"),
@@ -73,7 +74,8 @@ def add_parser(commands) -> None:
                      help="share of ClickMe examples when mixing")
     fit.add_argument("--steps-per-epoch", type=positive_int,
                      help="needed with --mix-with (the epoch length is then unknown)")
-    fit.add_argument("--weights", help="initial weights: .weights.h5 of the model or a Keras notop .h5")
+    fit.add_argument("--weights", help="initial weights: .weights.h5 of the model or a Keras notop .h5; "
+                     "for timm:NAME a local timm checkpoint (.safetensors or a torch weights file)")
     fit.add_argument("--weight-decay", type=non_negative_float)
     fit.add_argument("--label-smoothing", type=number(float, 0.0))
     fit.add_argument("--levels", type=positive_int, help="pyramid levels")

@@ -2,6 +2,7 @@
 
 - :mod:`.pixel`: the pixel-model layout (``preprocess`` + ``backbone``) and preprocessing layers;
 - :mod:`.zoo`: ``build_model`` for every trainable architecture;
+- :mod:`.timm_pixel`: a timm network as a pixel model (``build_model("timm:NAME", ...)``, torch backend);
 - :mod:`.saved`: ``load_harmonized`` for files this project writes;
 - :mod:`.published`: ``load_published`` for the reference's seven harmonized files.
 """

@@ -23,12 +23,16 @@ def scale_to_unit_range() -> list[keras.layers.Layer]:
     return [keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, dtype="float32")]
 
 
+def normalize(mean: tuple[float, ...], std: tuple[float, ...]) -> list[keras.layers.Layer]:
+    """x / 255, minus ``mean``, divided by ``std`` (RGB, for pixels in [0, 1])."""
+    return [keras.layers.Normalization(
+        mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], dtype="float32",
+    )]
+
+
 def imagenet_normalize() -> list[keras.layers.Layer]:
     """x / 255, minus the ImageNet mean, divided by the ImageNet std (RGB): torchvision's convention."""
-    return [keras.layers.Normalization(
-        mean=[255.0 * m for m in IMAGENET_MEAN],
-        variance=[(255.0 * s) ** 2 for s in IMAGENET_STD], dtype="float32",
-    )]
+    return normalize(IMAGENET_MEAN, IMAGENET_STD)
 
 
 def caffe() -> list[keras.layers.Layer]:

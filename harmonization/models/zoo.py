@@ -35,6 +35,7 @@ import keras
 from harmonization.models.pixel import (BACKBONE, assemble, caffe, identity, imagenet_normalize,
                                         scale_to_unit_range)
 from harmonization.models.vit import vit_network
+from harmonization.timm_models import timm_name
 
 
 def _small_cnn(batch_norm: bool) -> Callable:
@@ -113,8 +114,10 @@ def build_model(name: str, num_classes: int, image_size: int = 224,
     ``weights``: None (random initialisation); a ``.weights.h5`` file of the whole pixel model
     (as written by ``model.save_weights``); or, for the ``keras.applications`` networks, a Keras
     ImageNet "notop" ``.h5`` file of the base network (the logits head stays random).
+    ``timm:NAME`` builds timm's network NAME (torch backend; ``weights``: a local timm checkpoint).
     """
-    if name not in _ZOO:
+    timm_model = timm_name(name)
+    if name not in _ZOO and timm_model is None:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -122,6 +125,10 @@ def build_model(name: str, num_classes: int, image_size: int = 224,
         raise ValueError(f"image_size must be at least 16, got {image_size}")
     if weights is not None and not os.path.isfile(weights):
         raise FileNotFoundError(f"weights file not found: {weights}")
+    if timm_model is not None:
+        from harmonization.models.timm_pixel import build_timm
+
+        return build_timm(timm_model, int(num_classes), int(image_size), weights)
     whole_model_weights = weights is not None and str(weights).endswith(".weights.h5")
     make_preprocess, make_backbone = _ZOO[name]
     backbone_input = keras.Input((int(image_size), int(image_size), 3), name="preprocessed")

@@ -3,7 +3,7 @@
 Layout of ``OUT``: ``run.json`` (the settings the run was started with, and its status),
 ``history.csv`` (one header, one row per finished epoch), ``backup/epoch-NNNN.weights.h5`` (the
 model and optimizer after NNNN epochs; the newest two are kept), and, once the run is complete,
-``model.keras`` and ``summary.json``. Every file is written to a temporary name and renamed
+``model.keras`` (``model.safetensors`` for a timm model: its state dict) and ``summary.json``. Every file is written to a temporary name and renamed
 (``harmonization.files``), so a kill or a full disk never leaves a truncated file behind.
 """
 from __future__ import annotations
@@ -29,20 +29,21 @@ RUN_RECORD = "run.json"
 HISTORY = "history.csv"
 SUMMARY = "summary.json"
 MODEL = "model.keras"
+TIMM_MODEL = "model.safetensors"
 BACKUP = "backup"
 STATUSES = ("running", "collapsed", "complete")
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.weights\.h5")
 
 
 class RunFolder:
-    """The files of one training run under ``out``."""
+    """The files of one training run under ``out``; ``model``: the trained model's file name."""
 
-    def __init__(self, out: str | os.PathLike):
+    def __init__(self, out: str | os.PathLike, model: str = MODEL):
         self.out = Path(out)
         self.record_path = self.out / RUN_RECORD
         self.history_path = self.out / HISTORY
         self.summary_path = self.out / SUMMARY
-        self.model_path = self.out / MODEL
+        self.model_path = self.out / model
         self.backup_dir = self.out / BACKUP
 
     def prepare(self) -> None:

@@ -21,7 +21,9 @@ from harmonization.files import output_errors, write_json
 from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
-from harmonization.training.resume import Backup, HistoryWriter, RunFolder, changed_settings
+from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
+                                           changed_settings)
+from harmonization.timm_models import timm_name
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -131,6 +133,14 @@ def _check(config: TrainConfig) -> None:
                                         f"{keras.backend.backend()} in this process (KERAS_BACKEND)"))
     if config.weights and not os.path.isfile(config.weights):
         raise ConfigError(lambda name: f"{name('weights')} file not found: {config.weights}")
+    if timm_name(config.model) is not None:
+        backend = config.backend or keras.backend.backend()
+        if backend != "torch":
+            raise ConfigError(lambda name: (f"{name('model')} {config.model}: timm models train on "
+                                            f"{name('backend')} torch only, not on {backend}"))
+        if config.bfloat16:
+            raise ConfigError(lambda name: (f"{name('model')} {config.model}: timm models train in "
+                                            f"float32, without {name('bfloat16')}"))
 
 
 def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
@@ -189,8 +199,14 @@ def _datasets(config: TrainConfig, strategy: tf.distribute.Strategy):
 
 def _check_model(config: TrainConfig) -> None:
     from harmonization.models import MODEL_NAMES
+    from harmonization.timm_models import check_name
 
-    if config.model not in MODEL_NAMES:
+    if timm_name(config.model) is not None:
+        try:
+            check_name(timm_name(config.model))
+        except ValueError as error:
+            raise ConfigError(lambda name: f"{name('model')} {config.model}: {error}") from None
+    elif config.model not in MODEL_NAMES:
         raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
                                         f"known models: {', '.join(MODEL_NAMES)}"))
 
@@ -238,7 +254,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     from harmonization.training.distribute import strategy as pick_strategy
 
     _check(config)
-    folder = RunFolder(config.out)
+    folder = RunFolder(config.out, MODEL if timm_name(config.model) is None else TIMM_MODEL)
     folder.prepare()
     if config.fresh:
         folder.clear()
@@ -289,12 +305,18 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
 
 
 def _save_and_evaluate(config: TrainConfig, folder: RunFolder, harmonizer, val) -> dict:
-    """Write ``model.keras``; {"validation": ..., "conflict": ...} evaluations of the trained model."""
+    """Write ``model.keras`` (a timm model: ``model.safetensors``); {"validation": ...,
+    "conflict": ...} evaluations of the trained model."""
     from harmonization.data import load_clickme
     from harmonization.evaluation import evaluate_clickme, public
 
     with output_errors(folder.model_path):
-        harmonizer.save_pixel_model(folder.model_path)
+        if timm_name(config.model) is None:
+            harmonizer.save_pixel_model(folder.model_path)
+        else:
+            from harmonization.models.timm_pixel import save_timm
+
+            save_timm(harmonizer.pixel_model, folder.model_path)
     results = {"validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
     if config.conflict:
         conflict = load_clickme(config.conflict, config.val_split, deterministic=True, **_shape(config))
