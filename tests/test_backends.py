@@ -280,6 +280,35 @@ def test_harmonize_train_runs_whole_on_jax_and_torch_and_lowers_the_term(cli_run
     # the three scatter by more than 0.05 even from the same initial weights and batches.
 
 
+def test_harmonize_train_on_jax_splits_batches_over_every_device(cli_runs, tmp_path):
+    mini = os.path.dirname(cli_runs["jax"][1]["settings"]["train"])
+    argv = mini_train_argv(mini, tmp_path / "two", "jax")
+    argv[argv.index("--epochs") + 1] = "1"
+    argv[argv.index("--batch-size") + 1] = "24"  # 128 validation images: a last batch of 8
+    result = run_python(HARMONIZE, args=tuple(argv),
+                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["devices"] == 2 and cli_runs["jax"][1]["devices"] == 1
+    assert summary["validation"]["count"] == MINI_VAL  # the final evaluation reads every image
+    argv[argv.index("--batch-size") + 1] = "15"
+    refused = run_python(HARMONIZE, args=tuple(argv[:argv.index("--out") + 1] + [str(tmp_path / "odd")]
+                                                + argv[argv.index("--out") + 2:]),
+                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    assert refused.returncode == 2 and "--batch-size 15 does not split over the 2 jax devices" in refused.stderr
+
+
+def test_several_workers_off_tensorflow_are_refused_in_one_line(tmp_path):
+    two_workers = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                              "task": {"type": "worker", "index": 0}})
+    result = run_python(HARMONIZE, args=(*TRAIN_ARGS, "--out", str(tmp_path / "run"), "--backend", "torch"),
+                        env={"TF_CONFIG": two_workers})
+    assert result.returncode == 2, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()
+    assert "TF_CONFIG names 2 workers: multi-worker training runs on --backend tensorflow only" in error[-1]
+    assert not os.path.exists(tmp_path / "run")
+
+
 def test_a_run_resumed_on_another_backend_is_refused_in_one_line(cli_runs, capsys):
     from harmonization.cli import main
 

@@ -200,3 +200,24 @@ def test_a_folder_whose_run_cannot_be_identified_is_refused_in_one_line(shards, 
     assert "\n" not in str(refused.value)
     assert (legacy / "history.csv").read_text() == "epoch,loss\n0,1.0\n"  # nothing touched
     assert sorted(p.name for p in garbage.iterdir()) == ["run.json"]
+
+
+def test_the_same_seed_repeats_a_harmonized_run_exactly_and_another_seed_does_not(shards, tmp_path):
+    """Training batches come in a fixed order with fixed crops per seed (``deterministic_data``),
+    so a rerun gives the same history, not one within noise of it."""
+    harmonized = dict(epochs=2, lambda_harmonization=0.5, min_crop_area=0.5, collapse_guard=False)
+    histories = [run(config(shards, tmp_path / name, seed=seed, **harmonized)).history
+                 for name, seed in (("a", 1), ("b", 1), ("c", 2))]
+    assert histories[0] == histories[1]
+    assert histories[0][-1]["loss"] != histories[2][-1]["loss"]
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_with_its_default(shards, tmp_path):
+    out = tmp_path / "old"
+    run(config(shards, out, epochs=1))
+    record = json.loads((out / "run.json").read_text())
+    del record["settings"]["saliency"]  # as a run of an earlier version wrote it
+    (out / "run.json").write_text(json.dumps(record))
+    assert run(config(shards, out, epochs=1)).status == "complete"
+    with pytest.raises(StaleRunError, match="saliency"):
+        run(config(shards, out, epochs=1, saliency="absolute"))

@@ -90,6 +90,9 @@ def add_parser(commands) -> None:
     fit.add_argument("--no-collapse-guard", dest="collapse_guard", action="store_false",
                      help="do not stop a harmonized run whose training accuracy stays at chance "
                           "(a stopped run exits with code 3)")
+    fit.add_argument("--no-deterministic-data", dest="deterministic_data", action="store_false",
+                     help="let tf.data hand out training batches as they are ready (faster input; a "
+                          "rerun with the same --seed no longer repeats the run)")
     fit.add_argument("--collapse-patience", type=positive_int,
                      help="epochs at chance, after the warm-up and the lambda ramp, before the guard stops")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2),

@@ -106,3 +106,22 @@ def disable_arithmetic_optimization() -> None:
     ``AlreadyExistsError ... AddN_*/tmp_var``. XLA-compiled steps are not affected.
     """
     tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+
+
+def keras_distribution(backend: str) -> int:
+    """Devices a run on a non-TensorFlow ``backend`` trains on, after setting its Keras distribution.
+
+    JAX: a ``keras.distribution.DataParallel`` over every device when there are several (each batch
+    split across them, gradients averaged), unless a distribution is already set. torch: one device
+    (Keras has no torch distribution).
+    """
+    import keras
+
+    if backend != "jax":
+        return 1
+    import jax
+
+    devices = jax.devices()
+    if len(devices) > 1 and keras.distribution.distribution() is None:
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+    return len(devices)

@@ -3,7 +3,8 @@
 Layout of ``OUT``: ``run.json`` (the settings the run was started with, and its status),
 ``history.csv`` (one header, one row per finished epoch), ``backup/epoch-NNNN.weights.h5`` (the
 model and optimizer after NNNN epochs; the newest two are kept), and, once the run is complete,
-``model.keras`` (``model.safetensors`` for a timm model: its state dict) and ``summary.json``. Every file is written to a temporary name and renamed
+``model.keras`` (``model.safetensors`` for a timm model: its state dict) and ``summary.json``.
+Every file is written to a temporary name and renamed
 (``harmonization.files``), so a kill or a full disk never leaves a truncated file behind.
 """
 from __future__ import annotations

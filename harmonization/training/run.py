@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from harmonization.files import output_errors, write_json
 from harmonization.saliency import TRAINING_SALIENCIES
+from harmonization.training.assembly import build_harmonizer, check_model, datasets, save_and_evaluate
+from harmonization.training.distribute import keras_distribution, worker_count
 from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
 from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
@@ -35,6 +37,9 @@ class TrainConfig:
     ``val_split`` "val" reads the central 0.875 crop, "test" only resizes. ``steps_per_epoch`` is
     needed with ``mix_with``. ``collapse_guard`` stops a harmonized run that stays at chance
     (``guards.CollapseGuard``); ``fresh`` discards what ``out`` holds of an earlier run.
+    ``deterministic_data``: the training batches come in the same order with the same crops for the
+    same ``seed``, so a rerun repeats the run (on one CPU process, exactly); False lets tf.data
+    hand out whichever batch is ready first.
     ``backend``: the Keras backend it must run on (None: the one keras runs on); it is recorded.
     """
 
@@ -71,6 +76,7 @@ class TrainConfig:
     alignment_batches: int | None = None
     steps_per_execution: int = 1
     collapse_guard: bool = True
+    deterministic_data: bool = True
     collapse_patience: int = 2
     fresh: bool = False
     verbose: int = 2
@@ -87,7 +93,7 @@ class TrainConfig:
 
 
 RUN_OPTIONS = ("out", "conflict", "alignment_batches", "steps_per_execution", "collapse_guard",
-               "collapse_patience", "fresh", "verbose")
+               "collapse_patience", "deterministic_data", "fresh", "verbose")
 """Fields that change how a run is reported or guarded, not what it trains: a resumed run may differ."""
 
 
@@ -133,8 +139,11 @@ def _check(config: TrainConfig) -> None:
                                         f"{keras.backend.backend()} in this process (KERAS_BACKEND)"))
     if config.weights and not os.path.isfile(config.weights):
         raise ConfigError(lambda name: f"{name('weights')} file not found: {config.weights}")
+    backend = config.backend or keras.backend.backend()
+    if backend != "tensorflow" and worker_count() > 1:
+        raise ConfigError(lambda name: (f"TF_CONFIG names {worker_count()} workers: multi-worker "
+                                        f"training runs on {name('backend')} tensorflow only, not {backend}"))
     if timm_name(config.model) is not None:
-        backend = config.backend or keras.backend.backend()
         if backend != "torch":
             raise ConfigError(lambda name: (f"{name('model')} {config.model}: timm models train on "
                                             f"{name('backend')} torch only, not on {backend}"))
@@ -148,7 +157,10 @@ def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
     record = folder.read_record()
     if record is None:
         return None
-    recorded = {"backend": "tensorflow", **record["settings"]}  # runs before backends were recorded
+    # a setting that a run recorded before it existed had its default (the backend: tensorflow)
+    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)
+                if field.name not in RUN_OPTIONS and field.default is not dataclasses.MISSING}
+    recorded = {**defaults, "backend": "tensorflow", **record["settings"]}
     changed = changed_settings(recorded, config.settings())
     if changed:
         def build(name):
@@ -168,68 +180,6 @@ def _shown(value) -> str:
     if isinstance(value, list):
         return ",".join(f"{v:g}" for v in value) or "none"
     return "none" if value is None else str(value)
-
-
-def _shape(config: TrainConfig) -> dict:
-    return dict(batch_size=config.batch_size, image_size=config.image_size,
-                num_classes=config.num_classes)
-
-
-def _datasets(config: TrainConfig, strategy: tf.distribute.Strategy):
-    from harmonization.data import load_clickme
-    from harmonization.training.schedule import mixup
-
-    shape = _shape(config)
-    train = load_clickme(config.train, "train", seed=config.seed, mix_with=config.mix_with,
-                         clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
-                         repeat=bool(config.steps_per_epoch), **shape)
-    val = load_clickme(config.val, config.val_split, deterministic=True,
-                       drop_remainder=isinstance(strategy, tf.distribute.TPUStrategy), **shape)
-    steps = config.steps_per_epoch or int(train.cardinality())
-    if steps < 0:
-        raise ConfigError(lambda name: ("the number of training batches is unknown (mixed data): "
-                                        f"pass {name('steps_per_epoch')}"))
-    if steps == 0:
-        raise ConfigError(lambda name: (f"the training data {config.train} holds fewer examples than "
-                                        f"one batch ({name('batch_size')} {config.batch_size})"))
-    if config.mixup:
-        train = mixup(train, config.num_classes, config.mixup, seed=config.seed)
-    return train, val, steps
-
-
-def _check_model(config: TrainConfig) -> None:
-    from harmonization.models import MODEL_NAMES
-    from harmonization.timm_models import check_name
-
-    if timm_name(config.model) is not None:
-        try:
-            check_name(timm_name(config.model))
-        except ValueError as error:
-            raise ConfigError(lambda name: f"{name('model')} {config.model}: {error}") from None
-    elif config.model not in MODEL_NAMES:
-        raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
-                                        f"known models: {', '.join(MODEL_NAMES)}"))
-
-
-def _harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy):
-    from harmonization.models import build_model
-    from harmonization.training.harmonizer import Harmonizer
-    from harmonization.training.schedule import recipe, set_precision
-
-    set_precision(config.bfloat16)
-    with strategy.scope():
-        model = build_model(config.model, config.num_classes, config.image_size, weights=config.weights)
-        harmonizer = Harmonizer(
-            model, lambda_harmonization=config.lambda_harmonization,
-            lambda_weights=config.weight_decay, levels=config.levels,
-            label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
-            lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
-            lambda_schedule=config.lambda_schedule, saliency=config.saliency)
-        harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
-                                            config.decay_epochs, optimizer=config.optimizer),
-                           steps_per_execution=config.steps_per_execution)
-        harmonizer.optimizer.build(harmonizer.trainable_variables)
-    return harmonizer
 
 
 def _collapse_message(config: TrainConfig, folder: RunFolder, what: str):
@@ -262,17 +212,25 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     if record is not None and record["status"] == "complete":
         return TrainResult("complete", folder.out, folder.model_path, folder.history_path,
                            folder.summary_path, _read_summary(folder), folder.read_history())
-    if config.settings()["backend"] != "tensorflow":  # tf.distribute serves TensorFlow models only
+    devices = None
+    backend = config.settings()["backend"]
+    if backend != "tensorflow":  # tf.distribute serves TensorFlow models only
         strategy = strategy or tf.distribute.get_strategy()
+        devices = keras_distribution(backend)
+        if config.batch_size % devices:
+            raise ConfigError(lambda name: (f"{name('batch_size')} {config.batch_size} does not split "
+                                            f"over the {devices} {backend} devices"))
     strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
-    _check_model(config)
+    devices = devices or strategy.num_replicas_in_sync
+    check_model(config)
 
     from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard
 
     keras.utils.set_random_seed(config.seed)
-    train, val, steps = _datasets(config, strategy)
-    harmonizer = _harmonizer(config, steps, strategy)
+    whole_batches = isinstance(strategy, tf.distribute.TPUStrategy) or (backend == "jax" and devices > 1)
+    train, val, steps = datasets(config, whole_batches)
+    harmonizer = build_harmonizer(config, steps, strategy)
     backup = Backup(folder.backup_dir)
     with strategy.scope():
         done = backup.restore(harmonizer)
@@ -294,34 +252,15 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
         folder.write_record(settings, "collapsed", message=guard.message,
                             epochs_done=guard.stopped_epoch + 1)
         raise TrainingCollapsed(_collapse_message(config, folder, guard.message))
-    summary = {"settings": settings, "model_path": str(folder.model_path), "train_seconds": seconds,
+    summary = {"settings": settings, "model_path": str(folder.model_path), "devices": devices,
+               "train_seconds": seconds,
                "resumed_epochs": done, "final_epoch": history.rows[-1] if history.rows else {},
-               **_save_and_evaluate(config, folder, harmonizer, val)}
+               **save_and_evaluate(config, folder, harmonizer, None if whole_batches else val)}
     write_json(folder.summary_path, summary)
     folder.write_record(settings, "complete", epochs_done=config.epochs)
     backup.remove()
     return TrainResult("trained", folder.out, folder.model_path, folder.history_path,
                        folder.summary_path, summary, history.rows, done)
-
-
-def _save_and_evaluate(config: TrainConfig, folder: RunFolder, harmonizer, val) -> dict:
-    """Write ``model.keras`` (a timm model: ``model.safetensors``); {"validation": ...,
-    "conflict": ...} evaluations of the trained model."""
-    from harmonization.data import load_clickme
-    from harmonization.evaluation import evaluate_clickme, public
-
-    with output_errors(folder.model_path):
-        if timm_name(config.model) is None:
-            harmonizer.save_pixel_model(folder.model_path)
-        else:
-            from harmonization.models.timm_pixel import save_timm
-
-            save_timm(harmonizer.pixel_model, folder.model_path)
-    results = {"validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
-    if config.conflict:
-        conflict = load_clickme(config.conflict, config.val_split, deterministic=True, **_shape(config))
-        results["conflict"] = public(evaluate_clickme(harmonizer.pixel_model, conflict))
-    return results
 
 
 def _read_summary(folder: RunFolder) -> dict:

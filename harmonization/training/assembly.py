@@ -1,0 +1,104 @@
+"""The parts of a training run built from its ``TrainConfig``: the data, the Harmonizer with its
+recipe, and the saved and evaluated model (``run`` puts them together)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import tensorflow as tf
+
+from harmonization.files import output_errors
+from harmonization.timm_models import timm_name
+from harmonization.training.errors import ConfigError
+from harmonization.training.resume import RunFolder
+
+if TYPE_CHECKING:
+    from harmonization.training.run import TrainConfig
+
+
+def batch_shape(config: TrainConfig) -> dict:
+    """``load_clickme``'s batch size, image size and class count for this run."""
+    return dict(batch_size=config.batch_size, image_size=config.image_size,
+                num_classes=config.num_classes)
+
+
+def datasets(config: TrainConfig, whole_batches: bool):
+    """(train, val, steps per epoch). ``whole_batches``: validation drops its last, short batch too
+    (a TPU, or JAX over several devices, needs every batch whole); ``save_and_evaluate`` then
+    reads all of it for the end-of-run evaluation."""
+    from harmonization.data import load_clickme
+    from harmonization.training.schedule import mixup
+
+    shape = batch_shape(config)
+    train = load_clickme(config.train, "train", seed=config.seed, deterministic=config.deterministic_data,
+                         mix_with=config.mix_with,
+                         clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
+                         repeat=bool(config.steps_per_epoch), **shape)
+    val = load_clickme(config.val, config.val_split, deterministic=True, drop_remainder=whole_batches,
+                       **shape)
+    steps = config.steps_per_epoch or int(train.cardinality())
+    if steps < 0:
+        raise ConfigError(lambda name: ("the number of training batches is unknown (mixed data): "
+                                        f"pass {name('steps_per_epoch')}"))
+    if steps == 0:
+        raise ConfigError(lambda name: (f"the training data {config.train} holds fewer examples than "
+                                        f"one batch ({name('batch_size')} {config.batch_size})"))
+    if config.mixup:
+        train = mixup(train, config.num_classes, config.mixup, seed=config.seed)
+    return train, val, steps
+
+
+def check_model(config: TrainConfig) -> None:
+    from harmonization.models import MODEL_NAMES
+    from harmonization.timm_models import check_name
+
+    if timm_name(config.model) is not None:
+        try:
+            check_name(timm_name(config.model))
+        except ValueError as error:
+            raise ConfigError(lambda name: f"{name('model')} {config.model}: {error}") from None
+    elif config.model not in MODEL_NAMES:
+        raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
+                                        f"known models: {', '.join(MODEL_NAMES)}"))
+
+
+def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy):
+    from harmonization.models import build_model
+    from harmonization.training.harmonizer import Harmonizer
+    from harmonization.training.schedule import recipe, set_precision
+
+    set_precision(config.bfloat16)
+    with strategy.scope():
+        model = build_model(config.model, config.num_classes, config.image_size, weights=config.weights)
+        harmonizer = Harmonizer(
+            model, lambda_harmonization=config.lambda_harmonization,
+            lambda_weights=config.weight_decay, levels=config.levels,
+            label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
+            lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
+            lambda_schedule=config.lambda_schedule, saliency=config.saliency)
+        harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
+                                            config.decay_epochs, optimizer=config.optimizer),
+                           steps_per_execution=config.steps_per_execution)
+        harmonizer.optimizer.build(harmonizer.trainable_variables)
+    return harmonizer
+
+
+def save_and_evaluate(config: TrainConfig, folder: RunFolder, harmonizer, val) -> dict:
+    """Write ``model.keras`` (a timm model: ``model.safetensors``); {"validation": ...,
+    "conflict": ...} evaluations of the trained model (``val`` None: read all of ``config.val``)."""
+    from harmonization.data import load_clickme
+    from harmonization.evaluation import evaluate_clickme, public
+
+    with output_errors(folder.model_path):
+        if timm_name(config.model) is None:
+            harmonizer.save_pixel_model(folder.model_path)
+        else:
+            from harmonization.models.timm_pixel import save_timm
+
+            save_timm(harmonizer.pixel_model, folder.model_path)
+    if val is None:
+        val = load_clickme(config.val, config.val_split, deterministic=True, **batch_shape(config))
+    results = {"validation": public(evaluate_clickme(harmonizer.pixel_model, val))}
+    if config.conflict:
+        conflict = load_clickme(config.conflict, config.val_split, deterministic=True, **batch_shape(config))
+        results["conflict"] = public(evaluate_clickme(harmonizer.pixel_model, conflict))
+    return results
