@@ -298,6 +298,33 @@ def test_harmonize_train_on_jax_splits_batches_over_every_device(cli_runs, tmp_p
     assert refused.returncode == 2 and "--batch-size 15 does not split over the 2 jax devices" in refused.stderr
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_collapse_guard_stops_and_the_backup_resumes_on_jax_and_torch(tmp_path, backend):
+    """Random labels hold the run at chance: the guard stops it after epoch 2 (exit 3), keeping its
+    history and backups; with --no-collapse-guard the same command resumes from the backup."""
+    from builders import write_random_label_shards
+
+    shards = write_random_label_shards(tmp_path / "data", n=64)
+    out = tmp_path / "run"
+    argv = ["train", "--backend", backend, "--model", "small_cnn", "--train", shards, "--val", shards,
+            "--out", str(out), "--epochs", "3", "--image-size", "32", "--num-classes", "4",
+            "--batch-size", "32", "--lambda", "0.5", "--lambda-schedule", "linear", "--optimizer",
+            "adam", "--lr", "1e-3", "--warmup-epochs", "0", "--lambda-ramp-epochs", "0",
+            "--min-crop-area", "1", "--val-split", "test", "--alignment-batches", "1", "--verbose", "0",
+            "--collapse-patience", "2"]
+    stopped = run_python(HARMONIZE, args=tuple(argv))
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "training stopped after epoch 2" in stopped.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in (out / "backup").iterdir()) == ["epoch-0001.weights.h5",
+                                                                  "epoch-0002.weights.h5"]
+    resumed = run_python(HARMONIZE, args=(*argv, "--no-collapse-guard"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_epochs"] == 2 and summary["settings"]["backend"] == backend
+    with open(out / "history.csv") as handle:
+        assert [line.split(",")[0] for line in handle.read().splitlines()[1:]] == ["0", "1", "2"]
+
+
 def test_several_workers_off_tensorflow_are_refused_in_one_line(tmp_path):
     two_workers = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
                               "task": {"type": "worker", "index": 0}})
