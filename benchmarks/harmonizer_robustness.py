@@ -13,7 +13,7 @@ than 0.05 below its control; writes benchmarks/results/harmonizer_robustness[-TA
 every cell, with every finished cell in the output folder (so runs with different --seeds can
 share it in parallel). Finished stages are reused, so a killed run resumes where it stopped.
 Run: nice python benchmarks/harmonizer_robustness.py [--kinds edges,stripes,neighbour]
-     [--seeds 0,1,2] [--epochs 12] [--out harmonizer-robustness-output] [--lambda-schedule linear]
+     [--seeds 0,1,2,3,4] [--epochs 12] [--out harmonizer-robustness-output] [--lambda-schedule linear]
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def print_table(cells: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", default="edges,stripes,neighbour")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--attack-limit", type=int, default=48,
                         help="stimuli attacked per model (the first N of the 25 per class)")
