@@ -93,9 +93,15 @@ def _torch_gradients(model, batch) -> tuple[dict, Any, list]:
     gradients = torch.autograd.grad(model.optimizer.scale_loss(terms["loss"]),
                                     [v.value for v in model.trainable_variables],
                                     allow_unused=True)
-    terms = {name: value.detach() if isinstance(value, torch.Tensor) else value
-             for name, value in terms.items()}
-    return terms, labels, list(gradients)
+    return _detached(terms), labels, list(gradients)
+
+
+def _detached(terms: dict) -> dict:
+    """The objective's terms cut from the autograd graph (for logging and the gate)."""
+    import torch
+
+    return {name: value.detach() if isinstance(value, torch.Tensor) else value
+            for name, value in terms.items()}
 
 
 def _torch_train(model, batch) -> dict:
@@ -109,9 +115,13 @@ def _torch_train(model, batch) -> dict:
     return model._record(terms, labels, TRAIN_LOGS)
 
 
-def _stateful_test(model, batch) -> dict:
+def _test_terms(model, batch) -> tuple[dict, Any]:
     images, heatmaps, labels, tokens = model._unpack(batch)
-    terms = model._objective(images, heatmaps, labels, tokens, training=False, harmonize=True)
+    return model._objective(images, heatmaps, labels, tokens, training=False, harmonize=True), labels
+
+
+def _stateful_test(model, batch) -> dict:
+    terms, labels = _test_terms(model, batch)
     return model._record(terms, labels, TEST_LOGS)
 
 
@@ -119,11 +129,8 @@ def _torch_test(model, batch) -> dict:
     import torch
 
     with torch.enable_grad():  # the Keras torch trainer tests under no_grad; saliency needs grad
-        images, heatmaps, labels, tokens = model._unpack(batch)
-        terms = model._objective(images, heatmaps, labels, tokens, training=False, harmonize=True)
-    terms = {name: value.detach() if isinstance(value, torch.Tensor) else value
-             for name, value in terms.items()}
-    return model._record(terms, labels, TEST_LOGS)
+        terms, labels = _test_terms(model, batch)
+    return model._record(_detached(terms), labels, TEST_LOGS)
 
 
 # --- JAX: stateless steps --------------------------------------------------------------------
