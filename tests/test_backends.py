@@ -215,7 +215,7 @@ def mini_train_argv(mini: str, out, backend: str) -> list[str]:
             "--train", f"{mini}/train-*", "--val", f"{mini}/val-*", "--val-split", "test",
             "--weights", f"{mini}/initial.weights.h5", "--epochs", "2", "--out", str(out),
             "--image-size", "32", "--num-classes", "4", "--batch-size", "16", "--optimizer",
-            "adam", "--lr", "3e-3",
+            "adam", "--lr", "1e-3",
             "--lambda", "2", "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0",
             "--warmup-epochs", "0", "--min-crop-area", "1", "--no-collapse-guard", "--seed", "0",
             "--verbose", "0"]
@@ -274,10 +274,14 @@ def test_harmonize_train_runs_whole_on_jax_and_torch_and_lowers_the_term(cli_run
     assert reference[1]["settings"]["backend"] == "tensorflow"
     assert set(history[0]) == set(reference[2][0])  # the same logs, the alignment callback's too
     assert 0 < history[-1]["val_alignment"] and [row["lambda"] for row in history] == [2.0, 2.0]
-    for _, _, rows in (reference, cli_runs[backend]):  # the term falls (to about 0.7 on a fresh clone)
+    for _, _, rows in (reference, cli_runs[backend]):  # the term falls (to about 0.8 on a fresh clone)
         assert rows[-1]["val_harmonization"] < 0.9 * cli_runs["initial"], (cli_runs["initial"], rows)
-    # Accuracy is not compared: two epochs of this tiny run leave every backend near chance, where
-    # the three scatter by more than 0.05 even from the same initial weights and batches.
+    # The same initial weights and batches (deterministic data, --seed 0) reach the TF run's
+    # validation accuracy within 0.05 after two epochs (0.34 on each, of 4 classes; on seeds 1
+    # and 2 the three differ by at most 0.031). At --lr 3e-3 they scattered by more than 0.05:
+    # the first epoch agreed, the second did not.
+    accuracies = {name: cli_runs[name][2][-1]["val_accuracy"] for name in ("tensorflow", backend)}
+    assert abs(accuracies[backend] - accuracies["tensorflow"]) <= 0.05, accuracies
 
 
 def test_harmonize_train_on_jax_splits_batches_over_every_device(cli_runs, tmp_path):
