@@ -264,7 +264,7 @@ def cli_runs(tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_harmonize_train_runs_whole_on_jax_and_torch_and_lowers_the_term(cli_runs, backend):
+def test_harmonize_train_runs_whole_on_jax_and_torch_and_matches_tensorflow(cli_runs, backend):
     out, summary, history = cli_runs[backend]
     assert summary["settings"]["backend"] == backend
     assert json.loads((out / "run.json").read_text())["settings"]["backend"] == backend
