@@ -11,6 +11,7 @@ benchmarks/results/jax_conv_padding.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -65,6 +66,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--calls", type=int, default=10, help="timed calls per gradient")
     args = parser.parse_args()
+    if importlib.util.find_spec("jax") is None:
+        print("jax: not installed (pip install '.[jax]'), skipped")
+        return
     import jax
 
     from harmonization.files import write_json
