@@ -295,9 +295,14 @@ def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attac
     attacks ("l2_pgd", "linf_pgd") run :func:`minimal_epsilon`, which takes every setting of
     :data:`SEARCH_SETTINGS`; minimum-norm attacks ("cw_l2", "ddn") take only ``batch_size`` and
     report eps = the L2 norm of the perturbation where it fools. Images misclassified from the
-    start are not attacked in either case.
+    start are not attacked in either case. Images holding NaN or infinite pixels are refused (a
+    ValueError naming the first), not counted as misclassified.
     """
     entry = attack_entry(attack)
+    if isinstance(images, torch.Tensor) and images.is_floating_point() and not torch.isfinite(images).all():
+        bad = (~torch.isfinite(images.detach())).flatten(1).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"images: {len(bad)} image(s) hold NaN or infinite pixels (first at index {bad[0]}); "
+                         "such an image is neither classified nor attacked")
     allowed = SEARCH_SETTINGS if entry.kind == "search" else ("batch_size",)
     for key in search_settings:
         if key not in allowed:

@@ -133,9 +133,18 @@ def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _as_rankable(x: np.ndarray) -> np.ndarray:
-    """float32 stays float32 (fast radix path), exact small integers become float32, the rest float64."""
+    """float32 stays float32 (fast radix path), exact small integers become float32, the rest float64.
+
+    Integers that float64 cannot hold exactly (beyond 2**53, or Python ints in an object array) are
+    replaced by their dense rank within their row first: the order, and so Spearman, is unchanged.
+    """
     if x.dtype == np.float32 or x.dtype in (np.uint8, np.int8, np.uint16, np.int16, np.bool_):
         return np.ascontiguousarray(x, dtype=np.float32)
+    exact = x.dtype.kind == "f" or x.size == 0 or (x.dtype.kind in "iu" and x.dtype.itemsize <= 4)
+    if not exact and x.dtype.kind in "iuO":
+        exact = x.dtype.kind != "O" and max(int(x.max()), -int(x.min())) <= 2**53
+        if not exact:
+            return np.stack([np.unique(row, return_inverse=True)[1].reshape(-1) for row in x]).astype(np.float64)
     return np.ascontiguousarray(x, dtype=np.float64)
 
 
@@ -201,19 +210,21 @@ def _overlaps(a: Any, b: Any, percentile: float) -> tuple[np.ndarray, np.ndarray
 def dice(a: Any, b: Any, percentile: float = 10) -> np.ndarray:
     """Per-sample Dice of the top-``percentile`` % pixels of each map (above its (100-p)th percentile).
 
-    A pair with no pixel above the threshold in either map (constant maps) gives NaN.
+    Undefined, so NaN, where either map has no pixel above its threshold: a constant (all-zero)
+    map or one holding a NaN has no top pixels to overlap with.
     """
     intersection, size_a, size_b = _overlaps(a, b, percentile)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(size_a + size_b > 0, 2 * intersection / (size_a + size_b), np.nan)
+        return np.where((size_a > 0) & (size_b > 0), 2 * intersection / (size_a + size_b), np.nan)
 
 
 def iou(a: Any, b: Any, percentile: float = 10) -> np.ndarray:
-    """Per-sample intersection over union of the top-``percentile`` % pixels of each map."""
+    """Per-sample intersection over union of the top-``percentile`` % pixels of each map (NaN where
+    undefined, as for :func:`dice`)."""
     intersection, size_a, size_b = _overlaps(a, b, percentile)
     union = size_a + size_b - intersection
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, intersection / union, np.nan)
+        return np.where((size_a > 0) & (size_b > 0), intersection / union, np.nan)
 
 
 def alignment_score(spearman_values: Any, ceiling: float = HUMAN_CEILING) -> float:

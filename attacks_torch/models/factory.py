@@ -10,6 +10,7 @@ A model spec is one of:
 from __future__ import annotations
 
 import hashlib
+import numbers
 from pathlib import Path
 
 import timm
@@ -22,6 +23,8 @@ from attacks_torch.models.timm_loader import load_timm
 
 WEIGHTS = ("pretrained", "random")
 PUBLISHED_PREFIX = "published:"
+MAX_CLASSES = 1_000_000
+"""The widest head ``num_classes`` may ask for (ImageNet-21k has 21,843 classes)."""
 
 
 def parse_published(spec: str) -> tuple[str, str]:
@@ -47,6 +50,10 @@ def _check(spec: str, weights: str, checkpoint: str | None, num_classes: int | N
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if kind != "timm" and checkpoint is not None:
         raise ValueError(f"model {spec!r}: a checkpoint is for timm names only")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+                                    or not 2 <= num_classes <= MAX_CLASSES):
+        raise ValueError(f"model {spec!r}: num_classes must be an integer from 2 to {MAX_CLASSES} (or None), "
+                         f"got {num_classes!r}")
     if kind != "timm" and num_classes is not None:
         raise ValueError(f"model {spec!r}: num_classes is for timm names only (its weights fix its head)")
     if kind == "published":
