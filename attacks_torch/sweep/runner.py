@@ -15,6 +15,7 @@ stops the sweep with an :class:`~harmonization.files.OutputError`, keeping every
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import time
@@ -27,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from attacks_torch.measures import perturbation_measures
-from attacks_torch.models import PixelModel, load_model
+from attacks_torch.models import PixelModel, load_model, model_identity
 from attacks_torch.search import find_minimal
 from attacks_torch.stimuli import Stimuli, load_stimuli
 from attacks_torch.sweep.config import SweepConfig
@@ -111,7 +112,7 @@ def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimul
                 folder.write_map(start + offset, delta.numpy())
         folder.write_batch(start, [
             (spec.label, batch.ids[i], int(batch.labels[i]), int(result.clean_pred[i]), bool(result.attacked[i]),
-             fooled[i], float(result.eps[i]), float(measures["l2"][i]), float(measures["linf"][i]),
+             fooled[i], float(result.eps[i]) if fooled[i] else math.nan, float(measures["l2"][i]), float(measures["linf"][i]),
              float(measures["alignment"][i]), config.attack, result.norm)
             for i in range(len(batch))
         ])
@@ -129,7 +130,27 @@ def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: Model
     folder.write_results(rows)
     folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
                           "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),
-                          "num_classes": folder.read_model_info()["num_classes"], "config": fp, "timing": timing})
+                          "num_classes": folder.read_model_info()["num_classes"],
+                          "data_classes": int(stimuli.labels.unique().numel()), "config": fp, "timing": timing})
+
+
+def _load_checked(spec: ModelSpec, config: SweepConfig, fp: dict[str, Any]) -> PixelModel:
+    """The model of ``spec``, refused when what was loaded is not what the fingerprint hashed at the
+    start (a model file replaced in between would file its rows under the old file's hash)."""
+    arguments = spec.load_arguments(config.weights, config.num_classes, config.seed)
+    model = load_model(spec.spec, **arguments)
+    if json.loads(json.dumps(model_identity(spec.spec, **arguments))) != fp["model"]:
+        raise ValueError(f"model {spec.label!r}: its file changed between the start of the sweep and its loading; "
+                         "run the sweep again, starting that model over")
+    return model
+
+
+def _head_width(model: PixelModel, stimuli: Stimuli, device: torch.device) -> int:
+    """The width of the model's logits: as its loader read it, else from one forward pass."""
+    if model.num_classes is not None:
+        return model.num_classes
+    with torch.no_grad():
+        return int(model(model.resize_images(stimuli.images[:1]).to(device)).shape[1])
 
 
 def _error_record(env: Distributed, exc: Exception) -> dict[str, Any]:
@@ -152,13 +173,13 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
               unit="img", position=1, leave=False, disable=not (config.progress and env.is_main)) as bar:
         model = None
         try:
-            if todo:
+            if todo or not folder.model_info.exists():  # model.json also after a run killed before it
                 loading = time.perf_counter()
-                arguments = spec.load_arguments(config.weights, config.num_classes, config.seed)
-                model = load_model(spec.spec, **arguments).to(env.device)
+                model = _load_checked(spec, config, fp).to(env.device)
                 timing["load_s"] = time.perf_counter() - loading
                 _run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
-                folder.write_model_info({"num_classes": model.num_classes, "data_config": model.data_config})
+                folder.write_model_info({"num_classes": _head_width(model, stimuli, env.device),
+                                         "data_config": model.data_config})
         except OutputError:
             raise  # not the model's fault: stop, keeping every committed batch
         except Exception as exc:  # a failing model is recorded and the sweep goes on
