@@ -12,11 +12,14 @@ model. Statistics (``harmonization.metrics``): Spearman rho and p across models,
 of ViTs against CNNs. Accuracy is the top-1 of the ``--accuracy`` CSV (timm's results format)
 when the model is in it, else the accuracy measured on the stimuli (the table says which).
 
-A model whose accuracy on the stimuli is near chance (``harmonization.metrics.near_chance``) is
+A model whose accuracy on the stimuli is near chance (``harmonization.metrics.near_chance``, with
+chance taken from the classes in the stimuli's labels, the head's width bounding them) is
 unreliable: a network that has learnt nothing can look tolerant and aligned. It stays in the table
 with the reason beside it, but is left out of the statistics and of the control -> harmonized
-arrows, and ``statistics.json`` lists it under ``unreliable``. The sweep folder is read only
-through :class:`attacks_torch.sweep.SweepFolder`; every file is written atomically.
+arrows, and ``statistics.json`` lists it under ``unreliable``; a head wider than the stimuli's
+classes is noted. A folder holding sweeps of different stimulus sets is refused (one line). The
+sweep folder is read only through :class:`attacks_torch.sweep.SweepFolder`; every file is written
+atomically.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from pathlib import Path
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.report.figures import (accuracy_point, alignment_point, number_text, panels_figure, pareto_front,
                                           save_figure, scatter, tolerance_point, versus)
-from attacks_torch.report.results import ModelResult, load_results, parse_arch_overrides, statistics, unreliable_reason
+from attacks_torch.report.results import (ModelResult, load_results, one_stimulus_set, parse_arch_overrides, statistics,
+                                          unreliable_reason, wider_head)
 from attacks_torch.sweep import SweepError, SweepFolder
 from harmonization.files import write_json, write_text
 
@@ -92,6 +96,10 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
         md += [f"Left out of the statistics and the arrows as unreliable: "
                f"{'; '.join(f'{label} ({why})' for label, why in unreliable.items())}.", ""]
     stats["unreliable"] = unreliable
+    wider = {r.label: note for r in chosen if (note := wider_head(r.num_classes, r.data_classes)) is not None}
+    if wider:
+        md += [f"Heads wider than the stimuli's classes (chance is judged from the classes in the stimuli): "
+               f"{'; '.join(f'{label} ({note})' for label, note in wider.items())}.", ""]
     for name, figure in figures:
         png, svg = save_figure(figure, out, f"{attack}_{name}")
         md += [f"![{attack} {name.replace('_', ' ')}]({png}) ([svg]({svg}))", ""]
@@ -111,6 +119,7 @@ def build_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise FileNotFoundError(f"sweep folder {str(store.root)!r} does not exist")
     pairs = [*store.read_pairs(), *pairs]
     results, failed = load_results(store.root, accuracy_csv, pairs, arch_overrides)
+    one_stimulus_set(results, store.root)
     if out.exists() and not out.is_dir():
         raise SweepError(f"{out}: is a file, not a folder")
     by_attack = {a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY

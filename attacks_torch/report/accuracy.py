@@ -10,7 +10,7 @@ def read_accuracy_csv(path: str | os.PathLike) -> dict[str, float]:
     """{model: top-1 accuracy in percent} from a CSV with columns ``model`` and ``top1``.
 
     The format of timm's ``results-imagenet.csv``. Raises ValueError naming the file and row
-    for a missing column or a value that is not a number.
+    for a missing column or a value that is not a number in [0, 100].
     """
     path = os.fspath(path)
     with open(path, newline="") as handle:
@@ -21,9 +21,12 @@ def read_accuracy_csv(path: str | os.PathLike) -> dict[str, float]:
         table: dict[str, float] = {}
         for row_number, row in enumerate(reader, start=2):
             try:
-                table.setdefault(row["model"].strip(), float(row["top1"]))
+                value = float(row["top1"])
             except (TypeError, ValueError):
                 raise ValueError(f"{path}: line {row_number}: top1 {row['top1']!r} is not a number") from None
+            if not 0 <= value <= 100:  # NaN fails too
+                raise ValueError(f"{path}: line {row_number}: top1 {row['top1']!r} is not a percentage in [0, 100]")
+            table.setdefault((row["model"] or "").strip(), value)
     return table
 
 

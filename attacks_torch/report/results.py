@@ -39,6 +39,9 @@ class ModelResult:
     folder: ModelFolder
     stimulus_accuracy: float
     num_classes: int | None
+    """The width of the model's head (None: not recorded)."""
+    data_classes: int | None = None
+    """The number of classes among the stimuli's labels (None: not recorded)."""
     stimuli_sha256: str | None = None
     """The content hash of the stimuli the model was attacked on (None for summaries without it)."""
     unreliable: str | None = None
@@ -69,14 +72,41 @@ def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides
     return zoo.classify(spec)
 
 
-def unreliable_reason(accuracy: float, num_classes: int | None) -> str | None:
-    """Why results at stimulus ``accuracy`` (a fraction) of a ``num_classes``-way model are unreliable, or None."""
-    if num_classes is None or num_classes < 2:
-        return None
-    if near_chance(accuracy, num_classes):
-        return (f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / num_classes:.3f} for {num_classes} "
-                f"classes; below {chance_threshold(num_classes):.3f})")
+def chance_classes(num_classes: int | None, data_classes: int | None) -> int | None:
+    """The classes chance is judged from: those in the stimuli's labels, the head's width bounding
+    them (a model cannot answer more classes than its head has); None when neither is known."""
+    known = [n for n in (data_classes, num_classes) if n is not None]
+    return min(known) if known else None
+
+
+def wider_head(num_classes: int | None, data_classes: int | None) -> str | None:
+    """A note when the model's head has more units than the stimuli have classes, else None."""
+    if num_classes is not None and data_classes is not None and num_classes > data_classes:
+        return f"head of {num_classes} units, {data_classes} classes in the stimuli"
     return None
+
+
+def unreliable_reason(accuracy: float, num_classes: int | None, data_classes: int | None = None) -> str | None:
+    """Why results at stimulus ``accuracy`` (a fraction) of a model with a ``num_classes``-unit head on
+    stimuli of ``data_classes`` classes are unreliable, or None (chance: :func:`chance_classes`)."""
+    classes = chance_classes(num_classes, data_classes)
+    if classes is None:
+        return None
+    if classes < 2:
+        return "the stimuli hold one class only: accuracy cannot tell a trained model from a constant answer"
+    if near_chance(accuracy, classes):
+        return (f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / classes:.3f} for {classes} "
+                f"classes; below {chance_threshold(classes):.3f})")
+    return None
+
+
+def _data_classes(folder: ModelFolder, summary: dict) -> int | None:
+    """The stimuli's class count from the summary, else from results.csv's labels (older sweeps)."""
+    if isinstance(summary.get("data_classes"), int):
+        return summary["data_classes"]
+    if not folder.results.exists():
+        return None
+    return len({row["label"] for row in folder.read_results()})
 
 
 def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
@@ -95,7 +125,7 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
         given = lookup_accuracy(table, s["spec"])
         given = lookup_accuracy(table, s["model"]) if given is None else given
         tolerance = s[TOLERANCE_MEASURE.get(s["norm"], "l2")]
-        num_classes = s.get("num_classes")
+        num_classes, data_classes = s.get("num_classes"), _data_classes(folder, s)
         results.append(ModelResult(
             label=s["model"], spec=s["spec"], attack=s["attack"], norm=s["norm"],
             arch=_classify(s["model"], s["spec"], pairs, overrides, specs),
@@ -105,11 +135,24 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
             tolerance=tolerance["mean"], tolerance_sem=tolerance["sem"],
             alignment=s["alignment"]["mean"], alignment_sem=s["alignment"]["sem"],
             linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=folder,
-            stimulus_accuracy=s["accuracy"], num_classes=num_classes,
+            stimulus_accuracy=s["accuracy"], num_classes=num_classes, data_classes=data_classes,
             stimuli_sha256=((s.get("config") or {}).get("stimuli") or {}).get("sha256"),
-            unreliable=unreliable_reason(s["accuracy"], num_classes),
+            unreliable=unreliable_reason(s["accuracy"], num_classes, data_classes),
         ))
     return results, failed
+
+
+def one_stimulus_set(results: Sequence[ModelResult], where: str | os.PathLike) -> None:
+    """Refuse (a SweepError in one line) results attacked on different stimulus sets: their images,
+    and so their accuracies and measures, are not comparable in one table or one correlation."""
+    sets: dict[str, list[str]] = {}
+    for r in results:
+        if r.stimuli_sha256 is not None:
+            sets.setdefault(r.stimuli_sha256, []).append(f"{r.label}/{r.attack}")
+    if len(sets) > 1:
+        listed = "; ".join(f"{sha[:12]}: {', '.join(labels)}" for sha, labels in sets.items())
+        raise SweepError(f"{where}: holds sweeps of {len(sets)} different stimulus sets ({listed}); "
+                         "report each set from its own folder")
 
 
 def statistics(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:
