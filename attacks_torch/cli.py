@@ -11,7 +11,10 @@
 Exit codes: 0 when every model finished; 1 when some model failed (its error is in
 OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input or an
 output that cannot be written (one line on stderr naming the flag or the file; batches already
-attacked are kept, and the same command resumes them). Under ``torchrun`` only rank 0 prints.
+attacked are kept, and the same command resumes them); 130 on Ctrl-C (one line; the same).
+Every number is bounded (``attacks_torch.arguments``), and ``--out`` may not be one of the
+command's inputs (a model file, a stimulus file, the sweep folder being reported). Under
+``torchrun`` only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -24,11 +27,15 @@ import sys
 import torch
 
 from attacks_torch import zoo
+from attacks_torch.arguments import ArgumentError, check_not_input, check_output, inside, integer, number
 from attacks_torch.attacks import PROJECTIONS
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
-from attacks_torch.models import WEIGHTS
+from attacks_torch.models import WEIGHTS, model_kind, parse_published
+from attacks_torch.models.factory import MAX_CLASSES
 from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES
-from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
+from attacks_torch.stimuli import stimulus_files
+from attacks_torch.sweep import SweepConfig, SweepError, SweepFolder, parse_models, parse_pairs, run_sweep
+from attacks_torch.sweep.config import MAX_SEED
 from harmonization.files import OutputError
 
 # option flag -> (the attacks it applies to, its option in the attack registry)
@@ -54,11 +61,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+MAX_EPS = 1e4
+"""The largest eps bound or step accepted: beyond the L2 diameter of any image up to 5000 x 5000 px."""
+BIG = 10**6
+COUNT = integer(1, BIG)  # steps, images, ...
 
 
 def _build_parser() -> _Parser:
@@ -71,32 +77,33 @@ def _build_parser() -> _Parser:
     attack.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
     attack.add_argument("--out", required=True, help="output folder (shared by jobs; resumed when rerun)")
     attack.add_argument("--attack", default="l2_pgd", choices=tuple(ATTACK_REGISTRY))
-    attack.add_argument("--batch-size", type=_positive_int, default=16)
+    attack.add_argument("--batch-size", type=integer(1, 65536), default=16)
     attack.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     attack.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES, help="eps search of the PGD attacks")
-    attack.add_argument("--lo", type=float, default=0.001)
-    attack.add_argument("--hi", type=float, default=10.0)
-    attack.add_argument("--tol", type=float, default=None, help="search tolerance (default: the schedule's)")
-    attack.add_argument("--limit", type=_positive_int, default=None, help="attack the first N stimuli only")
-    attack.add_argument("--seed", type=int, default=0)
+    attack.add_argument("--lo", type=number(0, MAX_EPS), default=0.001)
+    attack.add_argument("--hi", type=number(0, MAX_EPS), default=10.0)
+    attack.add_argument("--tol", type=number(0, MAX_EPS), default=None, help="search tolerance (default: the schedule's)")
+    attack.add_argument("--limit", type=integer(1, 10**9), default=None, help="attack the first N stimuli only")
+    attack.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
     attack.add_argument("--weights", default="pretrained", choices=WEIGHTS,
                         help="timm names without @checkpoint: hub weights or a seeded random init")
-    attack.add_argument("--num-classes", type=_positive_int, default=None, help="size of the timm models' head")
+    attack.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None, help="size of the timm models' head")
     attack.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels (comma-separated, or a file)")
-    attack.add_argument("--keep-maps", type=int, default=8, help="perturbation maps kept per model (report)")
-    attack.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    attack.add_argument("--keep-maps", type=integer(0, BIG), default=8, help="perturbation maps kept per model (report)")
+    attack.add_argument("--threads", type=integer(1, 1024), default=None, help="torch CPU threads per process")
     attack.add_argument("--fresh", action="store_true",
                         help="start over the models whose folder was started with other settings (instead of refusing)")
     attack.add_argument("--attack-options", default=None, metavar="JSON",
                         help='options of the attack as a JSON object, e.g. \'{"steps": 5}\' (the flags below win)')
-    attack.add_argument("--pgd-steps", type=_positive_int, default=None, help="PGD steps per eps")
-    attack.add_argument("--pgd-step-size", type=float, default=None, help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
+    attack.add_argument("--pgd-steps", type=COUNT, default=None, help="PGD steps per eps")
+    attack.add_argument("--pgd-step-size", type=number(0, MAX_EPS), default=None, help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
     attack.add_argument("--projection", default=None, choices=PROJECTIONS, help="PGD projection onto the eps set")
-    attack.add_argument("--cw-const", type=float, default=None, help="C&W initial constant")
-    attack.add_argument("--cw-steps", type=_positive_int, default=None, help="C&W optimisation steps per constant")
-    attack.add_argument("--cw-lr", type=float, default=None, help="C&W learning rate")
-    attack.add_argument("--ddn-steps", type=_positive_int, default=None, help="DDN steps")
-    attack.add_argument("--ddn-gamma", type=float, default=None, help="DDN factor of the eps change per step")
+    attack.add_argument("--cw-const", type=number(0, 1e10), default=None, help="C&W initial constant")
+    attack.add_argument("--cw-steps", type=COUNT, default=None, help="C&W optimisation steps per constant")
+    attack.add_argument("--cw-lr", type=number(0, MAX_EPS), default=None, help="C&W learning rate")
+    attack.add_argument("--ddn-steps", type=COUNT, default=None, help="DDN steps")
+    attack.add_argument("--ddn-gamma", type=number(0, 1, include_high=False), default=None,
+                        help="DDN factor of the eps change per step")
     attack.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
@@ -105,7 +112,7 @@ def _build_parser() -> _Parser:
     report.add_argument("--accuracy", default=None, help="CSV with columns model, top1 (timm's results format)")
     report.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels, added to DIR/pairs.csv's")
     report.add_argument("--arch", default=None, help="class overrides LABEL=CNN|ViT|hybrid, comma-separated")
-    report.add_argument("--panels", type=int, default=4, help="images in the qualitative panel")
+    report.add_argument("--panels", type=integer(0, 64), default=4, help="images in the qualitative panel")
 
     listing = commands.add_parser("zoo", help="list the paper's model zoo (Table S1)")
     listing.add_argument("--family", default=None, help="one family, e.g. swin, 'General ViT'")
@@ -136,7 +143,31 @@ def attack_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def _model_files(models: list) -> list[tuple[str, str]]:
+    """(what, path) of every file the models are loaded from."""
+    files = []
+    for spec in models:
+        kind = model_kind(spec.spec)
+        if kind in ("keras", "published"):
+            files.append(("model file", spec.spec if kind == "keras" else parse_published(spec.spec)[1]))
+        if spec.checkpoint:
+            files.append(("checkpoint", spec.checkpoint))
+    return files
+
+
+def _attack_inputs(args: argparse.Namespace, models: list) -> list[tuple[str, str]]:
+    """(what, path) of everything ``adv-align attack`` reads."""
+    inputs = [("stimuli", args.stimuli), ("models list", args.models), ("pairs file", args.pairs or ""),
+              *_model_files(models)]
+    try:
+        inputs += [("stimulus file", path) for path in stimulus_files(args.stimuli)]
+    except FileNotFoundError:
+        pass  # the sweep names the missing stimuli itself
+    return inputs
+
+
 def _attack(args: argparse.Namespace) -> int:
+    check_output("--out", args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda":  # TF32 convolutions made batched and per-image eps differ on an H200
@@ -150,6 +181,7 @@ def _attack(args: argparse.Namespace) -> int:
     )
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
+    check_not_input("--out", args.out, _attack_inputs(args, models))
     outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh)
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
@@ -162,6 +194,14 @@ def _attack(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from attacks_torch.report import build_report, parse_arch_overrides
 
+    check_output("--out", args.out)
+    check_not_input("--out", args.out, [("sweep folder", args.dir), ("accuracy CSV", args.accuracy or ""),
+                                        ("pairs file", args.pairs or "")])
+    if os.path.isdir(args.dir):
+        for folder in SweepFolder(args.dir).model_folders():
+            if inside(args.out, str(folder.path)):
+                raise ArgumentError(f"--out {args.out}: lies in the model folder {folder.path} of the sweep "
+                                    "being reported; choose another output")
     overrides = parse_arch_overrides(args.arch) if args.arch else {}
     pairs = parse_pairs(args.pairs) if args.pairs else []
     path = build_report(args.dir, args.out, accuracy_csv=args.accuracy, pairs=pairs, arch_overrides=overrides,
@@ -193,10 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     command = {"attack": _attack, "report": _report, "zoo": _zoo}[args.command]
     try:
         return command(args)
+    except KeyboardInterrupt:
+        print(f"adv-align {args.command}: interrupted; what was written is kept (every file is written whole), "
+              "and the same command resumes", file=sys.stderr)
+        return 130
     except (SweepError, FileNotFoundError, ValueError, OutputError) as error:
         text = error.render(FLAGS) if isinstance(error, SweepError) else str(error)
         message = " ".join(text.split())
         print(f"adv-align {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as error:  # e.g. a path the file system refuses (too long): one line, not a traceback
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"adv-align {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
 
 

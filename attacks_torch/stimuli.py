@@ -71,10 +71,25 @@ def stimulus_files(path_or_glob: ShardPaths) -> list[str]:
     return resolve_shards(path_or_glob, "stimulus file")
 
 
+def image_id_prefixes(files: Sequence[str]) -> dict[str, str]:
+    """{file: its name in image ids}: the path relative to the deepest folder every file lies in, so
+    files of one name in two folders stay apart. A ValueError names a file given twice (by another
+    spelling of its path, or a link), whose images would be counted twice."""
+    real = [os.path.realpath(path) for path in files]
+    seen: dict[str, str] = {}
+    for path, resolved in zip(files, real):
+        if resolved in seen:
+            raise ClickMeDataError(f"stimulus file {path!r} is the same file as {seen[resolved]!r}; give it once")
+        seen[resolved] = path
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(path)) for path in files])
+    return {path: os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/") for path in files}
+
+
 def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_classes: int | None = None) -> Stimuli:
     """Read ClickMe TFRecords (either layout) into a Stimuli set.
 
-    Files are read in sorted name order; ids are ``"<file name>:<record index>"``. ``limit`` keeps
+    Files are read in sorted name order; ids are ``"<file>:<record index>"``, the file named by its
+    path relative to the folder all the files share (its bare name when they share one folder). ``limit`` keeps
     the first records only; ``num_classes`` bounds the labels (None: non-negative only). Every image
     must share one grid; resizing to a model is the model wrapper's job (``PixelModel``).
     Raises FileNotFoundError for a path naming no file and ClickMeDataError (a ValueError) with one
@@ -84,6 +99,7 @@ def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_clas
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     files = stimulus_files(path_or_glob)
+    names = image_id_prefixes(files)
     images, heatmaps, labels, ids = [], [], [], []
     for path in files:
         remaining = None if limit is None else limit - len(ids)
@@ -96,7 +112,7 @@ def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_clas
             images.append(record.image)
             heatmaps.append(heatmap)
             labels.append(record.label)
-            ids.append(f"{os.path.basename(path)}:{index}")
+            ids.append(f"{names[path]}:{index}")
         if limit is not None and len(ids) >= limit:
             break
     if not ids:

@@ -12,6 +12,8 @@ from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES, minimum_tol
 from attacks_torch.sweep.errors import SweepError, arg
 
 DEVICES = ("cpu", "cuda")
+MAX_SEED = 2**32 - 1
+"""The largest seed (batch ``start`` reseeds torch with ``seed + start``)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class SweepConfig:
             (self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}, got {self.weights!r}"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
             (self.limit is None or self.limit >= 1, "limit", f"must be at least 1, got {self.limit}"),
-            (self.tol is None or self.tol > 0, "tol", f"must be positive, got {self.tol}"),
+            (self.tol is None or 0 < self.tol < math.inf, "tol", f"must be a finite positive number, got {self.tol}"),
+            (0 <= self.seed <= MAX_SEED, "seed", f"must be from 0 to {MAX_SEED}, got {self.seed}"),
             (self.num_classes is None or self.num_classes >= 2, "num_classes", f"must be >= 2, got {self.num_classes}"),
             (self.keep_maps >= 0, "keep_maps", f"must be >= 0, got {self.keep_maps}"),
             (self.device in DEVICES, "device", f"must be cpu or cuda, got {self.device!r}"),
@@ -59,6 +62,8 @@ class SweepConfig:
         for ok, name, message in checks:
             if not ok:
                 raise SweepError(f"{arg(name)} {message}")
+        if self.tol is not None and self.tol >= self.hi:
+            raise SweepError(f"{arg('tol')} {self.tol:g} is not below {arg('hi')} {self.hi:g}")
         if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
             raise SweepError(f"need 0 < {arg('lo')} < {arg('hi')}, got {self.lo}, {self.hi}")
         if self.tol is not None and self.tol < minimum_tol(self.hi):

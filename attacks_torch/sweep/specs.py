@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attacks_torch.models import model_kind, parse_published
+from attacks_torch.models import KERAS_SUFFIXES, model_kind, parse_published
 from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.store import RESERVED_NAMES
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,36 @@ def parse_model_spec(text: str) -> ModelSpec:
     return ModelSpec(label or default, spec, checkpoint)
 
 
-def _items(argument: str) -> list[str]:
-    """Lines of a text file (comments after '#' dropped) or the comma-separated items of a string."""
+def _items(argument: str, name: str) -> list[str]:
+    """Lines of a UTF-8 text file, with or without a BOM (comments after '#' dropped), or the
+    comma-separated items of a string; a file in another encoding is a SweepError naming it."""
     if os.path.isfile(argument):
-        with open(argument) as handle:
-            lines = [line.split("#", 1)[0].strip() for line in handle]
+        try:
+            with open(argument, "rb") as handle:
+                text = handle.read().decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise SweepError(f"{arg(name)} {argument}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                             f"offset {error.start}); save it as UTF-8") from None
+        except OSError as error:
+            raise SweepError(f"{arg(name)} {argument}: cannot be read ({error.strerror})") from None
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
         return [line for line in lines if line]
     return [item.strip() for item in argument.split(",") if item.strip()]
 
 
 def parse_models(argument: str) -> list[ModelSpec]:
-    """``models``: comma-separated specs, or a text file with one spec per line."""
-    specs = [parse_model_spec(item) for item in _items(argument)]
+    """``models``: comma-separated specs, a text file with one spec per line, or one model file (a
+    ``.keras`` / ``.h5`` path is a model, never a list). A label naming a file of the sweep folder
+    (``summary.csv``, ...) is refused."""
+    single = os.path.isfile(argument) and Path(argument).suffix in KERAS_SUFFIXES
+    specs = [parse_model_spec(item) for item in ([argument] if single else _items(argument, "models"))]
     if not specs:
         raise SweepError(f"{arg('models')} {argument!r}: no model given")
     seen: dict[str, str] = {}
     for spec in specs:
+        if spec.slug.casefold() in RESERVED_NAMES:
+            raise SweepError(f"{arg('models')}: label {spec.label!r} is reserved (the sweep folder's "
+                             f"{spec.slug} file); choose another label")
         if spec.slug in seen:
             raise SweepError(f"{arg('models')}: labels {seen[spec.slug]!r} and {spec.label!r} share the folder "
                              f"{spec.slug!r}")
@@ -97,7 +112,7 @@ def parse_pairs(argument: str) -> list[tuple[str, str]]:
                 raise SweepError(f"{argument}: a pairs CSV needs the columns control, harmonized")
             return [((row["control"] or "").strip(), (row["harmonized"] or "").strip()) for row in reader]
     pairs = []
-    for item in _items(argument):
+    for item in _items(argument, "pairs"):
         control, sep, harmonized = item.partition("=")
         if not sep or not control.strip() or not harmonized.strip():
             raise SweepError(f"{arg('pairs')}: {item!r} is not CONTROL=HARMONIZED")

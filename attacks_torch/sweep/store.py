@@ -40,6 +40,10 @@ SUMMARY_COLUMNS = ("model", "attack", "norm", "status", "n_images", "n_attacked"
                    "num_classes", *(f"{m}_{s}" for m in MEASURES for s in ("mean", "sem")), "spec", "error")
 FAILED_KEYS = ("model", "attack", "error_type", "message")
 PREVIEW_KEYS = ("images", "heatmaps", "labels", "ids")
+SHARED_FILES = ("summary.csv", "pairs.csv", "preview.npz", ".lock")
+"""The files at the top of a sweep folder, beside the model folders."""
+RESERVED_NAMES = frozenset(name.casefold() for name in SHARED_FILES)
+"""Model folder names (slugs) that would take a shared file's place, in any letter case."""
 
 
 def _cell(value: Any) -> str:
@@ -204,9 +208,7 @@ class SweepFolder:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.summary_csv = self.root / "summary.csv"
-        self.pairs_csv = self.root / "pairs.csv"
-        self.preview = self.root / "preview.npz"
+        self.summary_csv, self.pairs_csv, self.preview, self.lock_file = (self.root / name for name in SHARED_FILES)
 
     def model(self, slug: str, attack: str) -> ModelFolder:
         return ModelFolder(self.root / slug / attack)
@@ -225,9 +227,9 @@ class SweepFolder:
         """An exclusive lock on the shared files, held across processes (fcntl)."""
         self.prepare()
         try:
-            handle = open(self.root / ".lock", "a")
+            handle = open(self.lock_file, "a")
         except OSError as error:
-            raise OutputError(error.errno, f"cannot write {self.root / '.lock'}: {error.strerror}") from None
+            raise OutputError(error.errno, f"cannot write {self.lock_file}: {error.strerror}") from None
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

@@ -1,7 +1,8 @@
 """Which shard files a path names: one rule for the training and the attack readers.
 
 A path may be a file, a directory (its ``*.tfrecord*`` files), a glob, or a list of them; the
-files come back sorted within each item, in the order of the items, without repeats.
+files come back sorted within each item, in the order of the items, without repeats. A name that
+exists as a file is that file, even when it holds glob characters (``s[12].tfrecords``).
 """
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ def resolve_shards(paths_or_glob: ShardPaths, what: str) -> list[str]:
                              if os.path.isfile(p))
             if not matches:
                 raise FileNotFoundError(f"no {what} in directory {item!r} (it holds no {SHARD_PATTERN} file)")
+        elif os.path.isfile(item):  # a file's literal name wins over reading it as a glob
+            matches = [item]
         elif glob.has_magic(item):
             matches = sorted(p for p in glob.glob(item) if os.path.isfile(p))
             if not matches:
                 raise FileNotFoundError(f"no {what} matches {item!r}")
-        elif os.path.isfile(item):
-            matches = [item]
         else:
             raise FileNotFoundError(f"no {what} at {item!r} (no such file or directory)")
         found.extend(matches)
