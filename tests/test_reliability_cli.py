@@ -11,7 +11,7 @@ from builders import cli_args, make_checkpoint, make_stimuli
 
 from attacks_torch.cli import main
 from attacks_torch.stimuli import load_stimuli
-from attacks_torch.sweep import SweepError, parse_models
+from attacks_torch.sweep import SweepError, parse_models, parse_pairs
 from attacks_torch.sweep import runner
 from harmonization.clickme import encode_example, write_records
 
@@ -142,6 +142,9 @@ def test_models_lists_in_utf8_with_a_bom_or_crlf_others_named_single_files_and_r
     with pytest.raises(SweepError) as error:
         parse_models(str(listing))
     assert str(error.value).startswith(f"models {listing}: not UTF-8 text (byte 0xfc") and "\n" not in str(error.value)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes("\ufeffcontrol,harmonized\r\ngood,bad\r\n".encode("utf-8"))
+    assert parse_pairs(str(pairs)) == [("good", "bad")]  # a BOM no longer hides the first column
     model = tmp_path / "run" / "model.keras"
     model.parent.mkdir()
     model.write_bytes(b"PK\x03\x04\xff\xfe binary")

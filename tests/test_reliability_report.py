@@ -64,6 +64,16 @@ def test_a_folder_of_two_stimulus_sets_is_refused_in_one_line(tmp_path, capsys):
     assert (report / "report.md").read_text() == "an earlier report\n" and len(list(report.iterdir())) == 1
 
 
+def test_an_accuracy_csv_in_another_encoding_is_named_in_one_line(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    _summary(sweep, "a", 0.9, 4, 4)
+    accuracy = tmp_path / "acc.csv"
+    accuracy.write_bytes("model,top1\nGrün,80\n".encode("latin-1"))
+    code, err = _run(capsys, "report", str(sweep), "--accuracy", str(accuracy), "--out", str(tmp_path / "r"))
+    assert code == 2 and err == [f"adv-align report: error: {accuracy}: not UTF-8 text (byte 0xfc at offset 13); "
+                                 "save it as UTF-8"]
+
+
 @pytest.mark.parametrize("value", ["-5", "nan", "inf", "101"])
 def test_accuracy_values_that_are_not_percentages_are_refused_naming_file_and_row(tmp_path, capsys, value):
     sweep = tmp_path / "sweep"

@@ -13,7 +13,15 @@ def read_accuracy_csv(path: str | os.PathLike) -> dict[str, float]:
     for a missing column or a value that is not a number in [0, 100].
     """
     path = os.fspath(path)
-    with open(path, newline="") as handle:
+    try:
+        return _read(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                         f"{error.start}); save it as UTF-8") from None
+
+
+def _read(path: str) -> dict[str, float]:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = {"model", "top1"} - set(reader.fieldnames or ())
         if missing:

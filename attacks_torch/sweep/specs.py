@@ -69,17 +69,21 @@ def _items(argument: str, name: str) -> list[str]:
     """Lines of a UTF-8 text file, with or without a BOM (comments after '#' dropped), or the
     comma-separated items of a string; a file in another encoding is a SweepError naming it."""
     if os.path.isfile(argument):
-        try:
-            with open(argument, "rb") as handle:
-                text = handle.read().decode("utf-8-sig")
-        except UnicodeDecodeError as error:
-            raise SweepError(f"{arg(name)} {argument}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                             f"offset {error.start}); save it as UTF-8") from None
-        except OSError as error:
-            raise SweepError(f"{arg(name)} {argument}: cannot be read ({error.strerror})") from None
-        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        lines = [line.split("#", 1)[0].strip() for line in _items_text(argument, name).splitlines()]
         return [line for line in lines if line]
     return [item.strip() for item in argument.split(",") if item.strip()]
+
+
+def _items_text(path: str, name: str) -> str:
+    """The text of a UTF-8 file, with or without a BOM; a SweepError naming ``name`` and the file otherwise."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SweepError(f"{arg(name)} {path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
+                         f"offset {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise SweepError(f"{arg(name)} {path}: cannot be read ({error.strerror})") from None
 
 
 def parse_models(argument: str) -> list[ModelSpec]:
@@ -106,11 +110,10 @@ def parse_pairs(argument: str) -> list[tuple[str, str]]:
     """``pairs``: ``control=harmonized`` items (comma-separated, or one per line of a text file,
     or a CSV file with columns ``control`` and ``harmonized``)."""
     if os.path.isfile(argument) and argument.endswith(".csv"):
-        with open(argument, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if not {"control", "harmonized"} <= set(reader.fieldnames or ()):
-                raise SweepError(f"{argument}: a pairs CSV needs the columns control, harmonized")
-            return [((row["control"] or "").strip(), (row["harmonized"] or "").strip()) for row in reader]
+        reader = csv.DictReader(_items_text(argument, "pairs").splitlines())
+        if not {"control", "harmonized"} <= set(reader.fieldnames or ()):
+            raise SweepError(f"{argument}: a pairs CSV needs the columns control, harmonized")
+        return [((row["control"] or "").strip(), (row["harmonized"] or "").strip()) for row in reader]
     pairs = []
     for item in _items(argument, "pairs"):
         control, sep, harmonized = item.partition("=")
