@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from builders import FAST_SWEEP as FAST
@@ -71,3 +72,30 @@ def test_a_model_file_swapped_before_loading_is_refused_not_filed_under_the_old_
     monkeypatch.setattr(runner, "load_model", real_load)
     with pytest.raises(SweepError, match="model checkpoint changed"):  # a rerun never answers "cached"
         run_sweep([spec], config, tmp_path / "out")
+
+
+def test_a_100_unit_head_always_answering_class_0_on_4_class_stimuli_is_flagged_end_to_end(tmp_path):
+    from attacks_torch.models import load_model
+    from attacks_torch.report import build_report
+    from harmonization.clickme import encode_example, write_records
+
+    rng = np.random.default_rng(1)
+    write_records(tmp_path / "stim.tfrecords", [encode_example({
+        "image": rng.uniform(0, 255, (32, 32, 3)).astype(np.float32).tobytes(),
+        "heatmap": rng.uniform(0, 1, (32, 32, 1)).astype(np.float32).tobytes(), "label": label})
+        for label in [0, 1, 2, 3] * 2])
+    network = load_model(MODEL, weights="random", num_classes=100).network
+    with torch.no_grad():
+        network.head.fc.weight.zero_()
+        network.head.fc.bias.zero_()
+        network.head.fc.bias[0] = 100.0  # class 0 whatever the image
+    torch.save(network.state_dict(), tmp_path / "wide.pth")
+    config = SweepConfig(stimuli=str(tmp_path / "stim.tfrecords"), **{**FAST, "num_classes": 100})
+    assert run_sweep([ModelSpec("wide", MODEL, str(tmp_path / "wide.pth"))], config, tmp_path / "out")[0].status \
+        == "done"
+    summary = json.loads((tmp_path / "out" / "wide" / "l2_pgd" / "summary.json").read_text())
+    assert (summary["accuracy"], summary["num_classes"], summary["data_classes"]) == (0.25, 100, 4)
+    build_report(tmp_path / "out", tmp_path / "report")
+    unreliable = json.loads((tmp_path / "report" / "statistics.json").read_text())["l2_pgd"]["unreliable"]
+    assert "near chance (0.250 for 4 classes; below 0.400)" in unreliable["wide"]
+    assert "wide (head of 100 units, 4 classes in the stimuli)" in (tmp_path / "report" / "report.md").read_text()
