@@ -82,21 +82,25 @@ def _build_parser() -> _Parser:
     attack.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES, help="eps search of the PGD attacks")
     attack.add_argument("--lo", type=number(0, MAX_EPS), default=0.001)
     attack.add_argument("--hi", type=number(0, MAX_EPS), default=10.0)
-    attack.add_argument("--tol", type=number(0, MAX_EPS), default=None, help="search tolerance (default: the schedule's)")
+    attack.add_argument("--tol", type=number(0, MAX_EPS), default=None,
+                        help="search tolerance (default: the schedule's)")
     attack.add_argument("--limit", type=integer(1, 10**9), default=None, help="attack the first N stimuli only")
     attack.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
     attack.add_argument("--weights", default="pretrained", choices=WEIGHTS,
                         help="timm names without @checkpoint: hub weights or a seeded random init")
-    attack.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None, help="size of the timm models' head")
+    attack.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None,
+                        help="size of the timm models' head")
     attack.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels (comma-separated, or a file)")
-    attack.add_argument("--keep-maps", type=integer(0, BIG), default=8, help="perturbation maps kept per model (report)")
+    attack.add_argument("--keep-maps", type=integer(0, BIG), default=8,
+                        help="perturbation maps kept per model (report)")
     attack.add_argument("--threads", type=integer(1, 1024), default=None, help="torch CPU threads per process")
     attack.add_argument("--fresh", action="store_true",
                         help="start over the models whose folder was started with other settings (instead of refusing)")
     attack.add_argument("--attack-options", default=None, metavar="JSON",
                         help='options of the attack as a JSON object, e.g. \'{"steps": 5}\' (the flags below win)')
     attack.add_argument("--pgd-steps", type=COUNT, default=None, help="PGD steps per eps")
-    attack.add_argument("--pgd-step-size", type=number(0, MAX_EPS), default=None, help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
+    attack.add_argument("--pgd-step-size", type=number(0, MAX_EPS), default=None,
+                        help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
     attack.add_argument("--projection", default=None, choices=PROJECTIONS, help="PGD projection onto the eps set")
     attack.add_argument("--cw-const", type=number(0, 1e10), default=None, help="C&W initial constant")
     attack.add_argument("--cw-steps", type=COUNT, default=None, help="C&W optimisation steps per constant")

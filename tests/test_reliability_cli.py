@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from builders import SWEEP_MODEL as MODEL
 from builders import cli_args, make_checkpoint, make_stimuli
 

@@ -112,8 +112,8 @@ def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimul
                 folder.write_map(start + offset, delta.numpy())
         folder.write_batch(start, [
             (spec.label, batch.ids[i], int(batch.labels[i]), int(result.clean_pred[i]), bool(result.attacked[i]),
-             fooled[i], float(result.eps[i]) if fooled[i] else math.nan, float(measures["l2"][i]), float(measures["linf"][i]),
-             float(measures["alignment"][i]), config.attack, result.norm)
+             fooled[i], float(result.eps[i]) if fooled[i] else math.nan, float(measures["l2"][i]),
+             float(measures["linf"][i]), float(measures["alignment"][i]), config.attack, result.norm)
             for i in range(len(batch))
         ])
         bar.update(len(batch))
