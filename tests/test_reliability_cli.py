@@ -2,6 +2,10 @@
 files that it cannot use in one line (exit 2), stops cleanly on Ctrl-C; ids, globs and model lists."""
 import glob
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +15,6 @@ from builders import cli_args, make_checkpoint, make_stimuli
 from attacks_torch.cli import main
 from attacks_torch.stimuli import load_stimuli
 from attacks_torch.sweep import SweepError, parse_models, parse_pairs
-from attacks_torch.sweep import runner
 from harmonization.clickme import encode_example, write_records
 
 
@@ -90,26 +93,25 @@ def test_out_over_an_input_is_refused_keeping_the_input(capsys, tmp_path, assets
     assert _snapshot(sweep) == before
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(capsys, tmp_path, assets, monkeypatch):
+def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path, assets):
     out = tmp_path / "out"
-    argv = cli_args(f"c={MODEL}@{assets['checkpoint']}", assets["stimuli"], out, "--batch-size", "2")
-    real = runner.find_minimal
-    calls = []
-
-    def interrupted_on_the_second_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "find_minimal", interrupted_on_the_second_batch)
-    code, err = _error(capsys, argv)
-    assert code == 130 and len(err) == 1 and "interrupted" in err[0]
-    first = (out / "c" / "l2_pgd" / "batches" / "000000.csv").read_bytes()
-    monkeypatch.setattr(runner, "find_minimal", real)
+    argv = cli_args(f"c={MODEL}@{assets['checkpoint']}", assets["stimuli"], out, "--batch-size", "1")
+    process = subprocess.Popen([sys.executable, "-m", "attacks_torch.cli", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    batches = out / "c" / "l2_pgd" / "batches"
+    deadline = time.monotonic() + 240
+    while process.poll() is None and not list(batches.glob("*.csv")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # Ctrl-C once the first batch is written
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.splitlines() == [
+        "adv-align attack: interrupted; what was written is kept (every file is written whole), and the same "
+        "command resumes"]
+    kept = {p.name: p.read_bytes() for p in batches.glob("*.csv")}
+    assert kept and not (out / "c" / "l2_pgd" / "summary.json").exists()
     assert main(argv) == 0
-    assert (out / "c" / "l2_pgd" / "batches" / "000000.csv").read_bytes() == first  # kept, not recomputed
-    assert (out / "c" / "l2_pgd" / "summary.json").exists()
+    assert {name: (batches / name).read_bytes() for name in kept} == kept  # kept, not recomputed
+    assert len(list(batches.glob("*.csv"))) == 4 and (out / "c" / "l2_pgd" / "summary.json").exists()
 
 
 def _shard(path, labels, value=0.0):
