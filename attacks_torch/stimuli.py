@@ -89,9 +89,10 @@ def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_clas
     """Read ClickMe TFRecords (either layout) into a Stimuli set.
 
     Files are read in sorted name order; ids are ``"<file>:<record index>"``, the file named by its
-    path relative to the folder all the files share (its bare name when they share one folder). ``limit`` keeps
-    the first records only; ``num_classes`` bounds the labels (None: non-negative only). Every image
-    must share one grid; resizing to a model is the model wrapper's job (``PixelModel``).
+    path relative to the folder all the files share (its bare name when they share one folder).
+    ``limit`` keeps the first records only; ``num_classes`` bounds the labels (None: non-negative
+    only). Every image must share one grid; resizing to a model is the model wrapper's job
+    (``PixelModel``). A file given twice (another spelling, a link) is refused.
     Raises FileNotFoundError for a path naming no file and ClickMeDataError (a ValueError) with one
     line naming the file and record for bad input; logs a warning when the images look like [0, 1]
     data stored in the [0, 255] layout.

@@ -4,9 +4,11 @@ Resuming: a batch whose file exists is never recomputed, and a killed run starte
 same command ends with exactly the rows of an uninterrupted run. A model folder resumes only when
 its fingerprint (``fingerprint.py``: the model's and the stimuli's content, the search and the
 resolved attack options) equals the current one; otherwise the sweep refuses, naming what changed,
-before any attack (``fresh=True`` starts such a model over). Batch ``start`` reseeds torch with
-``seed + start`` so a random start is reproducible. Under ``torchrun`` (RANK / WORLD_SIZE set)
-batch k goes to rank k % WORLD_SIZE, every rank writes its own batch files, and rank 0 merges
+before any attack (``fresh=True`` starts such a model over), and a model file is hashed again once
+loaded: one replaced in between fails that model instead of filing its rows under the old hash.
+Batch ``start`` reseeds torch with ``seed + start`` so a random start is reproducible. Under
+``torchrun`` (RANK / WORLD_SIZE set) batch k goes to rank k % WORLD_SIZE, every rank writes its
+own batch files, and rank 0 merges
 (OUT must be on a shared file system). Independent jobs may share OUT: each model has its own
 folder, and the shared files are rebuilt under a lock. A model that fails to load or to run is
 recorded in ``failed.json`` and the sweep goes on; a file that cannot be written (a full disk)
