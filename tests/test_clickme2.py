@@ -349,3 +349,60 @@ def test_hdf5_data_outside_the_file_is_refused(tmp_path):
         with pytest.raises(ClickFileError, match=message) as error:
             list(iter_clickmaps(tmp_path / name))
         assert str(error.value).startswith(str(tmp_path / name)) and "\n" not in str(error.value)
+
+
+def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    names = [f"cls_{c}/im{i}.png" for c in "ab" for i in range(4)]
+    rows = [(f"/d/{name}", user, participant(rng, (12 + 8 * (k % 2), 14 + 6 * (k // 4)), 0.3, 14, (36, 36)))
+            for k, name in enumerate(names) for user in range(6)]
+    images, out = write_images(tmp_path / "images", names, (40, 40)), tmp_path / "set"
+    flags = ["--blur-size", "5", "--min-clicks", "4", "--max-clicks", "20", "--min-subjects", "4",
+             "--image-shape", "36", "36", "--center-crop", "32", "32", "--null-iterations", "3", "--shard-size", "4"]
+    assert main(["clickme2", str(write_csv(tmp_path / "c.csv", rows)), "--images", str(images), "--out", str(out),
+                 *flags]) == 0
+    ceilings = json.loads((out / "ceilings.json").read_text())
+    assert ceilings["records"] == 8 and "mean split-half ceiling" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["train", "--model", "small_cnn", "--train", str(out), "--val", str(out), "--epochs", "1",
+                 "--out", str(run), "--image-size", "32", "--num-classes", "2", "--batch-size", "4", "--seed", "1",
+                 "--no-collapse-guard", "--verbose", "0"]) == 0
+    results = {}
+    for kind in ("constant", "mean", "per-image"):
+        argv = ["evaluate", "--weights", str(run / "model.keras"), "--data", str(out), "--split", "test",
+                "--out", str(tmp_path / f"{kind}.json"), "--ceiling", kind]
+        assert main(argv + ([] if kind == "constant" else ["--ceilings", str(out / "ceilings.json")])) == 0
+        results[kind] = json.loads((tmp_path / f"{kind}.json").read_text())["evaluation"]
+    assert "human ceiling" in capsys.readouterr().out
+    mean_spearman = results["constant"]["spearman"]["mean"]
+    assert results["constant"]["denominator"] == {"kind": "constant", "value": HUMAN_CEILING, "source": None}
+    assert results["constant"]["alignment_score"] == pytest.approx(mean_spearman / HUMAN_CEILING)
+    assert results["mean"]["denominator"]["value"] == pytest.approx(ceilings["mean_ceiling"])
+    assert results["mean"]["alignment_score"] == pytest.approx(mean_spearman / ceilings["mean_ceiling"])
+    assert results["per-image"]["denominator"]["kind"] == "per-image"
+    assert results["per-image"]["denominator"]["records"] == 8
+    from harmonization.clickme import resolve_shards
+    from harmonization.data import load_clickme
+    from harmonization.evaluation import evaluate_clickme
+    from harmonization.models import load_harmonized
+
+    shards = resolve_shards(str(out), "ClickMe shard")
+    in_batches_of_3 = evaluate_clickme(  # record positions run on across batches
+        load_harmonized(str(run / "model.keras"), None, None, 32),
+        load_clickme(str(out), "test", batch_size=3, image_size=32, num_classes=2, deterministic=True),
+        denominator=load_denominator("per-image", out / "ceilings.json", shards))
+    own = np.array([r["ceiling"] for shard in shards for r in ceilings["shards"][os.path.basename(shard)]])
+    expected = np.nanmean(in_batches_of_3["per_image"]["spearman"] / own)
+    assert in_batches_of_3["alignment_score"] == pytest.approx(expected)
+    assert results["per-image"]["alignment_score"] == pytest.approx(expected, abs=1e-6)
+
+    import torch
+    from builders import SWEEP_MODEL, cli_args, make_checkpoint
+
+    from attacks_torch.cli import main as adv_align
+
+    torch.set_num_threads(1)
+    checkpoint = make_checkpoint(tmp_path)
+    attacked = tmp_path / "attack"
+    assert adv_align(cli_args(f"ok={SWEEP_MODEL}@{checkpoint}", str(out / "clickme2-*.tfrecords"), attacked)) == 0
+    assert "ok [l2_pgd]: done" in capsys.readouterr().out
