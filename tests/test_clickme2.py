@@ -406,3 +406,20 @@ def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(
     attacked = tmp_path / "attack"
     assert adv_align(cli_args(f"ok={SWEEP_MODEL}@{checkpoint}", str(out / "clickme2-*.tfrecords"), attacked)) == 0
     assert "ok [l2_pgd]: done" in capsys.readouterr().out
+
+
+def test_native_size_maps_scale_the_disc_then_resize_the_short_side(tmp_path):
+    settings = Settings(**{**SETTINGS.as_dict(), "native_size": True, "min_subjects": 2})
+    rng = np.random.default_rng(4)
+    frame = (60, 84)  # the image's own size: short side 60 -> 40, disc 7 * 60 / 40 = 10.5 -> 10 -> 11
+    lists = [participant(rng, (30, 40), 0.2, 10, frame) for _ in range(3)]
+    write_images(tmp_path / "images", ["cls_a/big.png"], frame)
+    write_csv(tmp_path / "c.csv", [("/x/cls_a/big.png", user, clicks) for user, clicks in enumerate(lists)])
+    convert(str(tmp_path / "c.csv"), str(tmp_path / "images"), str(tmp_path / "out"), settings)
+    found, _ = shard_maps(tmp_path / "out")
+    kernel = disc(11) / disc(11).sum()
+    native = ndimage.convolve(ndimage.convolve(counts(lists, frame, settings.min_clicks).mean(0), kernel,
+                                               mode="constant"), kernel, mode="constant")
+    rows = (np.arange(40) * 60 + 30) // 40  # nearest: source pixel floor((i + 0.5) * in / out)
+    cols = (np.arange(56) * 84 + 42) // 56
+    assert_maps_equal(found["cls_a/big.png"][0], crop(native[rows][:, cols], settings))
