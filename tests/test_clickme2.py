@@ -401,11 +401,39 @@ def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(
 
     from attacks_torch.cli import main as adv_align
 
+    from attacks_torch.models import load_model
+    from attacks_torch.stimuli import load_stimuli
+
     torch.set_num_threads(1)
     checkpoint = make_checkpoint(tmp_path)
+    model = load_model(SWEEP_MODEL, checkpoint=checkpoint, num_classes=4)
+    with torch.no_grad():  # relabel every image with the model's answer, so that each one is attacked
+        predicted = model(model.resize_images(load_stimuli(str(out)).images)).argmax(1).tolist()
+    labelled = tmp_path / "labelled"
+    for position, name in enumerate(sorted(names)):
+        os.makedirs(labelled / f"p{predicted[position]}", exist_ok=True)
+        os.link(images / name, labelled / f"p{predicted[position]}" / name.replace("/", "_"))
+    (tmp_path / "classes.txt").write_text("p0\np1\np2\np3\n")
+    by_prediction = [(f"/d/p{predicted[sorted(names).index(name)]}/{name.replace('/', '_')}", user, clicks)
+                     for (path, user, clicks), name in zip(rows, [r[0][3:] for r in rows])]
+    out = tmp_path / "labelled-set"
+    assert main(["clickme2", str(write_csv(tmp_path / "p.csv", by_prediction)), "--images", str(labelled),
+                 "--out", str(out), "--classes", str(tmp_path / "classes.txt"), *flags]) == 0
+    table = json.loads((out / "ceilings.json").read_text())
+    own = [r["ceiling"] for shard in sorted(table["shards"]) for r in table["shards"][shard]]
     attacked = tmp_path / "attack"
-    assert adv_align(cli_args(f"ok={SWEEP_MODEL}@{checkpoint}", str(out / "clickme2-*.tfrecords"), attacked)) == 0
+    argv = cli_args(f"ok={SWEEP_MODEL}@{checkpoint}", str(out / "clickme2-*.tfrecords"), attacked)
+    assert adv_align(argv) == 0
     assert "ok [l2_pgd]: done" in capsys.readouterr().out
+    summary_path = attacked / "ok" / "l2_pgd" / "summary.json"
+    assert "denominator" not in json.loads(summary_path.read_text())  # raw Spearman unless asked
+    assert adv_align(argv + ["--ceiling", "per-image", "--ceilings", str(out / "ceilings.json")]) == 0
+    summary = json.loads(summary_path.read_text())  # a finished model gains the division, not a rerun
+    with open(attacked / "ok" / "l2_pgd" / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    fooled = [(float(r["alignment"]), own[i]) for i, r in enumerate(rows) if r["fooled"] == "True"]
+    assert summary["denominator"]["kind"] == "per-image" and summary["alignment_over_ceiling"]["count"] == len(fooled) > 0
+    assert summary["alignment_over_ceiling"]["mean"] == pytest.approx(np.mean([a / c for a, c in fooled]))
 
 
 def test_native_size_maps_scale_the_disc_then_resize_the_short_side(tmp_path):

@@ -25,18 +25,27 @@ class Denominator:
     per_record: np.ndarray | None = None
     source: str | None = None
 
-    def alignment(self, spearman, positions=None) -> float:
-        """The alignment score of per-image Spearman values (``positions``: their record indices)."""
+    def divide(self, values, positions=None) -> np.ndarray:
+        """Per-image values over their ceiling (``positions``: their record indices); NaN where an
+        image has no positive ceiling."""
+        values = np.asarray(values, np.float64).ravel()
         if self.kind != "per-image":
-            return alignment_score(spearman, self.value)
-        values = np.asarray(spearman, np.float64).ravel()
-        positions = np.arange(values.size) if positions is None else np.asarray(positions)
+            return values / self.value
+        positions = np.arange(values.size) if positions is None else np.asarray(positions, np.int64)
         if positions.size and positions.max() >= len(self.per_record):
             raise ValueError(f"the data hold more records than the {len(self.per_record)} ceilings of "
                              f"{self.source}")
         ceilings = self.per_record[positions]
-        usable = np.isfinite(values) & np.isfinite(ceilings) & (ceilings > 0)
-        return float(np.mean(values[usable] / ceilings[usable])) if usable.any() else float("nan")
+        usable = np.isfinite(ceilings) & (ceilings > 0)
+        return np.where(usable, values / np.where(usable, ceilings, 1.0), np.nan)
+
+    def alignment(self, spearman, positions=None) -> float:
+        """The alignment score of per-image Spearman values (``positions``: their record indices)."""
+        if self.kind != "per-image":
+            return alignment_score(spearman, self.value)
+        divided = self.divide(spearman, positions)
+        divided = divided[np.isfinite(divided)]
+        return float(divided.mean()) if divided.size else float("nan")
 
     def check_count(self, count: int) -> None:
         """Refuse per-image ceilings for data with another number of records."""
