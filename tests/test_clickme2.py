@@ -451,3 +451,16 @@ def test_native_size_maps_scale_the_disc_then_resize_the_short_side(tmp_path):
     rows = (np.arange(40) * 60 + 30) // 40  # nearest: source pixel floor((i + 0.5) * in / out)
     cols = (np.arange(56) * 84 + 42) // 56
     assert_maps_equal(found["cls_a/big.png"][0], crop(native[rows][:, cols], settings))
+
+
+def test_include_exclude_pick_images_and_the_jpeg_layout_keeps_the_map_shape(tmp_path, capsys):
+    rows = lab_rows()
+    settings = Settings(**{**SETTINGS.as_dict(), "include": "cls_a", "exclude": "img1"})
+    convert(str(write_csv(tmp_path / "c.csv", rows)), str(write_images(tmp_path / "images")), str(tmp_path / "out"),
+            settings, layout="jpeg")
+    assert "rows of images outside --include/--exclude: 31" in capsys.readouterr().out  # after 1 duplicate
+    found, _ = shard_maps(tmp_path / "out")
+    assert list(found) == ["cls_a/img0.png"]
+    expected = crop(uncropped_map(expected_lists(rows, SETTINGS)["cls_a/img0.png"], SETTINGS), SETTINGS)
+    stored = found["cls_a/img0.png"][0]  # 8-bit JPEG, peak 255: the training reader diffuses it again
+    assert stored.max() > 240 and np.corrcoef(stored.ravel(), expected.ravel())[0, 1] > 0.99

@@ -36,6 +36,8 @@ def add_parser(commands) -> None:
                          help="keep repeated submissions of a participant on one image")
     convert.add_argument("--catch-threshold", type=fraction, default=0.95, help="NPZ: lowest catch-trial accuracy")
     convert.add_argument("--keep-mobile", action="store_true", help="NPZ: keep participants on mobile devices")
+    convert.add_argument("--include", help="only images whose id contains this text (e.g. ILSVRC2012_val)")
+    convert.add_argument("--exclude", help="leave out images whose id contains this text")
     convert.add_argument("--seed", type=non_negative_int, default=0)
     convert.add_argument("--shard-size", type=positive_int, default=256)
     convert.add_argument("--layout", choices=("stimulus", "jpeg"), default="stimulus",
@@ -70,7 +72,8 @@ def clickme2(args: argparse.Namespace) -> dict:
                         min_subjects=args.min_subjects, image_shape=tuple(args.image_shape),
                         center_crop=tuple(args.center_crop), null_iterations=args.null_iterations,
                         max_kernel_size=args.max_kernel_size, filter_duplicates=not args.keep_duplicates,
-                        native_size=args.native_size, seed=args.seed)
+                        native_size=args.native_size, seed=args.seed, include=args.include,
+                        exclude=args.exclude)
     return convert(args.clicks, args.images, args.out, settings, classes=_classes(args.classes),
                    shard_size=args.shard_size, layout=args.layout, catch_threshold=args.catch_threshold,
                    filter_mobile=not args.keep_mobile)

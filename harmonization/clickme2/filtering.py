@@ -23,6 +23,8 @@ class Settings:
     filter_duplicates: bool = True
     native_size: bool = False
     seed: int = 0
+    include: str | None = None
+    exclude: str | None = None
 
     def as_dict(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
@@ -58,7 +60,8 @@ def drop_duplicates(trials: list[Trial]) -> list[Trial]:
 def filter_trials(trials: list[Trial], settings: Settings) -> Filtered:
     """Apply the row filters, group by image, and drop images with too few participants.
 
-    A trial with fewer than two clicks counts as empty; one with ``min_clicks`` clicks or fewer is
+    Images whose id lacks ``include`` or holds ``exclude`` (substrings) are left out. A trial with
+    fewer than two clicks counts as empty; one with ``min_clicks`` clicks or fewer is
     dropped; longer ones keep their first ``max_clicks`` clicks. An image keeps its trials if at
     least ``min_subjects`` remain (the in-image click check comes with the maps, ``maps.py``).
     """
@@ -67,18 +70,23 @@ def filter_trials(trials: list[Trial], settings: Settings) -> Filtered:
         kept = drop_duplicates(trials)
         result.counts["duplicate submissions"] = len(trials) - len(kept)
         trials = kept
-    empty = too_few = 0
+    empty = too_few = outside = 0
     grouped: dict[str, list[tuple[tuple[int, int], ...]]] = {}
     for trial in trials:
+        key = image_key(trial.image_path)
+        if (settings.include and settings.include not in key) or (settings.exclude and settings.exclude in key):
+            outside += 1
+            continue
         if len(trial.clicks) < 2:
             empty += 1
             continue
         if len(trial.clicks) <= settings.min_clicks:
             too_few += 1
             continue
-        key = image_key(trial.image_path)
         grouped.setdefault(key, []).append(trial.clicks[:settings.max_clicks])
         result.first_row.setdefault(key, trial.where)
+    if settings.include or settings.exclude:
+        result.counts["rows of images outside --include/--exclude"] = outside
     result.counts["empty click lists"] = empty
     result.counts[f"click lists with {settings.min_clicks} clicks or fewer"] = too_few
     result.images = {key: lists for key, lists in grouped.items() if len(lists) >= settings.min_subjects}
