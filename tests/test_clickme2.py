@@ -335,6 +335,10 @@ def test_hdf5_data_outside_the_file_is_refused(tmp_path):
     with h5py.File(tmp_path / "link.h5", "w") as handle:
         handle.create_group("clickmaps/a_b")["clickmap"] = h5py.ExternalLink(str(outside), "clickmap")
     cases["link.h5"] = "key 'clickmaps/a_b/clickmap': is an external link"
+    with h5py.File(tmp_path / "counts.h5", "w") as handle:
+        handle.create_group("clickmaps")
+        handle["click_counts"] = h5py.ExternalLink(str(outside), "/")
+    cases["counts.h5"] = "key 'click_counts': is an external link"
     with h5py.File(tmp_path / "virtual.h5", "w") as handle:
         layout = h5py.VirtualLayout(shape=(1, 4, 4), dtype="f8")
         layout[:] = h5py.VirtualSource(str(outside), "clickmap", shape=(1, 4, 4))

@@ -28,13 +28,20 @@ class StoredMap:
     key: str
 
 
-def _dataset(group: h5py.Group, name: str, path: str, key: str) -> h5py.Dataset:
+def _member(group: h5py.Group, name: str, path: str, key: str):
+    """``group[name]`` when it is stored in the file itself (a hard link), else an error."""
     link = group.get(name, getlink=True)
     if link is None:
         raise bad_click_file(path, f"key {key!r}", "missing")
     if isinstance(link, h5py.ExternalLink):
         raise bad_click_file(path, f"key {key!r}", "is an external link (only data inside the file is read)")
-    item = group[name]
+    if not isinstance(link, h5py.HardLink):
+        raise bad_click_file(path, f"key {key!r}", f"is a {type(link).__name__} (only stored objects are read)")
+    return group[name]
+
+
+def _dataset(group: h5py.Group, name: str, path: str, key: str) -> h5py.Dataset:
+    item = _member(group, name, path, key)
     if not isinstance(item, h5py.Dataset):
         raise bad_click_file(path, f"key {key!r}", "is not a dataset")
     if item.is_virtual:
@@ -61,16 +68,13 @@ def iter_clickmaps(path: str | os.PathLike) -> Iterator[StoredMap]:
     except OSError as error:
         raise bad_click_file(path, "", f"not a readable HDF5 file ({error})") from error
     with handle:
-        link = handle.get("clickmaps", getlink=True)
-        if link is None or isinstance(link, h5py.ExternalLink) or not isinstance(handle["clickmaps"], h5py.Group):
-            raise bad_click_file(path, "key 'clickmaps'", "missing, or not a group inside the file")
-        counts = handle.get("click_counts")
-        for name in handle["clickmaps"]:
+        clickmaps = _member(handle, "clickmaps", path, "clickmaps")
+        if not isinstance(clickmaps, h5py.Group):
+            raise bad_click_file(path, "key 'clickmaps'", "is not a group")
+        counts = _member(handle, "click_counts", path, "click_counts") if "click_counts" in handle.keys() else None
+        for name in clickmaps:
             key = f"clickmaps/{name}"
-            entry_link = handle["clickmaps"].get(name, getlink=True)
-            if isinstance(entry_link, h5py.ExternalLink):
-                raise bad_click_file(path, f"key {key!r}", "is an external link (only data inside the file is read)")
-            entry = handle["clickmaps"][name]
+            entry = _member(clickmaps, name, path, key)
             if not isinstance(entry, h5py.Group):
                 raise bad_click_file(path, f"key {key!r}", "is not a group")
             array = _number(_dataset(entry, "clickmap", path, f"{key}/clickmap"), path, f"{key}/clickmap")
