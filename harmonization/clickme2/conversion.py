@@ -97,7 +97,7 @@ def _example(item: Item, image_root: str, settings: Settings, path: str) -> tupl
     try:
         image = Image.open(image_path)
         image.load()
-    except OSError as error:
+    except (OSError, Image.DecompressionBombError) as error:
         raise bad_click_file(path, item.where, f"image {image_path} cannot be read ({error})") from error
     entry = {"id": item.image_id, "label": item.label}
     if item.stored is not None:
@@ -145,6 +145,8 @@ def convert(path: str, image_root: str, out_dir: str, settings: Settings = Setti
     """Convert ``path`` (see the module docstring); returns the ``ceilings.json`` content."""
     from tqdm.auto import tqdm
 
+    if layout == "stimulus" and settings.center_crop[0] != settings.center_crop[1]:
+        raise ValueError(f"the stimulus layout stores square images: center_crop {settings.center_crop} is not")
     items, counts = load_items(path, image_root, settings, classes, catch_threshold, filter_mobile)
     for what, number in counts.items():
         log(f"{what}: {number}")
