@@ -154,6 +154,8 @@ def _attack(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
     denominator = None
+    if args.ceilings and args.ceiling in (None, "constant"):
+        raise ValueError("--ceilings is read with --ceiling mean or --ceiling per-image only")
     if args.ceiling is not None:
         from harmonization.clickme import resolve_shards
         from harmonization.clickme2.denominator import load_denominator

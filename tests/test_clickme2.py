@@ -468,3 +468,16 @@ def test_include_exclude_pick_images_and_the_jpeg_layout_keeps_the_map_shape(tmp
     expected = crop(uncropped_map(expected_lists(rows, SETTINGS)["cls_a/img0.png"], SETTINGS), SETTINGS)
     stored = found["cls_a/img0.png"][0]  # 8-bit JPEG, peak 255: the training reader diffuses it again
     assert stored.max() > 240 and np.corrcoef(stored.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_evaluate_and_attack_refuse_a_ceilings_file_without_a_measured_ceiling(tmp_path, capsys):
+    from attacks_torch.cli import main as adv_align
+
+    (tmp_path / "m.keras").write_text("")
+    (tmp_path / "a.tfrecords").write_text("")  # its content is read after the ceiling is resolved
+    argv = ["evaluate", "--weights", str(tmp_path / "m.keras"), "--data", str(tmp_path), "--ceilings", "c.json"]
+    assert one_line(capsys, argv).endswith("--ceilings is read with --ceiling mean or --ceiling per-image only")
+    assert one_line(capsys, argv[:-2] + ["--ceiling", "mean"]).endswith(
+        "the mean ceiling needs the ceilings file of the conversion (ceilings.json)")
+    assert adv_align(["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--ceilings", "c"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--ceilings is read with --ceiling mean or --ceiling per-image only")

@@ -46,12 +46,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     if not os.path.isfile(args.weights):
         raise UsageError(f"weights file not found: {args.weights}")
     _check_out(args.out)
+    if args.ceilings and args.ceiling == "constant":
+        raise UsageError("--ceilings is read with --ceiling mean or --ceiling per-image only")
     from harmonization.clickme import resolve_shards
     from harmonization.clickme2.denominator import load_denominator
     from harmonization.data import load_clickme
     from harmonization.evaluation import ClickMeEvaluator, public
     from harmonization.files import write_json
     from harmonization.models import MODEL_NAMES, load_harmonized
+
+    denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
 
     if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
@@ -64,7 +68,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     shape = dict(batch_size=args.batch_size, image_size=args.image_size or int(model_size),
                  num_classes=int(model.output_shape[-1]), deterministic=True)
     evaluator = ClickMeEvaluator(model)
-    denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
     result = evaluator(load_clickme(args.data, args.split, **shape), denominator=denominator)
     print_evaluation(os.path.basename(args.weights), result)  # shown before anything else can fail
     conflict = None
