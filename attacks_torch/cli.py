@@ -109,6 +109,9 @@ def _build_parser() -> _Parser:
     attack.add_argument("--ddn-gamma", type=number(0, 1, include_high=False), default=None,
                         help="DDN factor of the eps change per step")
     attack.add_argument("--no-progress", action="store_true", help="no progress bars")
+    attack.add_argument("--ceiling", default=None, choices=("constant", "mean", "per-image"),
+                        help="also divide alignment by a human ceiling in summary.json (mean, per-image: --ceilings)")
+    attack.add_argument("--ceilings", default=None, help="the ceilings.json of `harmonize clickme2` for --stimuli")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
     report.add_argument("dir", help="the sweep's output folder")
@@ -186,7 +189,15 @@ def _attack(args: argparse.Namespace) -> int:
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
     check_not_input("--out", args.out, _attack_inputs(args, models))
-    outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh)
+    denominator = None
+    if args.ceilings and args.ceiling in (None, "constant"):
+        raise ValueError("--ceilings is read with --ceiling mean or --ceiling per-image only")
+    if args.ceiling is not None:
+        from harmonization.clickme import resolve_shards
+        from harmonization.clickme2.denominator import load_denominator
+
+        denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.stimuli, "stimulus file"))
+    outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh, denominator=denominator)
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
             line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"

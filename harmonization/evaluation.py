@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from harmonization import metrics
 from harmonization.batches import batch_tensors, class_indices
+from harmonization.clickme2.denominator import Denominator
 from harmonization.models import split_pixel_model
 from harmonization.saliency import evaluation_saliency
 
@@ -71,10 +72,11 @@ class ClickMeEvaluator:
                              f"{self._input_size[0]}x{self._input_size[1]}")
 
     def __call__(self, dataset, gaming_margin: float = GAMING_MARGIN,
-                 max_batches: int | None = None, percentile: float = 10) -> dict:
+                 max_batches: int | None = None, percentile: float = 10,
+                 denominator: Denominator | None = None) -> dict:
         """The results of ``evaluate_clickme`` for ``dataset``."""
         collected: dict[str, list[np.ndarray]] = {k: [] for k in
-                                                  ("logit", "log_prob", "heatmap", "correct")}
+                                                  ("logit", "log_prob", "heatmap", "correct", "position")}
         num_classes = 0
         for index, batch in enumerate(dataset):
             if max_batches is not None and index >= max_batches:
@@ -86,6 +88,7 @@ class ClickMeEvaluator:
                 raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
                                  f"{heatmaps.shape[1:]} differ in size")
             mapped = tokens > 0
+            collected["position"].append(sum(map(len, collected["correct"])) + np.flatnonzero(mapped))
             collected["correct"].append(_numpy(predictions) == _numpy(labels))
             collected["logit"].append(_numpy(logit_maps)[mapped])
             collected["log_prob"].append(_numpy(log_prob_maps)[mapped])
@@ -93,7 +96,10 @@ class ClickMeEvaluator:
         if not collected["correct"]:
             raise ValueError("the evaluation dataset is empty")
         arrays = {k: np.concatenate(v) for k, v in collected.items()}
-        return _scores(arrays, int(num_classes), gaming_margin, percentile)
+        denominator = denominator or Denominator()
+        if max_batches is None:
+            denominator.check_count(arrays["correct"].size)
+        return _scores(arrays, int(num_classes), gaming_margin, percentile, denominator)
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -160,7 +166,7 @@ def _input_size(model: keras.Model) -> tuple[int, int] | None:
 
 
 def _scores(arrays: dict[str, np.ndarray], num_classes: int, gaming_margin: float,
-            percentile: float) -> dict:
+            percentile: float, denominator: Denominator) -> dict:
     per_image = {"correct": arrays["correct"]}
     if len(arrays["heatmap"]):
         per_image["spearman"] = metrics.spearman(arrays["logit"], arrays["heatmap"])
@@ -182,8 +188,9 @@ def _scores(arrays: dict[str, np.ndarray], num_classes: int, gaming_margin: floa
         "mapped": int(len(arrays["heatmap"])),
         "spearman": spearman,
         "spearman_log_prob": spearman_log_prob,
-        "alignment_score": metrics.alignment_score(per_image["spearman"]),
-        "alignment_score_log_prob": metrics.alignment_score(per_image["spearman_log_prob"]),
+        "alignment_score": denominator.alignment(per_image["spearman"], arrays["position"]),
+        "alignment_score_log_prob": denominator.alignment(per_image["spearman_log_prob"], arrays["position"]),
+        "denominator": denominator.describe(),
         "dice": float(np.nanmean(per_image["dice"])) if len(per_image["dice"]) else float("nan"),
         "iou": float(np.nanmean(per_image["iou"])) if len(per_image["iou"]) else float("nan"),
         "gaming_gap": float(gap),
@@ -200,7 +207,7 @@ def public(result: dict) -> dict:
 
 def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
                      gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
-                     percentile: float = 10) -> dict:
+                     percentile: float = 10, denominator: Denominator | None = None) -> dict:
     """Accuracy and human alignment of ``model`` on a dataset of ClickMe dict batches.
 
     ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer; or
@@ -212,12 +219,14 @@ def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = 
     ``chance_threshold``, ``harmonization.metrics.chance_threshold``: the alignment numbers are
     then unreliable), ``chance_threshold``, ``count``, ``mapped`` (images with a map), ``spearman`` and
     ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
-    ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
+    ``alignment_score_log_prob`` (mean Spearman / human ceiling: ``denominator``, default the
+    constant 0.65753, or a measured ceiling, ``harmonization.clickme2.denominator``),
+    ``denominator`` (which one: kind, value, source), ``dice``, ``iou``,
     ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),
     ``gaming_margin``, and ``per_image`` (numpy arrays: spearman, spearman_log_prob, dice, iou
     over mapped images; correct over all images).
     """
-    return ClickMeEvaluator(model, preprocess)(dataset, gaming_margin, max_batches, percentile)
+    return ClickMeEvaluator(model, preprocess)(dataset, gaming_margin, max_batches, percentile, denominator)
 
 
 class AlignmentCallback(keras.callbacks.Callback):

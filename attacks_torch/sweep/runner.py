@@ -39,6 +39,7 @@ from attacks_torch.sweep.errors import SweepError, arg
 from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
 from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder
+from harmonization.clickme2.denominator import Denominator
 from harmonization.files import OutputError
 from harmonization.metrics import summarize
 
@@ -121,8 +122,17 @@ def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimul
         bar.update(len(batch))
 
 
+def _over_ceiling(rows: Sequence[dict[str, str]], denominator: Denominator | None) -> dict[str, Any]:
+    """The fooled images' alignment divided by the human ceiling, and which ceiling (none: {})."""
+    if denominator is None:
+        return {}
+    fooled = [i for i, r in enumerate(rows) if r["fooled"] == "True"]
+    values = denominator.divide([float(rows[i]["alignment"]) for i in fooled], fooled)
+    return {"alignment_over_ceiling": summarize(values), "denominator": denominator.describe()}
+
+
 def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, fp: dict[str, Any],
-           timing: dict[str, float]) -> None:
+           timing: dict[str, float], denominator: Denominator | None = None) -> None:
     rows = []
     for start in range(0, len(stimuli), config.batch_size):
         batch = folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size])
@@ -133,7 +143,8 @@ def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: Model
     folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
                           "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),
                           "num_classes": folder.read_model_info()["num_classes"],
-                          "data_classes": int(stimuli.labels.unique().numel()), "config": fp, "timing": timing})
+                          "data_classes": int(stimuli.labels.unique().numel()), "config": fp, "timing": timing,
+                          **_over_ceiling(rows, denominator)})
 
 
 def _load_checked(spec: ModelSpec, config: SweepConfig, fp: dict[str, Any]) -> PixelModel:
@@ -161,8 +172,11 @@ def _error_record(env: Distributed, exc: Exception) -> dict[str, Any]:
 
 
 def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, env: Distributed,
-               fp: dict[str, Any]) -> ModelOutcome:
-    if folder.read_summary() is not None:
+               fp: dict[str, Any], denominator: Denominator | None = None) -> ModelOutcome:
+    summary = folder.read_summary()
+    if summary is not None:
+        if denominator is not None and env.is_main and summary.get("denominator") != denominator.describe():
+            folder.write_summary({**summary, **_over_ceiling(folder.read_results(), denominator)})
         return ModelOutcome(spec.label, config.attack, "cached")
     began = time.perf_counter()
     starts = list(range(0, len(stimuli), config.batch_size))
@@ -200,7 +214,7 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
                                  **first})
         return ModelOutcome(spec.label, config.attack, "failed", f"{first['error_type']}: {first['message']}", timing)
     if env.is_main:
-        _merge(spec, config, stimuli, folder, fp, timing)
+        _merge(spec, config, stimuli, folder, fp, timing, denominator)
     return ModelOutcome(spec.label, config.attack, "done", None, timing)
 
 
@@ -216,13 +230,16 @@ def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, digest: dict
 
 
 def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
-              pairs: Sequence[tuple[str, str]] = (), fresh: bool = False) -> list[ModelOutcome]:
+              pairs: Sequence[tuple[str, str]] = (), fresh: bool = False,
+              denominator: Denominator | None = None) -> list[ModelOutcome]:
     """Attack every model on the stimuli and write the results under ``out_dir`` (see ``store.py``).
 
     Raises SweepError (or FileNotFoundError / ValueError for the stimuli) before any attack when
     the input is bad or a model folder was started with other settings (``fresh=True``: such a
     folder is emptied and the model started over; folders with the same settings resume). A model
     that fails is reported in its outcome and in failed.json; an OutputError stops the sweep.
+    ``denominator`` (a human ceiling, ``harmonization.clickme2.denominator``) adds the fooled images'
+    alignment divided by it, and the ceiling used, to each model's summary.json.
     """
     store = SweepFolder(out_dir)
     store.prepare()
@@ -259,7 +276,7 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
                         folder.write_failed({"model": spec.label, "spec": spec.spec, "attack": config.attack,
                                              "status": "failed", **_error_record(env, fp)})
                 else:
-                    outcome = _run_model(spec, config, stimuli, folder, env, fp)
+                    outcome = _run_model(spec, config, stimuli, folder, env, fp, denominator)
                 outcomes.append(outcome)
                 if env.is_main:
                     store.rebuild_summary()

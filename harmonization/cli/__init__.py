@@ -6,6 +6,7 @@ write ClickMe-mini or another synthetic test bed, list and check the published h
     harmonize mini --out mini --seed 0 [--kind edges]
     harmonize zoo
     harmonize check-accuracy --model published:vgg16:vgg16_harmonized.h5 --imagenet-val imagenet/val
+    harmonize clickme2 clicks.csv --images imagenet/val --out clickme2
 
 Exit codes: 0 done (also for a run that was already complete), 2 a bad argument, input or output
 (one line on stderr naming it), 3 a training run stopped by the collapse guard (one line on stderr;
@@ -17,14 +18,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from harmonization.cli import evaluate, mini, train, zoo
+from harmonization.cli import clickme2, evaluate, mini, train, zoo
 from harmonization.cli.common import PROG, OneLineParser, UsageError
 
 COLLAPSED = 3
 """Exit code of a training run stopped by the collapse guard."""
 
 SUBCOMMANDS = (train.add_parser, evaluate.add_parser, mini.add_parser, zoo.add_zoo_parser,
-               zoo.add_check_parser)
+               zoo.add_check_parser, clickme2.add_parser)
 """One function per subcommand, each adding its parser (with ``run`` and ``flags`` defaults)."""
 
 

@@ -68,6 +68,8 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
         f"  alignment score (log p)   {result['alignment_score_log_prob']:.4f}   "
         f"mean Spearman {log_prob['mean']:.4f} +- {log_prob['sem']:.4f} (s.e.){unreliable}",
         f"  Dice {result['dice']:.4f}   IoU {result['iou']:.4f}{unreliable}",
+        f"  alignment divided by the {result['denominator']['kind']} human ceiling "
+        f"({result['denominator']['value']:.4f})",
         f"  gaming gap (logit - log p Spearman) {result['gaming_gap']:+.4f}: "
         + ("FLAGGED, logit alignment is not backed by the log-probability saliency"
            if result["gaming"] else f"ok (margin {result['gaming_margin']})"),

@@ -21,6 +21,10 @@ def add_parser(commands) -> None:
     check.add_argument("--model", help="zoo model name, for .weights.h5 files")
     check.add_argument("--batch-size", type=positive_int, default=64)
     check.add_argument("--out", help="write the results as JSON here")
+    check.add_argument("--ceiling", choices=("constant", "mean", "per-image"), default="constant",
+                       help="divide alignment by 0.65753 (constant), the set's mean measured ceiling, "
+                            "or each image's own (mean, per-image: --ceilings of `harmonize clickme2`)")
+    check.add_argument("--ceilings", help="the ceilings.json written by `harmonize clickme2` with --data")
     check.set_defaults(run=evaluate, flags=flag_names(check))
 
 
@@ -42,10 +46,16 @@ def evaluate(args: argparse.Namespace) -> dict:
     if not os.path.isfile(args.weights):
         raise UsageError(f"weights file not found: {args.weights}")
     _check_out(args.out)
+    if args.ceilings and args.ceiling == "constant":
+        raise UsageError("--ceilings is read with --ceiling mean or --ceiling per-image only")
+    from harmonization.clickme import resolve_shards
+    from harmonization.clickme2.denominator import load_denominator
     from harmonization.data import load_clickme
     from harmonization.evaluation import ClickMeEvaluator, public
     from harmonization.files import write_json
     from harmonization.models import MODEL_NAMES, load_harmonized
+
+    denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
 
     if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
@@ -58,7 +68,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     shape = dict(batch_size=args.batch_size, image_size=args.image_size or int(model_size),
                  num_classes=int(model.output_shape[-1]), deterministic=True)
     evaluator = ClickMeEvaluator(model)
-    result = evaluator(load_clickme(args.data, args.split, **shape))
+    result = evaluator(load_clickme(args.data, args.split, **shape), denominator=denominator)
     print_evaluation(os.path.basename(args.weights), result)  # shown before anything else can fail
     conflict = None
     if args.conflict:
