@@ -195,3 +195,16 @@ def test_a_bad_record_is_named(tmp_path):
     with pytest.raises(ClickMeDataError, match=r"bad ClickMe record: .*-00000-of-00001.tfrecords record 2: "
                                                r"label 2 is outside \[0, 2\)"):
         list(ClickMeBatches(ClickMeInputs(paths, split="test", batch_size=3, image_size=16, num_classes=2)))
+
+
+def test_a_corrupt_record_is_named_and_check_data_false_skips_the_checksum(tmp_path):
+    (path,) = write(tmp_path, "stimulus", n=2, seed=6)
+    data = bytearray(open(path, "rb").read())
+    length = int.from_bytes(data[:8], "little")
+    data[12 + length] ^= 0xFF  # record 0's stored data checksum (its payload is intact)
+    open(path, "wb").write(bytes(data))
+    read = dict(split="test", batch_size=2, image_size=16, num_classes=2)
+    with pytest.raises(ClickMeDataError, match=r"-00000-of-00001.tfrecords: record 0 is corrupt"):
+        list(ClickMeBatches(ClickMeInputs(path, **read)))
+    (batch,) = ClickMeBatches(ClickMeInputs(path, check_data=False, **read))
+    assert batch["label"].tolist() == [0, 1]

@@ -58,14 +58,16 @@ class ClickMeInputs:
     diffused at the output size when ``diffuse``; ``mix_with`` mixes ImageNet-style shards in with
     token 0 and a zero map, a ``clickme_fraction`` share coming from ClickMe (which repeats; the
     epoch ends with the ImageNet shards); ``mixup`` (alpha) mixes each process's batch with a
-    permutation of itself. ``drop_remainder`` defaults to True for "train".
+    permutation of itself. ``drop_remainder`` defaults to True for "train". ``check_data``: every
+    record's data checksum is verified as it is read (the length headers always are, up front);
+    False saves about a fifth of the time per 256x256 JPEG example.
     """
 
     def __init__(self, paths: ShardPaths, split: str = "train", batch_size: int = 32, image_size: int = 224,
                  num_classes: int = 1000, *, seed: int = 0, diffuse: bool = True,
                  mix_with: ShardPaths | None = None, clickme_fraction: float = 0.2,
                  crop_area: tuple[float, float] = (0.08, 1.0), drop_remainder: bool | None = None,
-                 mixup: float | None = None):
+                 mixup: float | None = None, check_data: bool = True):
         _check(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction, crop_area)
         if mixup is not None and mixup <= 0:
             raise ValueError(f"mixup alpha must be positive, got {mixup}")
@@ -73,6 +75,7 @@ class ClickMeInputs:
         self.num_classes, self.seed, self.diffuse = num_classes, int(seed), diffuse
         self.clickme_fraction, self.crop_area, self.mixup = clickme_fraction, tuple(crop_area), mixup
         self.drop_remainder = split == "train" if drop_remainder is None else drop_remainder
+        self.check_data = check_data
         self.clickme: Shards = index_shards(paths, "ClickMe shard")
         self.imagenet: Shards | None = (None if mix_with is None
                                         else index_shards(mix_with, "ImageNet shard (mix_with)"))
@@ -117,9 +120,9 @@ class ClickMeInputs:
     def example(self, plan: Plan, epoch: int, position: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(image (S, S, 3), heatmap (S, S, 1), label) at ``position`` of the epoch."""
         if plan.token[position]:
-            record = read_clickme(self.clickme, int(plan.record[position]), self.num_classes)
+            record = read_clickme(self.clickme, int(plan.record[position]), self.num_classes, self.check_data)
         else:
-            record = read_imagenet(self.imagenet, int(plan.record[position]), self.num_classes)
+            record = read_imagenet(self.imagenet, int(plan.record[position]), self.num_classes, self.check_data)
         image, heatmap, size = record.image, record.heatmap[..., None], self.image_size
         if self.split == "train":
             rng = self._rng(_CROP, epoch, position)

@@ -2,7 +2,7 @@
 crop and flip of image and map, the validation centre crop, the heatmap diffusion, and mixup.
 
 Resizes use half-pixel centres without antialiasing (``tf.image.resize``'s bilinear and bicubic),
-computed as two separable interpolation matrices, so the framework-neutral reader gives the
+computed separably (a few weighted taps per output pixel), so the framework-neutral reader gives the
 ``tf.data`` reader's pixels up to float rounding. Images are float32 (H, W, C).
 """
 from __future__ import annotations
@@ -25,16 +25,13 @@ def _positions(size_in: int, size_out: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=512)
-def _bilinear_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) weights of half-pixel bilinear sampling, edges clamped."""
+def _bilinear_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (size_out, 2), of half-pixel bilinear sampling, edges clamped."""
     position = _positions(size_in, size_out)
     low = np.floor(position)
     fraction = position - low
-    matrix = np.zeros((size_out, size_in), np.float64)
-    rows = np.arange(size_out)
-    np.add.at(matrix, (rows, np.clip(low, 0, size_in - 1).astype(int)), 1.0 - fraction)
-    np.add.at(matrix, (rows, np.clip(low + 1, 0, size_in - 1).astype(int)), fraction)
-    return matrix.astype(np.float32)
+    indices = np.clip(np.stack([low, low + 1], axis=1), 0, size_in - 1).astype(np.intp)
+    return indices, np.stack([1.0 - fraction, fraction], axis=1).astype(np.float32)
 
 
 def _cubic(distance: np.ndarray) -> np.ndarray:
@@ -45,9 +42,9 @@ def _cubic(distance: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=512)
-def _bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """(size_out, size_in) weights of half-pixel Keys bicubic sampling; taps outside the image get
-    weight 0 and the others are renormalised (TensorFlow's half-pixel convention)."""
+def _bicubic_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), each (size_out, 4), of half-pixel Keys bicubic sampling; taps outside
+    the image get weight 0 and the others are renormalised (TensorFlow's half-pixel convention)."""
     position = _positions(size_in, size_out)
     base = np.floor(position)
     taps = base[:, None] + np.arange(-1, 3)[None, :]
@@ -55,20 +52,25 @@ def _bicubic_matrix(size_in: int, size_out: int) -> np.ndarray:
     weights = _cubic(step[:, None] - np.arange(-1, 3)[None, :])
     weights = np.where((taps >= 0) & (taps < size_in), weights, 0.0)
     weights = weights / weights.sum(axis=1, keepdims=True)
-    matrix = np.zeros((size_out, size_in), np.float64)
-    rows = np.repeat(np.arange(size_out), 4)
-    np.add.at(matrix, (rows, np.clip(taps, 0, size_in - 1).astype(int).ravel()), weights.ravel())
-    return matrix.astype(np.float32)
+    return np.clip(taps, 0, size_in - 1).astype(np.intp), weights.astype(np.float32)
+
+
+def _resample(array: np.ndarray, axis: int, taps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    indices, weights = taps
+    shape = [1] * array.ndim
+    shape[axis] = len(weights)
+    out = np.take(array, indices[:, 0], axis=axis) * weights[:, 0].reshape(shape)
+    for k in range(1, indices.shape[1]):
+        out += np.take(array, indices[:, k], axis=axis) * weights[:, k].reshape(shape)
+    return out
 
 
 def resize(array: np.ndarray, size: tuple[int, int], method: str = "bilinear") -> np.ndarray:
     """(H, W, C) float32 -> (size[0], size[1], C), half-pixel centres, no antialiasing."""
-    matrix = _bilinear_matrix if method == "bilinear" else _bicubic_matrix
+    taps = _bilinear_taps if method == "bilinear" else _bicubic_taps
     array = np.asarray(array, np.float32)
-    rows = matrix(array.shape[0], size[0])
-    columns = matrix(array.shape[1], size[1])
-    out = np.tensordot(rows, array, axes=(1, 0))  # (h, W, C)
-    return np.ascontiguousarray(np.einsum("wx,hxc->hwc", columns, out, optimize=True), dtype=np.float32)
+    rows = _resample(array, 0, taps(array.shape[0], size[0]))
+    return _resample(rows, 1, taps(array.shape[1], size[1]))
 
 
 Window = tuple[int, int, int, int]
