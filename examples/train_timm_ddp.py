@@ -109,8 +109,9 @@ def main() -> None:
             (out / "step.json").write_text(json.dumps({"loss": loss, "gradients": gradients}))
         optimizer.step()
         if rank == 0:
-            print(f"step {step}: loss {loss:.4f}, ce {float(terms['ce']):.4f}, "
-                  f"harmonization {float(terms['harmonization']):.4f}", flush=True)
+            term = terms["harmonization"]  # None with --lambda-harmonization 0
+            print(f"step {step}: loss {loss:.4f}, ce {terms['ce'].item():.4f}"
+                  + ("" if term is None else f", harmonization {term.item():.4f}"), flush=True)
     if rank == 0:
         state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "timm_model": args.model})
