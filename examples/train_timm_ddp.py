@@ -8,7 +8,8 @@ slice of every global batch, so N processes with batch B train as one process wi
 (networks without batch norm give the same gradients; batch norm uses each process's statistics).
 The loss is ``harmonization.torch_loss.harmonizer_loss``, the Keras Harmonizer's objective.
 ``--synthetic`` writes a small ClickMe-like set first (bright squares are the human maps). After the
-first step, ``OUT/step.json`` holds the global batch's loss and the averaged gradients; at the end
+first step, ``OUT/step.json`` holds the global batch's loss, the averaged gradients and whether
+TensorFlow was loaded (it is not); at the end
 rank 0 writes ``OUT/model.safetensors`` (docs/pytorch-training.md).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -106,7 +108,8 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             gradients = {name: p.grad.flatten().tolist() for name, p in network.named_parameters()
                          if p.grad is not None}
-            (out / "step.json").write_text(json.dumps({"loss": loss, "gradients": gradients}))
+            (out / "step.json").write_text(json.dumps({"loss": loss, "gradients": gradients,
+                                                       "tensorflow_loaded": "tensorflow" in sys.modules}))
         optimizer.step()
         if rank == 0:
             term = terms["harmonization"]  # None with --lambda-harmonization 0

@@ -72,7 +72,8 @@ def test_the_pytorch_loss_is_the_harmonizers_objective():
 
 
 def test_two_torchrun_processes_give_the_gradients_of_the_global_batch(tmp_path):
-    """examples/train_timm_ddp.py's step on 2 gloo processes vs one process with the global batch."""
+    """examples/train_timm_ddp.py's step on 2 gloo processes vs one process with the global batch;
+    neither loads TensorFlow (the ClickMe reader and the loss need none)."""
     env = {**os.environ, **TORCH, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     script = os.path.join(ROOT, "examples", "train_timm_ddp.py")
     common = ["--synthetic", "--steps", "1", "--image-size", "32", "--lr", "0.1"]
@@ -84,6 +85,7 @@ def test_two_torchrun_processes_give_the_gradients_of_the_global_batch(tmp_path)
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[procs] = json.loads((out / "step.json").read_text())
+    assert not runs[1]["tensorflow_loaded"] and not runs[2]["tensorflow_loaded"]
     assert runs[2]["loss"] == pytest.approx(runs[1]["loss"], rel=1e-5)
     assert runs[2]["gradients"].keys() == runs[1]["gradients"].keys()
     scale = max(abs(v) for values in runs[1]["gradients"].values() for v in values)
