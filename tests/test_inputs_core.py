@@ -208,3 +208,10 @@ def test_a_corrupt_record_is_named_and_check_data_false_skips_the_checksum(tmp_p
         list(ClickMeBatches(ClickMeInputs(path, **read)))
     (batch,) = ClickMeBatches(ClickMeInputs(path, check_data=False, **read))
     assert batch["label"].tolist() == [0, 1]
+
+
+def test_shards_without_records_are_refused_in_one_line(tmp_path):
+    paths = write(tmp_path, "stimulus", n=1)
+    (tmp_path / "empty.tfrecords").write_bytes(b"")
+    with pytest.raises(ClickMeDataError, match=r"empty.tfrecords: the shards hold no records"):
+        ClickMeInputs(paths, num_classes=2, mix_with=str(tmp_path / "empty.tfrecords"))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harmonization.clickme import ClickMeDataError
 from harmonization.clickme.paths import ShardPaths
 from harmonization.inputs import transforms
 from harmonization.inputs.records import Shards, index_shards, read_clickme, read_imagenet
@@ -79,6 +80,9 @@ class ClickMeInputs:
         self.clickme: Shards = index_shards(paths, "ClickMe shard")
         self.imagenet: Shards | None = (None if mix_with is None
                                         else index_shards(mix_with, "ImageNet shard (mix_with)"))
+        for shards in (self.clickme, self.imagenet):
+            if shards is not None and not len(shards):
+                raise ClickMeDataError(f"{', '.join(shards.paths)}: the shards hold no records")
 
     def _rng(self, *keys: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, *keys])
