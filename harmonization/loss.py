@@ -97,10 +97,15 @@ def harmonization_loss(saliency, heatmaps, tokens=None, levels: int = DEFAULT_LE
     return total / float(levels)
 
 
+def decays(path: str, exclude: Iterable[str] = WEIGHT_DECAY_EXCLUDE) -> bool:
+    """Whether the variable at ``path`` gets weight decay: its path holds none of ``exclude``."""
+    return not any(word in path for word in exclude)
+
+
 def decayed_variables(variables: Iterable, exclude: Iterable[str] = WEIGHT_DECAY_EXCLUDE) -> list:
     """The variables that get weight decay: those whose path holds none of ``exclude``."""
     exclude = tuple(exclude)
-    return [v for v in variables if not any(word in _variable_path(v) for word in exclude)]
+    return [v for v in variables if decays(_variable_path(v), exclude)]
 
 
 def weight_decay(variables: Iterable):

@@ -12,7 +12,7 @@ from builders import as_dataset, clickme_arrays, run_python  # loads harmonizati
 import keras
 import tensorflow as tf
 
-import harmonization.training.harmonizer as harmonizer_module
+import harmonization.objective as objective_module
 from harmonization.evaluation import AlignmentCallback
 from harmonization.loss import decayed_variables, harmonization_loss
 from harmonization.metrics import chance_threshold
@@ -101,7 +101,7 @@ def test_lambda_zero_skips_the_saliency_pass(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the saliency pass ran")
 
-    monkeypatch.setattr(harmonizer_module, "saliency_of", refuse)
+    monkeypatch.setattr(objective_module, "saliency_of", refuse)  # the objective the Harmonizer runs
     dataset = as_dataset(clickme_arrays(8, 16, 3), 4)
     control = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=0.0)
     control.compile(optimizer=keras.optimizers.SGD(0.01))

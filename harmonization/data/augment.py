@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-CENTER_CROP_FRACTION = 0.875
+from harmonization.inputs.transforms import CENTER_CROP_FRACTION
 
 
 def random_crop_flip(

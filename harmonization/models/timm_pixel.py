@@ -36,6 +36,15 @@ def variable_name(parameter: str, norm: bool) -> str:
     return (NORM_PREFIX if norm else "") + parameter.replace(".", "_")
 
 
+def keras_named_parameters(network: nn.Module):
+    """(Keras name, parameter) of every parameter of ``network``, in ``named_parameters`` order
+    (those of normalisation modules prefixed ``NORM_PREFIX``)."""
+    for prefix, module in network.named_modules():
+        norm = "Norm" in type(module).__name__
+        for name, param in module.named_parameters(prefix=prefix, recurse=False):
+            yield variable_name(name, norm), param
+
+
 class TimmInput(nn.Module):
     """Normalised NHWC images -> logits of ``network``, on its input grid."""
 
@@ -57,11 +66,8 @@ class TimmLayer(keras.layers.TorchModuleWrapper):
     is inference, as for Keras's own batch norm (the plain wrapper trains then)."""
 
     def _track_module_parameters(self) -> None:
-        for prefix, module in self.module.network.named_modules():
-            norm = "Norm" in type(module).__name__
-            for name, param in module.named_parameters(prefix=prefix, recurse=False):
-                self._track_variable(keras.Variable(param, trainable=param.requires_grad,
-                                                    name=variable_name(name, norm)))
+        for name, param in keras_named_parameters(self.module.network):
+            self._track_variable(keras.Variable(param, trainable=param.requires_grad, name=name))
         self.built = True
 
     def call(self, inputs, training=None):

@@ -8,11 +8,11 @@ from keras import ops
 
 from harmonization.batches import batch_tensors, one_hot_labels
 from harmonization.files import temporary_path
-from harmonization.loss import (DEFAULT_LEVELS, decayed_variables, harmonization_loss,
-                                weight_decay)
+from harmonization.loss import DEFAULT_LEVELS, decayed_variables
 from harmonization.metrics import chance_threshold
 from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
-from harmonization.saliency import TRAINING_SALIENCIES, saliency_of
+from harmonization.objective import objective_terms
+from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training import backends
 
 LAMBDA_SCHEDULES = ("adaptive", "linear")
@@ -233,23 +233,12 @@ class Harmonizer(keras.Model):
             def forward(inputs):
                 return self.backbone(inputs, training=training), None
 
-        inputs = self.preprocess(images, training=training)
-        if harmonize:
-            saliency, logits, updates = saliency_of(forward, inputs, labels, self.centered_logits,
-                                                   self.saliency)
-            harmonization = harmonization_loss(saliency, heatmaps, tokens, self.levels)
-        else:
-            logits, updates = forward(inputs)
-            logits, harmonization = ops.cast(logits, "float32"), None
-        ce = ops.mean(keras.losses.categorical_crossentropy(
-            labels, logits, from_logits=True, label_smoothing=self.label_smoothing))
-        loss = ce + self.lambda_weights * weight_decay(decayed_variables(self.trainable_variables))
-        weight = None
-        if harmonization is not None:
-            weight = self._lambda(step)
-            loss = loss + weight * harmonization
-        return {"logits": logits, "ce": ce, "harmonization": harmonization, "loss": loss,
-                "lambda": weight, "updates": updates}
+        return objective_terms(
+            forward, self.preprocess(images, training=training), labels, heatmaps, tokens,
+            decayed_variables(self.trainable_variables), harmonize=harmonize,
+            lambda_harmonization=lambda: self._lambda(step), lambda_weights=self.lambda_weights,
+            levels=self.levels, label_smoothing=self.label_smoothing,
+            centered_logits=self.centered_logits, saliency=self.saliency)
 
     def _record(self, terms: dict, labels, names: tuple[str, ...]) -> dict:
         batch_size = ops.cast(ops.shape(labels)[0], "float32")
