@@ -5,6 +5,9 @@
                      [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
                      [--attack-options JSON] [--pgd-steps N] [--pgd-step-size S] [--projection sphere|ball]
                      [--cw-const C] [--cw-steps N] [--cw-lr LR] [--ddn-steps N] [--ddn-gamma G] [--fresh]
+                     [--no-human-alignment]
+    adv-align score --models NAMES|FILE --stimuli PATH --out DIR [--batch-size B] [--device cpu|cuda] [--limit N]
+                    [--weights pretrained|random] [--num-classes C] [--fresh]   (human alignment only)
     adv-align report DIR [--accuracy CSV] --out REPORT_DIR [--pairs ...] [--arch LABEL=CLASS,...]
     adv-align zoo [--family F] [--arch cnn|vit|hybrid] [--count] [--all]
 
@@ -28,7 +31,8 @@ from attacks_torch.attacks import PROJECTIONS
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.models import WEIGHTS
 from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES
-from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs, run_sweep
+from attacks_torch.sweep import SweepConfig, SweepError, parse_models, parse_pairs
+from attacks_torch.sweep.scoring import attack_and_score, score_models
 from harmonization.files import OutputError
 
 # option flag -> (the attacks it applies to, its option in the attack registry)
@@ -98,6 +102,21 @@ def _build_parser() -> _Parser:
     attack.add_argument("--ddn-steps", type=_positive_int, default=None, help="DDN steps")
     attack.add_argument("--ddn-gamma", type=float, default=None, help="DDN factor of the eps change per step")
     attack.add_argument("--no-progress", action="store_true", help="no progress bars")
+    attack.add_argument("--no-human-alignment", action="store_true",
+                        help="do not measure the models' human alignment (saliency vs the human maps)")
+
+    score = commands.add_parser("score", help="human alignment of models on stimuli, without attacks; resumable")
+    score.add_argument("--models", required=True, help="as for attack")
+    score.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
+    score.add_argument("--out", required=True, help="output folder (the sweep's; resumed when rerun)")
+    score.add_argument("--batch-size", type=_positive_int, default=16)
+    score.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    score.add_argument("--limit", type=_positive_int, default=None, help="score the first N stimuli only")
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--weights", default="pretrained", choices=WEIGHTS)
+    score.add_argument("--num-classes", type=_positive_int, default=None, help="size of the timm models' head")
+    score.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads per process")
+    score.add_argument("--fresh", action="store_true", help="start over the models scored with other settings")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
     report.add_argument("dir", help="the sweep's output folder")
@@ -150,7 +169,20 @@ def _attack(args: argparse.Namespace) -> int:
     )
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
-    outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh)
+    outcomes = attack_and_score(models, config, args.out, pairs, fresh=args.fresh, human=not args.no_human_alignment)
+    return _print_outcomes(outcomes)
+
+
+def _score(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SweepConfig(stimuli=args.stimuli, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                         weights=args.weights, num_classes=args.num_classes, device=args.device, progress=False)
+    outcomes = score_models(parse_models(args.models), config, args.out, fresh=args.fresh)
+    return _print_outcomes(outcomes)
+
+
+def _print_outcomes(outcomes: list) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
             line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"
@@ -190,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``adv-align`` with ``argv`` (default: the command line); returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    command = {"attack": _attack, "report": _report, "zoo": _zoo}[args.command]
+    command = {"attack": _attack, "score": _score, "report": _report, "zoo": _zoo}[args.command]
     try:
         return command(args)
     except (SweepError, FileNotFoundError, ValueError, OutputError) as error:

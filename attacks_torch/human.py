@@ -28,7 +28,8 @@ class HumanAlignment:
 
     ``spearman`` (logit saliency), ``spearman_log_prob``, ``dice``, ``iou``; ``mapped`` (the image
     has a human map), ``predictions``, ``correct``; ``logit_maps``, ``log_prob_maps`` and
-    ``heatmaps`` (N, H, W) on the saliency's grid; ``forward_passes`` and ``backward_passes``.
+    ``heatmaps`` (N, H, W) on the saliency's grid; ``logits`` (N, C); ``forward_passes`` and
+    ``backward_passes``.
     """
 
     spearman: np.ndarray
@@ -41,6 +42,7 @@ class HumanAlignment:
     logit_maps: np.ndarray
     log_prob_maps: np.ndarray
     heatmaps: np.ndarray
+    logits: np.ndarray
     forward_passes: np.ndarray
     backward_passes: np.ndarray
 
@@ -131,7 +133,7 @@ def human_alignment(model: PixelModel, images: torch.Tensor, heatmaps: torch.Ten
     predictions = logits.argmax(1).numpy()
     return HumanAlignment(**per_image, mapped=mapped, predictions=predictions,
                           correct=predictions == np.asarray(labels.cpu()), logit_maps=logit_maps,
-                          log_prob_maps=log_prob_maps, heatmaps=targets,
+                          log_prob_maps=log_prob_maps, heatmaps=targets, logits=logits.numpy(),
                           forward_passes=counting.forward_passes.numpy(),
                           backward_passes=counting.backward_passes.numpy())
 

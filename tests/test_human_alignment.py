@@ -2,7 +2,12 @@
 ``harmonize evaluate``, scored by the shared definition, in the library and in the sweep."""
 from __future__ import annotations
 
+import csv
 import json
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,20 +167,139 @@ def keras_files(tmp_path_factory):
     return _write_keras_model_and_stimuli(tmp_path_factory.mktemp("keras_human"))
 
 
-def test_keras_pixel_model_equals_harmonize_evaluate(keras_files):
+def test_keras_pixel_model_sweep_equals_harmonize_evaluate(keras_files, tmp_path):
     model_path, stimuli = keras_files
-    code = f"""
-        import json
-        from attacks_torch.human import human_alignment
-        from attacks_torch.models import load_model
-        from attacks_torch.stimuli import load_stimuli
-        stimuli = load_stimuli({stimuli!r})
-        result = human_alignment(load_model({model_path!r}), stimuli.images, stimuli.heatmaps, stimuli.labels)
-        print(json.dumps([None if v != v else v for v in result.spearman.tolist()]))
-    """
-    done = builders.run_python(code, env={"KERAS_BACKEND": "torch"})
+    out = tmp_path / "out"
+    args = ["attack", "--models", f"norm_cnn={model_path}", "--stimuli", stimuli, "--out", str(out), "--batch-size",
+            "4", "--hi", "4", "--tol", "0.1", "--pgd-steps", "2", "--threads", "1", "--no-progress"]
+    done = builders.run_python("import sys; from attacks_torch.cli import main; sys.exit(main(sys.argv[1:]))",
+                               env={"KERAS_BACKEND": "torch"}, args=tuple(args))
     assert done.returncode == 0, done.stderr[-3000:]
-    torch_values = [np.nan if v is None else v for v in json.loads(done.stdout.strip().splitlines()[-1])]
+    rows = read_rows(out / "norm_cnn" / "l2_pgd" / "results.csv")
+    torch_values = [float(r["human_alignment"]) for r in rows]
     keras_values = _keras_per_image_spearman(model_path, stimuli)
-    assert np.isnan(keras_values[5]) and np.isnan(torch_values[5])
+    assert np.isnan(keras_values[5]) and np.isnan(torch_values[5])  # the image without a map
     np.testing.assert_allclose(torch_values, keras_values, atol=1e-3, equal_nan=True)
+
+
+def read_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("human_assets")
+    checkpoint = builders.make_checkpoint(directory)
+    return {"models": f"convnext={builders.SWEEP_MODEL}@{checkpoint}",
+            "stimuli": builders.make_stimuli(directory, checkpoint)}
+
+
+@pytest.fixture(scope="module")
+def swept(assets, tmp_path_factory):
+    from attacks_torch.cli import main
+
+    out = tmp_path_factory.mktemp("human_sweep") / "out"
+    assert main(builders.cli_args(assets["models"], assets["stimuli"], out, "--batch-size", "2")) == 0
+    return out
+
+
+def _batches(folder: Path) -> list[Path]:
+    return sorted((folder / "batches").glob("*.csv")) if (folder / "batches").exists() else []
+
+
+def test_sweep_writes_human_alignment_beside_alignment_and_summarises_it(swept, assets):
+    from attacks_torch.stimuli import load_stimuli
+    from harmonization.metrics import HUMAN_CEILING
+
+    rows = read_rows(swept / "convnext" / "l2_pgd" / "results.csv")
+    columns = list(rows[0])
+    assert columns[columns.index("alignment") + 1:][:2] == ["human_alignment", "human_alignment_logprob"]
+    stimuli = load_stimuli(assets["stimuli"])
+    model = load_model(builders.SWEEP_MODEL, checkpoint=assets["models"].split("@")[1], num_classes=4)
+    direct = human_alignment(model, stimuli.images, stimuli.heatmaps, stimuli.labels)
+    np.testing.assert_allclose([float(r["human_alignment"]) for r in rows], direct.spearman, atol=1e-6)
+    np.testing.assert_allclose([float(r["human_alignment_logprob"]) for r in rows], direct.spearman_log_prob,
+                               atol=1e-6)
+    (summary,) = read_rows(swept / "summary.csv")
+    values = np.array([float(r["human_alignment"]) for r in rows])
+    assert float(summary["human_alignment_mean"]) == pytest.approx(values.mean(), rel=1e-9)
+    assert float(summary["human_alignment_sem"]) == pytest.approx(stats.sem(values), rel=1e-9)
+    assert float(summary["human_alignment_score"]) == pytest.approx(values.mean() / HUMAN_CEILING, rel=1e-9)
+    logprob = np.array([float(r["human_alignment_logprob"]) for r in rows])
+    assert float(summary["human_alignment_logprob_mean"]) == pytest.approx(logprob.mean(), rel=1e-9)
+    (scored,) = read_rows(swept / "human.csv")
+    assert (scored["forward_passes"], scored["backward_passes"]) == ("1.0", "2.0")
+
+
+def test_sweep_killed_after_its_first_human_batch_resumes_to_the_same_table(swept, assets, tmp_path):
+    from attacks_torch.cli import main
+
+    killed = tmp_path / "killed"
+    human = killed / "convnext" / "human"
+    command = [sys.executable, "-m", "attacks_torch.cli",
+               *builders.cli_args(assets["models"], assets["stimuli"], killed, "--batch-size", "2")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not _batches(human) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.kill()
+    process.communicate()
+    done = _batches(human)
+    assert 1 <= len(done) < 4 and not (human / "scores.csv").exists(), "the run was not stopped mid-model"
+    stamps = {p.name: p.stat().st_mtime_ns for p in [*done, *_batches(killed / "convnext" / "l2_pgd")]}
+
+    assert main(builders.cli_args(assets["models"], assets["stimuli"], killed, "--batch-size", "2")) == 0
+    for name in ("convnext/l2_pgd/results.csv", "convnext/human/scores.csv", "summary.csv", "human.csv"):
+        assert (killed / name).read_bytes() == (swept / name).read_bytes(), name
+    after = [*_batches(human), *_batches(killed / "convnext" / "l2_pgd")]
+    assert {p.name: p.stat().st_mtime_ns for p in after if p.name in stamps} == stamps
+
+
+def test_a_folder_written_before_human_alignment_is_extended_not_attacked_again(swept, assets, tmp_path):
+    from attacks_torch.cli import main
+    from attacks_torch.sweep.store import BATCH_COLUMNS
+
+    old = tmp_path / "old"
+    assert main(builders.cli_args(assets["models"], assets["stimuli"], old, "--batch-size", "2",
+                                  "--no-human-alignment")) == 0
+    folder = old / "convnext" / "l2_pgd"
+    assert not (old / "convnext" / "human").exists()
+    rows = read_rows(folder / "results.csv")  # as the sweep wrote it before: no human columns at all
+    with open(folder / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, BATCH_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    stamps = {p.name: p.stat().st_mtime_ns for p in _batches(folder)}
+
+    from attacks_torch.sweep import SweepFolder
+    from attacks_torch.report import build_report
+    assert SweepFolder(old).model("convnext", "l2_pgd").read_results()[0]["human_alignment"] == ""
+    build_report(old, tmp_path / "report")  # the old folder still reports
+
+    assert main(builders.cli_args(assets["models"], assets["stimuli"], old, "--batch-size", "2")) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in _batches(folder)} == stamps  # not attacked again
+    for name in ("convnext/l2_pgd/results.csv", "summary.csv"):
+        assert (old / name).read_bytes() == (swept / name).read_bytes(), name
+
+
+def test_score_alone_and_its_fingerprint(swept, assets, tmp_path, capsys):
+    from attacks_torch.cli import main
+
+    out = tmp_path / "scores"
+    args = ["score", "--models", assets["models"], "--stimuli", assets["stimuli"], "--out", str(out),
+            "--weights", "random", "--num-classes", "4", "--batch-size", "2", "--threads", "1"]
+    assert main(args) == 0
+    assert (out / "human.csv").read_bytes() == (swept / "human.csv").read_bytes()
+    assert not (out / "convnext" / "l2_pgd").exists()  # nothing attacked
+    capsys.readouterr()
+    assert main([*args[:-4], "--batch-size", "4", "--threads", "1"]) == 2  # other settings: refused, named
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batch_size: 2 -> 4" in err[0] and "--fresh" in err[0], err
+    assert main([*args[:-4], "--batch-size", "4", "--threads", "1", "--fresh"]) == 0
+    (again,), (before,) = read_rows(out / "human.csv"), read_rows(swept / "human.csv")
+    for column in ("human_alignment_mean", "human_alignment_logprob_mean", "dice", "iou"):
+        assert float(again[column]) == pytest.approx(float(before[column]), abs=1e-6)
+
