@@ -303,3 +303,78 @@ def test_score_alone_and_its_fingerprint(swept, assets, tmp_path, capsys):
     for column in ("human_alignment_mean", "human_alignment_logprob_mean", "dice", "iou"):
         assert float(again[column]) == pytest.approx(float(before[column]), abs=1e-6)
 
+
+# --- checkpoints of the robustness library and torchvision ----------------------------------------
+
+class _Pickled:
+    """Not a tensor nor a plain container: a safe loader must refuse a file holding it."""
+
+
+def _robustness_checkpoint(path: Path, network: nn.Module, mean: tuple, std: tuple, extra: dict | None = None) -> None:
+    """A training checkpoint laid out as the robustness library saves one (robustness/train.py): the state
+    dict of a DataParallel-wrapped AttackerModel (normalizer buffers [3, 1, 1], the network, and the
+    attacker's copies of both) beside the optimizer, schedule, epoch and amp states (plain torch.save)."""
+    normalizer = {"new_mean": torch.tensor(mean).view(3, 1, 1), "new_std": torch.tensor(std).view(3, 1, 1)}
+    state = {}
+    for prefix in ("module.normalizer.", "module.attacker.normalize."):
+        state.update({prefix + k: v for k, v in normalizer.items()})
+    for prefix in ("module.model.", "module.attacker.model."):
+        state.update({prefix + k: v for k, v in network.state_dict().items()})
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.9)
+    network(torch.rand(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
+    torch.save({"model": state, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "epoch": 3, "amp": None, **(extra or {})}, path)
+
+
+def test_robustness_checkpoint_loads_with_its_normalisation_and_is_scored(tmp_path):
+    import torchvision
+
+    from attacks_torch.models import model_identity
+
+    torch.manual_seed(0)
+    network = torchvision.models.resnet18(num_classes=10).eval()
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    path = tmp_path / "robust.pt"
+    _robustness_checkpoint(path, network, mean, std)
+    model = load_model(f"robustness:resnet18:{path}")
+    assert model.input_size == (224, 224) and model.num_classes == 10
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    expected = network((images - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+    torch.testing.assert_close(model(images), expected, rtol=1e-5, atol=1e-5)
+    identity = model_identity(f"robustness:resnet18:{path}")
+    assert identity["kind"] == "robustness" and identity["architecture"] == "resnet18"
+    maps = torch.zeros(2, 224, 224)
+    maps[:, 50:120, 60:140] = 1.0
+    result = human_alignment(model, images, maps, torch.tensor([1, 7]))
+    assert np.isfinite(result.spearman).all() and np.all(result.backward_passes == 2)
+
+    plain = tmp_path / "plain.safetensors"  # a torchvision state dict: ImageNet normalisation
+    from safetensors.torch import save_file
+    save_file(network.state_dict(), str(plain))
+    imagenet = ((images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    torch.testing.assert_close(load_model(f"torchvision:resnet18:{plain}")(images), network(imagenet),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_checkpoint_holding_an_object_or_another_layout_is_refused_in_one_line(tmp_path):
+    import torchvision
+
+    network = torchvision.models.resnet18(num_classes=10)
+    pickled = tmp_path / "pickled.pt"
+    _robustness_checkpoint(pickled, network, (0.5,) * 3, (0.5,) * 3, extra={"store": _Pickled()})
+    with pytest.raises(ValueError) as refused:
+        load_model(f"robustness:resnet18:{pickled}")
+    assert "\n" not in str(refused.value) and str(pickled) in str(refused.value)
+    assert "not a readable torch weights file" in str(refused.value)
+
+    plain = tmp_path / "plain.pt"
+    torch.save(network.state_dict(), plain)
+    with pytest.raises(ValueError, match="not a robustness attacker model"):
+        load_model(f"robustness:resnet18:{plain}")
+    with pytest.raises(ValueError, match="not a torchvision ImageNet architecture"):
+        load_model(f"robustness:no_such_net:{plain}")
+    with pytest.raises(ValueError, match="does not fit torchvision resnet34"):
+        load_model(f"torchvision:resnet34:{plain}")
