@@ -378,3 +378,16 @@ def test_a_checkpoint_holding_an_object_or_another_layout_is_refused_in_one_line
         load_model(f"robustness:no_such_net:{plain}")
     with pytest.raises(ValueError, match="does not fit torchvision resnet34"):
         load_model(f"torchvision:resnet34:{plain}")
+
+
+def test_report_draws_human_alignment_figures_and_statistics(swept, tmp_path):
+    from attacks_torch.report import build_report
+
+    out = tmp_path / "report"
+    text = build_report(swept, out).read_text()
+    stats = json.loads((out / "statistics.json").read_text())["l2_pgd"]
+    assert stats["accuracy_vs_human_alignment"]["n"] == 1 and stats["human_vs_adversarial_alignment"]["n"] == 1
+    for name in ("accuracy_vs_human_alignment", "human_vs_adversarial_alignment", "panels"):
+        assert (out / f"l2_pgd_{name}.png").stat().st_size > 0
+    (summary,) = read_rows(swept / "summary.csv")
+    assert f"| {float(summary['human_alignment_score']):.3f} |" in text

@@ -6,7 +6,11 @@ Per attack found in the sweep (l2_pgd gives Fig. 2-4, linf_pgd Fig. S3, cw_l2 wi
 - ``<attack>_accuracy_vs_alignment``: accuracy vs adversarial alignment (Fig. 3);
 - ``<attack>_tolerance_vs_alignment``: the trade-off with its Pareto front (Fig. 4);
 - ``<attack>_vs_l2_pgd_tolerance`` / ``_alignment``: the same models under two attacks (Fig. S4, S5);
-- ``<attack>_panels``: image, human map and each model's |mean over channels of delta| (Fig. 1, 5).
+- ``<attack>_panels``: image, human map and each model's |mean over channels of delta| labelled with its
+  eps and adversarial alignment, beside the model's saliency map when measured (Fig. 1, 5);
+- ``<attack>_accuracy_vs_human_alignment`` and ``<attack>_human_vs_adversarial_alignment`` when the sweep
+  measured human alignment (``adv-align attack``'s default): the Harmonization paper's figure, and human
+  against adversarial alignment across models, with Spearman rho and p in statistics.json.
 Points are coloured by class (CNN, ViT, hybrid); arrows go from each control to its harmonized
 model. Statistics (``harmonization.metrics``): Spearman rho and p across models, Welch's t-test
 of ViTs against CNNs. Accuracy is the top-1 of the ``--accuracy`` CSV (timm's results format)
@@ -28,6 +32,7 @@ from pathlib import Path
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.report.figures import (accuracy_point, alignment_point, number_text, panels_figure, pareto_front,
                                           save_figure, scatter, tolerance_point, versus)
+from attacks_torch.report.human import human_figures, human_statistics
 from attacks_torch.report.results import ModelResult, load_results, parse_arch_overrides, statistics, unreliable_reason
 from attacks_torch.sweep import SweepError, SweepFolder
 from harmonization.files import write_json, write_text
@@ -54,12 +59,13 @@ def _statistics_markdown(stats: dict[str, dict[str, float]]) -> list[str]:
 
 def _models_markdown(results: Sequence[ModelResult]) -> list[str]:
     lines = ["| model | class | accuracy (%) | source | images | attacked | fooled | tolerance | L-inf | alignment "
-             "| reliable |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| human alignment score | reliable |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: r.label):
         reliable = "yes" if r.unreliable is None else f"no: {r.unreliable}; left out of the statistics"
         lines.append(f"| {r.label} | {r.arch} | {number_text(r.accuracy, digits=2)} | {r.accuracy_source} | "
                      f"{r.n_images} | {r.n_attacked} | {r.n_fooled} | {number_text(r.tolerance, r.tolerance_sem)} | "
-                     f"{number_text(r.linf, r.linf_sem)} | {number_text(r.alignment, r.alignment_sem)} | {reliable} |")
+                     f"{number_text(r.linf, r.linf_sem)} | {number_text(r.alignment, r.alignment_sem)} | "
+                     f"{number_text(r.human_alignment_score)}{' (gaming)' if r.gaming else ''} | {reliable} |")
     return lines
 
 
@@ -69,7 +75,7 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
     """Figures of one attack written to ``out``; returns its statistics and its report.md lines."""
     tolerance_label = f"perturbation tolerance ({'L-inf' if chosen[0].norm == 'linf' else 'L2'})"
     reliable = [r for r in chosen if r.unreliable is None]
-    stats: dict = statistics(reliable)
+    stats: dict = {**statistics(reliable), **human_statistics(reliable)}
     figures = [
         ("accuracy_vs_tolerance", scatter(chosen, accuracy_point, tolerance_point, "accuracy (%)", tolerance_label,
                                           f"{attack}: accuracy vs tolerance", pairs)),
@@ -83,6 +89,7 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
             stats[f"{measure}_vs_l2_pgd"], figure = versus(
                 reliable, {r.label: r for r in reference if r.unreliable is None}, attack, measure)
             figures.append((f"vs_l2_pgd_{measure}", figure))
+    figures += human_figures(attack, chosen, stats, pairs)
     panel = panels_figure(store, chosen, panels)
     if panel is not None:
         figures.append(("panels", panel))

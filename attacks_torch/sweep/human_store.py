@@ -3,6 +3,7 @@
     OUT/<model slug>/human/config.json          the fingerprint that fixes the rows (checked on resume)
     OUT/<model slug>/human/batches/000000.csv   the rows of one committed batch (by first index)
     OUT/<model slug>/human/model.json           the width of the model's logits
+    OUT/<model slug>/human/maps/000000.npy      the logit saliency of one of the first stimuli (report panels)
     OUT/<model slug>/human/scores.csv           every row, in stimulus order, when complete
     OUT/<model slug>/human/scores.json          ``harmonize evaluate``'s numbers for the model
     OUT/human.csv                               one row per scored model (rebuilt under the lock)
@@ -76,6 +77,13 @@ class HumanFolder:
 
     def write_config(self, fingerprint: dict[str, Any]) -> None:
         write_json(self.config, fingerprint)
+
+    def write_map(self, index: int, saliency: np.ndarray) -> None:
+        ModelFolder(self.path).write_map(index, saliency)
+
+    def read_map(self, index: int) -> np.ndarray | None:
+        """The logit saliency of stimulus ``index`` (2-D), or None when none was kept."""
+        return ModelFolder(self.path).read_map(index)
 
     def read_num_classes(self) -> int | None:
         """The width of the model's logits, as the first scored batch showed it (None before)."""

@@ -80,6 +80,8 @@ def _score_batches(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folde
             result = human_alignment(model, batch.images, batch.heatmaps, batch.labels)
             if start == todo[0]:
                 folder.write_num_classes(result.logits.shape[1])
+            for offset in range(min(len(batch), max(config.keep_maps - start, 0))):
+                folder.write_map(start + offset, result.logit_maps[offset])
             folder.write_batch(start, spec.label, batch.ids, batch.labels.tolist(), result)
     finally:
         del model
