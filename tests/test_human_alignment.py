@@ -391,3 +391,40 @@ def test_report_draws_human_alignment_figures_and_statistics(swept, tmp_path):
         assert (out / f"l2_pgd_{name}.png").stat().st_size > 0
     (summary,) = read_rows(swept / "summary.csv")
     assert f"| {float(summary['human_alignment_score']):.3f} |" in text
+
+
+def test_a_zoo_scored_alone_reports_accuracy_against_human_alignment(assets, tmp_path):
+    from attacks_torch.cli import main
+    from attacks_torch.report import build_report
+
+    checkpoint = Path(assets["models"].split("@")[1])
+    state = torch.load(checkpoint, weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    models = []
+    for k in range(3):  # the same classifier with its weights nudged: the same predictions, other saliency
+        nudged = {key: value + 0.02 * (k + 1) * value.std().nan_to_num() * torch.randn(value.shape, generator=generator)
+                  if value.is_floating_point() and value.numel() > 1 else value for key, value in state.items()}
+        torch.save(nudged, tmp_path / f"nudged{k}.pth")
+        models.append(f"nudged{k}={builders.SWEEP_MODEL}@{tmp_path / f'nudged{k}.pth'}")
+    wrong = {**state, "head.fc.bias": state["head.fc.bias"] + torch.tensor([100.0, 0.0, 0.0, 0.0])}
+    torch.save(wrong, tmp_path / "wrong.pth")  # always class 0, which no stimulus is: below chance
+    models.append(f"untrained={builders.SWEEP_MODEL}@{tmp_path / 'wrong.pth'}")
+    out = tmp_path / "zoo"
+    assert main(["score", "--models", ",".join(models), "--stimuli", assets["stimuli"], "--out", str(out),
+                 "--weights", "random", "--num-classes", "4", "--batch-size", "8", "--threads", "1"]) == 0
+    accuracy = tmp_path / "top1.csv"
+    accuracy.write_text("model,top1\nnudged0,70.0\nnudged1,75.0\nnudged2,80.0\nuntrained,90.0\n")
+    report = build_report(out, tmp_path / "report", accuracy_csv=accuracy)
+    stats = json.loads((tmp_path / "report" / "statistics.json").read_text())["human"]
+    scored = {r["model"]: r for r in read_rows(out / "human.csv")}
+    assert scored["untrained"]["near_chance"] == "True" and list(stats["unreliable"]) == ["untrained"]
+    correlation = stats["accuracy_vs_human_alignment"]
+    expected = stats_spearman([70.0, 75.0, 80.0], [float(scored[f"nudged{k}"]["human_alignment_score"])
+                                                   for k in range(3)])
+    assert correlation["n"] == 3 and correlation["rho"] == pytest.approx(expected)
+    assert (tmp_path / "report" / "human_accuracy_vs_human_alignment.png").stat().st_size > 0
+    assert "| untrained |" in report.read_text()
+
+
+def stats_spearman(x: list[float], y: list[float]) -> float:
+    return float(stats.spearmanr(x, y).statistic)
