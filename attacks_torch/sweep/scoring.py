@@ -23,6 +23,7 @@ from attacks_torch.models import load_model
 from attacks_torch.stimuli import Stimuli, load_stimuli
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.distributed import Distributed
+from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.fingerprint import fingerprint, stimuli_digest
 from attacks_torch.sweep.human_store import HumanFolder, human_fingerprint, merge_into, rebuild_table
 from attacks_torch.sweep.runner import ModelOutcome, _error_record, _must_start_over, run_sweep
@@ -113,7 +114,10 @@ def _score_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, store: 
         if summary is None:
             rows = []
             for start in range(0, len(stimuli), config.batch_size):
-                rows.extend(folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size]) or [])
+                batch = folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size])
+                if batch is None:
+                    raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
+                rows.extend(batch)
             summary = folder.finish(spec.label, spec.spec, rows, folder.read_num_classes())
         rows = folder.read_scores()
         for attack_folder in store.model_folders():
