@@ -5,6 +5,9 @@
                      [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
                      [--attack-options JSON] [--pgd-steps N] [--pgd-step-size S] [--projection sphere|ball]
                      [--cw-const C] [--cw-steps N] [--cw-lr LR] [--ddn-steps N] [--ddn-gamma G] [--fresh]
+                     [--no-human-alignment]
+    adv-align score --models NAMES|FILE --stimuli PATH --out DIR [--batch-size B] [--device cpu|cuda] [--limit N]
+                    [--weights pretrained|random] [--num-classes C] [--fresh]   (human alignment only)
     adv-align report DIR [--accuracy CSV] --out REPORT_DIR [--pairs ...] [--arch LABEL=CLASS,...]
     adv-align zoo [--family F] [--arch cnn|vit|hybrid] [--count] [--all]
 
@@ -34,8 +37,9 @@ from attacks_torch.models import WEIGHTS, model_kind, parse_published
 from attacks_torch.models.factory import MAX_CLASSES
 from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES
 from attacks_torch.stimuli import stimulus_files
-from attacks_torch.sweep import SweepConfig, SweepError, SweepFolder, parse_models, parse_pairs, run_sweep
+from attacks_torch.sweep import SweepConfig, SweepError, SweepFolder, parse_models, parse_pairs
 from attacks_torch.sweep.config import MAX_SEED
+from attacks_torch.sweep.scoring import attack_and_score, score_models
 from harmonization.files import OutputError
 
 # option flag -> (the attacks it applies to, its option in the attack registry)
@@ -112,6 +116,22 @@ def _build_parser() -> _Parser:
     attack.add_argument("--ceiling", default=None, choices=("constant", "mean", "per-image"),
                         help="also divide alignment by a human ceiling in summary.json (mean, per-image: --ceilings)")
     attack.add_argument("--ceilings", default=None, help="the ceilings.json of `harmonize clickme2` for --stimuli")
+    attack.add_argument("--no-human-alignment", action="store_true",
+                        help="do not measure the models' human alignment (saliency vs the human maps)")
+
+    score = commands.add_parser("score", help="human alignment of models on stimuli, without attacks; resumable")
+    score.add_argument("--models", required=True, help="as for attack")
+    score.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
+    score.add_argument("--out", required=True, help="output folder (the sweep's; resumed when rerun)")
+    score.add_argument("--batch-size", type=integer(1, 65536), default=16)
+    score.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    score.add_argument("--limit", type=integer(1, 10**9), default=None, help="score the first N stimuli only")
+    score.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
+    score.add_argument("--weights", default="pretrained", choices=WEIGHTS)
+    score.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None,
+                       help="size of the timm models' head")
+    score.add_argument("--threads", type=integer(1, 1024), default=None, help="torch CPU threads per process")
+    score.add_argument("--fresh", action="store_true", help="start over the models scored with other settings")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
     report.add_argument("dir", help="the sweep's output folder")
@@ -164,7 +184,8 @@ def _model_files(models: list) -> list[tuple[str, str]]:
 
 def _attack_inputs(args: argparse.Namespace, models: list) -> list[tuple[str, str]]:
     """(what, path) of everything ``adv-align attack`` reads."""
-    inputs = [("stimuli", args.stimuli), ("models list", args.models), ("pairs file", args.pairs or ""),
+    inputs = [("stimuli", args.stimuli), ("models list", args.models), ("pairs file", getattr(args, "pairs", "") or ""),
+              ("ceilings file", getattr(args, "ceilings", "") or ""),
               *_model_files(models)]
     try:
         inputs += [("stimulus file", path) for path in stimulus_files(args.stimuli)]
@@ -197,7 +218,24 @@ def _attack(args: argparse.Namespace) -> int:
         from harmonization.clickme2.denominator import load_denominator
 
         denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.stimuli, "stimulus file"))
-    outcomes = run_sweep(models, config, args.out, pairs, fresh=args.fresh, denominator=denominator)
+    outcomes = attack_and_score(models, config, args.out, pairs, fresh=args.fresh, human=not args.no_human_alignment,
+                                denominator=denominator)
+    return _print_outcomes(outcomes)
+
+
+def _score(args: argparse.Namespace) -> int:
+    check_output("--out", args.out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SweepConfig(stimuli=args.stimuli, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
+                         weights=args.weights, num_classes=args.num_classes, device=args.device, progress=False)
+    models = parse_models(args.models)
+    check_not_input("--out", args.out, _attack_inputs(args, models))
+    outcomes = score_models(models, config, args.out, fresh=args.fresh)
+    return _print_outcomes(outcomes)
+
+
+def _print_outcomes(outcomes: list) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
             line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"
@@ -245,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``adv-align`` with ``argv`` (default: the command line); returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    command = {"attack": _attack, "report": _report, "zoo": _zoo}[args.command]
+    command = {"attack": _attack, "score": _score, "report": _report, "zoo": _zoo}[args.command]
     try:
         return command(args)
     except KeyboardInterrupt:

@@ -279,5 +279,32 @@ def main() -> None:
                report)
 
 
+def human_alignment_passes(n: int = 32) -> dict:
+    """Model passes per image of the sweep's human-alignment pass (attacks_torch.human: both saliency
+    scores) beside the default search's, on the tests' tiny CNN; target: at most one forward pass per
+    image and under 10 % of the search's passes. Writes benchmarks/results/human_alignment_passes.json."""
+    from attacks_torch.human import human_alignment
+
+    model = trained_cnn()
+    images, labels = synthetic_images(n, seed=11)
+    maps = images.mean(dim=1)  # any non-constant map: the passes do not depend on it
+    human = human_alignment(model, images, maps, labels)
+    search = minimal_epsilon(model, images, labels)
+    per_image = {"human_forward": float(human.forward_passes.mean()),
+                 "human_backward": float(human.backward_passes.mean()),
+                 "search_forward": float(search.forward_passes.float().mean()),
+                 "search_backward": float(search.backward_passes.float().mean())}
+    human_total = per_image["human_forward"] + per_image["human_backward"]
+    search_total = per_image["search_forward"] + per_image["search_backward"]
+    report = {"images": n, "per_image": per_image, "share_of_search": human_total / search_total,
+              "target_met": per_image["human_forward"] <= 1 and human_total < 0.1 * search_total}
+    print(f"human alignment: {per_image['human_forward']:.0f} forward + {per_image['human_backward']:.0f} backward "
+          f"passes per image; search {per_image['search_forward']:.1f} + {per_image['search_backward']:.1f} "
+          f"({100 * report['share_of_search']:.1f} % of the search's)")
+    write_json(ROOT / "benchmarks" / "results" / "human_alignment_passes.json", report)
+    return report
+
+
 if __name__ == "__main__":
     main()
+    human_alignment_passes()

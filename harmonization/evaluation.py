@@ -17,16 +17,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from harmonization import metrics
+from harmonization.alignment import GAMING_MARGIN, alignment_result, per_image_alignment
 from harmonization.batches import batch_tensors, class_indices
 from harmonization.clickme2.denominator import Denominator
 from harmonization.models import split_pixel_model
 from harmonization.saliency import evaluation_saliency
-
-GAMING_MARGIN = 0.1
-"""Flag a model whose mean per-image Spearman of the logit saliency exceeds that of the
-log-probability saliency by more than this (in Spearman units, not ceiling-normalised)."""
-
 
 def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, keras.Model]:
     if preprocess is not None:
@@ -99,7 +94,9 @@ class ClickMeEvaluator:
         denominator = denominator or Denominator()
         if max_batches is None:
             denominator.check_count(arrays["correct"].size)
-        return _scores(arrays, int(num_classes), gaming_margin, percentile, denominator)
+        per_image = per_image_alignment(arrays["logit"], arrays["log_prob"], arrays["heatmap"], percentile)
+        return alignment_result(per_image, arrays["correct"], int(num_classes), gaming_margin, denominator,
+                                arrays["position"])
 
 
 def _numpy(tensor) -> np.ndarray:
@@ -163,41 +160,6 @@ def _input_size(model: keras.Model) -> tuple[int, int] | None:
     if len(shape) != 4 or shape[1] is None or shape[2] is None:
         return None
     return int(shape[1]), int(shape[2])
-
-
-def _scores(arrays: dict[str, np.ndarray], num_classes: int, gaming_margin: float,
-            percentile: float, denominator: Denominator) -> dict:
-    per_image = {"correct": arrays["correct"]}
-    if len(arrays["heatmap"]):
-        per_image["spearman"] = metrics.spearman(arrays["logit"], arrays["heatmap"])
-        per_image["spearman_log_prob"] = metrics.spearman(arrays["log_prob"], arrays["heatmap"])
-        per_image["dice"] = metrics.dice(arrays["logit"], arrays["heatmap"], percentile)
-        per_image["iou"] = metrics.iou(arrays["logit"], arrays["heatmap"], percentile)
-    else:
-        per_image.update({k: np.array([]) for k in ("spearman", "spearman_log_prob", "dice", "iou")})
-    spearman = metrics.summarize(per_image["spearman"])
-    spearman_log_prob = metrics.summarize(per_image["spearman_log_prob"])
-    gap = spearman["mean"] - spearman_log_prob["mean"]
-    accuracy = float(arrays["correct"].mean())
-    return {
-        "accuracy": accuracy,
-        "num_classes": num_classes,
-        "near_chance": metrics.near_chance(accuracy, num_classes),
-        "chance_threshold": metrics.chance_threshold(num_classes),
-        "count": int(arrays["correct"].size),
-        "mapped": int(len(arrays["heatmap"])),
-        "spearman": spearman,
-        "spearman_log_prob": spearman_log_prob,
-        "alignment_score": denominator.alignment(per_image["spearman"], arrays["position"]),
-        "alignment_score_log_prob": denominator.alignment(per_image["spearman_log_prob"], arrays["position"]),
-        "denominator": denominator.describe(),
-        "dice": float(np.nanmean(per_image["dice"])) if len(per_image["dice"]) else float("nan"),
-        "iou": float(np.nanmean(per_image["iou"])) if len(per_image["iou"]) else float("nan"),
-        "gaming_gap": float(gap),
-        "gaming": bool(gap > gaming_margin),
-        "gaming_margin": float(gaming_margin),
-        "per_image": per_image,
-    }
 
 
 def public(result: dict) -> dict:

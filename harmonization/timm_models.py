@@ -83,8 +83,10 @@ def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
         return load_file(str(path), device="cpu")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle errors have many types; name the file in every case
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch weights file: {error}") from error
+    except Exception as error:  # pickle errors have many types; name the file in every case, in one line
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch weights file (only tensors and plain "
+                         f"containers are read, nothing is unpickled): {first}") from error
     for key in _STATE_DICT_KEYS:
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]

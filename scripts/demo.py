@@ -7,6 +7,8 @@ Stages (each one is skipped when its outputs exist, unless --fresh):
   4. attack both with the paper's protocol, and the pretrained    `adv-align attack`
      efficientnet-lite0 on photos bundled with scikit-image etc.
   5. figures, statistics and the final table                      `adv-align report`
+The attack sweep also measures every model's human alignment on the stimuli with maps (the
+evaluation saliency of `harmonize evaluate`, in PyTorch): the table's "human alignment, sweep" column.
 """
 from __future__ import annotations
 
@@ -157,6 +159,8 @@ def print_table(evaluations: dict, attacks: Path) -> None:
             "accuracy": f"{evaluation.get('accuracy', attack_row['accuracy']):.3f}",
             "human alignment (rho)": cell(evaluation.get("spearman")),
             "log-prob alignment": cell(evaluation.get("spearman_log_prob")),
+            "human alignment, sweep (rho)": cell({"mean": attack_row.get("human_alignment_mean"),
+                                                  "sem": attack_row.get("human_alignment_sem")}),
             "conflict accuracy": f"{conflict['accuracy']:.3f}" if conflict else "n/a",
             "tolerance (L2)": cell({"mean": attack_row["l2_mean"], "sem": attack_row["l2_sem"]}),
             "adversarial alignment": cell({"mean": attack_row["alignment_mean"],

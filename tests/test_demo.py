@@ -29,6 +29,8 @@ def test_demo_writes_every_artefact_and_resumes(tmp_path):
         rows = list(csv.DictReader(handle))
     assert {row["model"] for row in rows} == {"control", "harmonized", "efficientnet_lite0_imagenet"}
     assert all(row["tolerance (L2)"] for row in rows)
+    human = {row["model"]: row["human alignment, sweep (rho)"] for row in rows}  # measured where there are maps
+    assert human["efficientnet_lite0_imagenet"] == "n/a" and "±" in human["control"] and "±" in human["harmonized"]
     for stage in ("stage 1/5", "stage 5/5", "demo finished"):
         assert stage in first.stdout
 

@@ -323,7 +323,7 @@ def test_a_full_disk_keeps_the_committed_batches_and_the_rerun_resumes(finished,
     assert sorted(p.name for p in (folder / "batches").iterdir()) == ["000000.csv"]  # no temporary file left
     stamp = (folder / "batches" / "000000.csv").stat().st_mtime_ns
     monkeypatch.setattr(store, "write_text", real)
-    assert main(cli_args(models, assets["stimuli"], out)) == 0
+    assert main(cli_args(models, assets["stimuli"], out, "--no-human-alignment")) == 0
     assert (folder / "batches" / "000000.csv").stat().st_mtime_ns == stamp
     expected = finished[0] / "convnext" / "l2_pgd" / "results.csv"
     assert (folder / "results.csv").read_bytes() == expected.read_bytes()
@@ -340,7 +340,7 @@ def test_bad_files_in_a_sweep_folder_are_named_or_recomputed(finished, assets, t
     _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(batch), "columns model,image_id,label")
     assert batch.read_text().startswith("model,image_id,label\n")  # left for the user to look at
     batch.write_bytes(b"")  # a sweep's own half-written file: computed again
-    assert main(cli_args(models, assets["stimuli"], out)) == 0
+    assert main(cli_args(models, assets["stimuli"], out, "--no-human-alignment")) == 0
     assert batch.read_bytes() == good
     expected = (finished[0] / "convnext" / "l2_pgd" / "results.csv").read_bytes()
     assert (folder / "results.csv").read_bytes() == expected

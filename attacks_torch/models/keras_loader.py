@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,6 +38,23 @@ class _ChannelsLast(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.keras_model(x.permute(0, 2, 3, 1).to(self.keras_device), training=False)
         return logits.to(x.device)
+
+    def saliency_parts(self) -> tuple[Callable, Callable] | None:
+        """For a pixel model (``preprocess`` and ``backbone`` parts): (NCHW pixels -> the
+        preprocessed image, NCHW; that image -> logits), the point where ``harmonize evaluate``
+        takes its saliency. None for a network without such parts (its input is that point)."""
+        names = {layer.name for layer in getattr(self.keras_model, "layers", [])}
+        if not set(PIXEL_MODEL_PARTS) <= names:
+            return None
+        preprocess, backbone = (self.keras_model.get_layer(name) for name in PIXEL_MODEL_PARTS)
+
+        def to_input(x: torch.Tensor) -> torch.Tensor:
+            return preprocess(x.permute(0, 2, 3, 1).to(self.keras_device), training=False).permute(0, 3, 1, 2)
+
+        def head(z: torch.Tensor) -> torch.Tensor:
+            return backbone(z.permute(0, 2, 3, 1), training=False).to(z.device)
+
+        return to_input, head
 
 
 def _import_keras_on_torch():

@@ -84,7 +84,8 @@ class PixelModel(nn.Module):
             return maps
         return resize(maps[:, None], self.input_size, MAP_INTERPOLATION)[:, 0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``forward`` feeds the network for images ``x``: resized, then ``(x - mean) / std``."""
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(
                 f"model {self.name!r}: expected float images (N, 3, H, W) in [0, 1], "
@@ -92,7 +93,10 @@ class PixelModel(nn.Module):
             )
         if self.input_size is not None:
             x = resize(x, self.input_size, self.interpolation)
-        return self.network((x - self._mean) / self._std)
+        return (x - self._mean) / self._std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(self.network_input(x))
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, input_size={self.input_size}, interpolation={self.interpolation!r}, "

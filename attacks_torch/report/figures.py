@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from attacks_torch.report.results import ModelResult
 from attacks_torch.sweep import SweepFolder
+from attacks_torch.sweep.human_store import HumanFolder
 from harmonization.files import temporary_path
 from harmonization.metrics import model_correlation
 
@@ -102,20 +103,37 @@ def scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: s
     return figure
 
 
+def _perturbation_label(r: ModelResult, rows: list[dict[str, str]], row: int) -> str:
+    """The model's label with the image's eps and adversarial alignment (Spearman) when it was fooled."""
+    if row >= len(rows) or rows[row]["fooled"] != "True":
+        return r.label
+    return f"{r.label}\neps {float(rows[row]['eps']):.3g}, rho {float(rows[row]['alignment']):.2f}"
+
+
 def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int) -> Figure | None:
+    """Image, human map, and per model the perturbation (labelled with eps and Spearman) and, when the
+    sweep measured human alignment, the saliency map beside it."""
     preview = store.read_preview() if count >= 1 and results else None
     if preview is None:
         return None
     count = min(count, len(preview["ids"]))
-    columns = 2 + len(results)
-    figure = Figure(figsize=(1.6 * columns, 1.7 * count))
+    saliency = {r.label: HumanFolder(store.root, r.folder.path.parent.name) for r in results
+                if math.isfinite(r.human_alignment)}
+    rows = {r.label: r.folder.read_results() for r in results}
+    columns = 2 + len(results) + len(saliency)
+    figure = Figure(figsize=(1.6 * columns, 1.9 * count))
     for row in range(count):
         image = preview["images"][row].transpose(1, 2, 0)
         cells = [("image", image, None), ("human map", preview["heatmaps"][row], "viridis")]
         for r in results:
             shown = preview["stimuli_sha256"]
             same = None in (r.stimuli_sha256, shown) or r.stimuli_sha256 == shown
-            cells.append((r.label, r.folder.read_map(row) if same else "attacked on\nother stimuli", "magma"))
+            cells.append((_perturbation_label(r, rows[r.label], row),
+                          r.folder.read_map(row) if same else "attacked on\nother stimuli", "magma"))
+            if r.label in saliency:
+                human = rows[r.label][row].get("human_alignment", "") if row < len(rows[r.label]) else ""
+                title = f"{r.label} saliency" + (f"\nrho {float(human):.2f}" if human else "")
+                cells.append((title, saliency[r.label].read_map(row) if same else None, "magma"))
         for column, (title, data, cmap) in enumerate(cells):
             axes = figure.add_subplot(count, columns, row * columns + column + 1)
             axes.set_xticks([])
@@ -124,8 +142,8 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
                 axes.text(0.5, 0.5, data or "not fooled\nor misclassified", ha="center", va="center", fontsize=6)
             else:
                 axes.imshow(np.clip(data, 0, 1) if cmap is None else data, cmap=cmap)
-            if row == 0:
-                axes.set_title(title, fontsize=6)
+            if row == 0 or "\n" in title:
+                axes.set_title(title, fontsize=5)
     return figure
 
 

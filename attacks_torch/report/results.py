@@ -2,6 +2,7 @@
 attack, its class (CNN, ViT, hybrid), whether it is reliable, and the statistics across models."""
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,12 @@ class ModelResult:
     """The content hash of the stimuli the model was attacked on (None for summaries without it)."""
     unreliable: str | None = None
     """Why the model's tolerance and alignment are not to be trusted (None: they are)."""
+    human_alignment: float = math.nan
+    """Mean Spearman of the logit saliency with the human maps (``attacks_torch.human``; NaN: not measured)."""
+    human_alignment_sem: float = math.nan
+    human_alignment_score: float = math.nan
+    """``human_alignment`` over the human ceiling: the Harmonization paper's alignment score."""
+    gaming: bool | None = None
 
 
 def parse_arch_overrides(argument: str) -> dict[str, str]:
@@ -109,6 +116,15 @@ def _data_classes(folder: ModelFolder, summary: dict) -> int | None:
     return len({row["label"] for row in folder.read_results()})
 
 
+def human_fields(summary: dict) -> dict:
+    """The ModelResult fields of a summary's human alignment (none for a summary without it)."""
+    human = summary.get("human_alignment") or {}
+    if not human:
+        return {}
+    return {"human_alignment": human["mean"], "human_alignment_sem": human["sem"],
+            "human_alignment_score": human["score"], "gaming": (summary.get("human") or {}).get("gaming")}
+
+
 def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
                  pairs: Sequence[tuple[str, str]] = (), arch_overrides: dict[str, str] | None = None,
                  ) -> tuple[list[ModelResult], list[dict]]:
@@ -138,6 +154,7 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
             stimulus_accuracy=s["accuracy"], num_classes=num_classes, data_classes=data_classes,
             stimuli_sha256=((s.get("config") or {}).get("stimuli") or {}).get("sha256"),
             unreliable=unreliable_reason(s["accuracy"], num_classes, data_classes),
+            **human_fields(s),
         ))
     return results, failed
 

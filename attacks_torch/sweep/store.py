@@ -6,6 +6,7 @@
     OUT/<model slug>/<attack>/maps/000000.npy      |mean over channels of delta| of a fooled image
     OUT/<model slug>/<attack>/results.csv          every row, in stimulus order, when complete
     OUT/<model slug>/<attack>/summary.json         counts, mean and standard error, accuracy, classes
+    OUT/<model slug>/human/...                     its human alignment, of any attack (``human.py``)
     OUT/<model slug>/<attack>/failed.json          the error of a model that failed
     OUT/summary.csv  OUT/pairs.csv  OUT/preview.npz  shared: rebuilt or merged under a lock
 
@@ -31,13 +32,20 @@ import numpy as np
 from attacks_torch.sweep.errors import SweepError, arg
 from harmonization.files import OutputError, atomic_write, write_json, write_npy, write_text
 
-RESULT_COLUMNS = ("model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
-                  "alignment", "attack", "norm")
+BATCH_COLUMNS = ("model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
+                 "alignment", "attack", "norm")
+HUMAN_MEASURES = ("human_alignment", "human_alignment_logprob")
+"""Per-image Spearman of the logit and the log-probability evaluation saliency with the human map
+(``attacks_torch.human``); empty where not measured."""
+RESULT_COLUMNS = (*BATCH_COLUMNS[:10], *HUMAN_MEASURES, *BATCH_COLUMNS[10:])
+"""results.csv: an attack batch's columns with the human alignment beside the adversarial alignment
+(a results.csv with BATCH_COLUMNS, written before human alignment, reads with empty human cells)."""
 MEASURES = ("eps", "l2", "linf", "alignment")
 SUMMARY_KEYS = ("model", "spec", "attack", "norm", "status", "n_images", "n_attacked", "n_fooled", "accuracy",
                 *MEASURES)
 SUMMARY_COLUMNS = ("model", "attack", "norm", "status", "n_images", "n_attacked", "n_fooled", "accuracy",
-                   "num_classes", *(f"{m}_{s}" for m in MEASURES for s in ("mean", "sem")), "spec", "error")
+                   "num_classes", *(f"{m}_{s}" for m in MEASURES for s in ("mean", "sem")),
+                   *(f"{m}_{s}" for m in HUMAN_MEASURES for s in ("mean", "sem", "score")), "gaming", "spec", "error")
 FAILED_KEYS = ("model", "attack", "error_type", "message")
 PREVIEW_KEYS = ("images", "heatmaps", "labels", "ids")
 SHARED_FILES = ("summary.csv", "pairs.csv", "preview.npz", ".lock")
@@ -144,20 +152,20 @@ class ModelFolder:
         path = self.batch_path(start)
         if not path.exists():
             return None
-        text, header = path.read_text(errors="replace"), ",".join(RESULT_COLUMNS)
+        text, header = path.read_text(errors="replace"), ",".join(BATCH_COLUMNS)
         first_line, newline, _ = text.partition("\n")
         if not newline and header.startswith(text):
             return None  # empty, or cut short inside the header: a sweep's own half-written file, computed again
         if first_line == header and (not text.endswith("\n") or text.count("\n") < 1 + len(ids)):
             return None  # cut short after the header: computed again
-        rows = read_table(path, RESULT_COLUMNS)
+        rows = read_table(path, BATCH_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
             raise SweepError(f"{path}: holds {len(rows)} rows that are not model {label!r} on stimuli "
                              f"{ids[0]} .. {ids[-1]}; remove it, or start the model over ({arg('fresh')})")
         return rows
 
     def write_batch(self, start: int, rows: Sequence[Sequence[Any]]) -> None:
-        write_text(self.batch_path(start), csv_text(RESULT_COLUMNS, rows))
+        write_text(self.batch_path(start), csv_text(BATCH_COLUMNS, rows))
 
     def write_map(self, index: int, array: np.ndarray) -> None:
         write_npy(self.map_path(index), np.asarray(array, dtype=np.float32))
@@ -176,10 +184,15 @@ class ModelFolder:
         return array
 
     def write_results(self, rows: Sequence[dict[str, str]]) -> None:
-        write_text(self.results, csv_text(RESULT_COLUMNS, [[r[c] for c in RESULT_COLUMNS] for r in rows]))
+        write_text(self.results, csv_text(RESULT_COLUMNS, [[r.get(c, "") for c in RESULT_COLUMNS] for r in rows]))
 
     def read_results(self) -> list[dict[str, str]]:
-        return read_table(self.results, RESULT_COLUMNS)
+        """Every row, with RESULT_COLUMNS (the human cells empty in a file written before them)."""
+        try:
+            return read_table(self.results, RESULT_COLUMNS)
+        except SweepError:
+            rows = read_table(self.results, BATCH_COLUMNS)
+        return [{c: r.get(c, "") for c in RESULT_COLUMNS} for r in rows]
 
     def read_summary(self) -> dict[str, Any] | None:
         """The summary of a finished model (checked: every key, each measure's mean and sem), or None."""
@@ -301,6 +314,11 @@ class SweepFolder:
                 for measure in MEASURES:
                     stats = data.get(measure, {})
                     row[f"{measure}_mean"], row[f"{measure}_sem"] = stats.get("mean", ""), stats.get("sem", "")
+                for measure in HUMAN_MEASURES:
+                    stats = data.get(measure) or {}
+                    for stat in ("mean", "sem", "score"):
+                        row[f"{measure}_{stat}"] = stats.get(stat, "")
+                row["gaming"] = (data.get("human") or {}).get("gaming", "")
                 row["status"] = data.get("status", "failed")
                 row["error"] = f"{data['error_type']}: {data['message']}" if "error_type" in data else ""
                 rows.append([row[c] for c in SUMMARY_COLUMNS])
