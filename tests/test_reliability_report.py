@@ -22,8 +22,9 @@ def _summary(sweep, label, accuracy, num_classes, data_classes=None, stimuli="a"
         summary["data_classes"] = data_classes
     (folder / "summary.json").write_text(json.dumps(summary))
     if labels is not None:  # an older sweep: no data_classes, the labels in results.csv
-        rows = [(label, f"s.tfrecords:{i}", y, 0, y == 0, False, math.nan, math.nan, math.nan, math.nan, "l2_pgd",
-                 "l2") for i, y in enumerate(labels)]
+        cells = [{"model": label, "image_id": f"s.tfrecords:{i}", "label": y, "clean_pred": 0, "clean_correct": y == 0,
+                  "fooled": False, "attack": "l2_pgd", "norm": "l2"} for i, y in enumerate(labels)]
+        rows = [[row.get(column, math.nan) for column in RESULT_COLUMNS] for row in cells]  # measures NaN
         (folder / "results.csv").write_text(csv_text(RESULT_COLUMNS, rows))
 
 
