@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stimuli-per-class", type=int, default=25)
     parser.add_argument("--lam", type=float, default=0.5, help="harmonization weight of the harmonized model")
     parser.add_argument("--lr", type=float, default=1e-3, help="base learning rate (Adam)")
+    parser.add_argument("--lambda-schedule", choices=("adaptive", "linear"), default="adaptive",
+                        help="harmonize train's lambda schedule (linear: the earlier one-epoch ramp)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photos", type=int, default=7, help="bundled photos attacked on efficientnet-lite0 (0: skip)")
     return parser.parse_args(argv)
@@ -73,7 +75,8 @@ def train(args: argparse.Namespace, splits: dict, name: str, lam: float) -> Path
             "--val", splits["val"], "--val-split", "test", "--epochs", args.epochs, "--out", out, "--lambda", lam,
             "--image-size", splits["image_size"], "--num-classes", splits["num_classes"],
             "--seed", args.seed, "--optimizer", "adam", "--lr", args.lr, "--warmup-epochs", 1,
-            "--lambda-ramp-epochs", 1, "--min-crop-area", 1.0, "--alignment-batches", 2)
+            "--lambda-ramp-epochs", 1, "--lambda-schedule", args.lambda_schedule, "--min-crop-area", 1.0,
+            "--alignment-batches", 2)
     return out / "model.keras"
 
 

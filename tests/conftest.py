@@ -11,6 +11,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import harmonization  # noqa: E402,F401  (before TensorFlow)
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# CI (GitHub Actions sets CI=true) draws the same examples on every run, so a red build names a
+# change in the code, not a new draw; elsewhere each run draws afresh. HYPOTHESIS_PROFILE overrides.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 import builders  # noqa: E402
 

@@ -1,4 +1,5 @@
 """``adv-align``: zoo listing, exit codes, one-line errors, attack then report."""
+import dataclasses
 import json
 import os
 import shutil
@@ -61,8 +62,15 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path):
     _one_line_error(capsys, ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--arch", "a=mlp"], "--arch: ")
 
 
-def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path):
+def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path, monkeypatch):
     torch.set_num_threads(1)
+    entry, received = ATTACK_REGISTRY["ddn"], []
+
+    def recording_ddn(*args, **options):  # the real DDN, after noting the options it was called with
+        received.append(options)
+        return entry.function(*args, **options)
+
+    monkeypatch.setitem(ATTACK_REGISTRY, "ddn", dataclasses.replace(entry, function=recording_ddn))
     checkpoint = make_checkpoint(tmp_path)
     stimuli = make_stimuli(tmp_path, checkpoint, n=4, shards=1)
     out = tmp_path / "out"
@@ -72,6 +80,10 @@ def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path):
     config = json.loads((out / "ok" / "ddn" / "config.json").read_text())
     assert config["attack_options"] == {**ATTACK_REGISTRY["ddn"].defaults, "steps": 7, "gamma": 0.1, "bounds": [0, 1]}
     assert config["search"] == {}  # the eps search settings do not apply to a minimum-norm attack
+    assert received, "the attack never ran"
+    for options in received:  # every batch's call, with the flag's and the JSON's values
+        assert options["steps"] == 7 and options["gamma"] == 0.1, options
+        assert {**options, "bounds": list(options["bounds"])} == config["attack_options"], options
 
 
 def test_attack_exit_code_and_report(capsys, tmp_path):

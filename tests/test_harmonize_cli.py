@@ -13,6 +13,7 @@ import builders  # noqa: F401  (loads harmonization before TensorFlow)
 import keras
 
 from harmonization.cli import main
+from harmonization.clickme import iter_clickme
 from harmonization.models import build_model
 
 MINI_SIZES = ["--train-size", "96", "--val-size", "48", "--conflict-size", "32",
@@ -132,6 +133,15 @@ def test_evaluate_reports_alignment_gaming_and_conflict_accuracy(trained, mini, 
     assert ("WARNING: accuracy" in printed) == evaluation["near_chance"]
     trained_summary = json.loads((trained / "summary.json").read_text())["validation"]
     assert evaluation["alignment_score"] == pytest.approx(trained_summary["alignment_score"], rel=1e-5)
+    # conflict accuracy recomputed outside the evaluator: the saved model's top class on each
+    # conflict image, read record by record, against its label
+    records = [r for path in sorted(mini.glob("conflict-*")) for r in iter_clickme(path)]
+    model = keras.saving.load_model(trained / "model.keras")
+    predicted = np.argmax(model.predict(np.stack([r.image for r in records]), verbose=0), axis=1)
+    expected = float(np.mean(predicted == np.array([r.label for r in records])))
+    assert len(records) == 32
+    assert result["conflict"]["accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert f"conflict-split accuracy   {expected:.4f} (32 images)" in printed
 
 
 def test_val_split_test_validates_on_uncropped_images_as_evaluate_split_test(mini, tmp_path, capsys):

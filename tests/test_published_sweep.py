@@ -1,9 +1,9 @@
 """``adv-align attack`` on a published-format harmonized file and a timm control in one sweep.
 
-The file is written by the reference constructor (the ``efficientnet`` package's EfficientNetB0, a
-32 px stand-in with random weights, ImageNet's 1000 classes) in the published full-model format; it
-is attacked through the ``published:NAME:PATH`` spec under Keras's torch backend, in a subprocess
-(the backend is fixed per process), beside a timm control of the same family.
+The file is written by the reference constructor (tf.keras 2 applications' VGG16, a 32 px stand-in
+with random weights, ImageNet's 1000 classes) in the published full-model format; it is attacked
+through the ``published:vgg16:PATH`` spec under Keras's torch backend, in a subprocess (the backend
+is fixed per process), beside timm's ``test_vit`` with random weights as the control.
 """
 from __future__ import annotations
 

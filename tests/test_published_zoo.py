@@ -20,11 +20,16 @@ import pytest
 
 from builders import PUBLISHED_FIXTURES, run_python
 
-from harmonization.models import (IMAGENET_MEAN, IMAGENET_STD, ModelFileError, load_published,  # noqa: E402
-                                  split_pixel_model)
+from harmonization.models import ModelFileError, load_published, split_pixel_model  # noqa: E402
 
 RTOL = 1e-4  # of the largest reference logit
 FILES = PUBLISHED_FIXTURES  # fixture file -> the published name it is loaded as
+# The published models' preprocessing, written out here rather than taken from the project, so
+# that a wrong constant in the project fails: ImageNet's RGB mean and standard deviation in [0, 1]
+# units, those of tf.keras applications' "torch" mode (which the reference's ViT, LeViT and MaxViT
+# use) and of torchvision.
+PUBLISHED_MEAN = (0.485, 0.456, 0.406)
+PUBLISHED_STD = (0.229, 0.224, 0.225)
 
 
 @pytest.mark.parametrize("name, image_size", [("convnext_tiny", 64), ("levit128", 224), ("maxvit_tiny", 224)])
@@ -62,7 +67,7 @@ def test_logits_match_the_reference_under_tensorflow(published_files, fixture):
     logits = model(pixels).numpy()
     assert relative_error(logits, np.load(published_files / f"{fixture}.logits.npy")) < RTOL
     preprocess, backbone = split_pixel_model(model)
-    expected = (pixels / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    expected = (pixels / 255.0 - np.array(PUBLISHED_MEAN)) / np.array(PUBLISHED_STD)
     np.testing.assert_allclose(preprocess(pixels).numpy(), expected, rtol=1e-5, atol=1e-5)
     assert not preprocess.trainable_weights
     assert model.input_shape == (None, 32, 32, 3)
@@ -90,6 +95,44 @@ def test_swapped_attention_kernels_are_caught_numerically(published_files, tmp_p
     pixels = np.load(published_files / "vit_b16.pixels.npy")
     reference = np.load(published_files / "vit_b16.logits.npy")
     assert relative_error(load_published("vit_b16", swapped)(pixels).numpy(), reference) > 1e-3
+
+
+def reorder_stored_weights(source: Path, target: Path) -> None:
+    """Copy ``source`` with every layer's stored weights listed in reverse order, and the layers
+    rotated by one (same names and arrays, other positions): a loader that assigns by position
+    gives other logits or fails on a shape."""
+    import h5py
+
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as handle:
+        group = handle["model_weights"] if "model_weights" in handle else handle
+        def as_bytes(names: list) -> np.ndarray:
+            return np.array([n if isinstance(n, bytes) else str(n).encode() for n in names], dtype="S")
+
+        layers = list(group.attrs["layer_names"])
+        group.attrs["layer_names"] = as_bytes(layers[1:] + layers[:1])
+        for layer in layers:
+            names = list(group[layer].attrs.get("weight_names", ()))
+            if len(names) > 1:
+                group[layer].attrs["weight_names"] = as_bytes(names[::-1])
+
+
+@pytest.mark.parametrize("fixture", ["vit_b16", "vgg16", "efficientnetb0"])
+def test_weights_are_matched_by_stored_name_never_by_position(published_files, tmp_path, fixture):
+    reordered = tmp_path / f"{fixture}_reordered.h5"
+    reorder_stored_weights(published_files / f"{fixture}.h5", reordered)
+    pixels = np.load(published_files / f"{fixture}.pixels.npy")
+    logits = load_published(FILES[fixture], reordered)(pixels).numpy()
+    assert relative_error(logits, np.load(published_files / f"{fixture}.logits.npy")) < RTOL
+
+
+@pytest.mark.parametrize("name, image_size", [("levit128", 224), ("maxvit_tiny", 224)])
+def test_kecam_weights_are_matched_by_stored_name_never_by_position(kecam_files, tmp_path, name, image_size):
+    reordered = tmp_path / f"{name}_reordered.h5"
+    reorder_stored_weights(kecam_files / f"{name}.h5", reordered)
+    _, backbone = split_pixel_model(load_published(name, reordered, image_size=image_size))
+    logits = backbone(np.load(kecam_files / f"{name}_images.npy")).numpy()
+    assert relative_error(logits, np.load(kecam_files / f"{name}_logits.npy")) < RTOL
 
 
 def test_bad_files_get_one_line_naming_the_file_and_the_fault(published_files, tmp_path):
@@ -161,15 +204,15 @@ def test_attack_ready_under_torch_with_tensorflows_logits(published_files, kecam
     files = {fixture: name for fixture, name in FILES.items() if fixture != "resnet50"}  # one ResNet
     result = run_python(UNDER_TORCH, env={"KERAS_BACKEND": "torch"}, timeout=600,
                         args=(str(published_files), json.dumps(files), str(kecam_files),
-                              ",".join(map(str, IMAGENET_MEAN)), ",".join(map(str, IMAGENET_STD))))
+                              ",".join(map(str, PUBLISHED_MEAN)), ",".join(map(str, PUBLISHED_STD))))
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for fixture, entry in report["models"].items():
         assert entry["error"] < RTOL, (fixture, entry)
         assert entry["grad_norm"] > 0 and not entry["training"], (fixture, entry)
         assert entry["input_size"] == ([224, 224] if fixture in ("levit128", "maxvit_tiny") else [32, 32]), fixture
-        np.testing.assert_allclose(entry["mean"], IMAGENET_MEAN)
-        np.testing.assert_allclose(entry["std"], IMAGENET_STD)
+        np.testing.assert_allclose(entry["mean"], PUBLISHED_MEAN)
+        np.testing.assert_allclose(entry["std"], PUBLISHED_STD)
     for fixture, message in report["refused"].items():  # the old x * 255 path refuses, and says why
         assert "not a pixel model" in message and "published:NAME:" in message, message
         assert "\n" not in message

@@ -192,6 +192,20 @@ def test_a_model_at_chance_is_flagged_and_left_out_of_the_statistics(tmp_path):
     assert "| a | CNN | 90.00 | stimuli | 100 | 90 | 50 |" in text and text.count("| yes |") == 4
 
 
+def test_a_model_at_chance_gets_no_control_to_harmonized_arrow(tmp_path):
+    from attacks_torch.report.figures import accuracy_point, scatter, tolerance_point
+
+    sweep = tmp_path / "sweep"
+    _write_four_class_sweep(sweep, {"a": 0.9, "b": 0.8, "c": 0.95, "dead": 0.26})
+    results, _ = load_results(sweep)
+    at = {r.label: accuracy_point(r)[0] for r in results}
+    figure = scatter(results, accuracy_point, tolerance_point, "accuracy", "tolerance", "t",
+                     pairs=[("a", "dead"), ("dead", "c"), ("b", "c")])
+    arrows = [text for text in figure.axes[0].texts if getattr(text, "arrow_patch", None) is not None]
+    # only b -> c: both pairs with the near-chance model are left out
+    assert [(arrow.xyann[0], arrow.xy[0]) for arrow in arrows] == [(at["b"], at["c"])]
+
+
 def test_report_out_that_is_a_file_or_a_full_disk_exits_2_keeping_what_was_written(tmp_path, capsys, monkeypatch):
     from attacks_torch import report as report_package
     from attacks_torch.cli import main

@@ -408,3 +408,16 @@ def test_the_default_gives_an_image_the_same_eps_alone_and_in_any_batch(cnn):  #
         alone = minimal_epsilon(cnn, images[i : i + 1], labels[i : i + 1])
         assert torch.equal(alone.eps.nan_to_num(-1), batched.eps[i : i + 1].nan_to_num(-1))
         assert alone.backward_passes.item() == batched.backward_passes[i]
+
+
+def test_secant_gives_the_ladders_eps_to_the_bit_on_lite0_and_the_bundled_photos():
+    """README: on efficientnet-lite0 and the bundled photos (and their mirror images, as the
+    benchmark attacks them) every eps the secant schedule finds is the ladder's, exactly."""
+    photos = bundled_photos()
+    images = torch.cat([photos.images, photos.images.flip(-1)])
+    labels = torch.cat([photos.labels, photos.labels])
+    ladder = minimal_epsilon(lite0(), images, labels, schedule="ladder")
+    secant = minimal_epsilon(lite0(), images, labels, schedule="secant")
+    assert torch.equal(ladder.attacked, secant.attacked) and torch.equal(ladder.fooled, secant.fooled)
+    assert int(ladder.fooled.sum()) >= len(images) // 2  # answers to compare, not NaN against NaN
+    assert torch.equal(ladder.eps.nan_to_num(-1.0), secant.eps.nan_to_num(-1.0)), (ladder.eps, secant.eps)
