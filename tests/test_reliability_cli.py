@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -93,16 +92,31 @@ def test_out_over_an_input_is_refused_keeping_the_input(capsys, tmp_path, assets
     assert _snapshot(sweep) == before
 
 
+# A child that runs the CLI and sends itself Ctrl-C (SIGINT) as soon as its first batch file is
+# committed: the interrupt lands at the same point on every machine, however fast or busy.
+INTERRUPTED_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from attacks_torch.cli import main
+from attacks_torch.sweep import store
+
+commit = store.ModelFolder.write_batch
+
+def commit_then_interrupt(self, *args, **kwargs):
+    commit(self, *args, **kwargs)
+    store.ModelFolder.write_batch = commit
+    os.kill(os.getpid(), signal.SIGINT)
+
+store.ModelFolder.write_batch = commit_then_interrupt
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path, assets):
     out = tmp_path / "out"
     argv = cli_args(f"c={MODEL}@{assets['checkpoint']}", assets["stimuli"], out, "--batch-size", "1")
-    process = subprocess.Popen([sys.executable, "-m", "attacks_torch.cli", *argv], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_AFTER_FIRST_BATCH, *argv], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     batches = out / "c" / "l2_pgd" / "batches"
-    deadline = time.monotonic() + 240
-    while process.poll() is None and not list(batches.glob("*.csv")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)  # Ctrl-C once the first batch is written
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and err.splitlines() == [
         "adv-align attack: interrupted; what was written is kept (every file is written whole), and the same "

@@ -31,7 +31,7 @@ from harmonization.files import atomic_write
 # results.csv's header as README.md and docs/data-contracts.md document it, written out here (not
 # taken from the code) so that dropping, renaming or moving a column fails.
 DOCUMENTED_COLUMNS = ["model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
-                      "alignment", "attack", "norm"]
+                      "alignment", "human_alignment", "human_alignment_logprob", "attack", "norm"]
 
 # A child that runs the CLI and SIGKILLs itself as soon as its first batch file is committed: the
 # kill lands at the same point on every machine, however fast or busy.
