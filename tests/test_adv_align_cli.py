@@ -74,6 +74,7 @@ def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path):
     assert config["search"] == {}  # the eps search settings do not apply to a minimum-norm attack
 
 
+@pytest.mark.compat
 def test_attack_exit_code_and_report(capsys, tmp_path):
     torch.set_num_threads(1)
     checkpoint = make_checkpoint(tmp_path)
