@@ -31,10 +31,10 @@ for end in "${ends[@]}"; do
 import sys
 from importlib.metadata import PackageNotFoundError, version
 def get(name):
-  try:
-      return version(name)
-  except PackageNotFoundError:
-      return "-"
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "-"
 print(" | ".join([sys.version.split()[0]] + [get(name) for name in sys.argv[1:]]))
 PY
 )
