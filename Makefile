@@ -1,6 +1,8 @@
 # `make demo` runs the study in miniature; `make test` runs the tests; `make bench` the benchmarks.
-# Each builds .venv first when it is missing or older than setup.cfg.
+# Each builds .venv first when it is missing or older than pyproject.toml or the lock file
+# requirements/lock.txt (the exact versions CI tests); `make compat` tests the ends of the ranges.
 PYTHON ?= python3
+LOCK := requirements/lock.txt
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,16 +11,16 @@ export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv compat clean
 
 venv: $(STAMP)
 
 # .reference-env: the constructors the reference library used for its published models (tf-keras,
 # kecam, vit-keras, efficientnet), beside the project's stack; tests run them only in subprocesses.
-$(STAMP): setup.cfg setup.py pyproject.toml tests/reference/requirements.txt
+$(STAMP): pyproject.toml $(LOCK) tests/reference/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[dev]'
 	rm -rf .reference-env
 	$(BIN)/pip install --quiet --no-deps --target .reference-env -r tests/reference/requirements.txt
 	touch $(STAMP)
@@ -31,6 +33,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# throwaway venvs (COMPAT_DIR, default /tmp/compat-venvs) at the lowest and highest ends of the ranges
+compat:
+	scripts/compat.sh $(COMPAT_ARGS)
 
 clean:
 	rm -rf $(VENV) .reference-env demo-output benchmarks/results/*.json

@@ -86,6 +86,7 @@ def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path, monk
         assert {**options, "bounds": list(options["bounds"])} == config["attack_options"], options
 
 
+@pytest.mark.compat
 def test_attack_exit_code_and_report(capsys, tmp_path):
     torch.set_num_threads(1)
     checkpoint = make_checkpoint(tmp_path)

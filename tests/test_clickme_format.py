@@ -52,6 +52,7 @@ def test_crc32c_of_a_stimulus_sized_payload_equals_the_bytewise_definition():
     assert crc.crc32c(data) == crc._crc_raw_python(data, 0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
+@pytest.mark.compat
 def test_example_codec_round_trips_every_feature_kind():
     payload = clickme.encode_example({"b": [b"x", b"yz"], "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25]),
                                       "s": "text"})
@@ -61,6 +62,7 @@ def test_example_codec_round_trips_every_feature_kind():
     assert parsed["f"].dtype == np.float32 and parsed["f"].tolist() == [0.5, -1.25]
 
 
+@pytest.mark.compat
 def test_framing_round_trips_and_the_scan_counts_records(tmp_path):
     payloads = [b"a", b"hello" * 1000, b""]
     clickme.write_records(tmp_path / "x.tfrecords", payloads)

@@ -40,6 +40,7 @@ def without_gradient(gradients: dict) -> set:
     return {path for path, g in gradients.items() if g is None or not np.any(g.numpy())}
 
 
+@pytest.mark.compat
 def test_harmonization_term_reaches_every_weight_of_the_small_cnn():
     gradients = harmonization_gradients(build_model("small_cnn", 4, 32), 32)
     assert len(gradients) == 16
@@ -113,6 +114,7 @@ def test_lambda_zero_skips_the_saliency_pass(monkeypatch):
         harmonized.fit(dataset, epochs=1, verbose=0)
 
 
+@pytest.mark.compat
 def test_one_step_follows_the_gradient_of_the_full_objective():
     arrays = clickme_arrays(6, 16, 3, seed=2)
     model = build_model("small_cnn", 3, 16)

@@ -67,6 +67,7 @@ def test_pyramid_is_a_binomial_blur_at_stride_two(size):
         np.testing.assert_allclose(level.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.compat
 def test_harmonization_loss_matches_the_formula_with_tokens():
     saliency, heatmaps = random_maps((3, 32, 32), 2), np.abs(random_maps((3, 32, 32), 3))
     tokens = np.array([1.0, 0.0, 1.0], np.float32)

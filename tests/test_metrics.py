@@ -12,6 +12,7 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.mark.compat
 def test_spearman_matches_scipy_per_sample(rng):
     a = rng.normal(size=(20, 8, 8))
     b = a + rng.normal(size=(20, 8, 8))

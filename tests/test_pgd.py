@@ -19,6 +19,7 @@ def _l2(t):
     "norm, attack_class, eps, step_size",
     [("l2", foolbox.attacks.L2PGD, 0.6, 0.5), ("linf", foolbox.attacks.LinfPGD, 0.03, 0.01)],
 )
+@pytest.mark.compat
 def test_ball_pgd_equals_foolbox(cnn, test_batch, norm, attack_class, eps, step_size):  # noqa: F811
     images, labels = test_batch
     reference = attack_class(abs_stepsize=step_size, steps=3, random_start=False).run(
@@ -90,6 +91,7 @@ def test_random_start_stays_in_the_ball(cnn, test_batch):  # noqa: F811
     assert (norms <= 0.3 + 1e-5).all() and (norms > 0.1).all()
 
 
+@pytest.mark.compat
 def test_samples_are_attacked_independently_of_their_batch(cnn, test_batch):  # noqa: F811
     images, labels = test_batch
     batched = pgd(cnn, images, labels, torch.linspace(0.2, 2.0, len(images)))

@@ -63,6 +63,7 @@ def synthetic(tmp_path_factory):
     return sweep, truth, top1, report
 
 
+@pytest.mark.compat
 def test_statistics_equal_scipy_on_the_same_numbers(synthetic):
     _, truth, top1, report = synthetic
     computed = json.loads((report.parent / "statistics.json").read_text())

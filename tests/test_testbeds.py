@@ -34,6 +34,7 @@ def test_same_seed_same_bytes_another_seed_differs(tmp_path, kind):
     assert all(glob.glob(info[split]) for split in SPLITS)
 
 
+@pytest.mark.compat
 def test_mini_is_clickme_mini_and_kinds_differ(tmp_path):
     write_testbed("mini", tmp_path / "mini", seed=1, **SMALL)
     clickme_mini(tmp_path / "direct", seed=1, **SMALL)

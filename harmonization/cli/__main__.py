@@ -1,6 +1,6 @@
 """``python -m harmonization.cli``: the ``harmonize`` command."""
 import sys
 
-from harmonization.cli import main
+from harmonization.extras import harmonize
 
-sys.exit(main())
+sys.exit(harmonize())

@@ -10,6 +10,7 @@ import sys
 from harmonization.cli.common import (UsageError, flag_names, fraction, non_negative_float,
                                       non_negative_int, number, positive_float, positive_int,
                                       print_evaluation)
+from harmonization.extras import install_hint
 
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -108,8 +109,7 @@ def select_backend(backend: str) -> None:
     per process).
     """
     if importlib.util.find_spec(BACKENDS[backend]) is None:
-        extra = " (pip install '.[jax]')" if backend == "jax" else ""
-        raise UsageError(f"--backend {backend}: {BACKENDS[backend]} is not installed{extra}")
+        raise UsageError(f"--backend {backend}: {install_hint(BACKENDS[backend])}")
     if backend not in RUN_BACKENDS:
         raise UsageError(f"--backend {backend}: the training run works on "
                          f"{', '.join(RUN_BACKENDS)} only (docs/backends.md)")
