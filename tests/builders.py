@@ -177,9 +177,11 @@ def make_checkpoint(directory: Path, name: str = SWEEP_MODEL, seed: int = 0) -> 
 
 
 def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = SWEEP_MODEL,
-                 shards: int = 2, seed: int = 0) -> str:
+                 shards: int = 2, seed: int = 0, relabelled: int = 0) -> str:
     """Stimulus-layout shards of bright squares on noise (human map: the square), drawn from ``seed``
-    and labelled with the checkpoint's own predictions (so every image is attacked); returns their glob."""
+    and labelled with the checkpoint's own predictions (so every image is attacked), except the last
+    ``relabelled`` images, labelled with the next class (so the stimuli hold more than one class and
+    the model is not judged at chance); returns their glob."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 60, (n, size, size, 3)).astype(np.float32)
     heatmaps = np.zeros((n, size, size, 1), np.float32)
@@ -191,6 +193,7 @@ def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, n
     with torch.no_grad():
         pixels = torch.from_numpy(images / 255).permute(0, 3, 1, 2)
         labels = model(model.resize_images(pixels)).argmax(1).tolist()
+    labels[n - relabelled:] = [(label + 1) % 4 for label in labels[n - relabelled:]] if relabelled else []
     per_shard = -(-n // shards)
     for shard in range(shards):
         part = range(shard * per_shard, min(n, (shard + 1) * per_shard))

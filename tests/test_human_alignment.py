@@ -194,7 +194,7 @@ def assets(tmp_path_factory):
     directory = tmp_path_factory.mktemp("human_assets")
     checkpoint = builders.make_checkpoint(directory)
     return {"models": f"convnext={builders.SWEEP_MODEL}@{checkpoint}",
-            "stimuli": builders.make_stimuli(directory, checkpoint)}
+            "stimuli": builders.make_stimuli(directory, checkpoint, relabelled=2)}  # 2 classes, accuracy 0.75
 
 
 @pytest.fixture(scope="module")
