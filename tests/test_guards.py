@@ -113,3 +113,23 @@ def test_bad_arguments():
         CollapseGuard(num_classes=4, patience=0)
     with pytest.raises(ValueError, match="num_classes"):
         CollapseGuard(num_classes=1)
+
+
+def test_chance_comes_from_the_classes_present_in_the_labels(tmp_path, caplog):
+    import logging
+
+    import builders
+    from harmonization.clickme.labels import classes_present
+    from harmonization.training.guards import data_classes
+
+    shards = builders.write_random_label_shards(tmp_path, n=32, num_classes=4)
+    assert classes_present(shards) == {0, 1, 2, 3}
+    assert len(classes_present(shards, limit=2)) == 2  # stops reading once the head's width is reached
+    with caplog.at_level(logging.WARNING):
+        assert data_classes(shards, 100) == 4
+    assert [r.getMessage() for r in caplog.records] == [
+        "num_classes 100 exceeds the 4 classes present in the training data: chance is taken as 1/4 "
+        "(the head is wider than the data)"]
+    caplog.clear()
+    assert data_classes(shards, 4) == 4 and not caplog.records
+    assert data_classes(shards, 1000, mix_with="imagenet-*") == 1000  # mixed ImageNet: the head's width

@@ -11,11 +11,18 @@ that of the classes the training data hold, the head's width being only an upper
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import keras
 
+from harmonization.clickme.labels import classes_present
+from harmonization.clickme.paths import ShardPaths
 from harmonization.metrics import chance_threshold, near_chance
+from harmonization.training.errors import ConfigError, Namer, field_name
+
+LOG = logging.getLogger("harmonization.training.run")
+"""The run's logger: the lines below belong to a training run's log."""
 
 CE_TOLERANCE = 0.02
 """An epoch's cross-entropy within this share of ln C has "not moved from chance"."""
@@ -96,3 +103,22 @@ def never_left_chance(history: list[dict], num_classes: int) -> str | None:
         text += ("; the harmonization term never came on (lambda 0 in every epoch), so this is slow "
                  "learning, not a collapse")
     return text
+
+
+def data_classes(train: ShardPaths, num_classes: int, mix_with: ShardPaths | None = None,
+                 name: Namer = field_name) -> int:
+    """The number of classes chance is taken from: those present in the labels of the ``train``
+    shards (``num_classes``, the head's width, only bounds it; with ``mix_with`` ImageNet data,
+    the head's width). Logs a warning when the head is wider than the data's classes; a
+    ``ConfigError`` when the labels hold fewer than 2 classes. ``name`` names the fields."""
+    if mix_with:
+        return num_classes
+    present = classes_present(train, limit=num_classes)
+    if len(present) < 2:
+        raise ConfigError(lambda name: (f"{name('train')} {train}: the training labels hold "
+                                        f"{len(present)} class(es); a classifier needs at least 2"))
+    if len(present) < num_classes:
+        LOG.warning("%s %d exceeds the %d classes present in the training data: chance is taken as "
+                    "1/%d (the head is wider than the data)", name("num_classes"), num_classes,
+                    len(present), len(present))
+    return len(present)

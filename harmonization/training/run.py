@@ -25,6 +25,7 @@ from harmonization.training.assembly import build_harmonizer, check_model, datas
 from harmonization.training.distribute import keras_distribution, worker_count
 from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
                                            field_name)
+from harmonization.training.guards import data_classes
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
 from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
                                            changed_settings)
@@ -198,25 +199,6 @@ def _collapse_message(config: TrainConfig, folder: RunFolder, what: str):
     return build
 
 
-def data_classes(config: TrainConfig, name: Namer = field_name) -> int:
-    """The number of classes chance is taken from: those present in the training labels (the
-    head's width, ``num_classes``, only bounds it; with ``mix_with`` the head's width). Logs a
-    warning when the head is wider than the data's classes."""
-    if config.mix_with:
-        return config.num_classes
-    from harmonization.clickme.labels import classes_present
-
-    present = classes_present(config.train, limit=config.num_classes)
-    if len(present) < 2:
-        raise ConfigError(lambda name: (f"{name('train')} {config.train}: the training labels hold "
-                                        f"{len(present)} class(es); a classifier needs at least 2"))
-    if len(present) < config.num_classes:
-        log.warning("%s %d exceeds the %d classes present in the training data: chance is taken as "
-                    "1/%d (the head is wider than the data)", name("num_classes"), config.num_classes,
-                    len(present), len(present))
-    return len(present)
-
-
 def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
         name: Namer = field_name) -> TrainResult:
     """Train, save, evaluate and summarise one run in ``config.out``; see the module docstring.
@@ -253,7 +235,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
     devices = devices or strategy.num_replicas_in_sync
     check_model(config)
-    classes = data_classes(config, name)
+    classes = data_classes(config.train, config.num_classes, config.mix_with, name)
 
     from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard, never_left_chance
