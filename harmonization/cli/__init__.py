@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from harmonization.cli import evaluate, mini, train, zoo
 from harmonization.cli.common import PROG, OneLineParser, UsageError
-from harmonization.console import quiet_tensorflow
 
 COLLAPSED = 3
 """Exit code of a training run stopped by the collapse guard."""
@@ -64,7 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harmonize`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet_tensorflow()  # TensorFlow's start-up lines once, when a subcommand imports it
     try:
         args.run(args)
     except Exception as error:
