@@ -7,6 +7,9 @@ Import order (docs/traps.md, "Import order"): loading triton (pulled in by timm,
 process: if TensorFlow is not loaded yet, triton is loaded now, before it can be; if TensorFlow is
 already loaded (a notebook that starts with ``import tensorflow``), triton is marked unavailable
 instead, so torch runs without it (torch needs triton only to compile GPU kernels) rather than crash.
+
+TensorFlow, when this process imports it later, writes its start-up lines once
+(``harmonization.console.quiet_tensorflow``; it imports nothing now).
 """
 import sys as _sys
 
@@ -24,3 +27,12 @@ def _settle_triton() -> None:
 
 
 _settle_triton()
+
+
+def _quiet_tensorflow() -> None:
+    from harmonization.console import quiet_tensorflow
+
+    quiet_tensorflow()
+
+
+_quiet_tensorflow()

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="harmonize train's lambda schedule (linear: the earlier one-epoch ramp)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photos", type=int, default=7, help="bundled photos attacked on efficientnet-lite0 (0: skip)")
+    parser.add_argument("--panels-to", type=Path, default=None,
+                        help="also copy the report's perturbation panels there (the README's figure: "
+                             "--panels-to docs/demo-panels.png)")
     return parser.parse_args(argv)
 
 
@@ -138,6 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     stage(5, "report")
     run(BIN / "adv-align", "report", attacks, "--out", args.out / "report", "--pairs", "control=harmonized")
     print_table(evaluations, attacks)
+    if args.panels_to is not None:
+        shutil.copyfile(args.out / "report" / "l2_pgd_panels.png", args.panels_to)
+        print(f"copied the perturbation panels to {args.panels_to}")
     print(f"\ndemo finished in {time.time() - started:.0f} s; report: {args.out / 'report' / 'report.md'}")
 
 

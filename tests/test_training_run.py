@@ -185,6 +185,44 @@ def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards
     assert [row["epoch"] for row in history(out)] == ["0", "1"]
 
 
+def test_a_slow_run_whose_gate_never_opened_is_not_stopped_and_says_so(shards, tmp_path, caplog):
+    """Random labels and a tiny learning rate: the adaptive gate never opens, so the guard has
+    nothing to judge; the run ends, saying it never left chance. The 4-class data with a 100-unit
+    head: chance is 1/4 (with 1/100 the gate would have opened at once at 0.25)."""
+    out = tmp_path / "run"
+    argv = ["train", "--model", "small_cnn", "--train", shards, "--val", shards, "--out", str(out),
+            "--epochs", "3", "--image-size", "32", "--num-classes", "100", "--batch-size", "32",
+            "--lambda", "0.5", "--optimizer", "adam", "--lr", "1e-7", "--warmup-epochs", "0",
+            "--lambda-ramp-epochs", "0", "--min-crop-area", "1", "--val-split", "test",
+            "--alignment-batches", "1", "--verbose", "0", "--collapse-patience", "2"]
+    with caplog.at_level(logging.WARNING, logger="harmonization.training"):
+        assert main(argv) == 0
+    err = [record.getMessage() for record in caplog.records if record.name.startswith("harmonization.training")]
+    assert all("\n" not in line for line in err)
+    head = [line for line in err if "exceeds" in line]
+    assert head == ["--num-classes 100 exceeds the 4 classes present in the training data: chance is "
+                    "taken as 1/4 (the head is wider than the data)"]
+    stuck = [line for line in err if "never left chance" in line]
+    assert len(stuck) == 1 and "in 3 epochs" in stuck[0] and "below 0.400" in stuck[0]
+    assert "slow learning, not a collapse" in stuck[0] and "--lr" in stuck[0] and "--min-crop-area 1" in stuck[0]
+    rows = history(out)
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"] and all(float(row["lambda"]) == 0 for row in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["chance"]["data_classes"] == 4 and summary["chance"]["left_chance"] is False
+    assert summary["chance"]["message"] == stuck[0]
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+
+def test_a_single_class_training_set_is_refused(tmp_path):
+    from harmonization.data import write_clickme
+
+    arrays = builders.clickme_arrays(8, 32, 4, 0)
+    write_clickme([{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0], "label": 2}
+                   for i in range(8)], tmp_path / "one", num_classes=4, prefix="one")
+    with pytest.raises(ConfigError, match=r"the training labels hold 1 class\(es\)"):
+        run(config(str(tmp_path / "one" / "one-*"), tmp_path / "run"))
+
+
 def test_a_folder_whose_run_cannot_be_identified_is_refused_in_one_line(shards, tmp_path):
     legacy = tmp_path / "legacy"
     legacy.mkdir()

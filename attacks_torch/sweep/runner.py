@@ -20,6 +20,7 @@ import gc
 import json
 import math
 import os
+import sys
 import time
 import traceback
 from collections.abc import Sequence
@@ -28,6 +29,8 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+from harmonization.console import interactive
 
 from attacks_torch.measures import perturbation_measures
 from attacks_torch.models import PixelModel, load_model, model_identity
@@ -186,7 +189,8 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
     sizes = {s: min(config.batch_size, len(stimuli) - s) for s in mine}
     error = None
     with tqdm(total=sum(sizes.values()), initial=sum(sizes[s] for s in mine if s not in todo), desc=spec.label,
-              unit="img", position=1, leave=False, disable=not (config.progress and env.is_main)) as bar:
+              unit="img", position=1, leave=False,
+              disable=not (config.progress and env.is_main and interactive())) as bar:
         model = None
         try:
             if todo or not folder.model_info.exists():  # model.json also after a run killed before it
@@ -265,9 +269,10 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
             store.record_pairs(pairs)
         env.gather(None)
         outcomes = []
+        bars = interactive()  # in a log: one line per model instead (harmonization.console)
         with tqdm(total=len(models), desc="models", unit="model", position=0,
-                  disable=not (config.progress and env.is_main)) as bar:
-            for spec in models:
+                  disable=not (config.progress and env.is_main and bars)) as bar:
+            for number, spec in enumerate(models, 1):
                 folder = store.model(spec.slug, config.attack)
                 fp = prints[spec.slug]
                 if isinstance(fp, Exception):
@@ -280,6 +285,10 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
                 outcomes.append(outcome)
                 if env.is_main:
                     store.rebuild_summary()
+                    if config.progress and not bars:
+                        wall = outcome.timing.get("wall_s")
+                        print(f"[{number}/{len(models)}] {outcome.label} [{outcome.attack}]: {outcome.status}"
+                              + ("" if wall is None else f" ({wall:.0f} s)"), file=sys.stderr, flush=True)
                 bar.update(1)
         return outcomes
     finally:

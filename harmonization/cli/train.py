@@ -15,6 +15,10 @@ from harmonization.extras import install_hint
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 """Keras backend -> the package it needs."""
+ZOO_NAMES = ("small_cnn", "small_cnn_plain", "vgg16", "resnet50v2", "efficientnetb0", "convnext_tiny",
+             "vit_b16", "maxvit_tiny", "levit128")
+"""``harmonization.models.MODEL_NAMES``, spelt out: the help is built before keras may be imported
+(the backend is chosen first); tests/test_readme.py checks the two agree."""
 RUN_BACKENDS = ("tensorflow", "jax", "torch")
 """The backends the whole run works on: the Harmonizer, its schedule and the alignment evaluation
 run on each (docs/backends.md)."""
@@ -35,9 +39,8 @@ def add_parser(commands) -> None:
                                           "harmonization.training.TrainConfig.")
     fit.add_argument("--backend", choices=tuple(BACKENDS),
                      help="Keras backend to train on (default: $KERAS_BACKEND, else tensorflow)")
-    fit.add_argument("--model", required=True, help="zoo model name (small_cnn, small_cnn_plain, "
-                     "vgg16, resnet50v2, efficientnetb0, convnext_tiny), or timm:NAME, a timm "
-                     "network (with --backend torch; saved as model.safetensors)")
+    fit.add_argument("--model", required=True, help=f"zoo model name ({', '.join(ZOO_NAMES)}), or "
+                     "timm:NAME, a timm network (with --backend torch; saved as model.safetensors)")
     fit.add_argument("--train", required=True, help="ClickMe training shards (path, directory or glob)")
     fit.add_argument("--val", required=True, help="ClickMe validation shards")
     fit.add_argument("--val-split", choices=("val", "test"),
@@ -89,15 +92,17 @@ def add_parser(commands) -> None:
     fit.add_argument("--alignment-batches", type=positive_int,
                      help="validation batches for the per-epoch alignment (default: all)")
     fit.add_argument("--no-collapse-guard", dest="collapse_guard", action="store_false",
-                     help="do not stop a harmonized run whose training accuracy stays at chance "
-                          "(a stopped run exits with code 3)")
+                     help="do not stop a harmonized run that is at chance with the harmonization "
+                          "term on (a stopped run exits with code 3)")
     fit.add_argument("--no-deterministic-data", dest="deterministic_data", action="store_false",
                      help="let tf.data hand out training batches as they are ready (faster input; a "
                           "rerun with the same --seed no longer repeats the run)")
     fit.add_argument("--collapse-patience", type=positive_int,
-                     help="epochs at chance, after the warm-up and the lambda ramp, before the guard stops")
+                     help="epochs at chance with the harmonization term on, after the warm-up and "
+                          "the lambda ramp, before the guard stops")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2),
-                     help="Keras progress: 2 one line per epoch, 1 a bar, 0 silent")
+                     help="Keras progress: 2 one line per epoch, 1 a bar, 0 silent (default: a bar "
+                          "on a terminal, one line per epoch otherwise)")
     fit.set_defaults(run=train, flags=flag_names(fit))
 
 
@@ -130,7 +135,7 @@ def train(args: argparse.Namespace):
 
     config = TrainConfig(**{field.name: getattr(args, field.name)
                             for field in dataclasses.fields(TrainConfig) if hasattr(args, field.name)})
-    result = run(config)
+    result = run(config, name=lambda field: args.flags.get(field, field))
     if result.status == "complete":
         print(f"{result.out}: the run is already complete ({config.epochs} epochs; "
               f"{result.model_path}); --fresh starts over", flush=True)

@@ -61,7 +61,10 @@ def check_model(config: TrainConfig) -> None:
                                         f"known models: {', '.join(MODEL_NAMES)}"))
 
 
-def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy):
+def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy,
+                     chance_classes: int | None = None):
+    """The compiled Harmonizer of ``config``; ``chance_classes``: the classes of the training data
+    (the adaptive gate's chance; default the head's width)."""
     from harmonization.models import build_model
     from harmonization.training.harmonizer import Harmonizer
     from harmonization.training.schedule import recipe, set_precision
@@ -74,7 +77,8 @@ def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.St
             lambda_weights=config.weight_decay, levels=config.levels,
             label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
             lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
-            lambda_schedule=config.lambda_schedule, saliency=config.saliency)
+            lambda_schedule=config.lambda_schedule, saliency=config.saliency,
+            chance_classes=chance_classes)
         harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
                                             config.decay_epochs, optimizer=config.optimizer),
                            steps_per_execution=config.steps_per_execution)

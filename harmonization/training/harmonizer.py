@@ -68,7 +68,7 @@ class Harmonizer(keras.Model):
     - ``"adaptive"`` (the default): the weight waits for the classifier. It is 0 until the running
       training accuracy (an exponential average over steps, decay ``GATE_DECAY``, of the accuracy
       of the whole global batch, starting at chance) first reaches
-      ``harmonization.metrics.chance_threshold(num_classes)``, chance + 0.2 * (1 - chance); from
+      ``harmonization.metrics.chance_threshold(chance_classes)``, chance + 0.2 * (1 - chance); from
       that step it grows linearly to ``lambda_harmonization`` over ``lambda_ramp_steps`` steps
       (at once when 0), and stays there. Without it a network that needs more than the ramp to
       leave chance can be taken over by the harmonization term, which is invariant to the
@@ -76,6 +76,9 @@ class Harmonizer(keras.Model):
       at which the gate opened are non-trainable variables of the Harmonizer, updated in
       ``train_step`` from counts summed over replicas (so every replica agrees), and saved and
       restored with its weights (``BackupAndRestore`` resumes with the gate as it was).
+      ``chance_classes`` is the number of classes the training data hold (``run`` counts them);
+      the head's width, the default, is only an upper bound: with a 1000-unit head on 4-class
+      data chance is 1/4.
     - ``"linear"``: the weight grows linearly from 0 over the first ``lambda_ramp_steps``
       optimizer steps; with 0 steps it is the published recipe (no ramp).
 
@@ -98,7 +101,8 @@ class Harmonizer(keras.Model):
                  lambda_harmonization: float = 1.0, lambda_weights: float = 1e-5,
                  levels: int = DEFAULT_LEVELS, label_smoothing: float = 0.1,
                  centered_logits: bool = False, lambda_ramp_steps: int = 0,
-                 lambda_schedule: str = "adaptive", saliency: str = "signed", **kwargs):
+                 lambda_schedule: str = "adaptive", saliency: str = "signed",
+                 chance_classes: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if saliency not in TRAINING_SALIENCIES:
             raise ValueError(f"saliency must be one of {', '.join(TRAINING_SALIENCIES)}, got {saliency!r}")
@@ -138,14 +142,18 @@ class Harmonizer(keras.Model):
         self.lambda_ramp_steps = int(lambda_ramp_steps)
         self.lambda_schedule = lambda_schedule
         self.num_classes = int(self.pixel_model.output_shape[-1])
+        if chance_classes is not None and not 2 <= chance_classes <= self.num_classes:
+            raise ValueError(f"chance_classes must be in [2, {self.num_classes}] (the head's width), "
+                             f"got {chance_classes}")
+        self.chance_classes = self.num_classes if chance_classes is None else int(chance_classes)
         if self.lambda_harmonization > 0 and keras.backend.backend() == "tensorflow":
             from harmonization.training.distribute import disable_arithmetic_optimization
 
             disable_arithmetic_optimization()
         if lambda_schedule == "adaptive":
-            self._gate_threshold = chance_threshold(self.num_classes)
+            self._gate_threshold = chance_threshold(self.chance_classes)
             self._gate_accuracy = self.add_weight(
-                shape=(), initializer=keras.initializers.Constant(1.0 / self.num_classes),
+                shape=(), initializer=keras.initializers.Constant(1.0 / self.chance_classes),
                 trainable=False, aggregation="only_first_replica", name="gate_accuracy")
             self._gate_step = self.add_weight(
                 shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
@@ -290,7 +298,7 @@ class Harmonizer(keras.Model):
             "lambda_weights": self.lambda_weights, "levels": self.levels,
             "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,
             "lambda_ramp_steps": self.lambda_ramp_steps, "lambda_schedule": self.lambda_schedule,
-            "saliency": self.saliency, "name": self.name,
+            "saliency": self.saliency, "chance_classes": self.chance_classes, "name": self.name,
         }
 
     @classmethod

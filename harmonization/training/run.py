@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -17,15 +18,20 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from harmonization.console import keras_verbose
 from harmonization.files import output_errors, write_json
 from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training.assembly import build_harmonizer, check_model, datasets, save_and_evaluate
 from harmonization.training.distribute import keras_distribution, worker_count
-from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
+from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
+                                           field_name)
+from harmonization.training.guards import data_classes
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
 from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
                                            changed_settings)
 from harmonization.timm_models import timm_name
+
+log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -41,6 +47,7 @@ class TrainConfig:
     same ``seed``, so a rerun repeats the run (on one CPU process, exactly); False lets tf.data
     hand out whichever batch is ready first.
     ``backend``: the Keras backend it must run on (None: the one keras runs on); it is recorded.
+    ``verbose``: Keras's progress (None: a bar on a terminal, one line per epoch otherwise).
     """
 
     model: str
@@ -79,7 +86,7 @@ class TrainConfig:
     deterministic_data: bool = True
     collapse_patience: int = 2
     fresh: bool = False
-    verbose: int = 2
+    verbose: int | None = None
     backend: str | None = None
 
     def settings(self) -> dict:
@@ -192,11 +199,16 @@ def _collapse_message(config: TrainConfig, folder: RunFolder, what: str):
     return build
 
 
-def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+        name: Namer = field_name) -> TrainResult:
     """Train, save, evaluate and summarise one run in ``config.out``; see the module docstring.
 
     ``strategy``: the distribution strategy (default: ``harmonization.training.strategy()``,
-    created here before any other TensorFlow operation). Raises ``ConfigError`` for settings
+    created here before any other TensorFlow operation). ``name`` names a field in the lines
+    logged (a front end passes its own names). Chance, for the adaptive gate, the collapse guard
+    and the end-of-run check, is that of the classes present in the training labels
+    (``data_classes``); a run still at chance at its end logs one line saying so, also recorded as
+    ``chance`` in ``summary.json``. Raises ``ConfigError`` for settings
     that cannot run (``StaleRunError`` for a folder holding another run), ``TrainingCollapsed``
     when the collapse guard stopped the run, ``harmonization.files.OutputError`` for a file that
     cannot be written (what was written before is kept; the same call then resumes).
@@ -223,14 +235,15 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
     devices = devices or strategy.num_replicas_in_sync
     check_model(config)
+    classes = data_classes(config.train, config.num_classes, config.mix_with, name)
 
     from harmonization.evaluation import AlignmentCallback
-    from harmonization.training.guards import CollapseGuard
+    from harmonization.training.guards import CollapseGuard, never_left_chance
 
     keras.utils.set_random_seed(config.seed)
     whole_batches = isinstance(strategy, tf.distribute.TPUStrategy) or (backend == "jax" and devices > 1)
     train, val, steps = datasets(config, whole_batches)
-    harmonizer = build_harmonizer(config, steps, strategy)
+    harmonizer = build_harmonizer(config, steps, strategy, classes)
     backup = Backup(folder.backup_dir)
     with strategy.scope():
         done = backup.restore(harmonizer)
@@ -239,21 +252,28 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> 
     guard = None
     if config.collapse_guard and config.lambda_harmonization > 0:
         start = math.ceil(max(config.warmup_epochs, config.lambda_ramp_epochs))
-        guard = CollapseGuard(config.num_classes, start, config.collapse_patience, history.rows)
+        guard = CollapseGuard(classes, start, config.collapse_patience, history.rows,
+                              gated=config.lambda_schedule == "adaptive")
         callbacks.append(guard)
     settings = config.settings()
     folder.write_record(settings, "running", epochs_done=done)
     started = time.time()
     harmonizer.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=done,
                    steps_per_epoch=steps if config.steps_per_epoch else None,
-                   callbacks=callbacks, verbose=config.verbose, shuffle=False)  # shuffled by load_clickme
+                   callbacks=callbacks, verbose=keras_verbose(config.verbose), shuffle=False)  # shuffled by load_clickme
     seconds = time.time() - started
     if guard is not None and guard.message is not None:
         folder.write_record(settings, "collapsed", message=guard.message,
                             epochs_done=guard.stopped_epoch + 1)
         raise TrainingCollapsed(_collapse_message(config, folder, guard.message))
+    stuck = never_left_chance(history.rows, classes)
+    if stuck is not None:
+        stuck = (f"{folder.out}: {stuck}; try another {name('lr')}, {name('min_crop_area')} 1 (whole "
+                 f"images) or more {name('epochs')}")
+        log.warning("%s", stuck)
     summary = {"settings": settings, "model_path": str(folder.model_path), "devices": devices,
-               "train_seconds": seconds,
+               "train_seconds": seconds, "chance": {"data_classes": classes, "left_chance": stuck is None,
+                                                    "message": stuck},
                "resumed_epochs": done, "final_epoch": history.rows[-1] if history.rows else {},
                **save_and_evaluate(config, folder, harmonizer, None if whole_batches else val)}
     write_json(folder.summary_path, summary)
