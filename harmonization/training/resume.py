@@ -32,6 +32,8 @@ SUMMARY = "summary.json"
 MODEL = "model.keras"
 TIMM_MODEL = "model.safetensors"
 BACKUP = "backup"
+RUN_FILES = (RUN_RECORD, HISTORY, SUMMARY, MODEL, TIMM_MODEL, BACKUP)
+"""What a run writes in its folder."""
 STATUSES = ("running", "collapsed", "complete")
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.weights\.h5")
 
