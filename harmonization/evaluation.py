@@ -9,8 +9,9 @@ whose logit alignment exceeds its log-probability alignment by more than ``GAMIN
 flagged as ``gaming``. A model whose accuracy is near chance (``harmonization.metrics.near_chance``)
 is flagged as ``near_chance``: its alignment numbers say nothing about a trained model. Chance is
 taken from the classes present in the evaluated labels (a 100-unit head on 4-class data is at
-chance at 0.25). A softmax or log-softmax head is evaluated before its activation where its last
-layer applies it (``harmonization.heads``); otherwise ``saliency_of_logits`` is False.
+chance at 0.25). A softmax head is evaluated before its softmax where its last layer applies it
+(``harmonization.heads``); otherwise ``saliency_of_logits`` is False. (A log-softmax head gives
+logits: its logit and log-probability saliencies are equal by design.)
 """
 from __future__ import annotations
 
@@ -107,12 +108,10 @@ class ClickMeEvaluator:
 
     def _head_fields(self, seen: str | None) -> dict:
         """``head_activation`` (None, "softmax", "log_softmax": what the model's outputs are) and
-        ``saliency_of_logits`` (False: the saliencies were taken after that activation, so the
-        logit saliency and the gaming check do not mean what they say)."""
-        if self._opened:
-            return {"head_activation": self._head, "saliency_of_logits": True}
+        ``saliency_of_logits`` (False: the saliencies were taken after a softmax, so the logit
+        saliency and the gaming check do not mean what they say; a log-softmax gives logits)."""
         head = self._head or seen
-        return {"head_activation": head, "saliency_of_logits": head is None}
+        return {"head_activation": head, "saliency_of_logits": self._opened or head != "softmax"}
 
 
 def _numpy(tensor) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Whether a network's output is logits, or a softmax / log-softmax of them.
 
-The evaluation's "logit" saliency and its gaming check (``harmonization.evaluation``) need logits:
-on a softmax head the "logit" saliency is a probability saliency, and on a log-softmax head the
-logit and the log-probability saliencies are one and the same. A head whose last layer applies the
-activation itself (``Dense(activation="softmax")``, ``Activation("softmax")``) is evaluated with
-that activation set to the identity while the saliency is taken (``linear_head``); a head that
-cannot be opened so (a ``Softmax`` layer, a subclassed model) is recognised from its outputs
-(``output_activation``) and the result is flagged.
+The evaluation's "logit" saliency and its gaming check (``harmonization.evaluation``) need
+logits. A log-softmax head gives logits in that sense (softmax and cross-entropy are unchanged;
+``small_cnn`` ends in one so that its logit saliency cannot be gamed, docs/method.md), but a
+softmax head does not: its "logit" saliency would be a probability saliency. A softmax applied by
+the last layer itself (``Dense(activation="softmax")``, ``Activation("softmax")``) is set to the
+identity while the saliency is taken (``linear_head``); one that cannot be opened so (a
+``Softmax`` layer, a subclassed model) is recognised from the outputs (``output_activation``) and
+the result is flagged.
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ def head_activation(network) -> tuple[str | None, keras.layers.Layer | None]:
 
 
 def can_open(layer: keras.layers.Layer | None) -> bool:
-    """True when ``layer``'s activation can be set to the identity (``linear_head``)."""
-    return layer is not None and not isinstance(layer, keras.layers.Softmax) and hasattr(layer, "activation")
+    """True when ``layer`` ends in a softmax that can be set to the identity (``linear_head``)."""
+    return (layer is not None and not isinstance(layer, keras.layers.Softmax)
+            and _activation_name(layer) == "softmax")
 
 
 @contextlib.contextmanager

@@ -54,6 +54,7 @@ def test_chance_is_taken_from_the_classes_in_the_data_not_the_head(shards, tmp_p
     assert result["accuracy"] <= majority < 0.4
     assert (result["num_classes"], result["head_classes"], result["head_wider_than_data"]) == (4, 100, True)
     assert result["near_chance"] is True and result["chance_threshold"] == pytest.approx(0.4)
+    assert (result["head_activation"], result["saliency_of_logits"]) == ("log_softmax", True)  # logits
     assert "NOTE: the model's head has 100 classes, the evaluated labels 4" in printed
     assert "WARNING: accuracy" in printed
 

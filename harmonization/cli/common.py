@@ -88,9 +88,9 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
                      f"labels {result['num_classes']}: chance is taken from the labels' "
                      f"{result['num_classes']}")
     if result.get("saliency_of_logits") is False:
-        lines.append(f"  WARNING: the model's outputs are a {result['head_activation']} of its logits "
-                     "that cannot be removed: the logit saliency is not that of logits and the "
-                     "gaming check compares log-probability saliencies")
+        lines.append("  WARNING: the model's outputs are a softmax of its logits that cannot be "
+                     "removed: its logit saliency is a probability saliency and the gaming check "
+                     "does not compare what it should")
     lines += [
         f"  accuracy                  {result['accuracy']:.4f}",
         f"  alignment score (logit)   {result['alignment_score']:.4f}   "
