@@ -254,7 +254,8 @@ def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = 
     ``head_classes``, ``head_wider_than_data``, ``near_chance`` (accuracy below
     ``chance_threshold``, ``harmonization.metrics.chance_threshold``: the alignment numbers are
     then unreliable), ``chance_threshold``, ``head_activation`` and ``saliency_of_logits``
-    (``ClickMeEvaluator``; False flags saliencies taken after a softmax), ``count``, ``mapped`` (images with a map), ``spearman`` and
+    (``ClickMeEvaluator``; False flags saliencies taken after a softmax), ``count``, ``mapped``
+    (images with a map), ``spearman`` and
     ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
     ``alignment_score_log_prob`` (mean Spearman / human ceiling), ``dice``, ``iou``,
     ``gaming_gap`` (mean Spearman logit minus log-prob), ``gaming`` (gap > ``gaming_margin``),
