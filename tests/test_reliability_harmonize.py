@@ -202,3 +202,19 @@ def test_ctrl_c_prints_one_line_exit_130_and_keeps_what_was_written(shards, tmp_
                                 shards, "--out", str(out)], capsys)
     assert code == 130 and line.startswith("harmonize: interrupted")
     assert out.read_text() == '{"old": true}' and sorted(os.listdir(tmp_path)) == ["evaluation.json", "model.keras"]
+
+
+def test_chance_classes_counts_the_classes_present_at_most_the_head():
+    from harmonization.metrics import chance_classes
+
+    labels = np.array([0, 3, 3, 7, 0])
+    assert chance_classes(labels) == 3 and chance_classes(labels, 100) == 3 and chance_classes(labels, 2) == 2
+
+
+def test_check_accuracy_refuses_an_out_that_is_its_model_file(tmp_path, capsys):
+    model = tmp_path / "vgg16.h5"
+    model.write_bytes(b"published weights")
+    code, line = one_line_exit(["check-accuracy", "--model", f"published:vgg16:{model}", "--imagenet-val",
+                                str(tmp_path), "--out", str(model)], capsys)
+    assert code == 2 and line.startswith(f"harmonize: error: --out {model} is an input of this command")
+    assert model.read_bytes() == b"published weights"
