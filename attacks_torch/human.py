@@ -138,9 +138,11 @@ def human_alignment(model: PixelModel, images: torch.Tensor, heatmaps: torch.Ten
                           backward_passes=counting.backward_passes.numpy())
 
 
-def summarize_human(result: HumanAlignment, num_classes: int, gaming_margin: float = GAMING_MARGIN) -> dict:
+def summarize_human(result: HumanAlignment, num_classes: int, gaming_margin: float = GAMING_MARGIN,
+                    labels: np.ndarray | None = None) -> dict:
     """What ``harmonize evaluate`` reports for these images (``harmonization.alignment.alignment_result``):
     accuracy, near_chance, spearman and spearman_log_prob summaries, alignment scores, Dice, IoU and
-    the gaming flag; the per-image measures over the mapped images."""
+    the gaming flag; the per-image measures over the mapped images. ``num_classes``: the head's
+    width; with the images' ``labels``, chance is taken from the classes present in them."""
     per_image = {key: getattr(result, key)[result.mapped] for key in PER_IMAGE}
-    return alignment_result(per_image, result.correct, int(num_classes), gaming_margin)
+    return alignment_result(per_image, result.correct, int(num_classes), gaming_margin, labels=labels)

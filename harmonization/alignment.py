@@ -48,13 +48,28 @@ def gaming(spearman: np.ndarray, spearman_log_prob: np.ndarray,
     return float(gap), bool(gap > gaming_margin)
 
 
+def chance_fields(accuracy: float, head_classes: int, labels: np.ndarray | None = None) -> dict:
+    """The near-chance fields: chance from the classes present in ``labels`` (at most the head's
+    width; the head's width without labels); labels of one class cannot tell a trained model from a
+    constant answer, so they always count as near chance."""
+    classes = int(head_classes) if labels is None else metrics.chance_classes(labels, head_classes)
+    return {"num_classes": classes, "head_classes": int(head_classes),
+            "head_wider_than_data": int(head_classes) > classes,
+            "near_chance": True if classes < 2 else metrics.near_chance(accuracy, classes),
+            "chance_threshold": 1.0 if classes < 2 else metrics.chance_threshold(classes)}
+
+
 def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_classes: int,
                      gaming_margin: float = GAMING_MARGIN, denominator: Denominator | None = None,
-                     positions: np.ndarray | None = None) -> dict:
+                     positions: np.ndarray | None = None, labels: np.ndarray | None = None) -> dict:
     """The result of an evaluation from its per-image measures over the mapped images
     (``per_image_alignment``) and whether each image (mapped or not) was classified correctly.
 
-    Keys: ``accuracy``, ``num_classes``, ``near_chance``, ``chance_threshold``, ``count``, ``mapped``,
+    ``num_classes`` is the width of the model's head; with ``labels`` (every image's class), chance
+    is taken from the classes present in them, at most the head's width (:func:`chance_fields`).
+
+    Keys: ``accuracy``, ``num_classes`` (the classes chance is taken from), ``head_classes``,
+    ``head_wider_than_data``, ``near_chance``, ``chance_threshold``, ``count``, ``mapped``,
     ``spearman`` / ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` /
     ``alignment_score_log_prob`` (mean / human ceiling: ``denominator``, the constant by default;
     ``positions``, the mapped images' record indices, for a per-image ceiling), ``denominator``
@@ -67,9 +82,7 @@ def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_
     gap, gamed = gaming(per_image["spearman"], per_image["spearman_log_prob"], gaming_margin)
     return {
         "accuracy": accuracy,
-        "num_classes": num_classes,
-        "near_chance": metrics.near_chance(accuracy, num_classes),
-        "chance_threshold": metrics.chance_threshold(num_classes),
+        **chance_fields(accuracy, num_classes, labels),
         "count": int(correct.size),
         "mapped": int(len(per_image["spearman"])),
         "spearman": metrics.summarize(per_image["spearman"]),

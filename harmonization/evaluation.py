@@ -7,7 +7,11 @@ alignment without changing what it classifies with, by adding one object-shaped 
 class's logit (softmax ignores it); the log-probability saliency is blind to that term. A model
 whose logit alignment exceeds its log-probability alignment by more than ``GAMING_MARGIN`` is
 flagged as ``gaming``. A model whose accuracy is near chance (``harmonization.metrics.near_chance``)
-is flagged as ``near_chance``: its alignment numbers say nothing about a trained model.
+is flagged as ``near_chance``: its alignment numbers say nothing about a trained model. Chance is
+taken from the classes present in the evaluated labels (a 100-unit head on 4-class data is at
+chance at 0.25). A softmax head is evaluated before its softmax where its last layer applies it
+(``harmonization.heads``); otherwise ``saliency_of_logits`` is False. (A log-softmax head gives
+logits: its logit and log-probability saliencies are equal by design.)
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from harmonization import heads
 from harmonization.alignment import GAMING_MARGIN, alignment_result, per_image_alignment
 from harmonization.batches import batch_tensors, class_indices
 from harmonization.clickme2.denominator import Denominator
@@ -54,11 +59,13 @@ class ClickMeEvaluator:
 
     def __init__(self, model: keras.Model, preprocess: Callable | None = None):
         model = getattr(model, "pixel_model", model)  # a Harmonizer evaluates its pixel model
+        _check_model(model)
         preprocess, network = _parts(model, preprocess)
         self._name = model.name
         self._input_size = _input_size(model)
-
-        self._saliency = saliency_function(network, preprocess)
+        self._head, layer = heads.head_activation(network)
+        self._opened = heads.can_open(layer)
+        self._saliency = saliency_function(network, preprocess, layer if self._opened else None)
 
     def _check_size(self, images: tf.Tensor) -> None:
         size = tuple(images.shape[1:3])
@@ -71,20 +78,24 @@ class ClickMeEvaluator:
                  denominator: Denominator | None = None) -> dict:
         """The results of ``evaluate_clickme`` for ``dataset``."""
         collected: dict[str, list[np.ndarray]] = {k: [] for k in
-                                                  ("logit", "log_prob", "heatmap", "correct", "position")}
-        num_classes = 0
+                                                  ("logit", "log_prob", "heatmap", "correct", "label",
+                                                   "position")}
+        seen: set[str | None] = set()
         for index, batch in enumerate(dataset):
             if max_batches is not None and index >= max_batches:
                 break
             images, heatmaps, labels, tokens = _batch_arrays(batch)
             self._check_size(images)
-            logit_maps, log_prob_maps, predictions, num_classes = self._saliency(images, labels)
+            logit_maps, log_prob_maps, outputs = self._saliency(images, labels)
+            outputs = _numpy(outputs)
+            seen.add(heads.output_activation(outputs))
             if logit_maps.shape[1:] != heatmaps.shape[1:]:
                 raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
                                  f"{heatmaps.shape[1:]} differ in size")
             mapped = tokens > 0
             collected["position"].append(sum(map(len, collected["correct"])) + np.flatnonzero(mapped))
-            collected["correct"].append(_numpy(predictions) == _numpy(labels))
+            collected["label"].append(_numpy(labels))
+            collected["correct"].append(outputs.argmax(-1) == collected["label"][-1])
             collected["logit"].append(_numpy(logit_maps)[mapped])
             collected["log_prob"].append(_numpy(log_prob_maps)[mapped])
             collected["heatmap"].append(heatmaps[mapped])
@@ -95,16 +106,44 @@ class ClickMeEvaluator:
         if max_batches is None:
             denominator.check_count(arrays["correct"].size)
         per_image = per_image_alignment(arrays["logit"], arrays["log_prob"], arrays["heatmap"], percentile)
-        return alignment_result(per_image, arrays["correct"], int(num_classes), gaming_margin, denominator,
-                                arrays["position"])
+        result = alignment_result(per_image, arrays["correct"], int(outputs.shape[-1]), gaming_margin, denominator,
+                                  arrays["position"], labels=arrays["label"])
+        result.update(self._head_fields(seen.pop() if len(seen) == 1 else None))
+        return result
+
+    def _head_fields(self, seen: str | None) -> dict:
+        """``head_activation`` (None, "softmax", "log_softmax": what the model's outputs are) and
+        ``saliency_of_logits`` (False: the saliencies were taken after a softmax, so the logit
+        saliency and the gaming check do not mean what they say; a log-softmax gives logits)."""
+        head = self._head or seen
+        return {"head_activation": head, "saliency_of_logits": self._opened or head != "softmax"}
 
 
 def _numpy(tensor) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(tensor))
 
 
-def saliency_function(network: keras.Model, preprocess: Callable) -> Callable:
-    """(images, labels) -> (logit maps, log-prob maps, predicted classes, number of classes).
+def _check_model(model: keras.Model) -> None:
+    """Refuse, in one line, a model that cannot be evaluated on ClickMe's RGB images."""
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ValueError(f"model {model.name!r} has {len(outputs)} outputs: the evaluation takes a "
+                         "classifier with one output of class scores")
+    try:
+        shape = tuple(model.input_shape)
+    except (AttributeError, ValueError):
+        return
+    if len(shape) == 4 and shape[-1] not in (None, 3):
+        raise ValueError(f"model {model.name!r} takes {shape[-1]}-channel images: ClickMe images "
+                         "are RGB (3 channels)")
+
+
+def saliency_function(network: keras.Model, preprocess: Callable,
+                      head: keras.layers.Layer | None = None) -> Callable:
+    """(images, labels) -> (logit maps, log-prob maps, outputs (N, classes)).
+
+    ``head``: a last layer whose (softmax) activation is set to the identity while the saliency
+    is taken (``harmonization.heads.linear_head``), so that it is that of the logits.
 
     TensorFlow: one ``tf.function`` (traced once per shape). JAX: ``jax.jit`` of the network's
     ``stateless_call`` on its current variables, passed at each call (so that a trained network
@@ -114,9 +153,10 @@ def saliency_function(network: keras.Model, preprocess: Callable) -> Callable:
     backend = keras.backend.backend()
 
     def compute(net, images, labels):
-        maps, logits = evaluation_saliency(net, preprocess(keras.ops.convert_to_tensor(images)),
-                                           labels)
-        return maps["logit"], maps["log_prob"], keras.ops.argmax(logits, -1), int(logits.shape[-1])
+        with heads.linear_head(head):
+            maps, logits = evaluation_saliency(net, preprocess(keras.ops.convert_to_tensor(images)),
+                                               labels)
+        return maps["logit"], maps["log_prob"], logits
 
     if backend == "tensorflow":
         return tf.function(lambda images, labels: compute(network, images, labels),
@@ -124,20 +164,15 @@ def saliency_function(network: keras.Model, preprocess: Callable) -> Callable:
     if backend == "jax":
         import jax
 
-        classes: list[int] = []  # the logits' width, a static shape read while tracing
-
         @jax.jit
         def stateless(trainable, non_trainable, images, labels):
             def net(x, training=False):
                 return network.stateless_call(trainable, non_trainable, x, training=training)[0]
-            *outputs, width = compute(net, images, labels)
-            classes[:] = [width]
-            return tuple(outputs)
+            return compute(net, images, labels)
 
         def saliency(images, labels):
-            outputs = stateless([v.value for v in network.trainable_variables],
-                                [v.value for v in network.non_trainable_variables], images, labels)
-            return (*outputs, classes[0])
+            return stateless([v.value for v in network.trainable_variables],
+                             [v.value for v in network.non_trainable_variables], images, labels)
 
         return saliency
     if backend == "torch":
@@ -177,9 +212,13 @@ def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = 
     Alignment is measured on images with a human map (token > 0); Dice and IoU compare the top
     ``percentile`` % pixels of the logit saliency and of the human map.
 
-    Returns a dict: ``accuracy``, ``num_classes``, ``near_chance`` (accuracy below
+    Returns a dict: ``accuracy``, ``num_classes`` (the classes chance is taken from: those present
+    in the evaluated labels, at most ``head_classes``, the width of the model's head),
+    ``head_classes``, ``head_wider_than_data``, ``near_chance`` (accuracy below
     ``chance_threshold``, ``harmonization.metrics.chance_threshold``: the alignment numbers are
-    then unreliable), ``chance_threshold``, ``count``, ``mapped`` (images with a map), ``spearman`` and
+    then unreliable), ``chance_threshold``, ``head_activation`` and ``saliency_of_logits``
+    (``ClickMeEvaluator``; False flags saliencies taken after a softmax), ``count``, ``mapped``
+    (images with a map), ``spearman`` and
     ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` and
     ``alignment_score_log_prob`` (mean Spearman / human ceiling: ``denominator``, default the
     constant 0.65753, or a measured ceiling, ``harmonization.clickme2.denominator``),

@@ -45,6 +45,17 @@ def near_chance(accuracy: float, num_classes: int, margin: float = CHANCE_MARGIN
     return not np.isfinite(accuracy) or accuracy < chance_threshold(num_classes, margin)
 
 
+def chance_classes(labels: Any, head_classes: int | None = None) -> int:
+    """The number of classes chance is taken from: the distinct classes in ``labels`` (class
+    indices), at most ``head_classes`` (the width of the model's head) when given.
+
+    A model with a head wider than the data's classes is at chance at 1 / (classes in the data),
+    not 1 / (head width): always answering one class of 4-class data scores 0.25 whatever the head.
+    """
+    present = int(np.unique(np.asarray(labels).reshape(-1)).size)
+    return present if head_classes is None else min(present, int(head_classes))
+
+
 def _flatten_pairs(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

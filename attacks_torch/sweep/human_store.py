@@ -133,7 +133,8 @@ def summarize_scores(rows: Sequence[dict[str, str]], num_classes: int) -> dict[s
     ``human`` what ``harmonize evaluate`` reports (``harmonization.alignment.alignment_result``)."""
     mapped = [r for r in rows if r["mapped"] == "True"]
     per_image = {key: np.array([float(r[column]) for r in mapped]) for key, column in _PER_IMAGE_COLUMNS.items()}
-    result = alignment_result(per_image, np.array([r["correct"] == "True" for r in rows]), num_classes)
+    result = alignment_result(per_image, np.array([r["correct"] == "True" for r in rows]), num_classes,
+                              labels=np.array([int(r["label"]) for r in rows]))
     human = {key: value for key, value in result.items()
              if key not in ("per_image", "spearman", "spearman_log_prob")}
     human["forward_passes"] = float(np.mean([int(r["forward_passes"]) for r in rows]))

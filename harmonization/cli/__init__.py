@@ -10,7 +10,7 @@ write ClickMe-mini or another synthetic test bed, list and check the published h
 
 Exit codes: 0 done (also for a run that was already complete), 2 a bad argument, input or output
 (one line on stderr naming it), 3 a training run stopped by the collapse guard (one line on stderr;
-its history.csv and backup are kept).
+its history.csv and backup are kept), 130 interrupted by Ctrl-C (one line).
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from harmonization.cli.common import PROG, OneLineParser, UsageError
 
 COLLAPSED = 3
 """Exit code of a training run stopped by the collapse guard."""
+INTERRUPTED = 130
+"""Exit code after Ctrl-C (SIGINT), as a shell reports it."""
 
 SUBCOMMANDS = (train.add_parser, evaluate.add_parser, mini.add_parser, zoo.add_zoo_parser,
                zoo.add_check_parser, clickme2.add_parser)
@@ -66,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
+    except KeyboardInterrupt:  # files are written atomically: what was written is intact
+        parser.exit(INTERRUPTED, f"{PROG}: interrupted; files written so far are intact "
+                                 "(rerun to resume or redo)\n")
     except Exception as error:
         failure = _failure(error, args.flags)
         if failure is None:

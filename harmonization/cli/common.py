@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 
 PROG = "harmonize"
 
@@ -19,23 +21,43 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
 
 
-def number(kind: Callable[[str], float], low: float, inclusive: bool = True) -> Callable[[str], float]:
-    """An argument type: a finite ``kind`` number >= ``low`` (> ``low`` unless ``inclusive``)."""
+MAX_COUNT = 10**7
+"""Upper bound of counts (epochs, steps, images, batches): far above any real run, far below what
+overflows or hangs silently for hours."""
+MAX_EPOCHS = 10**5
+"""Upper bound of epoch numbers and durations (epochs, warm-up, ramp, decay points)."""
+MAX_CLASSES = 100_000
+"""Upper bound of a head's width (ImageNet-21k has 21,843 classes)."""
+MAX_IMAGE_SIZE = 4096
+"""Upper bound of an image side in pixels (one 4096x4096 float32 image is 200 MB)."""
+MAX_SEED = 2**32 - 1
+"""Largest seed: numpy, TensorFlow and Keras all take a 32-bit seed."""
+
+
+def number(kind: Callable[[str], float], low: float, inclusive: bool = True,
+           high: float | None = None) -> Callable[[str], float]:
+    """An argument type: a finite ``kind`` number >= ``low`` (> ``low`` unless ``inclusive``) and,
+    with ``high``, <= ``high``."""
     def parse(text: str) -> float:
         try:
             value = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
         if not math.isfinite(value) or value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"{text} must be {'>=' if inclusive else '>'} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be <= {high}")
         return value
     return parse
 
 
-positive_int = number(int, 1)
-non_negative_int = number(int, 0)
+positive_int = number(int, 1, high=MAX_COUNT)
 positive_float = number(float, 0.0, inclusive=False)
 non_negative_float = number(float, 0.0)
+epochs_float = number(float, 0.0, high=MAX_EPOCHS)
+num_classes = number(int, 2, high=MAX_CLASSES)
+image_size = number(int, 16, high=MAX_IMAGE_SIZE)
+seed = number(int, 0, high=MAX_SEED)
 
 
 def fraction(text: str) -> float:
@@ -61,6 +83,14 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
         lines.append(f"  WARNING: accuracy {result['accuracy']:.4f} is near chance (below "
                      f"{result['chance_threshold']:.4f} for {result['num_classes']} classes): the "
                      "model has not learnt to classify, so its alignment numbers are unreliable")
+    if result.get("head_wider_than_data"):
+        lines.append(f"  NOTE: the model's head has {result['head_classes']} classes, the evaluated "
+                     f"labels {result['num_classes']}: chance is taken from the labels' "
+                     f"{result['num_classes']}")
+    if result.get("saliency_of_logits") is False:
+        lines.append("  WARNING: the model's outputs are a softmax of its logits that cannot be "
+                     "removed: its logit saliency is a probability saliency and the gaming check "
+                     "does not compare what it should")
     lines += [
         f"  accuracy                  {result['accuracy']:.4f}",
         f"  alignment score (logit)   {result['alignment_score']:.4f}   "
@@ -82,3 +112,27 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
 def conflict_line(conflict: dict) -> str:
     """The summary line of a conflict-split evaluation."""
     return f"  conflict-split accuracy   {conflict['accuracy']:.4f} ({conflict['count']} images)"
+
+
+def _same(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links
+    except OSError:
+        return False
+
+
+def refuse_input_as_output(flag: str, outputs: Iterable[str], inputs: Iterable[str]) -> None:
+    """Raise ``UsageError`` when a file or folder a command writes (``outputs``) is, or resolves
+    through links to, one it reads (``inputs``: files, folders, globs; globs are expanded)."""
+    read: list[str] = []
+    for item in filter(None, inputs):
+        read.append(item)
+        if glob.has_magic(item):
+            read.extend(glob.glob(item))
+    for out in outputs:
+        for path in read:
+            if _same(out, path):
+                raise UsageError(f"{flag} {out} is an input of this command ({path}): writing there "
+                                 "would destroy it; name another path")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import (UsageError, conflict_line, flag_names, number, positive_int,
-                                      print_evaluation)
+from harmonization.cli.common import (UsageError, conflict_line, flag_names, image_size,
+                                      num_classes, number, print_evaluation,
+                                      refuse_input_as_output)
 
 
 def add_parser(commands) -> None:
@@ -16,10 +17,10 @@ def add_parser(commands) -> None:
     check.add_argument("--conflict", help="conflict-split shards: report accuracy on them too")
     check.add_argument("--split", choices=("val", "test"), default="val",
                        help="val: centre crop 0.875; test: resize only (stimulus sets)")
-    check.add_argument("--image-size", type=number(int, 16), help="default: the model's input size")
-    check.add_argument("--num-classes", type=number(int, 2), help="for .weights.h5 files")
+    check.add_argument("--image-size", type=image_size, help="default: the model's input size")
+    check.add_argument("--num-classes", type=num_classes, help="for .weights.h5 files")
     check.add_argument("--model", help="zoo model name, for .weights.h5 files")
-    check.add_argument("--batch-size", type=positive_int, default=64)
+    check.add_argument("--batch-size", type=number(int, 1, high=65536), default=64)
     check.add_argument("--out", help="write the results as JSON here")
     check.add_argument("--ceiling", choices=("constant", "mean", "per-image"), default="constant",
                        help="divide alignment by 0.65753 (constant), the set's mean measured ceiling, "
@@ -46,6 +47,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     if not os.path.isfile(args.weights):
         raise UsageError(f"weights file not found: {args.weights}")
     _check_out(args.out)
+    if args.out:
+        refuse_input_as_output("--out", [args.out], [args.weights, args.data, args.conflict, args.ceilings])
     if args.ceilings and args.ceiling == "constant":
         raise UsageError("--ceilings is read with --ceiling mean or --ceiling per-image only")
     from harmonization.clickme import resolve_shards
@@ -61,13 +64,13 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
                          f"{', '.join(MODEL_NAMES)}), --num-classes and --image-size")
     model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size or 224)
+    evaluator = ClickMeEvaluator(model)  # refuses a model it cannot evaluate, in one line
     model_size = model.input_shape[1]
     if args.image_size and model_size is not None and args.image_size != model_size:
         raise UsageError(f"--image-size {args.image_size} does not fit {args.weights}, which takes "
                          f"{model_size}x{model_size} pixels (leave --image-size out to use that)")
     shape = dict(batch_size=args.batch_size, image_size=args.image_size or int(model_size),
                  num_classes=int(model.output_shape[-1]), deterministic=True)
-    evaluator = ClickMeEvaluator(model)
     result = evaluator(load_clickme(args.data, args.split, **shape), denominator=denominator)
     print_evaluation(os.path.basename(args.weights), result)  # shown before anything else can fail
     conflict = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harmonization.cli.common import flag_names, fraction, non_negative_int, number, positive_int
+from harmonization.cli.common import flag_names, fraction, image_size, num_classes, positive_int, seed
 
 
 def add_parser(commands) -> None:
@@ -14,9 +14,9 @@ def add_parser(commands) -> None:
     generate.add_argument("--kind", default="mini",  # checked by write_testbed: no TensorFlow at parse time
                           help="which generated data set: mini (ClickMe-mini) or a test bed with another "
                                "shortcut, objects and class count (docs/clickme-mini.md lists them)")
-    generate.add_argument("--seed", type=non_negative_int, default=0)
-    generate.add_argument("--image-size", type=number(int, 16), default=32)
-    generate.add_argument("--num-classes", type=number(int, 2), default=None,
+    generate.add_argument("--seed", type=seed, default=0)
+    generate.add_argument("--image-size", type=image_size, default=32)
+    generate.add_argument("--num-classes", type=num_classes, default=None,
                           help="default: the kind's own (4 for ClickMe-mini)")
     generate.add_argument("--train-size", type=positive_int, default=2000)
     generate.add_argument("--val-size", type=positive_int, default=400)

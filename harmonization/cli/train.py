@@ -7,9 +7,10 @@ import importlib.util
 import os
 import sys
 
-from harmonization.cli.common import (UsageError, flag_names, fraction, non_negative_float,
-                                      non_negative_int, number, positive_float, positive_int,
-                                      print_evaluation)
+from harmonization.cli.common import (MAX_EPOCHS, UsageError, epochs_float, flag_names, fraction,
+                                      image_size, non_negative_float, num_classes, number,
+                                      positive_float, positive_int, print_evaluation,
+                                      refuse_input_as_output, seed)
 from harmonization.extras import install_hint
 
 
@@ -27,7 +28,10 @@ run on each (docs/backends.md)."""
 def _epochs_list(text: str) -> tuple[float, ...]:
     if text.strip().lower() in ("", "none"):
         return ()
-    return tuple(positive_float(part) for part in text.split(","))
+    return tuple(_decay_epoch(part) for part in text.split(","))
+
+
+_decay_epoch = number(float, 0.0, inclusive=False, high=MAX_EPOCHS)
 
 
 def add_parser(commands) -> None:
@@ -47,7 +51,7 @@ def add_parser(commands) -> None:
                      help="how validation images are read: 'val' takes the central 0.875 crop (ImageNet "
                           "style), 'test' only resizes (small images whose corners matter)")
     fit.add_argument("--conflict", help="conflict-split shards: evaluate the trained model on them too")
-    fit.add_argument("--epochs", type=positive_int, required=True)
+    fit.add_argument("--epochs", type=number(int, 1, high=MAX_EPOCHS), required=True)
     fit.add_argument("--out", required=True, help="run folder (a rerun with the same flags resumes it)")
     fit.add_argument("--fresh", action="store_true", help="discard what --out holds of an earlier run")
     fit.add_argument("--lambda", dest="lambda_harmonization", type=non_negative_float,
@@ -55,19 +59,19 @@ def add_parser(commands) -> None:
     fit.add_argument("--lambda-schedule",
                      help="adaptive (default): lambda takes effect once the training accuracy is "
                           "clearly above chance; linear: the published recipe, a ramp from the start")
-    fit.add_argument("--lambda-ramp-epochs", type=non_negative_float,
+    fit.add_argument("--lambda-ramp-epochs", type=epochs_float,
                      help="epochs over which lambda grows linearly from 0 (0: at once)")
-    fit.add_argument("--batch-size", type=positive_int)
+    fit.add_argument("--batch-size", type=number(int, 1, high=65536))
     fit.add_argument("--lr", type=positive_float, help="base learning rate")
     fit.add_argument("--optimizer", choices=("sgd", "adam"),
                      help="sgd: Nesterov momentum 0.9 (the reference recipe); adam: for small "
                           "networks without batch norm (the demo)")
-    fit.add_argument("--warmup-epochs", type=non_negative_float)
+    fit.add_argument("--warmup-epochs", type=epochs_float)
     fit.add_argument("--decay-epochs", type=_epochs_list,
                      help="comma-separated epochs of x0.1 decay, e.g. 30,60,80 (default: none)")
-    fit.add_argument("--image-size", type=number(int, 16))
-    fit.add_argument("--num-classes", type=number(int, 2))
-    fit.add_argument("--seed", type=non_negative_int)
+    fit.add_argument("--image-size", type=image_size)
+    fit.add_argument("--num-classes", type=num_classes)
+    fit.add_argument("--seed", type=seed)
     fit.add_argument("--centered-logits", action="store_true",
                      help="take the training saliency of logit_y - mean(logits)")
     fit.add_argument("--saliency",
@@ -81,13 +85,13 @@ def add_parser(commands) -> None:
     fit.add_argument("--weights", help="initial weights: .weights.h5 of the model or a Keras notop .h5; "
                      "for timm:NAME a local timm checkpoint (.safetensors or a torch weights file)")
     fit.add_argument("--weight-decay", type=non_negative_float)
-    fit.add_argument("--label-smoothing", type=number(float, 0.0))
-    fit.add_argument("--levels", type=positive_int, help="pyramid levels")
+    fit.add_argument("--label-smoothing", type=number(float, 0.0, high=0.99))
+    fit.add_argument("--levels", type=number(int, 1, high=16), help="pyramid levels")
     fit.add_argument("--min-crop-area", type=fraction,
                      help="smallest area of the Inception random crop")
     fit.add_argument("--mixup", type=positive_float, help="mixup Beta(alpha, alpha) (default: off)")
     fit.add_argument("--bfloat16", action="store_true", help="mixed bfloat16 (TPU, recent GPUs)")
-    fit.add_argument("--steps-per-execution", type=positive_int,
+    fit.add_argument("--steps-per-execution", type=number(int, 1, high=10**5),
                      help="training steps per compiled call (TPUs: e.g. 32)")
     fit.add_argument("--alignment-batches", type=positive_int,
                      help="validation batches for the per-epoch alignment (default: all)")
@@ -97,7 +101,7 @@ def add_parser(commands) -> None:
     fit.add_argument("--no-deterministic-data", dest="deterministic_data", action="store_false",
                      help="let tf.data hand out training batches as they are ready (faster input; a "
                           "rerun with the same --seed no longer repeats the run)")
-    fit.add_argument("--collapse-patience", type=positive_int,
+    fit.add_argument("--collapse-patience", type=number(int, 1, high=MAX_EPOCHS),
                      help="epochs at chance with the harmonization term on, after the warm-up and "
                           "the lambda ramp, before the guard stops")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2),
@@ -132,6 +136,11 @@ def train(args: argparse.Namespace):
     if getattr(args, "backend", None):
         select_backend(args.backend)
     from harmonization.training import TrainConfig, run
+    from harmonization.training.resume import RUN_FILES
+
+    refuse_input_as_output("--out", [args.out, *(os.path.join(args.out, name) for name in RUN_FILES)],
+                           [getattr(args, name, None) for name in ("train", "val", "conflict", "mix_with",
+                                                                   "weights")])
 
     config = TrainConfig(**{field.name: getattr(args, field.name)
                             for field in dataclasses.fields(TrainConfig) if hasattr(args, field.name)})

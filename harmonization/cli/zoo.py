@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harmonization.cli.common import UsageError, flag_names, positive_int
+from harmonization.cli.common import UsageError, flag_names, positive_int, refuse_input_as_output
 
 PUBLISHED_PREFIX = "published:"
 
@@ -55,6 +55,8 @@ def check_accuracy(args: argparse.Namespace) -> dict:
     from harmonization.imagenet_check import check_published
 
     name, path = published_model(args.model)
+    if args.out:
+        refuse_input_as_output("--out", [args.out], [path, args.imagenet_val])
     result = check_published(name, path, args.imagenet_val, batch_size=args.batch_size, limit=args.limit)
     print(format_check(result), flush=True)
     if args.out:

@@ -8,8 +8,11 @@ Keys ``image``, ``heatmap`` (bytes) and ``label`` (one int64) in both layouts:
 - ``"stimulus"``: ``image`` raw little-endian float32 bytes of a square HxWx3 image in [0, 255],
   ``heatmap`` raw float32 bytes of HxWx1, the map as it is used (the 1000-image attack set: 224x224).
 
-Each key is recognised on its own: JPEG bytes start with FF D8; raw bytes have the length of a
-square float32 image (12 H^2) or map (4 H^2). ImageNet-style records (no heatmap, for mixing) hold
+Each key is recognised on its own, by its size first: bytes of the length of a square float32
+image (12 H^2) or map (4 H^2) are raw, unless they also start (FF D8) and end (FF D9) as a JPEG,
+which a valid raw array cannot (its last float would be negative). Other bytes are a JPEG when
+they start with FF D8. (A raw pixel of about 128.85 starts with FF D8: magic bytes alone would take
+such a record for a broken JPEG.) ImageNet-style records (no heatmap, for mixing) hold
 a JPEG under ``image`` with a 0-based ``label``, or under ``image/encoded`` with a 1-based
 ``image/class/label`` (the TF-slim shards).
 
@@ -28,6 +31,7 @@ from PIL import Image
 
 LAYOUTS = ("jpeg", "stimulus")
 JPEG_MAGIC = b"\xff\xd8"
+JPEG_END = b"\xff\xd9"
 IMAGE_CHANNELS = 3
 HEATMAP_CHANNELS = 1
 PIXEL_MAX = 255.0
@@ -68,9 +72,14 @@ def raw_side(n_bytes: int, channels: int) -> int:
     return side if side > 0 and side * side * 4 * channels == n_bytes else -1
 
 
+def is_jpeg(data: bytes, channels: int) -> bool:
+    """True when the bytes of a key of ``channels`` are a JPEG (see the module docstring)."""
+    return data.startswith(JPEG_MAGIC) and (raw_side(len(data), channels) < 0 or data.endswith(JPEG_END))
+
+
 def layout_of(data: bytes, channels: int) -> str | None:
     """"jpeg", "stimulus" (raw square float32) or None for the bytes of one key."""
-    if data.startswith(JPEG_MAGIC):
+    if is_jpeg(data, channels):
         return "jpeg"
     return "stimulus" if raw_side(len(data), channels) > 0 else None
 
@@ -116,7 +125,7 @@ def _label(features: dict, num_classes: int | None) -> int:
 
 def _decode_pixels(data: bytes, channels: int) -> np.ndarray:
     """JPEG (Pillow: libjpeg's accurate integer DCT) or raw square float32 -> float32 (H, W, channels)."""
-    if data.startswith(JPEG_MAGIC):
+    if is_jpeg(data, channels):
         try:
             with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
                 pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
@@ -159,7 +168,7 @@ def decode_record(features: dict, num_classes: int | None = None) -> ClickMeReco
     found = array_problem(image, heatmap)
     if found is not None:
         raise RecordProblem(found)
-    return ClickMeRecord(image, heatmap, label, clicks=heatmap_bytes.startswith(JPEG_MAGIC))
+    return ClickMeRecord(image, heatmap, label, clicks=is_jpeg(heatmap_bytes, HEATMAP_CHANNELS))
 
 
 def unit_range_warning(brightest: float, where: str) -> str | None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from harmonization.clickme.layout import (HEATMAP_CHANNELS, IMAGE_CHANNELS, IMAGENET_KEYS, JPEG_MAGIC,
-                                          PIXEL_MAX, PROBLEMS, RAW_SHAPES)
+from harmonization.clickme.layout import (HEATMAP_CHANNELS, IMAGE_CHANNELS, IMAGENET_KEYS, JPEG_END,
+                                          JPEG_MAGIC, PIXEL_MAX, PROBLEMS, RAW_SHAPES)
 from harmonization.clickme.writer import encode_clickme, encode_imagenet
 
 __all__ = ["decode_clickme", "decode_imagenet", "encode_clickme", "encode_imagenet"]
@@ -69,8 +69,14 @@ def _raw_side(data: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.where(side * side * 4 * channels == length, side, -1)
 
 
-def _is_jpeg(data: tf.Tensor) -> tf.Tensor:
-    return tf.equal(tf.strings.substr(data, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+def _is_jpeg(data: tf.Tensor, channels: int | None = None) -> tf.Tensor:
+    """``layout.is_jpeg`` in the graph (``channels`` None: by the start bytes alone)."""
+    magic = tf.equal(tf.strings.substr(data, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+    if channels is None:
+        return magic
+    tail = tf.maximum(tf.strings.length(data) - len(JPEG_END), 0)
+    end = tf.equal(tf.strings.substr(data, tail, len(JPEG_END)), JPEG_END)
+    return magic & ((_raw_side(data, channels) < 0) | end)
 
 
 def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
@@ -82,7 +88,7 @@ def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
     def jpeg() -> tf.Tensor:
         return tf.cast(tf.io.decode_jpeg(data, channels=channels, dct_method="INTEGER_ACCURATE"), tf.float32)
 
-    return tf.cond(_is_jpeg(data), jpeg, raw)
+    return tf.cond(_is_jpeg(data, channels), jpeg, raw)
 
 
 def _label_problems(labels: tf.Tensor, num_classes: int, key: str) -> tuple[list, tf.Tensor]:
@@ -99,7 +105,7 @@ def _label_problems(labels: tf.Tensor, num_classes: int, key: str) -> tuple[list
 def _bytes_problems(values: tf.Tensor, key: str, channels: int) -> tuple[list, tf.Tensor]:
     count = tf.size(values)
     data = tf.cond(count > 0, lambda: values[0], lambda: tf.constant(b""))
-    layout_ok = _is_jpeg(data) | (_raw_side(data, channels) > 0)
+    layout_ok = _is_jpeg(data, channels) | (_raw_side(data, channels) > 0)
     problems = [
         (count == 0, _text("missing", key=key)),
         (count > 1, _text("count", key=key, count=count)),
@@ -149,7 +155,7 @@ def decode_clickme(serialized: tf.Tensor, num_classes: int) -> Decoded:
         return problem, tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1])
 
     problem, image, heatmap = tf.cond(problem == "", decode, skip)
-    return problem, image, heatmap, label, _is_jpeg(heatmap_bytes)
+    return problem, image, heatmap, label, _is_jpeg(heatmap_bytes, HEATMAP_CHANNELS)
 
 
 def decode_imagenet(serialized: tf.Tensor, num_classes: int) -> Decoded:

@@ -10,7 +10,9 @@ accepts only a fixed list of core layer classes, so a file can never make this l
   ``silu``, and its ``FixedDropout`` is a ``Dropout`` whose noise shape may hold ``None``, which
   Keras 3's own ``Dropout`` accepts (dropout is inactive at inference either way);
 - drops ``groups`` from ``DepthwiseConv2D`` configs (tf.keras 2 wrote it, Keras 3 refuses it);
-- replaces a final softmax by a linear activation, so the model returns logits.
+- replaces a final softmax by a linear activation, so the model returns logits;
+- reads a single input or output written as a flat ``[name, 0, 0]`` (Keras 3's ``model.save("x.h5")``)
+  as the list of one that tf.keras 2 wrote.
 """
 from __future__ import annotations
 
@@ -28,6 +30,12 @@ CORE_LAYERS = frozenset({
 RENAMED_CLASSES = {"FixedDropout": "Dropout"}
 RENAMED_ACTIVATIONS = {"swish": "silu"}
 DROPPED_KEYS = {"DepthwiseConv2D": ("groups",)}
+
+
+def _flat_endpoint(endpoints) -> bool:
+    """True for one ``[layer name, node index, tensor index]`` not wrapped in a list."""
+    return (isinstance(endpoints, list) and len(endpoints) == 3 and isinstance(endpoints[0], str)
+            and all(isinstance(index, int) for index in endpoints[1:]))
 
 
 def translate_config(stored: LegacyFile) -> dict:
@@ -51,6 +59,9 @@ def translate_config(stored: LegacyFile) -> dict:
         activation = layer["config"].get("activation")
         if isinstance(activation, str):
             layer["config"]["activation"] = RENAMED_ACTIVATIONS.get(activation, activation)
+    for key in ("input_layers", "output_layers"):  # Keras 3 writes one endpoint as a flat [name, 0, 0]
+        if _flat_endpoint(config.get(key)):
+            config[key] = [config[key]]
     if len(config["output_layers"]) != 1:
         raise ModelFileError(f"model file {stored.path}: {len(config['output_layers'])} outputs, "
                              "expected one classifier")

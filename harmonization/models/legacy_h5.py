@@ -32,6 +32,42 @@ class LegacyFile:
     weights: Mapping[str, np.ndarray]  # "<layer>/<path inside the layer>" -> array
 
 
+MAX_DATASET_BYTES = 8 * 2**30
+"""The largest array a model file may declare (the largest published file holds 350 MB)."""
+
+
+def check_contained(handle: h5py.File, path: str) -> None:
+    """Refuse an HDF5 file that reads data from elsewhere (an external link, a dataset stored in
+    external files, a virtual dataset) or declares an array too large to be real, naming the file
+    and the object in one line."""
+    def problem(name: str, link) -> str | None:  # a returned message stops the visit
+        if isinstance(link, h5py.ExternalLink):
+            return f"{name} is a link to {link.filename!r}: a model file must hold its own data"
+        item = handle[name] if isinstance(link, h5py.HardLink) else None
+        if not isinstance(item, h5py.Dataset):
+            return None
+        if item.is_virtual or item.external:
+            stored = "a virtual dataset" if item.is_virtual else "stored in external files"
+            return f"{name} is {stored}: a model file must hold its own data"
+        if item.size * item.dtype.itemsize > MAX_DATASET_BYTES:
+            return (f"{name} declares {item.size * item.dtype.itemsize / 2**30:.0f} GiB "
+                    f"(shape {item.shape}): not a real model file")
+        return None
+    found = handle.visititems_links(problem)  # h5py cannot raise from inside the visit
+    if found is not None:
+        raise ModelFileError(f"model file {path}: {found}")
+
+
+def check_h5_file(path: str | os.PathLike) -> None:
+    """``check_contained`` for the HDF5 file at ``path`` before another reader (Keras) opens it;
+    a file that is not HDF5 is left to that reader's own error."""
+    path = os.fspath(path)
+    if not h5py.is_hdf5(path):
+        return
+    with h5py.File(path, "r") as handle:
+        check_contained(handle, path)
+
+
 def _text(value) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
@@ -49,6 +85,7 @@ def read_legacy_h5(path: str | os.PathLike) -> LegacyFile:
         raise FileNotFoundError(f"model file {path}: no such file")
     try:
         with h5py.File(path, "r") as handle:
+            check_contained(handle, path)
             config = handle.attrs.get("model_config")
             group = handle["model_weights"] if "model_weights" in handle else handle
             if "layer_names" not in group.attrs:

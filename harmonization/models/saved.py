@@ -11,12 +11,19 @@ import json
 import os
 import zipfile
 
+import h5py
 import keras
 
-from harmonization.models.legacy_h5 import ModelFileError, read_legacy_h5
+from harmonization.models.legacy_h5 import ModelFileError, check_contained, read_legacy_h5
 from harmonization.models.zoo import MODEL_NAMES, build_model
 
 KERAS_CONFIG = "config.json"
+KERAS_WEIGHTS = "model.weights.h5"
+MEMBER_LIMITS = {KERAS_CONFIG: 64 * 2**20, "metadata.json": 2**20}
+"""The largest size of a ``.keras`` archive's text members: configs of the largest zoo models
+are a few MB."""
+MAX_WEIGHTS_BYTES = 64 * 2**30
+"""The largest size of any other member (the weights)."""
 
 
 def _first_line(error: BaseException) -> str:
@@ -24,8 +31,19 @@ def _first_line(error: BaseException) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:300]
 
 
+def _check_member_sizes(archive: zipfile.ZipFile, path: str) -> None:
+    for member in archive.infolist():
+        limit = MEMBER_LIMITS.get(member.filename, MAX_WEIGHTS_BYTES)
+        if member.file_size > limit:
+            raise ModelFileError(f"model file {path}: its member {member.filename} declares "
+                                 f"{member.file_size:,} bytes, more than a saved model holds "
+                                 f"({limit:,} at most)")
+
+
 def check_keras_archive(path: str) -> None:
-    """Refuse a ``.keras`` file that is not a zip archive holding a JSON model config."""
+    """Refuse a ``.keras`` file that is not a zip archive holding a JSON model config, one whose
+    members declare absurd sizes (checked before any is read), or whose weights read data from
+    outside the archive (``legacy_h5.check_contained``)."""
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"model file {path}: not a .keras archive (not a zip file)")
     try:
@@ -33,8 +51,12 @@ def check_keras_archive(path: str) -> None:
             if KERAS_CONFIG not in archive.namelist():
                 raise ModelFileError(f"model file {path}: a zip archive without {KERAS_CONFIG}, "
                                      "not a saved Keras model")
+            _check_member_sizes(archive, path)
             json.loads(archive.read(KERAS_CONFIG))
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as error:
+            if KERAS_WEIGHTS in archive.namelist():
+                with archive.open(KERAS_WEIGHTS) as member, h5py.File(member, "r") as weights:
+                    check_contained(weights, f"{path}:{KERAS_WEIGHTS}")
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
         raise ModelFileError(f"model file {path}: damaged .keras archive ({_first_line(error)})") from None
 
 

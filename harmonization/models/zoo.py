@@ -32,6 +32,7 @@ from collections.abc import Callable
 
 import keras
 
+from harmonization.models.legacy_h5 import check_h5_file
 from harmonization.models.pixel import (BACKBONE, assemble, caffe, identity, imagenet_normalize,
                                         scale_to_unit_range)
 from harmonization.models.vit import vit_network
@@ -129,6 +130,8 @@ def build_model(name: str, num_classes: int, image_size: int = 224,
         from harmonization.models.timm_pixel import build_timm
 
         return build_timm(timm_model, int(num_classes), int(image_size), weights)
+    if weights is not None:
+        check_h5_file(weights)  # Keras's readers would follow links out of the file
     whole_model_weights = weights is not None and str(weights).endswith(".weights.h5")
     make_preprocess, make_backbone = _ZOO[name]
     backbone_input = keras.Input((int(image_size), int(image_size), 3), name="preprocessed")

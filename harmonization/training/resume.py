@@ -1,6 +1,7 @@
 """A training run's folder: its recorded settings and state, atomic backups, and ``history.csv``.
 
-Layout of ``OUT``: ``run.json`` (the settings the run was started with, and its status),
+Layout of ``OUT``: ``run.json`` (the settings the run was started with, its status, the
+fingerprint of its data and, once complete, the sha256 of its model file),
 ``history.csv`` (one header, one row per finished epoch), ``backup/epoch-NNNN.weights.h5`` (the
 model and optimizer after NNNN epochs; the newest two are kept), and, once the run is complete,
 ``model.keras`` (``model.safetensors`` for a timm model: its state dict) and ``summary.json``.
@@ -23,6 +24,7 @@ import keras
 
 from harmonization.files import OutputError, atomic_write, output_errors, temporary_path, write_json
 from harmonization.training.errors import ConfigError
+from harmonization.training.fingerprint import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ SUMMARY = "summary.json"
 MODEL = "model.keras"
 TIMM_MODEL = "model.safetensors"
 BACKUP = "backup"
+RUN_FILES = (RUN_RECORD, HISTORY, SUMMARY, MODEL, TIMM_MODEL, BACKUP)
+"""What a run writes in its folder."""
 STATUSES = ("running", "collapsed", "complete")
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.weights\.h5")
 
@@ -84,6 +88,18 @@ class RunFolder:
                 f"{name('fresh')} starts over")) from None
         return record
 
+    def check_complete(self, model_sha256: str | None) -> None:
+        """Refuse to call the run complete when its model file is missing or is not the one it
+        wrote (``model_sha256``, recorded at completion; None: not recorded)."""
+        if not self.model_path.is_file():
+            problem = "is missing"
+        elif model_sha256 not in (None, file_sha256(self.model_path)):
+            problem = "is not the file the run wrote (its content changed)"
+        else:
+            return
+        raise ConfigError(lambda name: (f"{self.out}: the run is recorded complete but "
+                                        f"{self.model_path} {problem}; {name('fresh')} trains it again"))
+
     def write_record(self, settings: dict, status: str, **details) -> None:
         """Record the run's settings and its status (one of ``STATUSES``)."""
         write_json(self.record_path, {"settings": settings, "status": status, **details})
@@ -105,6 +121,20 @@ class RunFolder:
 
 def _number(text: str | None) -> float:
     return math.nan if text in (None, "") else float(text)
+
+
+def batch_stream(train, steps: int, done: int, repeated: bool):
+    """The training batches as one stream of ``steps`` batches per epoch, from epoch ``done`` on
+    (``repeated``: ``train`` already repeats).
+
+    One iterator serves the whole run (``fit`` keeps it when given ``steps_per_epoch``), so the
+    batches of epoch e are those the run's seed puts at e x steps: a run resumed after ``done``
+    epochs skips those (reading them, without training) and then sees what the uninterrupted run
+    sees. A new iterator of the dataset would reshuffle, so restarting iteration would not.
+    """
+    if not repeated:  # a finite epoch of whole batches (training drops the remainder)
+        train = train.repeat()
+    return train.skip(done * steps) if done else train
 
 
 def changed_settings(recorded: dict, requested: dict) -> dict[str, tuple]:

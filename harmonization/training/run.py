@@ -1,9 +1,10 @@
 """A whole training run as one call: ``run(TrainConfig(...)) -> TrainResult``.
 
 Strategy, data, model, recipe, callbacks, fit, save, evaluation and summary, in a run folder
-(``harmonization.training.resume``) that resumes a killed run, refuses to continue a run started
-with other settings, and does not retrain a finished one. ``harmonize train`` and the training
-notebook are thin front ends over it.
+(``harmonization.training.resume``) that resumes a killed run where the uninterrupted run would
+be, refuses to continue a run started with other settings or on other data
+(``harmonization.training.fingerprint``), and does not retrain a finished one whose model file is
+intact. ``harmonize train`` and the training notebook are thin front ends over it.
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from harmonization.training.assembly import build_harmonizer, check_model, datas
 from harmonization.training.distribute import keras_distribution, worker_count
 from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
                                            field_name)
+from harmonization.training.fingerprint import DATA_FIELDS, data_changes, data_fingerprint, file_sha256
 from harmonization.training.guards import data_classes
 from harmonization.training.harmonizer import LAMBDA_SCHEDULES
 from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
-                                           changed_settings)
+                                           batch_stream, changed_settings)
 from harmonization.timm_models import timm_name
 
 log = logging.getLogger(__name__)
@@ -159,8 +161,9 @@ def _check(config: TrainConfig) -> None:
                                             f"float32, without {name('bfloat16')}"))
 
 
-def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
-    """The run record of ``folder`` if it holds this run; refuses another run's folder."""
+def _resume_or_refuse(folder: RunFolder, config: TrainConfig, data: dict) -> dict | None:
+    """The run record of ``folder`` if it holds this run (same settings, same ``data``
+    fingerprint); refuses another run's folder, and a complete run whose model file is gone."""
     record = folder.read_record()
     if record is None:
         return None
@@ -175,6 +178,14 @@ def _resume_or_refuse(folder: RunFolder, config: TrainConfig) -> dict | None:
                                for key, (old, new) in changed.items())
             return f"{folder.out} holds a run started with other settings: {listed}; {name('fresh')} starts over"
         raise StaleRunError(build, changed)
+    changes = data_changes(record["data"], data) if isinstance(record.get("data"), dict) else []
+    if changes:
+        raise ConfigError(lambda name: (
+            f"{folder.out} holds a run trained on other data: "
+            + "; ".join(f"{name(field)}: {what}" for field, what in changes)
+            + f"; {name('fresh')} starts over"))
+    if record["status"] == "complete":
+        folder.check_complete(record.get("model_sha256"))
     if record["status"] == "collapsed" and config.collapse_guard:
         raise TrainingCollapsed(lambda name: (
             f"{folder.out}: {record.get('message', 'the collapse guard stopped it')}; "
@@ -220,7 +231,8 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     folder.prepare()
     if config.fresh:
         folder.clear()
-    record = _resume_or_refuse(folder, config)
+    data = data_fingerprint({field: getattr(config, field) for field in DATA_FIELDS})
+    record = _resume_or_refuse(folder, config, data)
     if record is not None and record["status"] == "complete":
         return TrainResult("complete", folder.out, folder.model_path, folder.history_path,
                            folder.summary_path, _read_summary(folder), folder.read_history())
@@ -247,6 +259,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     backup = Backup(folder.backup_dir)
     with strategy.scope():
         done = backup.restore(harmonizer)
+    train = batch_stream(train, steps, done, repeated=bool(config.steps_per_epoch))
     history = HistoryWriter(folder.history_path, [r for r in folder.read_history() if r["epoch"] < done])
     callbacks = [AlignmentCallback(val, max_batches=config.alignment_batches), history, backup]
     guard = None
@@ -256,15 +269,15 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
                               gated=config.lambda_schedule == "adaptive")
         callbacks.append(guard)
     settings = config.settings()
-    folder.write_record(settings, "running", epochs_done=done)
+    folder.write_record(settings, "running", epochs_done=done, data=data)
     started = time.time()
     harmonizer.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=done,
-                   steps_per_epoch=steps if config.steps_per_epoch else None,
+                   steps_per_epoch=steps,
                    callbacks=callbacks, verbose=keras_verbose(config.verbose), shuffle=False)  # shuffled by load_clickme
     seconds = time.time() - started
     if guard is not None and guard.message is not None:
         folder.write_record(settings, "collapsed", message=guard.message,
-                            epochs_done=guard.stopped_epoch + 1)
+                            epochs_done=guard.stopped_epoch + 1, data=data)
         raise TrainingCollapsed(_collapse_message(config, folder, guard.message))
     stuck = never_left_chance(history.rows, classes)
     if stuck is not None:
@@ -277,7 +290,8 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
                "resumed_epochs": done, "final_epoch": history.rows[-1] if history.rows else {},
                **save_and_evaluate(config, folder, harmonizer, None if whole_batches else val)}
     write_json(folder.summary_path, summary)
-    folder.write_record(settings, "complete", epochs_done=config.epochs)
+    folder.write_record(settings, "complete", epochs_done=config.epochs, data=data,
+                        model_sha256=file_sha256(folder.model_path))
     backup.remove()
     return TrainResult("trained", folder.out, folder.model_path, folder.history_path,
                        folder.summary_path, summary, history.rows, done)
