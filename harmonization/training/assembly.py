@@ -12,7 +12,7 @@ from harmonization.training.errors import ConfigError
 from harmonization.training.resume import RunFolder
 
 if TYPE_CHECKING:
-    from harmonization.training.run import TrainConfig
+    from harmonization.training.config import TrainConfig
 
 
 def batch_shape(config: TrainConfig) -> dict:
@@ -55,7 +55,8 @@ def check_model(config: TrainConfig) -> None:
         try:
             check_name(timm_name(config.model))
         except ValueError as error:
-            raise ConfigError(lambda name: f"{name('model')} {config.model}: {error}") from None
+            detail = str(error)  # bound now: the message is built after the except block ends
+            raise ConfigError(lambda name: f"{name('model')} {config.model}: {detail}") from None
     elif config.model not in MODEL_NAMES:
         raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
                                         f"known models: {', '.join(MODEL_NAMES)}"))

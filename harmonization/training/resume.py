@@ -22,7 +22,7 @@ from pathlib import Path
 
 import keras
 
-from harmonization.files import OutputError, atomic_write, output_errors, temporary_path, write_json
+from harmonization.files import atomic_write, output_errors, temporary_path, write_json
 from harmonization.training.errors import ConfigError
 from harmonization.training.fingerprint import file_sha256
 
@@ -114,8 +114,9 @@ class RunFolder:
             return [{key: int(value) if key == "epoch" else _number(value)
                      for key, value in row.items()} for row in rows]
         except (OSError, ValueError, TypeError, csv.Error) as error:
+            detail = str(error)  # bound now: the message is built after the except block ends
             raise ConfigError(lambda name: (
-                f"{self.history_path}: not a readable history ({error}); "
+                f"{self.history_path}: not a readable history ({detail}); "
                 f"{name('fresh')} starts over")) from None
 
 
