@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import UsageError, flag_names, fraction, non_negative_int, positive_int
+from harmonization.cli.common import (MAX_COUNT, MAX_IMAGE_SIZE, UsageError, flag_names, fraction, number,
+                                      positive_int, refuse_input_as_output, seed)
 
 
 def add_parser(commands) -> None:
@@ -19,26 +20,27 @@ def add_parser(commands) -> None:
     convert.add_argument("--out", required=True, help="folder for the shards, ceilings.json and parts/")
     convert.add_argument("--classes", help="text file, one class folder per line (label = line number); "
                                            "default: the image root's sub-folders, sorted")
-    convert.add_argument("--blur-size", type=positive_int, default=default.blur_size)
-    convert.add_argument("--min-clicks", type=non_negative_int, default=default.min_clicks)
+    convert.add_argument("--blur-size", type=number(int, 1, high=MAX_IMAGE_SIZE), default=default.blur_size)
+    convert.add_argument("--min-clicks", type=number(int, 0, high=MAX_COUNT), default=default.min_clicks)
     convert.add_argument("--max-clicks", type=positive_int, default=default.max_clicks)
     convert.add_argument("--min-subjects", type=positive_int, default=default.min_subjects)
-    convert.add_argument("--image-shape", type=positive_int, nargs=2, default=list(default.image_shape),
+    pixels = number(int, 1, high=MAX_IMAGE_SIZE)
+    convert.add_argument("--image-shape", type=pixels, nargs=2, default=list(default.image_shape),
                          metavar=("H", "W"))
-    convert.add_argument("--center-crop", type=positive_int, nargs=2, default=list(default.center_crop),
+    convert.add_argument("--center-crop", type=pixels, nargs=2, default=list(default.center_crop),
                          metavar=("H", "W"))
     convert.add_argument("--null-iterations", type=positive_int, default=default.null_iterations,
                          help="split-half draws per image")
     convert.add_argument("--native-size", action="store_true",
                          help="clicks are in the images' own pixels: maps at native size, blur scaled")
-    convert.add_argument("--max-kernel-size", type=positive_int, default=default.max_kernel_size)
+    convert.add_argument("--max-kernel-size", type=pixels, default=default.max_kernel_size)
     convert.add_argument("--keep-duplicates", action="store_true",
                          help="keep repeated submissions of a participant on one image")
     convert.add_argument("--catch-threshold", type=fraction, default=0.95, help="NPZ: lowest catch-trial accuracy")
     convert.add_argument("--keep-mobile", action="store_true", help="NPZ: keep participants on mobile devices")
     convert.add_argument("--include", help="only images whose id contains this text (e.g. ILSVRC2012_val)")
     convert.add_argument("--exclude", help="leave out images whose id contains this text")
-    convert.add_argument("--seed", type=non_negative_int, default=0)
+    convert.add_argument("--seed", type=seed, default=0)
     convert.add_argument("--shard-size", type=positive_int, default=256)
     convert.add_argument("--layout", choices=("stimulus", "jpeg"), default="stimulus",
                          help="stimulus: float32 maps kept as they are; jpeg: 8-bit maps, diffused again when read")
@@ -66,6 +68,7 @@ def clickme2(args: argparse.Namespace) -> dict:
         raise UsageError(f"--images {args.images} is not a folder")
     if args.center_crop[0] > args.image_shape[0] or args.center_crop[1] > args.image_shape[1]:
         raise UsageError(f"--center-crop {args.center_crop} exceeds --image-shape {args.image_shape}")
+    refuse_input_as_output("--out", [args.out], [args.clicks, args.images, args.classes])
     if args.max_clicks <= args.min_clicks:
         raise UsageError(f"--max-clicks {args.max_clicks} must exceed --min-clicks {args.min_clicks}")
     settings = Settings(blur_size=args.blur_size, min_clicks=args.min_clicks, max_clicks=args.max_clicks,
