@@ -249,3 +249,23 @@ def write_kecam_files(out: Path) -> Path:
     their images and logits, and the full-size layouts (tests/reference/kecam_fixtures.py)."""
     _reference_run("kecam_fixtures.py", out, KECAM_FIXTURES, ROOT)
     return out
+
+
+def timm_test_resnet(seed: int = 0):
+    """``timm:test_resnet`` as a Keras pixel model (4 classes, 32 px; Keras's torch backend) and its
+    torch network, every all-zero parameter drawn from U(0.5, 1): timm zero-inits each block's last
+    batch-norm scale, which would block the residual branches the harmonization gradient must cross."""
+    import keras
+
+    from harmonization.models import build_model
+    from harmonization.models.timm_pixel import timm_network
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("timm:test_resnet", 4, 32)
+    network = timm_network(model)
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            if not parameter.any():
+                parameter.copy_(torch.from_numpy(rng.uniform(0.5, 1.0, tuple(parameter.shape)).astype("float32")))
+    return model, network

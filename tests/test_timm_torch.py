@@ -24,12 +24,11 @@ TERM = """
     import json, sys
     import harmonization
     import keras
-    import numpy as np
     import torch
     from keras import ops
     from safetensors.torch import save_file
     sys.path.insert(0, sys.argv[1])
-    from builders import clickme_arrays
+    from builders import clickme_arrays, timm_test_resnet
     from harmonization.loss import harmonization_loss
     from harmonization.models import build_model
     from harmonization.models.timm_pixel import timm_network
@@ -37,14 +36,7 @@ TERM = """
     from harmonization.training import Harmonizer
     from harmonization.training.backends import loss_and_gradients
 
-    keras.utils.set_random_seed(0)
-    model = build_model("timm:test_resnet", 4, 32)
-    network = timm_network(model)
-    rng = np.random.default_rng(0)
-    with torch.no_grad():  # timm zero-inits each block's last BN scale, which blocks the branch
-        for p in network.parameters():
-            if not p.any():
-                p.copy_(torch.from_numpy(rng.uniform(0.5, 1.0, tuple(p.shape)).astype("float32")))
+    model, network = timm_test_resnet()  # every residual branch open
     arrays = clickme_arrays(4, 32, 4, seed=1)
     batch = {k: ops.convert_to_tensor(v) for k, v in arrays.items()}
     gradients = {}  # lambda 1000: (g(lambda) - g(0)) / lambda is the term's gradient, little of the

@@ -17,23 +17,13 @@ EQUAL = """
     import json, sys
     import harmonization
     import keras
-    import numpy as np
     import torch
     sys.path.insert(0, sys.argv[1])
-    from builders import clickme_arrays
-    from harmonization.models import build_model
-    from harmonization.models.timm_pixel import timm_network
+    from builders import clickme_arrays, timm_test_resnet
     from harmonization.torch_loss import harmonizer_loss
     from harmonization.training import Harmonizer
 
-    keras.utils.set_random_seed(0)
-    model = build_model("timm:test_resnet", 4, 32)
-    network = timm_network(model)
-    rng = np.random.default_rng(0)
-    with torch.no_grad():  # timm zero-inits each block's last BN scale, which blocks the branch
-        for p in network.parameters():
-            if not p.any():
-                p.copy_(torch.from_numpy(rng.uniform(0.5, 1.0, tuple(p.shape)).astype("float32")))
+    model, network = timm_test_resnet()  # every residual branch open
     arrays = clickme_arrays(4, 32, 4, seed=1)
     arrays["token"][1] = 0.0
     batch = {k: torch.from_numpy(v) for k, v in arrays.items()}
@@ -53,9 +43,10 @@ EQUAL = """
            for name in ("loss", "ce", "harmonization")}
     out["weight_decay"] = [float((keras_terms["loss"] - keras_terms["ce"] - 3.0 * keras_terms["harmonization"])
                                  / 1e-2), float(torch_terms["weight_decay"])]
-    out["grad_max"] = max(float(g.abs().max()) for g in keras_grads)
-    out["grad_diff"] = max(float((a - b).abs().max()) for a, b in zip(keras_grads, torch_grads))
-    out["term_grad_max"] = max(float(g.abs().max()) for g in unit)
+    worst = lambda values: float(torch.stack(list(values)).max())  # NaN-aware, unlike Python's max
+    out["grad_max"] = worst(g.abs().max() for g in keras_grads)
+    out["grad_diff"] = worst((a - b).abs().max() for a, b in zip(keras_grads, torch_grads))
+    out["term_grad_max"] = worst(g.abs().max() for g in unit)
     print(json.dumps(out))
 """
 

@@ -30,7 +30,6 @@ from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import HUMAN_MEASURES, ModelFolder, SweepFolder, csv_text, read_json, read_table
 from harmonization.alignment import PER_IMAGE, alignment_result
 from harmonization.files import write_json, write_text
-from harmonization.metrics import summarize
 
 FORMAT = 1
 """Version of the human folder's layout and definition; a folder of another one is not resumed."""

@@ -41,7 +41,7 @@ from attacks_torch.sweep.distributed import Distributed
 from attacks_torch.sweep.errors import SweepError, arg
 from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
 from attacks_torch.sweep.specs import ModelSpec
-from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder
+from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder, read_all_batches
 from harmonization.clickme2.denominator import Denominator
 from harmonization.files import OutputError
 from harmonization.metrics import summarize
@@ -136,12 +136,7 @@ def _over_ceiling(rows: Sequence[dict[str, str]], denominator: Denominator | Non
 
 def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, fp: dict[str, Any],
            timing: dict[str, float], denominator: Denominator | None = None) -> None:
-    rows = []
-    for start in range(0, len(stimuli), config.batch_size):
-        batch = folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size])
-        if batch is None:
-            raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
-        rows.extend(batch)
+    rows = read_all_batches(folder, spec.label, stimuli.ids, config.batch_size)
     folder.write_results(rows)
     folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
                           "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),

@@ -23,12 +23,11 @@ from attacks_torch.models import load_model
 from attacks_torch.stimuli import Stimuli, load_stimuli
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.distributed import Distributed
-from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.fingerprint import fingerprint, stimuli_digest
 from attacks_torch.sweep.human_store import HumanFolder, human_fingerprint, merge_into, rebuild_table
 from attacks_torch.sweep.runner import ModelOutcome, _error_record, _must_start_over, run_sweep
 from attacks_torch.sweep.specs import ModelSpec
-from attacks_torch.sweep.store import SweepFolder
+from attacks_torch.sweep.store import SweepFolder, read_all_batches
 from harmonization.clickme2.denominator import Denominator
 from harmonization.files import OutputError
 
@@ -113,12 +112,7 @@ def _score_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, store: 
     if env.is_main:
         summary = folder.read_summary()
         if summary is None:
-            rows = []
-            for start in range(0, len(stimuli), config.batch_size):
-                batch = folder.read_batch(start, spec.label, stimuli.ids[start:start + config.batch_size])
-                if batch is None:
-                    raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
-                rows.extend(batch)
+            rows = read_all_batches(folder, spec.label, stimuli.ids, config.batch_size)
             summary = folder.finish(spec.label, spec.spec, rows, folder.read_num_classes())
         rows = folder.read_scores()
         for attack_folder in store.model_folders():

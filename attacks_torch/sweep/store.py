@@ -104,6 +104,18 @@ def read_table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     return [dict(zip(columns, row)) for row in rows]
 
 
+def read_all_batches(folder: Any, label: str, ids: Sequence[str], batch_size: int) -> list[dict[str, str]]:
+    """Every batch file of ``folder`` (a ``ModelFolder`` or the human-alignment folder) for the
+    images ``ids``, in order; a ``SweepError`` naming the first one missing or cut short."""
+    rows: list[dict[str, str]] = []
+    for start in range(0, len(ids), batch_size):
+        batch = folder.read_batch(start, label, ids[start:start + batch_size])
+        if batch is None:
+            raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
+        rows.extend(batch)
+    return rows
+
+
 class ModelFolder:
     """The files of one model under one attack: ``OUT/<slug>/<attack>/``."""
 

@@ -19,10 +19,10 @@ from harmonization.data.augment import center_crop, random_crop_flip, resize_pai
 from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.records import decode_clickme, decode_imagenet
 from harmonization.data.shards import scan_shard
+from harmonization.inputs.core import check_arguments
 
 LOGGER = logging.getLogger("harmonization.data")
 AUTOTUNE = tf.data.AUTOTUNE
-SPLITS = ("train", "val", "test")
 _READ_BUFFER = 8 * 1024 * 1024
 _MAX_PARALLEL_FILES = 16
 _SOURCES = ("ClickMe", "ImageNet-style")
@@ -62,20 +62,6 @@ def describe_data_error(error: BaseException) -> str | None:
     if match is None:
         return None
     return match.group(1).replace("\\'", "'").replace('\\"', '"')  # TensorFlow escapes quotes
-
-
-def _check_arguments(split: str, batch_size: int, image_size: int, num_classes: int,
-                     clickme_fraction: float, crop_area: tuple[float, float], mixing: bool) -> None:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    for name, value in (("batch_size", batch_size), ("image_size", image_size), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if mixing and not 0.0 < clickme_fraction < 1.0:
-        raise ValueError(f"clickme_fraction must lie in (0, 1) when mixing, got {clickme_fraction}")
-    low, high = crop_area
-    if not 0.0 < low <= high <= 1.0:
-        raise ValueError(f"crop_area must satisfy 0 < low <= high <= 1, got {crop_area}")
 
 
 def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, counter: SkipCounter) -> list[int]:
@@ -247,8 +233,7 @@ def load_clickme(
     """
     if drop_remainder is None:
         drop_remainder = split == "train"
-    _check_arguments(split, batch_size, image_size, num_classes, clickme_fraction, crop_area,
-                     mixing=mix_with is not None)
+    check_arguments(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction, crop_area)
     counter = SkipCounter()
     paths = resolve_shards(paths_or_glob, "ClickMe shard")
     takes = _readable_counts(paths, skip_corrupt, check_data, counter)

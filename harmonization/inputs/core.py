@@ -35,8 +35,10 @@ class Plan:
         return len(self.record)
 
 
-def _check(split: str, batch_size: int, image_size: int, num_classes: int, mixing: bool,
-           clickme_fraction: float, crop_area: tuple[float, float]) -> None:
+def check_arguments(split: str, batch_size: int, image_size: int, num_classes: int, mixing: bool,
+                    clickme_fraction: float, crop_area: tuple[float, float]) -> None:
+    """Refuse (ValueError) reader arguments that cannot be read; both readers (this core and the
+    tf.data pipeline) check with it."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     for name, value in (("batch_size", batch_size), ("image_size", image_size), ("num_classes", num_classes)):
@@ -69,7 +71,8 @@ class ClickMeInputs:
                  mix_with: ShardPaths | None = None, clickme_fraction: float = 0.2,
                  crop_area: tuple[float, float] = (0.08, 1.0), drop_remainder: bool | None = None,
                  mixup: float | None = None, check_data: bool = True):
-        _check(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction, crop_area)
+        check_arguments(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction,
+                        crop_area)
         if mixup is not None and mixup <= 0:
             raise ValueError(f"mixup alpha must be positive, got {mixup}")
         self.split, self.batch_size, self.image_size = split, batch_size, image_size
