@@ -19,7 +19,8 @@ import torch
 
 from attacks_torch.models.counting import CountingModel
 from attacks_torch.models.pixel import PixelModel
-from harmonization.alignment import GAMING_MARGIN, PER_IMAGE, alignment_result, per_image_alignment
+from harmonization.alignment import (GAMING_MARGIN, PER_IMAGE, alignment_result, output_activation,
+                                     per_image_alignment)
 
 
 @dataclass
@@ -145,4 +146,5 @@ def summarize_human(result: HumanAlignment, num_classes: int, gaming_margin: flo
     the gaming flag; the per-image measures over the mapped images. ``num_classes``: the head's
     width; with the images' ``labels``, chance is taken from the classes present in them."""
     per_image = {key: getattr(result, key)[result.mapped] for key in PER_IMAGE}
-    return alignment_result(per_image, result.correct, int(num_classes), gaming_margin, labels=labels)
+    return alignment_result(per_image, result.correct, int(num_classes), gaming_margin, labels=labels,
+                            head_activation=output_activation(np.asarray(result.logits)))

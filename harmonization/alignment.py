@@ -48,6 +48,21 @@ def gaming(spearman: np.ndarray, spearman_log_prob: np.ndarray,
     return float(gap), bool(gap > gaming_margin)
 
 
+def output_activation(outputs: np.ndarray, tolerance: float = 1e-3) -> str | None:
+    """"softmax" when every row of ``outputs`` (N, C) is a probability vector, "log_softmax" when
+    every row is a log-probability vector, else None (logits)."""
+    outputs = np.asarray(outputs, np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] < 2 or not np.isfinite(outputs).all():
+        return None
+    if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=tolerance):
+        return "softmax"
+    peak = outputs.max(1, keepdims=True)
+    log_total = peak[:, 0] + np.log(np.exp(outputs - peak).sum(1))
+    if (outputs <= 0).all() and np.allclose(log_total, 0.0, atol=tolerance):
+        return "log_softmax"
+    return None
+
+
 def chance_fields(accuracy: float, head_classes: int, labels: np.ndarray | None = None) -> dict:
     """The near-chance fields: chance from the classes present in ``labels`` (at most the head's
     width; the head's width without labels); labels of one class cannot tell a trained model from a
@@ -61,7 +76,8 @@ def chance_fields(accuracy: float, head_classes: int, labels: np.ndarray | None 
 
 def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_classes: int,
                      gaming_margin: float = GAMING_MARGIN, denominator: Denominator | None = None,
-                     positions: np.ndarray | None = None, labels: np.ndarray | None = None) -> dict:
+                     positions: np.ndarray | None = None, labels: np.ndarray | None = None,
+                     head_activation: str | None = None) -> dict:
     """The result of an evaluation from its per-image measures over the mapped images
     (``per_image_alignment``) and whether each image (mapped or not) was classified correctly.
 
@@ -69,7 +85,10 @@ def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_
     is taken from the classes present in them, at most the head's width (:func:`chance_fields`).
 
     Keys: ``accuracy``, ``num_classes`` (the classes chance is taken from), ``head_classes``,
-    ``head_wider_than_data``, ``near_chance``, ``chance_threshold``, ``count``, ``mapped``,
+    ``head_wider_than_data``, ``head_activation`` (what the outputs are, :func:`output_activation`)
+    and ``saliency_of_logits`` (False after a softmax head: the "logit" saliency is then a
+    probability saliency and the gaming check says nothing), ``near_chance``, ``chance_threshold``,
+    ``count``, ``mapped``,
     ``spearman`` / ``spearman_log_prob`` (``metrics.summarize`` dicts), ``alignment_score`` /
     ``alignment_score_log_prob`` (mean / human ceiling: ``denominator``, the constant by default;
     ``positions``, the mapped images' record indices, for a per-image ceiling), ``denominator``
@@ -83,6 +102,8 @@ def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_
     return {
         "accuracy": accuracy,
         **chance_fields(accuracy, num_classes, labels),
+        "head_activation": head_activation,
+        "saliency_of_logits": head_activation != "softmax",
         "count": int(correct.size),
         "mapped": int(len(per_image["spearman"])),
         "spearman": metrics.summarize(per_image["spearman"]),

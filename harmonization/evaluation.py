@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from harmonization import heads
-from harmonization.alignment import GAMING_MARGIN, alignment_result, per_image_alignment
+from harmonization.alignment import GAMING_MARGIN, alignment_result, output_activation, per_image_alignment
 from harmonization.batches import batch_tensors, class_indices
 from harmonization.clickme2.denominator import Denominator
 from harmonization.models import split_pixel_model
@@ -88,7 +88,7 @@ class ClickMeEvaluator:
             self._check_size(images)
             logit_maps, log_prob_maps, outputs = self._saliency(images, labels)
             outputs = _numpy(outputs)
-            seen.add(heads.output_activation(outputs))
+            seen.add(output_activation(outputs))
             if logit_maps.shape[1:] != heatmaps.shape[1:]:
                 raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
                                  f"{heatmaps.shape[1:]} differ in size")

@@ -6,7 +6,7 @@ logits. A log-softmax head gives logits in that sense (softmax and cross-entropy
 softmax head does not: its "logit" saliency would be a probability saliency. A softmax applied by
 the last layer itself (``Dense(activation="softmax")``, ``Activation("softmax")``) is set to the
 identity while the saliency is taken (``linear_head``); one that cannot be opened so (a
-``Softmax`` layer, a subclassed model) is recognised from the outputs (``output_activation``) and
+``Softmax`` layer, a subclassed model) is recognised from the outputs (``harmonization.alignment.output_activation``) and
 the result is flagged.
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Iterator
 
 import keras
-import numpy as np
 
 NORMALISED = ("softmax", "log_softmax")
 """The head activations that turn logits into (log-)probabilities."""
@@ -67,18 +66,3 @@ def linear_head(layer: keras.layers.Layer | None) -> Iterator[None]:
         yield
     finally:
         layer.activation = saved
-
-
-def output_activation(outputs: np.ndarray, tolerance: float = 1e-3) -> str | None:
-    """"softmax" when every row of ``outputs`` (N, C) is a probability vector, "log_softmax" when
-    every row is a log-probability vector, else None (logits)."""
-    outputs = np.asarray(outputs, np.float64)
-    if outputs.ndim != 2 or outputs.shape[1] < 2 or not np.isfinite(outputs).all():
-        return None
-    if (outputs >= 0).all() and np.allclose(outputs.sum(1), 1.0, atol=tolerance):
-        return "softmax"
-    peak = outputs.max(1, keepdims=True)
-    log_total = peak[:, 0] + np.log(np.exp(outputs - peak).sum(1))
-    if (outputs <= 0).all() and np.allclose(log_total, 0.0, atol=tolerance):
-        return "log_softmax"
-    return None

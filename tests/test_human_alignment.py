@@ -110,6 +110,26 @@ def test_gaming_flag_fires_on_an_object_term_added_to_every_logit():
     assert abs(plain["gaming_gap"]) < GAMING_MARGIN and not plain["gaming"]  # ...and without the term it is not
 
 
+def test_a_softmax_head_is_flagged_and_a_logit_head_is_not():
+    size = 16
+    images = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+    maps = torch.zeros(4, size, size)
+    maps[:, 3:9, 4:10] = 1.0
+    labels = torch.tensor([0, 1, 2, 3])
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 4))
+    heads = {"logits": linear, "softmax": nn.Sequential(linear, nn.Softmax(dim=1)),
+             "log_softmax": nn.Sequential(linear, nn.LogSoftmax(dim=1))}
+    summaries = {}
+    for kind, network in heads.items():
+        model = PixelModel(network, name=kind, input_size=None, mean=(0.0,) * 3, std=(1.0,) * 3)
+        summaries[kind] = summarize_human(human_alignment(model, images, maps, labels), num_classes=4)
+    assert summaries["logits"]["head_activation"] is None and summaries["logits"]["saliency_of_logits"]
+    assert summaries["softmax"]["head_activation"] == "softmax" and not summaries["softmax"]["saliency_of_logits"]
+    assert summaries["log_softmax"]["head_activation"] == "log_softmax"  # logits up to a per-image shift
+    assert summaries["log_softmax"]["saliency_of_logits"]
+
+
 def _write_keras_model_and_stimuli(directory) -> tuple[str, str]:
     """A .keras pixel model whose preprocess part normalises per channel (so the saliency's point,
     the preprocessed input, matters) and stimulus shards of clickme_arrays; returns both paths."""

@@ -28,7 +28,7 @@ from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.errors import SweepError, arg
 from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import HUMAN_MEASURES, ModelFolder, SweepFolder, csv_text, read_json, read_table
-from harmonization.alignment import PER_IMAGE, alignment_result
+from harmonization.alignment import PER_IMAGE, alignment_result, output_activation
 from harmonization.files import write_json, write_text
 
 FORMAT = 1
@@ -88,8 +88,15 @@ class HumanFolder:
         """The width of the model's logits, as the first scored batch showed it (None before)."""
         return read_json(self.model_info, ("num_classes",))["num_classes"] if self.model_info.exists() else None
 
-    def write_num_classes(self, num_classes: int) -> None:
-        write_json(self.model_info, {"num_classes": int(num_classes)})
+    def read_head_activation(self) -> str | None:
+        """What the model's outputs were on the first scored batch ("softmax", "log_softmax" or
+        None for logits: ``harmonization.alignment.output_activation``)."""
+        return read_json(self.model_info).get("head_activation") if self.model_info.exists() else None
+
+    def write_model_info(self, logits: np.ndarray) -> None:
+        """The width of the model's logits and what they are, from the first scored batch."""
+        write_json(self.model_info, {"num_classes": int(logits.shape[1]),
+                                     "head_activation": output_activation(logits)})
 
     def read_batch(self, start: int, label: str, ids: Sequence[str]) -> list[dict[str, str]] | None:
         """The rows of the batch at ``start``, or None when not written or cut short; a SweepError when
@@ -122,18 +129,20 @@ class HumanFolder:
     def finish(self, label: str, spec: str, rows: Sequence[dict[str, str]], num_classes: int) -> dict[str, Any]:
         """Write scores.csv and scores.json from every row; returns the summary."""
         write_text(self.scores, csv_text(SCORE_COLUMNS, [[r[c] for c in SCORE_COLUMNS] for r in rows]))
-        summary = {"model": label, "spec": spec, **summarize_scores(rows, num_classes)}
+        summary = {"model": label, "spec": spec,
+                   **summarize_scores(rows, num_classes, self.read_head_activation())}
         write_json(self.summary, summary)
         return summary
 
 
-def summarize_scores(rows: Sequence[dict[str, str]], num_classes: int) -> dict[str, Any]:
+def summarize_scores(rows: Sequence[dict[str, str]], num_classes: int,
+                     head_activation: str | None = None) -> dict[str, Any]:
     """Per measure ``summarize`` and the alignment score (mean / human ceiling) as ``score``, and under
     ``human`` what ``harmonize evaluate`` reports (``harmonization.alignment.alignment_result``)."""
     mapped = [r for r in rows if r["mapped"] == "True"]
     per_image = {key: np.array([float(r[column]) for r in mapped]) for key, column in _PER_IMAGE_COLUMNS.items()}
     result = alignment_result(per_image, np.array([r["correct"] == "True" for r in rows]), num_classes,
-                              labels=np.array([int(r["label"]) for r in rows]))
+                              labels=np.array([int(r["label"]) for r in rows]), head_activation=head_activation)
     human = {key: value for key, value in result.items()
              if key not in ("per_image", "spearman", "spearman_log_prob")}
     human["forward_passes"] = float(np.mean([int(r["forward_passes"]) for r in rows]))

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from attacks_torch.human import human_alignment
@@ -80,7 +81,7 @@ def _score_batches(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folde
             batch = stimuli.subset(slice(start, start + config.batch_size))
             result = human_alignment(model, batch.images, batch.heatmaps, batch.labels)
             if start == todo[0]:
-                folder.write_num_classes(result.logits.shape[1])
+                folder.write_model_info(np.asarray(result.logits))
             for offset in range(min(len(batch), max(config.keep_maps - start, 0))):
                 folder.write_map(start + offset, result.logit_maps[offset])
             folder.write_batch(start, spec.label, batch.ids, batch.labels.tolist(), result)
