@@ -215,3 +215,17 @@ def test_shards_without_records_are_refused_in_one_line(tmp_path):
     (tmp_path / "empty.tfrecords").write_bytes(b"")
     with pytest.raises(ClickMeDataError, match=r"empty.tfrecords: the shards hold no records"):
         ClickMeInputs(paths, num_classes=2, mix_with=str(tmp_path / "empty.tfrecords"))
+
+
+def test_images_stored_in_unit_range_are_warned_about_as_by_tf_data(tmp_path, caplog):
+    import logging
+
+    unit = [{"image": np.full((16, 16, 3), 0.8, np.float32), "heatmap": np.ones((16, 16), np.float32), "label": 0}]
+    (path,) = write_clickme(unit, tmp_path, layout="stimulus", prefix="unit")
+    with caplog.at_level(logging.WARNING, logger="harmonization.inputs"):
+        ClickMeInputs(path, "test", batch_size=1, image_size=16, num_classes=4)
+    assert f"{path}: the brightest pixel is 0.8: these images look like [0, 1] data" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="harmonization.inputs"):
+        ClickMeInputs(write(tmp_path / "good", "stimulus"), "test", batch_size=1, image_size=16, num_classes=4)
+    assert "look like [0, 1]" not in caplog.text
