@@ -229,3 +229,25 @@ def test_images_stored_in_unit_range_are_warned_about_as_by_tf_data(tmp_path, ca
     with caplog.at_level(logging.WARNING, logger="harmonization.inputs"):
         ClickMeInputs(write(tmp_path / "good", "stimulus"), "test", batch_size=1, image_size=16, num_classes=4)
     assert "look like [0, 1]" not in caplog.text
+
+
+def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batch(tmp_path):
+    from harmonization.inputs.keras_data import EpochBatches, TrainingBatches
+
+    inputs = ClickMeInputs(write(tmp_path, "stimulus", n=10), "train", batch_size=3, image_size=16, num_classes=10,
+                           seed=5)  # 3 whole batches per epoch, one example dropped
+    expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
+    assert TrainingBatches(inputs).num_batches is None
+    for start in (0, 2, 4):
+        stream = TrainingBatches(inputs, start=start, workers=1)
+        for index, batch in enumerate(expected[start:]):
+            ours = stream[index]
+            for name in batch:
+                np.testing.assert_array_equal(ours[name], batch[name], err_msg=f"{start} {index} {name}")
+    assert not np.array_equal(expected[0]["label"], expected[3]["label"]) or not np.array_equal(
+        expected[0]["image"], expected[3]["image"])  # each epoch is drawn anew
+    epoch = EpochBatches(ClickMeInputs(write(tmp_path / "val", "stimulus", n=10), "test", batch_size=4, image_size=16,
+                                       num_classes=10))
+    assert len(epoch) == 3 and [len(b["label"]) for b in epoch] == [4, 4, 2] == [len(b["label"]) for b in epoch]
+    with pytest.raises(IndexError):
+        epoch[3]

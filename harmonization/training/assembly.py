@@ -4,12 +4,11 @@ recipe, and the saved and evaluated model (``run`` puts them together).
 On the TensorFlow backend the data is the ``tf.data`` pipeline (``harmonization.data``); on JAX
 and torch it is the framework-neutral reader (``harmonization.inputs``), and TensorFlow is never
 imported: the batches then follow the reader's order, deterministic per seed but not the same
-batches as a TensorFlow run's (docs/backends.md, "Input data")."""
+batches as a TensorFlow run's (docs/backends.md, "Input data, and TensorFlow in the process")."""
 from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING
-
 
 from harmonization.files import output_errors
 from harmonization.inputs.keras_data import evaluation_data, on_tensorflow
@@ -42,18 +41,16 @@ def datasets(config: TrainConfig, whole_batches: bool):
                              mix_with=config.mix_with,
                              clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
                              repeat=bool(config.steps_per_epoch), **shape)
-        val = load_clickme(config.val, config.val_split, deterministic=True, drop_remainder=whole_batches,
-                           **shape)
         steps = config.steps_per_epoch or int(train.cardinality())
     else:
         from harmonization.inputs import ClickMeInputs
 
         train = ClickMeInputs(config.train, "train", seed=config.seed, mix_with=config.mix_with,
                               clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
-                              mixup=config.mixup, **shape)
-        val = evaluation_data(config.val, config.val_split, drop_remainder=whole_batches, **shape)
+                              mixup=config.mixup or None, **shape)
         # mixed data: an epoch's length varies with its draw, unknown as with tf.data
         steps = config.steps_per_epoch or (-1 if config.mix_with else train.num_batches(train.plan(0)))
+    val = evaluation_data(config.val, config.val_split, drop_remainder=whole_batches, **shape)
     if steps < 0:
         raise ConfigError(lambda name: ("the number of training batches is unknown (mixed data): "
                                         f"pass {name('steps_per_epoch')}"))
