@@ -118,3 +118,21 @@ def test_timm_on_torch_and_a_jax_run_train_without_tensorflow(mini, tmp_path, ba
     assert summary["settings"]["backend"] == backend and summary["validation"]["count"] == 32
     assert (out / ("model.safetensors" if model.startswith("timm:") else "model.keras")).is_file()
     assert [row["epoch"] for row in history(out)] == [0]
+
+
+def test_a_torch_run_mixing_imagenet_shards_with_mixup_trains_without_tensorflow(mini, tmp_path):
+    import numpy as np
+
+    from harmonization.clickme import write_imagenet
+
+    rng = np.random.default_rng(0)
+    write_imagenet([rng.integers(0, 255, (36, 36, 3), dtype=np.uint8) for _ in range(48)],
+                   [i % 4 for i in range(48)], tmp_path / "imagenet")
+    argv = train_argv(mini, tmp_path / "run", "torch", epochs=1) + [
+        "--mix-with", str(tmp_path / "imagenet" / "imagenet-*"), "--mixup", "0.2", "--min-crop-area", "0.5"]
+    refused = harmonize(argv)  # as on TensorFlow: a mixed epoch's length is unknown
+    assert refused.returncode == 2 and "pass --steps-per-epoch" in refused.stderr.strip().splitlines()[-1]
+    result = harmonize(argv + ["--steps-per-epoch", "3"])
+    assert_without_tensorflow(result)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["settings"]["mixup"] == 0.2 and summary["validation"]["count"] == 32
