@@ -251,3 +251,14 @@ def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batc
     assert len(epoch) == 3 and [len(b["label"]) for b in epoch] == [4, 4, 2] == [len(b["label"]) for b in epoch]
     with pytest.raises(IndexError):
         epoch[3]
+
+
+def test_repeated_epochs_come_in_order_whatever_the_workers(tmp_path):
+    """3 batches per epoch over 2 DataLoader workers: the stream still runs epoch 0, then epoch 1, in order."""
+    inputs = ClickMeInputs(write(tmp_path, "jpeg", n=12), split="train", batch_size=4, image_size=16, num_classes=12,
+                           seed=5)
+    expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
+    for workers in (0, 2):
+        loader = iter(DataLoader(ClickMeBatches(inputs, repeat=True), batch_size=None, num_workers=workers))
+        ours = [{k: v.numpy() for k, v in next(loader).items()} for _ in expected]
+        assert_batches_equal(ours, expected)
