@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from harmonization import heads
 from harmonization.alignment import GAMING_MARGIN, alignment_result, output_activation, per_image_alignment
@@ -67,7 +66,7 @@ class ClickMeEvaluator:
         self._opened = heads.can_open(layer)
         self._saliency = saliency_function(network, preprocess, layer if self._opened else None)
 
-    def _check_size(self, images: tf.Tensor) -> None:
+    def _check_size(self, images) -> None:
         size = tuple(images.shape[1:3])
         if self._input_size is not None and size != self._input_size:
             raise ValueError(f"images are {size[0]}x{size[1]} pixels but model {self._name!r} takes "
@@ -145,7 +144,8 @@ def saliency_function(network: keras.Model, preprocess: Callable,
     ``head``: a last layer whose (softmax) activation is set to the identity while the saliency
     is taken (``harmonization.heads.linear_head``), so that it is that of the logits.
 
-    TensorFlow: one ``tf.function`` (traced once per shape). JAX: ``jax.jit`` of the network's
+    TensorFlow: one ``tf.function`` (traced once per shape; TensorFlow is imported on that
+    backend only). JAX: ``jax.jit`` of the network's
     ``stateless_call`` on its current variables, passed at each call (so that a trained network
     is evaluated with its new weights). torch: eager, with autograd enabled (Keras's evaluation
     loop runs under ``torch.no_grad``).
@@ -159,6 +159,8 @@ def saliency_function(network: keras.Model, preprocess: Callable,
         return maps["logit"], maps["log_prob"], logits
 
     if backend == "tensorflow":
+        import tensorflow as tf
+
         return tf.function(lambda images, labels: compute(network, images, labels),
                            reduce_retracing=True)
     if backend == "jax":

@@ -215,3 +215,50 @@ def test_shards_without_records_are_refused_in_one_line(tmp_path):
     (tmp_path / "empty.tfrecords").write_bytes(b"")
     with pytest.raises(ClickMeDataError, match=r"empty.tfrecords: the shards hold no records"):
         ClickMeInputs(paths, num_classes=2, mix_with=str(tmp_path / "empty.tfrecords"))
+
+
+def test_images_stored_in_unit_range_are_warned_about_as_by_tf_data(tmp_path, caplog):
+    import logging
+
+    unit = [{"image": np.full((16, 16, 3), 0.8, np.float32), "heatmap": np.ones((16, 16), np.float32), "label": 0}]
+    (path,) = write_clickme(unit, tmp_path, layout="stimulus", prefix="unit")
+    with caplog.at_level(logging.WARNING, logger="harmonization.inputs"):
+        ClickMeInputs(path, "test", batch_size=1, image_size=16, num_classes=4)
+    assert f"{path}: the brightest pixel is 0.8: these images look like [0, 1] data" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="harmonization.inputs"):
+        ClickMeInputs(write(tmp_path / "good", "stimulus"), "test", batch_size=1, image_size=16, num_classes=4)
+    assert "look like [0, 1]" not in caplog.text
+
+
+def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batch(tmp_path):
+    from harmonization.inputs.keras_data import EpochBatches, TrainingBatches
+
+    inputs = ClickMeInputs(write(tmp_path, "stimulus", n=10), "train", batch_size=3, image_size=16, num_classes=10,
+                           seed=5)  # 3 whole batches per epoch, one example dropped
+    expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
+    assert TrainingBatches(inputs).num_batches is None
+    for start in (0, 2, 4):
+        stream = TrainingBatches(inputs, start=start, workers=1)
+        for index, batch in enumerate(expected[start:]):
+            ours = stream[index]
+            for name in batch:
+                np.testing.assert_array_equal(ours[name], batch[name], err_msg=f"{start} {index} {name}")
+    assert not np.array_equal(expected[0]["label"], expected[3]["label"]) or not np.array_equal(
+        expected[0]["image"], expected[3]["image"])  # each epoch is drawn anew
+    epoch = EpochBatches(ClickMeInputs(write(tmp_path / "val", "stimulus", n=10), "test", batch_size=4, image_size=16,
+                                       num_classes=10))
+    assert len(epoch) == 3 and [len(b["label"]) for b in epoch] == [4, 4, 2] == [len(b["label"]) for b in epoch]
+    with pytest.raises(IndexError):
+        epoch[3]
+
+
+def test_repeated_epochs_come_in_order_whatever_the_workers(tmp_path):
+    """3 batches per epoch over 2 DataLoader workers: the stream still runs epoch 0, then epoch 1, in order."""
+    inputs = ClickMeInputs(write(tmp_path, "jpeg", n=12), split="train", batch_size=4, image_size=16, num_classes=12,
+                           seed=5)
+    expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
+    for workers in (0, 2):
+        loader = iter(DataLoader(ClickMeBatches(inputs, repeat=True), batch_size=None, num_workers=workers))
+        ours = [{k: v.numpy() for k, v in next(loader).items()} for _ in expected]
+        assert_batches_equal(ours, expected)

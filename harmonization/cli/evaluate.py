@@ -53,10 +53,13 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise UsageError("--ceilings is read with --ceiling mean or --ceiling per-image only")
     from harmonization.clickme import resolve_shards
     from harmonization.clickme2.denominator import load_denominator
-    from harmonization.data import load_clickme
     from harmonization.evaluation import ClickMeEvaluator, public
     from harmonization.files import write_json
+    from harmonization.inputs.keras_data import evaluation_data
     from harmonization.models import MODEL_NAMES, load_harmonized
+    from harmonization.tensorflow_free import keep_tensorflow_out
+
+    keep_tensorflow_out()
 
     denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
 
@@ -70,12 +73,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         raise UsageError(f"--image-size {args.image_size} does not fit {args.weights}, which takes "
                          f"{model_size}x{model_size} pixels (leave --image-size out to use that)")
     shape = dict(batch_size=args.batch_size, image_size=args.image_size or int(model_size),
-                 num_classes=int(model.output_shape[-1]), deterministic=True)
-    result = evaluator(load_clickme(args.data, args.split, **shape), denominator=denominator)
+                 num_classes=int(model.output_shape[-1]))
+    result = evaluator(evaluation_data(args.data, args.split, **shape), denominator=denominator)
     print_evaluation(os.path.basename(args.weights), result)  # shown before anything else can fail
     conflict = None
     if args.conflict:
-        conflict = evaluator(load_clickme(args.conflict, args.split, **shape))
+        conflict = evaluator(evaluation_data(args.conflict, args.split, **shape))
         print(conflict_line(conflict), flush=True)
     payload = {"weights": args.weights, "data": args.data, "evaluation": public(result),
                "conflict": None if conflict is None else {"data": args.conflict,

@@ -100,7 +100,8 @@ def add_parser(commands) -> None:
                           "term on (a stopped run exits with code 3)")
     fit.add_argument("--no-deterministic-data", dest="deterministic_data", action="store_false",
                      help="let tf.data hand out training batches as they are ready (faster input; a "
-                          "rerun with the same --seed no longer repeats the run)")
+                          "rerun with the same --seed no longer repeats the run); --backend tensorflow "
+                          "only: the JAX and torch reader is always deterministic")
     fit.add_argument("--collapse-patience", type=number(int, 1, high=MAX_EPOCHS),
                      help="epochs at chance with the harmonization term on, after the warm-up and "
                           "the lambda ramp, before the guard stops")

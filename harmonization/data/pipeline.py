@@ -12,9 +12,10 @@ from typing import Callable
 
 import tensorflow as tf
 
-from harmonization.clickme import ClickMeDataError, ShardPaths, iter_clickme, resolve_shards, unit_range_warning
+from harmonization.clickme import ClickMeDataError, ShardPaths, resolve_shards
 from harmonization.clickme.errors import RECORD_PREFIX
 from harmonization.clickme.layout import PROBLEMS
+from harmonization.clickme.reader import warn_if_unit_range
 from harmonization.data.augment import center_crop, random_crop_flip, resize_pair
 from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.data.records import decode_clickme, decode_imagenet
@@ -77,21 +78,6 @@ def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, cou
                            lost, path, index.error)
         counts.append(index.readable)
     return counts
-
-
-def _warn_if_unit_range(paths: list[str], takes: list[int]) -> None:
-    """Log a warning when the first record of every shard looks like [0, 1] data in [0, 255]."""
-    brightest = []
-    for path, take in zip(paths, takes):
-        if take > 0:
-            try:
-                brightest.append(float(next(iter_clickme(path)).image.max()))
-            except ClickMeDataError:  # a bad first record is reported (or skipped) by the pipeline
-                pass
-    others = f" and {len(paths) - 1} other shard(s)" if len(paths) > 1 else ""
-    warning = unit_range_warning(max(brightest), paths[0] + others) if brightest else None
-    if warning is not None:
-        LOGGER.warning(warning)
 
 
 def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int | None,
@@ -237,7 +223,7 @@ def load_clickme(
     counter = SkipCounter()
     paths = resolve_shards(paths_or_glob, "ClickMe shard")
     takes = _readable_counts(paths, skip_corrupt, check_data, counter)
-    _warn_if_unit_range(paths, takes)
+    warn_if_unit_range(paths, takes, LOGGER)
     imagenet_paths = None if mix_with is None else resolve_shards(mix_with, "ImageNet shard (mix_with)")
     imagenet_takes = None if mix_with is None else _readable_counts(imagenet_paths, skip_corrupt, check_data,
                                                                      counter)

@@ -11,15 +11,18 @@ process with the global batch sees. The torch adapter is ``harmonization.inputs.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from harmonization.clickme import ClickMeDataError
+from harmonization.clickme.reader import warn_if_unit_range
 from harmonization.clickme.paths import ShardPaths
 from harmonization.inputs import transforms
 from harmonization.inputs.records import Shards, index_shards, read_clickme, read_imagenet
 
+LOGGER = logging.getLogger("harmonization.inputs")
 SPLITS = ("train", "val", "test")
 _CROP, _MIXUP, _ORDER = 1, 2, 3  # streams of the seed tree
 
@@ -63,7 +66,8 @@ class ClickMeInputs:
     epoch ends with the ImageNet shards); ``mixup`` (alpha) mixes each process's batch with a
     permutation of itself. ``drop_remainder`` defaults to True for "train". ``check_data``: every
     record's data checksum is verified as it is read (the length headers always are, up front);
-    False saves about a quarter of the time per 256x256 JPEG example.
+    False saves about a quarter of the time per 256x256 JPEG example. As ``load_clickme``, it logs a
+    warning when the first record of every shard looks like [0, 1] data.
     """
 
     def __init__(self, paths: ShardPaths, split: str = "train", batch_size: int = 32, image_size: int = 224,
@@ -86,6 +90,8 @@ class ClickMeInputs:
         for shards in (self.clickme, self.imagenet):
             if shards is not None and not len(shards):
                 raise ClickMeDataError(f"{', '.join(shards.paths)}: the shards hold no records")
+        warn_if_unit_range(self.clickme.paths, np.bincount(self.clickme.shard, minlength=len(self.clickme.paths)),
+                           LOGGER)
 
     def _rng(self, *keys: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, *keys])

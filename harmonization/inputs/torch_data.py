@@ -51,15 +51,18 @@ class ClickMeBatches(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
-        epoch = self.epoch
+        epoch, passed = self.epoch, 0  # passed: batches of the epochs before, in this stream
         while True:
             plan = self.inputs.plan(epoch)
-            for index in range(worker, self.inputs.num_batches(plan, self.rank, self.world_size), workers):
+            count = self.inputs.num_batches(plan, self.rank, self.world_size)
+            # worker w takes the stream's batches w, w + W, ... across epoch ends, so that the
+            # loader's round robin over the workers hands them out in order
+            for index in range((worker - passed) % workers, count, workers):
                 batch = self.inputs.batch(plan, epoch, index, self.rank, self.world_size)
                 yield {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in batch.items()}
             if not self.repeat:
                 return
-            epoch += 1
+            epoch, passed = epoch + 1, passed + count
 
 
 def clickme_loader(inputs: ClickMeInputs, num_workers: int = 2, repeat: bool = False, **loader_options) -> DataLoader:

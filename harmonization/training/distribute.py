@@ -1,12 +1,17 @@
-"""Pick a distribution strategy, and the library-side fixes that distributed harmonizing needs."""
+"""Pick a distribution strategy, and the library-side fixes that distributed harmonizing needs.
+
+TensorFlow is imported by the functions that use it, not by this module: a run on the JAX or
+torch backend (``keras_distribution``, ``worker_count``) never loads it."""
 from __future__ import annotations
 
 import glob
 import json
 import logging
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +30,8 @@ def _tpu_name(tpu: str | None) -> str | None:
 
 
 def _tpu_strategy(name: str) -> tf.distribute.Strategy:
+    import tensorflow as tf
+
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
     if name != "local":
         tf.config.experimental_connect_to_cluster(resolver)
@@ -56,6 +63,8 @@ def strategy(tpu: str | None = None) -> tf.distribute.Strategy:
     3. ``MirroredStrategy`` over the visible GPUs when there are at least two.
     4. The default strategy (one CPU or one GPU).
     """
+    import tensorflow as tf
+
     name = _tpu_name(tpu)
     if name is not None:
         try:
@@ -73,6 +82,8 @@ def strategy(tpu: str | None = None) -> tf.distribute.Strategy:
 
 def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     """Whether ``strategy`` synchronises several workers (processes) with collectives."""
+    import tensorflow as tf
+
     return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.extended._in_multi_worker_mode())
 
@@ -84,6 +95,8 @@ def for_multi_worker_reduction(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tenso
     fails on scalars (tensorflow#72388); as (1,) tensors they reduce to the same scalars.
     Elsewhere the logs are returned unchanged.
     """
+    import tensorflow as tf
+
     if not is_multi_worker(tf.distribute.get_strategy()):
         return logs
     return {name: tf.reshape(value, [1]) for name, value in logs.items()}
@@ -95,6 +108,8 @@ def scale_for_replicas(loss: tf.Tensor) -> tf.Tensor:
     Gradients of the replicas are summed when applied, so each replica's loss must be its local
     mean divided by the number of replicas for the sum to equal the global-batch gradient.
     """
+    import tensorflow as tf
+
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
@@ -105,6 +120,8 @@ def disable_arithmetic_optimization() -> None:
     Second-order gradients through ResNet50V2 inside ``fit`` otherwise fail with
     ``AlreadyExistsError ... AddN_*/tmp_var``. XLA-compiled steps are not affected.
     """
+    import tensorflow as tf
+
     tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
 
 

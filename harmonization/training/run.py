@@ -14,21 +14,26 @@ import logging
 import math
 import time
 
+from typing import TYPE_CHECKING
+
 import keras
-import tensorflow as tf
 
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
-from harmonization.training.assembly import build_harmonizer, check_model, datasets, save_and_evaluate
+from harmonization.training.assembly import (build_harmonizer, check_model, datasets, save_and_evaluate,
+                                             strategy_scope, training_stream)
 from harmonization.training.config import RUN_OPTIONS, TrainConfig, TrainResult, check_config
 from harmonization.training.distribute import keras_distribution
 from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
                                            field_name)
 from harmonization.training.fingerprint import DATA_FIELDS, data_changes, data_fingerprint, file_sha256
 from harmonization.training.guards import data_classes
-from harmonization.training.resume import (MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder,
-                                           batch_stream, changed_settings)
+from harmonization.training.resume import MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder, changed_settings
 from harmonization.timm_models import timm_name
+from harmonization.tensorflow_free import keep_tensorflow_out
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +91,8 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     """Train, save, evaluate and summarise one run in ``config.out``; see the module docstring.
 
     ``strategy``: the distribution strategy (default: ``harmonization.training.strategy()``,
-    created here before any other TensorFlow operation). ``name`` names a field in the lines
+    created here before any other TensorFlow operation; on the JAX and torch backends, which
+    Keras distributes itself, none, and TensorFlow is not imported). ``name`` names a field in the lines
     logged (a front end passes its own names). Chance, for the adaptive gate, the collapse guard
     and the end-of-run check, is that of the classes present in the training labels
     (``data_classes``); a run still at chance at its end logs one line saying so, also recorded as
@@ -110,27 +116,28 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     devices = None
     backend = config.settings()["backend"]
     if backend != "tensorflow":  # tf.distribute serves TensorFlow models only
-        strategy = strategy or tf.distribute.get_strategy()
         devices = keras_distribution(backend)
         if config.batch_size % devices:
             raise ConfigError(lambda name: (f"{name('batch_size')} {config.batch_size} does not split "
                                             f"over the {devices} {backend} devices"))
-    strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
-    devices = devices or strategy.num_replicas_in_sync
+    else:
+        strategy = strategy or pick_strategy()  # first TensorFlow operation: collectives need that
+        devices = strategy.num_replicas_in_sync
     check_model(config)
     classes = data_classes(config.train, config.num_classes, config.mix_with, name)
 
     from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard, never_left_chance
 
+    keep_tensorflow_out()  # off TensorFlow: Keras's seeding and saving would import it
     keras.utils.set_random_seed(config.seed)
-    whole_batches = isinstance(strategy, tf.distribute.TPUStrategy) or (backend == "jax" and devices > 1)
+    whole_batches = _is_tpu(strategy) or (backend == "jax" and devices > 1)
     train, val, steps = datasets(config, whole_batches)
     harmonizer = build_harmonizer(config, steps, strategy, classes)
     backup = Backup(folder.backup_dir)
-    with strategy.scope():
+    with strategy_scope(strategy):
         done = backup.restore(harmonizer)
-    train = batch_stream(train, steps, done, repeated=bool(config.steps_per_epoch))
+    train = training_stream(config, train, steps, done)
     history = HistoryWriter(folder.history_path, [r for r in folder.read_history() if r["epoch"] < done])
     callbacks = [AlignmentCallback(val, max_batches=config.alignment_batches), history, backup]
     guard = None
@@ -144,7 +151,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     started = time.time()
     harmonizer.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=done,
                    steps_per_epoch=steps,
-                   callbacks=callbacks, verbose=keras_verbose(config.verbose), shuffle=False)  # shuffled by load_clickme
+                   callbacks=callbacks, verbose=keras_verbose(config.verbose), shuffle=False)  # shuffled by the reader
     seconds = time.time() - started
     if guard is not None and guard.message is not None:
         folder.write_record(settings, "collapsed", message=guard.message,
@@ -166,6 +173,14 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     backup.remove()
     return TrainResult("trained", folder.out, folder.model_path, folder.history_path,
                        folder.summary_path, summary, history.rows, done)
+
+
+def _is_tpu(strategy) -> bool:
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.TPUStrategy)
 
 
 def _read_summary(folder: RunFolder) -> dict:

@@ -1,12 +1,16 @@
 """The reference training recipe: SGD Nesterov, warm-up, step decay, mixup (docs/method.md,
-"The training recipe")."""
+"The training recipe"). ``mixup`` here mixes a ``tf.data`` pipeline (the TensorFlow backend); the
+JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is imported by ``mixup`` only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import keras
-import tensorflow as tf
 from keras import ops
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="harmonization")
@@ -83,6 +87,8 @@ def mixup(dataset: tf.data.Dataset, num_classes: int, alpha: float = 0.2,
     map is a human map only when both images had one). Labels come out as float32 (N, C).
     Deterministic for a seed.
     """
+    import tensorflow as tf
+
     if alpha <= 0:
         raise ValueError(f"mixup alpha must be positive, got {alpha}")
 
