@@ -4,9 +4,9 @@ Each seed draws its own ClickMe-mini and trains its own control and harmonized n
 on CPU is not bit-reproducible either). Prints, per seed and as mean ± standard error over seeds,
 the harmonized model's gain over the control in human alignment, adversarial alignment, accuracy
 and conflict accuracy, and writes benchmarks/results/demo_seeds.json with the lambda schedule and
-epochs it ran. Finished seeds are reused (a folder is per seed, schedule and epochs). The README's
-seed table was measured with the one-epoch linear ramp: ``--lambda-schedule linear`` reruns it;
-the default is the demo's own (adaptive).
+epochs it ran. Finished seeds are reused (a folder is per seed, schedule and epochs). The seed
+table of docs/clickme-mini.md was measured with the one-epoch linear ramp: ``--lambda-schedule
+linear`` reruns it; the default is the demo's own (adaptive).
 Run: python benchmarks/demo_seeds.py [--seeds 0,1,2,3,4] [--lambda-schedule linear] [--out demo-seeds-output]
 """
 from __future__ import annotations
@@ -44,7 +44,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--lambda-schedule", choices=("adaptive", "linear"), default="adaptive",
-                        help="the demo's lambda schedule (linear: the one-epoch ramp the README's table used)")
+                        help="the demo's lambda schedule (linear: the one-epoch ramp of the seed "
+                             "table in docs/clickme-mini.md)")
     parser.add_argument("--epochs", type=int, default=12, help="the demo's epochs (12: its default)")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "demo-seeds-output")
     args = parser.parse_args()

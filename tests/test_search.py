@@ -411,7 +411,7 @@ def test_the_default_gives_an_image_the_same_eps_alone_and_in_any_batch(cnn):  #
 
 
 def test_secant_gives_the_ladders_eps_to_the_bit_on_lite0_and_the_bundled_photos():
-    """README: on efficientnet-lite0 and the bundled photos (and their mirror images, as the
+    """docs/search.md: on efficientnet-lite0 and the bundled photos (and their mirror images, as the
     benchmark attacks them) every eps the secant schedule finds is the ladder's, exactly."""
     photos = bundled_photos()
     images = torch.cat([photos.images, photos.images.flip(-1)])

@@ -28,7 +28,7 @@ from harmonization.clickme import encode_example, write_records
 from harmonization.files import atomic_write
 
 
-# results.csv's header as README.md and docs/data-contracts.md document it, written out here (not
+# results.csv's header as docs/data-contracts.md documents it, written out here (not
 # taken from the code) so that dropping, renaming or moving a column fails.
 DOCUMENTED_COLUMNS = ["model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
                       "alignment", "human_alignment", "human_alignment_logprob", "attack", "norm"]
