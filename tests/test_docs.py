@@ -1,10 +1,11 @@
 """The README and docs/ point only at what exists: every relative link and every docs/ file named
 (in the docs or in the code) is there, a section cited by its heading has that heading, the README
-indexes every doc, and docs/architecture.md names every module of both packages and no file that
-is gone. Reading text only: fast."""
+indexes every doc and names every extra and make target, and docs/architecture.md names every
+module of both packages and no file that is gone. Reading text only: fast."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,11 @@ def test_the_architecture_names_every_module_and_no_missing_file():
     present = {path.name for path in repository_files()}
     gone = sorted(set(re.findall(r"\b[\w-]+\.(?:py|sh)\b", tree)) - present)
     assert not gone, f"docs/architecture.md names files that do not exist: {gone}"
+
+
+def test_the_readme_names_every_extra_and_every_make_target():
+    readme = (ROOT / "README.md").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not [name for name in extras if f"'.[{name}]'" not in readme], sorted(extras)
+    phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(), re.M)[1].split()
+    assert phony and not [target for target in phony if f"make {target}" not in readme], phony
