@@ -94,3 +94,39 @@ def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ValueError(f"checkpoint {str(path)!r} holds no state dict of tensors")
     return dict(data)
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 3 else shown
+
+
+def load_timm_weights(network: nn.Module, name: str, checkpoint: str | Path | Mapping[str, torch.Tensor],
+                      *, new_head: bool = False) -> None:
+    """Load a local checkpoint (a file, see :func:`read_state_dict`, or a state dict) into timm's
+    ``network`` strictly: every tensor the network has, no other, each of its shape.
+
+    The one exception, only with ``new_head=True`` (``harmonize train --weights``, which fine-tunes
+    an ImageNet checkpoint to a task's classes): classifier-head tensors of another shape keep the
+    network's fresh initialisation. An attack never takes it: a random head would be attacked as if
+    it were trained. A checkpoint that does not fit is a one-line ValueError naming the file and the
+    first mismatching keys.
+    """
+    named = isinstance(checkpoint, Mapping)
+    state = dict(checkpoint) if named else read_state_dict(checkpoint)
+    where = "its state dict" if named else repr(str(checkpoint))
+    own = network.state_dict()
+    reshaped = {key for key in state if key in own and state[key].shape != own[key].shape}
+    fresh: set[str] = set()
+    if new_head:
+        heads = network.pretrained_cfg.get("classifier") or ()
+        heads = (heads,) if isinstance(heads, str) else tuple(heads)
+        fresh = {key for key in reshaped if key.startswith(tuple(f"{head}." for head in heads))}
+    fitting = {key: value for key, value in state.items() if key not in reshaped}
+    result = network.load_state_dict(fitting, strict=False)  # torch's own count of what is missing
+    problems = [f"{what} {_listed(sorted(keys))}" for what, keys in (
+        ("missing", set(result.missing_keys) - reshaped), ("unexpected", result.unexpected_keys),
+        ("of another shape", reshaped - fresh)) if keys]
+    if problems:
+        raise ValueError(f"timm model {name!r}: weights {where} do not fit: {'; '.join(problems)} "
+                         "(a checkpoint of another architecture or head does not fit)")

@@ -22,11 +22,10 @@ import torch
 import torchvision
 
 from attacks_torch.models.pixel import PixelModel
+from harmonization.model_names import IMAGENET_MEAN, IMAGENET_STD
 from harmonization.timm_models import read_state_dict
 
 KINDS = ("robustness", "torchvision")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = (224, 224)
 """torchvision's ImageNet evaluation size (resize 256, centre crop 224 = crop_pct 0.875)."""
 

@@ -17,9 +17,14 @@ import torch
 from torch import nn
 
 from attacks_torch.models.pixel import PixelModel
+from harmonization.model_names import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PIXEL_MODEL_PARTS,
+    PUBLISHED_PREFIX,
+)
 
 KERAS_SUFFIXES = (".keras", ".h5")
-PIXEL_MODEL_PARTS = ("preprocess", "backbone")
 
 
 class _ChannelsLast(nn.Module):
@@ -98,8 +103,8 @@ def _plain_batch_normalization(keras) -> Iterator[None]:
 
 def _legacy_layer_names(path: Path) -> set[str]:
     """Top-level layer names in a legacy ``.h5`` file's config (empty for a weights-only file)."""
-    from harmonization.models.legacy_h5 import read_legacy_h5
     from harmonization.models.legacy_full import layer_names_of
+    from harmonization.models.legacy_h5 import read_legacy_h5
 
     stored = read_legacy_h5(path)
     return layer_names_of(stored) if stored.config is not None else set()
@@ -114,7 +119,7 @@ def _refuse_foreign_model(path: Path, names: set[str]) -> None:
     raise ValueError(
         f"Keras model file {str(path)!r} is not a pixel model of this project (no 'preprocess' and "
         "'backbone' parts), so its input scale is unknown; for a published harmonized file use "
-        f"published:NAME:{path} with NAME one of {', '.join(PUBLISHED_NAMES)}")
+        f"{PUBLISHED_PREFIX}NAME:{path} with NAME one of {', '.join(PUBLISHED_NAMES)}")
 
 
 def load_keras(path: str | Path) -> PixelModel:
@@ -166,7 +171,7 @@ def load_published(name: str, path: str | Path) -> PixelModel:
     works (the reference caches its downloads without an extension).
     """
     _import_keras_on_torch()
-    from harmonization.models import IMAGENET_MEAN, IMAGENET_STD, load_published as load_keras_published
+    from harmonization.models import load_published as load_keras_published
     from harmonization.models import split_pixel_model
 
     model = load_keras_published(name, path)

@@ -8,7 +8,7 @@ import timm
 import torch
 
 from attacks_torch.models.pixel import PixelModel
-from harmonization.timm_models import check_name, data_config, read_state_dict
+from harmonization.timm_models import check_name, data_config, load_timm_weights
 
 
 def load_timm(
@@ -22,8 +22,8 @@ def load_timm(
 
     Resize (the config's input size and interpolation) and mean/std normalisation run inside the
     wrapper, which also keeps the config's crop_pct; an interpolation the wrapper cannot reproduce
-    is refused. ``checkpoint`` is a local weights file (see :func:`read_state_dict`) or a state
-    dict, loaded strictly; ``pretrained=True`` needs the model hub, which offline runs
+    is refused. ``checkpoint`` is a local weights file or a state dict, loaded strictly
+    (``harmonization.timm_models.load_timm_weights``); ``pretrained=True`` needs the model hub, which offline runs
     (HF_HUB_OFFLINE=1) cannot reach. ``label`` names the wrapper (default: ``name``).
     """
     check_name(name)
@@ -38,11 +38,6 @@ def load_timm(
             f"({type(error).__name__}); download them elsewhere and pass checkpoint=PATH"
         ) from error
     if checkpoint is not None:
-        state = checkpoint if isinstance(checkpoint, Mapping) else read_state_dict(checkpoint)
-        where = "its state dict" if isinstance(checkpoint, Mapping) else repr(str(checkpoint))
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as error:
-            raise ValueError(f"timm model {name!r}: checkpoint {where} does not fit: {error}") from error
+        load_timm_weights(network, name, checkpoint)
     return PixelModel(network, name=label or name, num_classes=getattr(network, "num_classes", None),
                       **data_config(network))

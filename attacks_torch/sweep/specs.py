@@ -18,8 +18,9 @@ class ModelSpec:
     """One model of a sweep: ``label`` names it in every table, ``spec`` says how to load it.
 
     Written ``[label=]spec[@checkpoint]``: spec is anything :func:`attacks_torch.models.load_model`
-    takes (a timm name, ``efficientnet_lite0_imagenet``, a ``.keras``/``.h5`` path or
-    ``published:NAME:PATH``); ``@checkpoint`` gives a timm model local weights.
+    takes (a timm name, ``efficientnet_lite0_imagenet``, a ``.keras``/``.h5`` path,
+    ``published:NAME:PATH``, ``robustness:ARCH:PATH``, ``torchvision:ARCH:PATH``: the sources of
+    :mod:`attacks_torch.models.sources`); ``@checkpoint`` gives a timm model local weights.
     """
 
     label: str

@@ -5,8 +5,7 @@ import argparse
 import json
 
 from harmonization.cli.common import UsageError, flag_names, positive_int, refuse_input_as_output
-
-PUBLISHED_PREFIX = "published:"
+from harmonization.model_names import parse_published
 
 
 def add_zoo_parser(commands) -> None:
@@ -41,13 +40,14 @@ def published_model(text: str) -> tuple[str, str]:
     """(NAME, PATH) of a ``published:NAME:PATH`` argument."""
     from harmonization.models.published import PUBLISHED_NAMES
 
-    parts = text.split(":", 2)
-    if len(parts) != 3 or parts[0] + ":" != PUBLISHED_PREFIX or not parts[2]:
-        raise UsageError(f"--model {text!r}: expected published:NAME:PATH")
-    if parts[1] not in PUBLISHED_NAMES:
-        raise UsageError(f"--model {text!r}: unknown published model {parts[1]!r}; "
+    try:
+        name, path = parse_published(text, what="--model")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if name not in PUBLISHED_NAMES:
+        raise UsageError(f"--model {text!r}: unknown published model {name!r}; "
                          f"expected one of {', '.join(PUBLISHED_NAMES)}")
-    return parts[1], parts[2]
+    return name, path
 
 
 def check_accuracy(args: argparse.Namespace) -> dict:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from harmonization.model_names import BACKBONE, IMAGENET_MEAN, IMAGENET_STD, PREPROCESS
+
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
-PREPROCESS = "preprocess"
-BACKBONE = "backbone"
 
 
 def scale_to_unit_range() -> list[keras.layers.Layer]:

@@ -12,7 +12,6 @@ in serre-lab/Harmonization; top-1 on ImageNet validation, ClickMe human feature 
 """
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable
@@ -20,9 +19,16 @@ from dataclasses import dataclass
 
 import keras
 
+from harmonization.model_names import BACKBONE
+from harmonization.models.kecam import KECAM
 from harmonization.models.legacy_full import layer_names_of, load_full_model
-from harmonization.models.legacy_h5 import (LegacyFile, ModelFileError, assign_by_name, layer_variables,
-                                            read_legacy_h5)
+from harmonization.models.legacy_h5 import (
+    LegacyFile,
+    ModelFileError,
+    assign_by_name,
+    layer_variables,
+    read_legacy_h5,
+)
 from harmonization.models.pixel import assemble, imagenet_normalize
 from harmonization.models.vit import as_vit_variables, vit_network, vit_shape_of, vit_variables
 
@@ -72,10 +78,6 @@ PUBLISHED = {entry.name: entry for entry in (
               8_876_008, None, None, "timm levit_128"),
 )}
 PUBLISHED_NAMES = tuple(PUBLISHED)
-# kecam architectures: (module in this package, builder, pattern of a block's layer names)
-_KECAM = {"convnext_tiny": ("convnext", "convnext_tiny", r"stack(\d+)_block(\d+)_"),
-          "levit128": ("levit", "levit128", r"stack(\d+)_block(\d+)_"),
-          "maxvit_tiny": ("maxvit", "maxvit_tiny", r"stack_(\d+)_block_(\d+)_")}
 
 
 def _vit_backbone(stored: LegacyFile) -> keras.Model:
@@ -83,7 +85,7 @@ def _vit_backbone(stored: LegacyFile) -> keras.Model:
     inputs = keras.Input((shape["image_size"], shape["image_size"], 3), name="preprocessed")
     network = keras.Model(inputs, vit_network(inputs, shape["num_classes"], shape["num_layers"],
                                               shape["hidden_size"], shape["num_heads"],
-                                              shape["mlp_dim"]), name="backbone")
+                                              shape["mlp_dim"]), name=BACKBONE)
     variables = vit_variables(network)
     assign_by_name(variables, as_vit_variables(stored, variables))
     return network
@@ -112,11 +114,12 @@ def _underscored(stored: LegacyFile) -> LegacyFile:
 
 def _kecam_backbone(name: str, image_size: int) -> Callable[[LegacyFile], keras.Model]:
     """The kecam re-implementation, its depth per stage and classes read off the file's layer names."""
-    module, builder, block = _KECAM[name]
+    kecam = KECAM[name]
 
     def load(stored: LegacyFile) -> keras.Model:
         names = [layer.replace("/", "_") for layer in stored.layer_names]  # kecam's "/" -> "_"
-        blocks = [tuple(map(int, found.groups())) for found in map(re.compile(block).match, names) if found]
+        blocks = [tuple(map(int, found.groups()))
+                  for found in map(re.compile(kecam.block).match, names) if found]
         if stored.config is not None or not blocks:
             raise ModelFileError(f"model file {stored.path}: not a kecam {name} weights file "
                                  f"(its layers: {', '.join(stored.layer_names[:6])}, ...)")
@@ -124,19 +127,19 @@ def _kecam_backbone(name: str, image_size: int) -> Callable[[LegacyFile], keras.
         head = next(f"{layer}/kernel" for layer in reversed(stored.layer_names)
                     if f"{layer}/kernel" in stored.weights)
         try:
-            network = getattr(importlib.import_module(f"harmonization.models.{module}"), builder)(
-                num_classes=int(stored.weights[head].shape[-1]), image_size=image_size, depths=depths)
+            network = kecam.build()(num_classes=int(stored.weights[head].shape[-1]),
+                                    image_size=image_size, depths=depths)
         except ValueError as error:
             raise ModelFileError(f"model file {stored.path}: not a {name} file ({error})") from None
         assign_by_name(layer_variables(network), _underscored(stored))
-        return keras.Model(network.input, network.output, name="backbone")
+        return keras.Model(network.input, network.output, name=BACKBONE)
     return load
 
 
 def _backbone_loader(name: str, image_size: int) -> Callable[[LegacyFile], keras.Model]:
     if name == "vit_b16":
         return _vit_backbone
-    if name in _KECAM:
+    if name in KECAM:
         return _kecam_backbone(name, image_size)
     return _full_backbone(PUBLISHED[name])
 

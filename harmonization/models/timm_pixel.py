@@ -23,7 +23,13 @@ from torch import nn
 
 from harmonization.files import temporary_path
 from harmonization.models.pixel import BACKBONE, assemble, normalize
-from harmonization.timm_models import INTERPOLATIONS, check_name, data_config, read_state_dict, resize
+from harmonization.timm_models import (
+    INTERPOLATIONS,
+    check_name,
+    data_config,
+    load_timm_weights,
+    resize,
+)
 
 NORM_PREFIX = "norm_"
 """Prefix of the Keras names of normalisation-layer parameters: ``harmonization.loss`` then gives
@@ -75,25 +81,6 @@ class TimmLayer(keras.layers.TorchModuleWrapper):
         return self.module(inputs)
 
 
-def _load_weights(network: nn.Module, name: str, path: str) -> None:
-    """Load a local checkpoint strictly, except a classifier head with another number of classes,
-    which keeps its random initialisation."""
-    state = read_state_dict(path)
-    own = network.state_dict()
-    heads = network.pretrained_cfg.get("classifier") or ()
-    heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    other_head = {key for key in state if key in own and state[key].shape != own[key].shape
-                  and key.startswith(tuple(f"{head}." for head in heads))}
-    try:
-        result = network.load_state_dict({k: v for k, v in state.items() if k not in other_head}, strict=False)
-    except RuntimeError as error:
-        raise ValueError(f"timm model {name!r}: weights {path!r} do not fit: {error}") from error
-    missing = set(result.missing_keys) - other_head
-    if missing or result.unexpected_keys:
-        raise ValueError(f"timm model {name!r}: weights {path!r} do not fit: missing "
-                         f"{sorted(missing)[:5]}, unexpected {sorted(result.unexpected_keys)[:5]}")
-
-
 def build_timm(name: str, num_classes: int, image_size: int, weights: str | None = None) -> keras.Model:
     """The pixel model of timm's ``name`` with a ``num_classes`` head for ``image_size`` pixels.
 
@@ -112,7 +99,7 @@ def build_timm(name: str, num_classes: int, image_size: int, weights: str | None
         if hasattr(module, "fused_attn"):
             module.fused_attn = False
     if weights is not None:
-        _load_weights(network, name, weights)
+        load_timm_weights(network, name, weights, new_head=True)
     config = data_config(network)
     layer = TimmLayer(TimmInput(network, config["input_size"], config["interpolation"]),
                       name="timm", output_shape=(None, int(num_classes)))

@@ -26,15 +26,21 @@ Choices, each documented where it is made:
 """
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 
 import keras
 
+from harmonization.models.kecam import KECAM
 from harmonization.models.legacy_h5 import check_h5_file
-from harmonization.models.pixel import (BACKBONE, assemble, caffe, identity, imagenet_normalize,
-                                        scale_to_unit_range)
+from harmonization.models.pixel import (
+    BACKBONE,
+    assemble,
+    caffe,
+    identity,
+    imagenet_normalize,
+    scale_to_unit_range,
+)
 from harmonization.models.vit import vit_network
 from harmonization.timm_models import timm_name
 
@@ -86,9 +92,9 @@ def _reimplemented(name: str, network: Callable[[keras.KerasTensor, int], keras.
     return build
 
 
-def _kecam_network(module: str, builder: str) -> Callable[[keras.KerasTensor, int], keras.KerasTensor]:
+def _kecam_network(name: str) -> Callable[[keras.KerasTensor, int], keras.KerasTensor]:
     def network(inputs: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-        factory = getattr(importlib.import_module(f"harmonization.models.{module}"), builder)
+        factory = KECAM[name].build()
         return factory(num_classes=num_classes, image_size=int(inputs.shape[1]))(inputs)
     return network
 
@@ -102,8 +108,8 @@ _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
     "convnext_tiny": (imagenet_normalize, _application(keras.applications.ConvNeXtTiny,
                                                         include_preprocessing=False)),
     "vit_b16": (imagenet_normalize, _reimplemented("vit_b16", vit_network)),
-    "maxvit_tiny": (imagenet_normalize, _reimplemented("maxvit_tiny", _kecam_network("maxvit", "maxvit_tiny"))),
-    "levit128": (imagenet_normalize, _reimplemented("levit128", _kecam_network("levit", "levit128"))),
+    "maxvit_tiny": (imagenet_normalize, _reimplemented("maxvit_tiny", _kecam_network("maxvit_tiny"))),
+    "levit128": (imagenet_normalize, _reimplemented("levit128", _kecam_network("levit128"))),
 }
 MODEL_NAMES = tuple(_ZOO)
 
