@@ -69,12 +69,15 @@ class SweepConfig:
             if not ok:
                 raise SweepError.about(argument, f" {message}")
         if self.tol is not None and self.tol >= self.hi:
-            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is not below {name('hi')} {self.hi:g}")
+            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is not below {name('hi')} "
+                                          f"{self.hi:g}")
         if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
-            raise SweepError(lambda name: f"need 0 < {name('lo')} < {name('hi')}, got {self.lo}, {self.hi}")
+            raise SweepError(lambda name: f"need 0 < {name('lo')} < {name('hi')}, got {self.lo}, "
+                                          f"{self.hi}")
         if self.tol is not None and self.tol < minimum_tol(self.hi):
-            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is below the float32 resolution of eps "
-                             f"at {name('hi')} {self.hi:g}; use at least {minimum_tol(self.hi):.3g}")
+            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is below the float32 "
+                                          f"resolution of eps at {name('hi')} {self.hi:g}; use at "
+                                          f"least {minimum_tol(self.hi):.3g}")
         self.resolved_attack_options()
 
     @contextmanager
@@ -102,9 +105,8 @@ class SweepConfig:
         try:
             return resolve_attack_options(self.attack, self.attack_options)
         except ValueError as error:
-            text = str(error).partition("attack_options")
-            raise SweepError(lambda name: f"{text[0]}{name('attack_options') if text[1] else ''}{text[2]}"
-                             ) from None
+            # the registry's messages start with "attack_options: ..."
+            raise SweepError.about("attack_options", str(error).removeprefix("attack_options")) from None
 
     def search_settings(self) -> dict[str, Any]:
         """Keyword arguments of ``find_minimal`` besides the attack options: the eps search's."""

@@ -1,5 +1,6 @@
 """What fixes a model's rows: the model's content, the stimuli's content, the search, the attack's
-resolved options and TF32. A folder resumes only under an equal fingerprint; otherwise the difference is named."""
+resolved options and TF32. A folder resumes only under an equal fingerprint; otherwise the
+difference is named."""
 from __future__ import annotations
 
 import hashlib

@@ -109,8 +109,9 @@ class HumanFolder:
             return None  # a half-written file of a killed run: computed again
         rows = read_table(path, SCORE_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(lambda name: f"{path}: holds rows that are not model {label!r} on stimuli "
-                             f"{ids[0]} .. {ids[-1]}; remove it, or start the model over ({name('fresh')})")
+            raise SweepError(lambda name: f"{path}: holds rows that are not model {label!r} on "
+                                          f"stimuli {ids[0]} .. {ids[-1]}; remove it, or start the "
+                                          f"model over ({name('fresh')})")
         return rows
 
     def write_batch(self, start: int, label: str, ids: Sequence[str], labels: Sequence[int],

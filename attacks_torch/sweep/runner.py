@@ -86,10 +86,12 @@ def _must_start_over(folder: ModelFolder, current: dict[str, Any], fresh: bool) 
     if previous is None:
         if fresh or not folder.has_results():
             return fresh and folder.has_results()
-        raise SweepError(lambda name: f"{folder.path}: holds results but no config.json; {how(name)}")
+        raise SweepError(lambda name: f"{folder.path}: holds results but no config.json; "
+                                      f"{how(name)}")
     changes = differences(previous, current)
     if changes and not fresh:
-        raise SweepError(lambda name: f"{folder.path}: cannot resume, {'; '.join(changes)}; {how(name)}")
+        raise SweepError(lambda name: f"{folder.path}: cannot resume, {'; '.join(changes)}; "
+                                      f"{how(name)}")
     return bool(changes)
 
 

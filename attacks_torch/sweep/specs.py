@@ -69,13 +69,15 @@ def _items(argument: str, field: str) -> list[str]:
     """Lines of a UTF-8 text file, with or without a BOM (comments after '#' dropped), or the
     comma-separated items of a string; a file in another encoding is a SweepError naming it."""
     if os.path.isfile(argument):
-        lines = [line.split("#", 1)[0].strip() for line in _items_text(argument, field).splitlines()]
+        text = _items_text(argument, field)
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
         return [line for line in lines if line]
     return [item.strip() for item in argument.split(",") if item.strip()]
 
 
 def _items_text(path: str, field: str) -> str:
-    """The text of a UTF-8 file, with or without a BOM; a SweepError naming ``field`` and the file otherwise."""
+    """The text of a UTF-8 file, with or without a BOM; a SweepError naming ``field`` and the
+    file otherwise."""
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8-sig")
@@ -98,11 +100,11 @@ def parse_models(argument: str) -> list[ModelSpec]:
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.slug.casefold() in RESERVED_NAMES:
-            raise SweepError.about("models", f": label {spec.label!r} is reserved (the sweep folder's "
-                                   f"{spec.slug} file); choose another label")
+            raise SweepError.about("models", f": label {spec.label!r} is reserved (the sweep "
+                                   f"folder's {spec.slug} file); choose another label")
         if spec.slug in seen:
-            raise SweepError.about("models", f": labels {seen[spec.slug]!r} and {spec.label!r} share the "
-                                   f"folder {spec.slug!r}")
+            raise SweepError.about("models", f": labels {seen[spec.slug]!r} and {spec.label!r} "
+                                   f"share the folder {spec.slug!r}")
         seen[spec.slug] = spec.label
     return specs
 

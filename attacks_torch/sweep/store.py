@@ -172,8 +172,9 @@ class ModelFolder:
             return None  # cut short after the header: computed again
         rows = read_table(path, BATCH_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(lambda name: f"{path}: holds {len(rows)} rows that are not model {label!r} on stimuli "
-                             f"{ids[0]} .. {ids[-1]}; remove it, or start the model over ({name('fresh')})")
+            raise SweepError(lambda name: f"{path}: holds {len(rows)} rows that are not model "
+                                          f"{label!r} on stimuli {ids[0]} .. {ids[-1]}; remove it, "
+                                          f"or start the model over ({name('fresh')})")
         return rows
 
     def write_batch(self, start: int, rows: Sequence[Sequence[Any]]) -> None:
