@@ -15,9 +15,9 @@ Exit codes: 0 when every model finished; 1 when some model failed (its error is 
 OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input or an
 output that cannot be written (one line on stderr naming the flag or the file; batches already
 attacked are kept, and the same command resumes them); 130 on Ctrl-C (one line; the same).
-Every number is bounded (``harmonization.cli.toolkit``), the defaults are ``SweepConfig``'s, and ``--out`` may not be one of the
-command's inputs (a model file, a stimulus file, the sweep folder being reported). Under
-``torchrun`` only rank 0 prints.
+Every number is bounded (``harmonization.cli.toolkit``), the defaults are ``SweepConfig``'s, and
+``--out`` may not be one of the command's inputs (a model file, a stimulus file, the sweep folder
+being reported). Under ``torchrun`` only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -114,8 +114,8 @@ def _build_parser() -> OneLineParser:
     attack.add_argument("--ceilings", default=None, help="the ceilings.json of `harmonize clickme2` for --stimuli")
     attack.add_argument("--no-human-alignment", action="store_true",
                         help="do not measure the models' human alignment (saliency vs the human maps)")
-    attack.add_argument("--tf32", action="store_true",
-                        help="let CUDA round matrix products to TF32 (faster, less exact; off by default)")
+    attack.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=FIELDS["tf32"],
+                        help="let CUDA round matrix products and convolutions to TF32 (faster, less exact)")
 
     score = commands.add_parser("score", help="human alignment of models on stimuli, without attacks; resumable")
     score.add_argument("--models", required=True, help="as for attack")

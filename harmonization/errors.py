@@ -26,7 +26,7 @@ class ArgumentError(Exception):
     """Arguments that the library names by the setting that flips them (``fresh=True``)."""
 
     def __init__(self, build: Callable[[Namer], str] | str) -> None:
-        self.build: Callable[[Namer], str] = (lambda name: build) if isinstance(build, str) else build
+        self.build: Callable[[Namer], str] = build if callable(build) else (lambda name: build)
         super().__init__(self.render())
 
     @classmethod
@@ -39,7 +39,10 @@ class ArgumentError(Exception):
         """The message with each argument named by ``names`` (e.g. a CLI's flags); arguments it
         does not name keep the library's names."""
         names = names or {}
-        return self.build(lambda argument: names.get(argument) or self.SWITCHES.get(argument, argument))
+
+        def name(argument: str) -> str:
+            return names.get(argument) or self.SWITCHES.get(argument, argument)
+        return self.build(name)
 
     def message(self) -> str:
         """The message as the library words it (``str()`` of the error)."""

@@ -7,7 +7,14 @@ import pytest
 
 from attacks_torch import cli as adv_align
 from attacks_torch.sweep import SweepConfig, SweepError
-from harmonization.cli.toolkit import OneLineParser, UsageError, flag_names, number, one_line, within
+from harmonization.cli.toolkit import (
+    OneLineParser,
+    UsageError,
+    flag_names,
+    number,
+    one_line,
+    within,
+)
 from harmonization.errors import ArgumentError
 from harmonization.files import OutputError
 from harmonization.models import ModelFileError
@@ -18,7 +25,8 @@ def test_a_library_error_is_worded_by_the_library_and_rendered_with_a_cli_s_flag
     with pytest.raises(SweepError) as refused:
         SweepConfig(stimuli="x", lo=5.0, hi=1.0)
     assert str(refused.value) == "need 0 < lo < hi, got 5.0, 1.0"
-    assert refused.value.render({"lo": "--lo", "hi": "--hi"}) == "need 0 < --lo < --hi, got 5.0, 1.0"
+    assert refused.value.render({"lo": "--lo", "hi": "--hi"}) == \
+        "need 0 < --lo < --hi, got 5.0, 1.0"
     assert refused.value.render({"lo": "--lo"}) == "need 0 < --lo < hi, got 5.0, 1.0"  # hi unnamed
     assert one_line(refused.value, adv_align.FLAGS) == "need 0 < --lo < --hi, got 5.0, 1.0"
 
@@ -42,8 +50,8 @@ def test_every_library_error_that_names_arguments_is_one_type():
     assert all(isinstance(error, ArgumentError) for error in errors)
     assert str(errors[-1]) == errors[-1].render({"model": "--model"}) == "model file m.h5: not HDF5"
     about = SweepError.about("out_dir", " o: is a file, not a folder")
-    assert (str(about), about.render({"out_dir": "--out"})) == ("out_dir o: is a file, not a folder",
-                                                               "--out o: is a file, not a folder")
+    assert str(about) == "out_dir o: is a file, not a folder"
+    assert about.render({"out_dir": "--out"}) == "--out o: is a file, not a folder"
 
 
 def test_one_line_names_the_file_of_an_os_error_and_refuses_bugs():
@@ -62,7 +70,8 @@ def test_the_one_parser_exits_2_with_one_line_naming_the_flag(capsys):
     sub.add_argument("--count", type=within(int, 1, 9))
     sub.add_argument("--rate", type=number(float, 0.0, inclusive=False))
     assert flag_names(sub)["count"] == "--count"
-    for argv, says in ((["run", "--count", "10"], "argument --count: expected an integer from 1 to 9, got 10"),
+    for argv, says in ((["run", "--count", "10"],
+                        "argument --count: expected an integer from 1 to 9, got 10"),
                        (["run", "--rate", "0"], "argument --rate: 0 must be > 0.0")):
         with pytest.raises(SystemExit) as exited:
             parser.parse_args(argv)

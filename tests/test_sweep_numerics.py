@@ -1,5 +1,6 @@
 """TF32 is a ``SweepConfig`` setting that ``run_sweep`` applies for the length of a sweep (so the
-library and ``adv-align`` compute alike), and a folder attacked without it is not resumed with it."""
+library and ``adv-align`` compute alike), and a folder attacked without it is not resumed with
+it."""
 import pytest
 import torch
 from builders import FAST_SWEEP as FAST
@@ -35,7 +36,7 @@ def test_run_sweep_attacks_under_the_configs_tf32_and_does_not_mix_it(tmp_path, 
     spec = ModelSpec("convnext", MODEL, checkpoint)
     torch.set_num_threads(1)
     before = tf32_flags()
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as a caller set them
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # a caller's
     try:
         outcomes = run_sweep([spec], SweepConfig(stimuli=stimuli, **FAST), tmp_path / "out")
         after = tf32_flags()

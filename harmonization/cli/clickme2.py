@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import (MAX_COUNT, MAX_IMAGE_SIZE, fraction, positive_int,
-                                      refuse_input_as_output, seed)
+from harmonization.cli.common import (
+    MAX_COUNT,
+    MAX_IMAGE_SIZE,
+    fraction,
+    positive_int,
+    refuse_input_as_output,
+    seed,
+)
 from harmonization.cli.toolkit import UsageError, flag_names, number
 
 

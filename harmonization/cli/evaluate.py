@@ -4,8 +4,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import (conflict_line, image_size, num_classes, print_evaluation,
-                                      refuse_input_as_output)
+from harmonization.cli.common import (
+    conflict_line,
+    image_size,
+    num_classes,
+    print_evaluation,
+    refuse_input_as_output,
+)
 from harmonization.cli.toolkit import UsageError, flag_names, number
 
 
