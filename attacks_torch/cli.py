@@ -5,7 +5,7 @@
                      [--seed S] [--weights pretrained|random] [--num-classes C] [--pairs CONTROL=HARMONIZED]
                      [--attack-options JSON] [--pgd-steps N] [--pgd-step-size S] [--projection sphere|ball]
                      [--cw-const C] [--cw-steps N] [--cw-lr LR] [--ddn-steps N] [--ddn-gamma G] [--fresh]
-                     [--no-human-alignment]
+                     [--no-human-alignment] [--tf32]
     adv-align score --models NAMES|FILE --stimuli PATH --out DIR [--batch-size B] [--device cpu|cuda] [--limit N]
                     [--weights pretrained|random] [--num-classes C] [--fresh]   (human alignment only)
     adv-align report DIR [--accuracy CSV] --out REPORT_DIR [--pairs ...] [--arch LABEL=CLASS,...]
@@ -15,9 +15,9 @@ Exit codes: 0 when every model finished; 1 when some model failed (its error is 
 OUT/<model>/<attack>/failed.json and OUT/summary.csv; the others still ran); 2 for bad input or an
 output that cannot be written (one line on stderr naming the flag or the file; batches already
 attacked are kept, and the same command resumes them); 130 on Ctrl-C (one line; the same).
-Every number is bounded (``attacks_torch.arguments``), and ``--out`` may not be one of the
-command's inputs (a model file, a stimulus file, the sweep folder being reported). Under
-``torchrun`` only rank 0 prints.
+Every number is bounded (``harmonization.cli.toolkit``), the defaults are ``SweepConfig``'s, and
+``--out`` may not be one of the command's inputs (a model file, a stimulus file, the sweep folder
+being reported). Under ``torchrun`` only rank 0 prints.
 """
 from __future__ import annotations
 
@@ -30,17 +30,17 @@ import sys
 import torch
 
 from attacks_torch import zoo
-from attacks_torch.arguments import ArgumentError, check_not_input, check_output, inside, integer, number
+from attacks_torch.arguments import check_not_input, check_output, inside
 from attacks_torch.attacks import PROJECTIONS
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
 from attacks_torch.models import WEIGHTS, model_kind, parse_published
 from attacks_torch.models.factory import MAX_CLASSES
-from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES
+from attacks_torch.search import SCHEDULES
 from attacks_torch.stimuli import stimulus_files
-from attacks_torch.sweep import SweepConfig, SweepError, SweepFolder, parse_models, parse_pairs
-from attacks_torch.sweep.config import MAX_SEED
+from attacks_torch.sweep import SweepConfig, SweepFolder, parse_models, parse_pairs
+from attacks_torch.sweep.config import DEVICES, MAX_SEED
 from attacks_torch.sweep.scoring import attack_and_score, score_models
-from harmonization.files import OutputError
+from harmonization.cli.toolkit import USAGE, OneLineParser, UsageError, one_line, within
 
 # option flag -> (the attacks it applies to, its option in the attack registry)
 OPTION_FLAGS = {
@@ -53,26 +53,21 @@ OPTION_FLAGS = {
     "ddn_steps": (("ddn",), "steps"),
     "ddn_gamma": (("ddn",), "gamma"),
 }
-# library argument -> flag, for SweepError messages (the rest are --name-with-dashes)
-FLAGS = {"out_dir": "--out", **{f.name: f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(SweepConfig)},
+FIELDS = {f.name: f.default for f in dataclasses.fields(SweepConfig)}
+"""SweepConfig's fields and their defaults: the flags' defaults."""
+# library argument -> flag, for the library's error messages (the rest are --name-with-dashes)
+FLAGS = {"out_dir": "--out", **{name: f"--{name.replace('_', '-')}" for name in FIELDS},
          "fresh": "--fresh", "models": "--models", "pairs": "--pairs", "arch_overrides": "--arch"}
-
-
-class _Parser(argparse.ArgumentParser):
-    """Bad arguments: one line on stderr, exit code 2."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
 
 MAX_EPS = 1e4
 """The largest eps bound or step accepted: beyond the L2 diameter of any image up to 5000 x 5000 px."""
 BIG = 10**6
-COUNT = integer(1, BIG)  # steps, images, ...
+COUNT = within(int, 1, BIG)  # steps, images, ...
+EPS = within(float, 0, MAX_EPS, include_low=False)  # eps bounds, steps
 
 
-def _build_parser() -> _Parser:
-    parser = _Parser(prog="adv-align", description="Adversarial alignment of image classifiers with humans.")
+def _build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="adv-align", description="Adversarial alignment of image classifiers with humans.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     attack = commands.add_parser("attack", help="attack models on stimuli; resumable, torchrun-ready")
@@ -80,37 +75,38 @@ def _build_parser() -> _Parser:
                         help="comma-separated [label=]spec[@checkpoint] items, or a file with one per line")
     attack.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
     attack.add_argument("--out", required=True, help="output folder (shared by jobs; resumed when rerun)")
-    attack.add_argument("--attack", default="l2_pgd", choices=tuple(ATTACK_REGISTRY))
-    attack.add_argument("--batch-size", type=integer(1, 65536), default=16)
-    attack.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    attack.add_argument("--schedule", default=DEFAULT_SCHEDULE, choices=SCHEDULES, help="eps search of the PGD attacks")
-    attack.add_argument("--lo", type=number(0, MAX_EPS), default=0.001)
-    attack.add_argument("--hi", type=number(0, MAX_EPS), default=10.0)
-    attack.add_argument("--tol", type=number(0, MAX_EPS), default=None,
+    attack.add_argument("--attack", default=FIELDS["attack"], choices=tuple(ATTACK_REGISTRY))
+    attack.add_argument("--batch-size", type=within(int, 1, 65536), default=FIELDS["batch_size"])
+    attack.add_argument("--device", default=FIELDS["device"], choices=DEVICES)
+    attack.add_argument("--schedule", default=FIELDS["schedule"], choices=SCHEDULES, help="eps search of the PGD attacks")
+    attack.add_argument("--lo", type=EPS, default=FIELDS["lo"])
+    attack.add_argument("--hi", type=EPS, default=FIELDS["hi"])
+    attack.add_argument("--tol", type=EPS, default=FIELDS["tol"],
                         help="search tolerance (default: the schedule's)")
-    attack.add_argument("--limit", type=integer(1, 10**9), default=None, help="attack the first N stimuli only")
-    attack.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
-    attack.add_argument("--weights", default="pretrained", choices=WEIGHTS,
+    attack.add_argument("--limit", type=within(int, 1, 10**9), default=FIELDS["limit"],
+                        help="attack the first N stimuli only")
+    attack.add_argument("--seed", type=within(int, 0, MAX_SEED), default=FIELDS["seed"])
+    attack.add_argument("--weights", default=FIELDS["weights"], choices=WEIGHTS,
                         help="timm names without @checkpoint: hub weights or a seeded random init")
-    attack.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None,
+    attack.add_argument("--num-classes", type=within(int, 2, MAX_CLASSES), default=FIELDS["num_classes"],
                         help="size of the timm models' head")
     attack.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels (comma-separated, or a file)")
-    attack.add_argument("--keep-maps", type=integer(0, BIG), default=8,
+    attack.add_argument("--keep-maps", type=within(int, 0, BIG), default=FIELDS["keep_maps"],
                         help="perturbation maps kept per model (report)")
-    attack.add_argument("--threads", type=integer(1, 1024), default=None, help="torch CPU threads per process")
+    attack.add_argument("--threads", type=within(int, 1, 1024), default=None, help="torch CPU threads per process")
     attack.add_argument("--fresh", action="store_true",
                         help="start over the models whose folder was started with other settings (instead of refusing)")
     attack.add_argument("--attack-options", default=None, metavar="JSON",
                         help='options of the attack as a JSON object, e.g. \'{"steps": 5}\' (the flags below win)')
     attack.add_argument("--pgd-steps", type=COUNT, default=None, help="PGD steps per eps")
-    attack.add_argument("--pgd-step-size", type=number(0, MAX_EPS), default=None,
+    attack.add_argument("--pgd-step-size", type=EPS, default=None,
                         help="PGD step size in [0, 1] pixel units (default 0.5, the paper's)")
     attack.add_argument("--projection", default=None, choices=PROJECTIONS, help="PGD projection onto the eps set")
-    attack.add_argument("--cw-const", type=number(0, 1e10), default=None, help="C&W initial constant")
+    attack.add_argument("--cw-const", type=within(float, 0, 1e10, include_low=False), default=None, help="C&W initial constant")
     attack.add_argument("--cw-steps", type=COUNT, default=None, help="C&W optimisation steps per constant")
-    attack.add_argument("--cw-lr", type=number(0, MAX_EPS), default=None, help="C&W learning rate")
+    attack.add_argument("--cw-lr", type=EPS, default=None, help="C&W learning rate")
     attack.add_argument("--ddn-steps", type=COUNT, default=None, help="DDN steps")
-    attack.add_argument("--ddn-gamma", type=number(0, 1, include_high=False), default=None,
+    attack.add_argument("--ddn-gamma", type=within(float, 0, 1, include_low=False, include_high=False), default=None,
                         help="DDN factor of the eps change per step")
     attack.add_argument("--no-progress", action="store_true", help="no progress bars")
     attack.add_argument("--ceiling", default=None, choices=("constant", "mean", "per-image"),
@@ -118,19 +114,22 @@ def _build_parser() -> _Parser:
     attack.add_argument("--ceilings", default=None, help="the ceilings.json of `harmonize clickme2` for --stimuli")
     attack.add_argument("--no-human-alignment", action="store_true",
                         help="do not measure the models' human alignment (saliency vs the human maps)")
+    attack.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=FIELDS["tf32"],
+                        help="let CUDA round matrix products and convolutions to TF32 (faster, less exact)")
 
     score = commands.add_parser("score", help="human alignment of models on stimuli, without attacks; resumable")
     score.add_argument("--models", required=True, help="as for attack")
     score.add_argument("--stimuli", required=True, help="ClickMe TFRecord path or glob (either layout)")
     score.add_argument("--out", required=True, help="output folder (the sweep's; resumed when rerun)")
-    score.add_argument("--batch-size", type=integer(1, 65536), default=16)
-    score.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    score.add_argument("--limit", type=integer(1, 10**9), default=None, help="score the first N stimuli only")
-    score.add_argument("--seed", type=integer(0, MAX_SEED), default=0)
-    score.add_argument("--weights", default="pretrained", choices=WEIGHTS)
-    score.add_argument("--num-classes", type=integer(2, MAX_CLASSES), default=None,
+    score.add_argument("--batch-size", type=within(int, 1, 65536), default=FIELDS["batch_size"])
+    score.add_argument("--device", default=FIELDS["device"], choices=DEVICES)
+    score.add_argument("--limit", type=within(int, 1, 10**9), default=FIELDS["limit"],
+                       help="score the first N stimuli only")
+    score.add_argument("--seed", type=within(int, 0, MAX_SEED), default=FIELDS["seed"])
+    score.add_argument("--weights", default=FIELDS["weights"], choices=WEIGHTS)
+    score.add_argument("--num-classes", type=within(int, 2, MAX_CLASSES), default=FIELDS["num_classes"],
                        help="size of the timm models' head")
-    score.add_argument("--threads", type=integer(1, 1024), default=None, help="torch CPU threads per process")
+    score.add_argument("--threads", type=within(int, 1, 1024), default=None, help="torch CPU threads per process")
     score.add_argument("--fresh", action="store_true", help="start over the models scored with other settings")
 
     report = commands.add_parser("report", help="figures, statistics and report.md of a finished sweep")
@@ -139,7 +138,7 @@ def _build_parser() -> _Parser:
     report.add_argument("--accuracy", default=None, help="CSV with columns model, top1 (timm's results format)")
     report.add_argument("--pairs", default=None, help="CONTROL=HARMONIZED labels, added to DIR/pairs.csv's")
     report.add_argument("--arch", default=None, help="class overrides LABEL=CNN|ViT|hybrid, comma-separated")
-    report.add_argument("--panels", type=integer(0, 64), default=4, help="images in the qualitative panel")
+    report.add_argument("--panels", type=within(int, 0, 64), default=4, help="images in the qualitative panel")
 
     listing = commands.add_parser("zoo", help="list the paper's model zoo (Table S1)")
     listing.add_argument("--family", default=None, help="one family, e.g. swin, 'General ViT'")
@@ -157,15 +156,15 @@ def attack_options(args: argparse.Namespace) -> dict:
         try:
             options = json.loads(args.attack_options)
         except json.JSONDecodeError as error:
-            raise SweepError(f"--attack-options: not valid JSON ({error})") from None
+            raise UsageError(f"--attack-options: not valid JSON ({error})") from None
         if not isinstance(options, dict):
-            raise SweepError(f"--attack-options: expected a JSON object, got {args.attack_options!r}")
+            raise UsageError(f"--attack-options: expected a JSON object, got {args.attack_options!r}")
     for dest, (attacks, option) in OPTION_FLAGS.items():
         value = getattr(args, dest)
         if value is None:
             continue
         if args.attack not in attacks:
-            raise SweepError(f"--{dest.replace('_', '-')} is an option of {' and '.join(attacks)}, not of {args.attack}")
+            raise UsageError(f"--{dest.replace('_', '-')} is an option of {' and '.join(attacks)}, not of {args.attack}")
         options[option] = value
     return options
 
@@ -194,19 +193,17 @@ def _attack_inputs(args: argparse.Namespace, models: list) -> list[tuple[str, st
     return inputs
 
 
+def _config(args: argparse.Namespace, **settings) -> SweepConfig:
+    """The SweepConfig of the flags that set its fields (``settings`` for the others)."""
+    given = {name: getattr(args, name) for name in FIELDS if hasattr(args, name) and name not in settings}
+    return SweepConfig(**given, **settings)
+
+
 def _attack(args: argparse.Namespace) -> int:
     check_output("--out", args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "cuda":  # TF32 convolutions made batched and per-image eps differ on an H200
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    config = SweepConfig(
-        stimuli=args.stimuli, attack=args.attack, attack_options=attack_options(args), batch_size=args.batch_size,
-        limit=args.limit, seed=args.seed, schedule=args.schedule, lo=args.lo, hi=args.hi, tol=args.tol,
-        weights=args.weights, num_classes=args.num_classes, keep_maps=args.keep_maps, device=args.device,
-        progress=not args.no_progress,
-    )
+    config = _config(args, attack_options=attack_options(args), progress=not args.no_progress)
     models = parse_models(args.models)
     pairs = parse_pairs(args.pairs) if args.pairs else []
     check_not_input("--out", args.out, _attack_inputs(args, models))
@@ -227,8 +224,7 @@ def _score(args: argparse.Namespace) -> int:
     check_output("--out", args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = SweepConfig(stimuli=args.stimuli, batch_size=args.batch_size, limit=args.limit, seed=args.seed,
-                         weights=args.weights, num_classes=args.num_classes, device=args.device, progress=False)
+    config = _config(args, progress=False)
     models = parse_models(args.models)
     check_not_input("--out", args.out, _attack_inputs(args, models))
     outcomes = score_models(models, config, args.out, fresh=args.fresh)
@@ -253,7 +249,7 @@ def _report(args: argparse.Namespace) -> int:
     if os.path.isdir(args.dir):
         for folder in SweepFolder(args.dir).model_folders():
             if inside(args.out, str(folder.path)):
-                raise ArgumentError(f"--out {args.out}: lies in the model folder {folder.path} of the sweep "
+                raise UsageError(f"--out {args.out}: lies in the model folder {folder.path} of the sweep "
                                     "being reported; choose another output")
     overrides = parse_arch_overrides(args.arch) if args.arch else {}
     pairs = parse_pairs(args.pairs) if args.pairs else []
@@ -290,15 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"adv-align {args.command}: interrupted; what was written is kept (every file is written whole), "
               "and the same command resumes", file=sys.stderr)
         return 130
-    except (SweepError, FileNotFoundError, ValueError, OutputError) as error:
-        text = error.render(FLAGS) if isinstance(error, SweepError) else str(error)
-        message = " ".join(text.split())
-        print(f"adv-align {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except OSError as error:  # e.g. a path the file system refuses (too long): one line, not a traceback
-        where = f"{error.filename}: " if error.filename else ""
-        print(f"adv-align {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as error:  # bad input, or an output the file system refuses
+        print(f"adv-align {args.command}: error: {one_line(error, FLAGS)}", file=sys.stderr)
+        return USAGE
 
 
 if __name__ == "__main__":

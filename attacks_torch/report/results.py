@@ -11,7 +11,6 @@ from attacks_torch import zoo
 from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 from attacks_torch.models import model_kind, parse_published
 from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
-from attacks_torch.sweep.errors import arg
 from harmonization.metrics import chance_threshold, compare_groups, model_correlation, near_chance
 
 TOLERANCE_MEASURE = {"linf": "linf"}  # a norm's tolerance measure; every other norm uses "l2"
@@ -62,7 +61,7 @@ def parse_arch_overrides(argument: str) -> dict[str, str]:
         label, sep, arch = item.partition("=")
         known = {a.lower(): a for a in zoo.ARCH_CLASSES}
         if not sep or arch.strip().lower() not in known:
-            raise SweepError(f"{arg('arch_overrides')}: {item!r} is not LABEL=CNN|ViT|hybrid")
+            raise SweepError.about("arch_overrides", f": {item!r} is not LABEL=CNN|ViT|hybrid")
         overrides[label.strip()] = known[arch.strip().lower()]
     return overrides
 

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from attacks_torch.attacks.registry import ATTACK_REGISTRY, resolve_attack_options
 from attacks_torch.models import WEIGHTS
 from attacks_torch.search import DEFAULT_SCHEDULE, SCHEDULES, minimum_tol
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 
 DEVICES = ("cpu", "cuda")
 MAX_SEED = 2**32 - 1
@@ -25,7 +28,9 @@ class SweepConfig:
     of the "search" attacks (PGD); ``weights`` is how timm names without a checkpoint are built
     ("pretrained": timm's hub weights, "random": a random init drawn from ``seed``);
     ``num_classes`` sets the size of timm names' heads (Keras files and lite0 keep theirs);
-    ``keep_maps`` perturbation maps are kept per model.
+    ``keep_maps`` perturbation maps are kept per model; ``tf32`` lets CUDA matrix products and
+    convolutions round their inputs to TF32 (faster; off by default, as it made batched and
+    per-image eps differ on an H200), set by :meth:`numerics` for the length of a sweep.
     Bad values raise a :class:`SweepError` naming the argument.
     """
 
@@ -44,6 +49,7 @@ class SweepConfig:
     keep_maps: int = 8
     device: str = "cpu"
     progress: bool = True
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -59,17 +65,31 @@ class SweepConfig:
             (self.keep_maps >= 0, "keep_maps", f"must be >= 0, got {self.keep_maps}"),
             (self.device in DEVICES, "device", f"must be cpu or cuda, got {self.device!r}"),
         ]
-        for ok, name, message in checks:
+        for ok, argument, message in checks:
             if not ok:
-                raise SweepError(f"{arg(name)} {message}")
+                raise SweepError.about(argument, f" {message}")
         if self.tol is not None and self.tol >= self.hi:
-            raise SweepError(f"{arg('tol')} {self.tol:g} is not below {arg('hi')} {self.hi:g}")
+            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is not below {name('hi')} "
+                                          f"{self.hi:g}")
         if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
-            raise SweepError(f"need 0 < {arg('lo')} < {arg('hi')}, got {self.lo}, {self.hi}")
+            raise SweepError(lambda name: f"need 0 < {name('lo')} < {name('hi')}, got {self.lo}, "
+                                          f"{self.hi}")
         if self.tol is not None and self.tol < minimum_tol(self.hi):
-            raise SweepError(f"{arg('tol')} {self.tol:g} is below the float32 resolution of eps at {arg('hi')} "
-                             f"{self.hi:g}; use at least {minimum_tol(self.hi):.3g}")
+            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is below the float32 "
+                                          f"resolution of eps at {name('hi')} {self.hi:g}; use at "
+                                          f"least {minimum_tol(self.hi):.3g}")
         self.resolved_attack_options()
+
+    @contextmanager
+    def numerics(self) -> Iterator[None]:
+        """Torch's TF32 switches set as ``tf32`` says inside the block, restored after it."""
+        matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+        before = matmul.allow_tf32, cudnn.allow_tf32
+        matmul.allow_tf32 = cudnn.allow_tf32 = self.tf32
+        try:
+            yield
+        finally:
+            matmul.allow_tf32, cudnn.allow_tf32 = before
 
     @property
     def is_search(self) -> bool:
@@ -85,7 +105,8 @@ class SweepConfig:
         try:
             return resolve_attack_options(self.attack, self.attack_options)
         except ValueError as error:
-            raise SweepError(str(error).replace("attack_options", arg("attack_options"), 1)) from None
+            # the registry's messages start with "attack_options: ..."
+            raise SweepError.about("attack_options", str(error).removeprefix("attack_options")) from None
 
     def search_settings(self) -> dict[str, Any]:
         """Keyword arguments of ``find_minimal`` besides the attack options: the eps search's."""

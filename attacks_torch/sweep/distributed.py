@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 
 
 class Distributed:
@@ -24,7 +24,7 @@ class Distributed:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         cuda = device.startswith("cuda")
         if cuda and not torch.cuda.is_available():
-            raise SweepError(f"{arg('device')} cuda: no CUDA device is available")
+            raise SweepError.about("device", " cuda: no CUDA device is available")
         self.device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
         if cuda:
             torch.cuda.set_device(self.device)

@@ -1,5 +1,6 @@
-"""What fixes a model's rows: the model's content, the stimuli's content, the search and the attack's
-resolved options. A folder resumes only under an equal fingerprint; otherwise the difference is named."""
+"""What fixes a model's rows: the model's content, the stimuli's content, the search, the attack's
+resolved options and TF32. A folder resumes only under an equal fingerprint; otherwise the
+difference is named."""
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,8 @@ def fingerprint(spec: ModelSpec, config: SweepConfig, stimuli: dict[str, Any]) -
     model = model_identity(spec.spec, **spec.load_arguments(config.weights, config.num_classes, config.seed))
     data = {"format": FORMAT, "model": model, "stimuli": stimuli, "attack": config.attack,
             "attack_options": config.resolved_attack_options(), "search": config.search_settings(),
-            "batch_size": config.batch_size, "seed": config.seed}
+            "batch_size": config.batch_size, "seed": config.seed,
+            **({"tf32": True} if config.tf32 else {})}  # absent when off: older folders resume
     return json.loads(json.dumps(data))  # tuples become lists: equal to what config.json reads back
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from attacks_torch.human import HumanAlignment
 from attacks_torch.models import model_identity
 from attacks_torch.sweep.config import SweepConfig
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import HUMAN_MEASURES, ModelFolder, SweepFolder, csv_text, read_json, read_table
 from harmonization.alignment import PER_IMAGE, alignment_result, output_activation
@@ -109,8 +109,9 @@ class HumanFolder:
             return None  # a half-written file of a killed run: computed again
         rows = read_table(path, SCORE_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(f"{path}: holds rows that are not model {label!r} on stimuli {ids[0]} .. {ids[-1]}; "
-                             f"remove it, or start the model over ({arg('fresh')})")
+            raise SweepError(lambda name: f"{path}: holds rows that are not model {label!r} on "
+                                          f"stimuli {ids[0]} .. {ids[-1]}; remove it, or start the "
+                                          f"model over ({name('fresh')})")
         return rows
 
     def write_batch(self, start: int, label: str, ids: Sequence[str], labels: Sequence[int],

@@ -38,11 +38,12 @@ from attacks_torch.search import find_minimal
 from attacks_torch.stimuli import Stimuli, load_stimuli
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.distributed import Distributed
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
 from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder, read_all_batches
 from harmonization.clickme2.denominator import Denominator
+from harmonization.errors import Namer
 from harmonization.files import OutputError
 from harmonization.metrics import summarize
 
@@ -72,20 +73,25 @@ def summarize_rows(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
 def _must_start_over(folder: ModelFolder, current: dict[str, Any], fresh: bool) -> bool:
     """Whether ``folder`` must be emptied before the run (``fresh`` and other settings); refuses
     with a SweepError naming what changed when not ``fresh``."""
-    how = f"start that model over with {arg('fresh')}, or use another {arg('out_dir')}"
+    def how(name: Namer) -> str:
+        return f"start that model over with {name('fresh')}, or use another {name('out_dir')}"
+
     try:
         previous = folder.read_config()
     except SweepError as error:
         if fresh:
             return True
-        raise SweepError(f"{error.raw}; {how}") from None
+        build = error.build
+        raise SweepError(lambda name: f"{build(name)}; {how(name)}") from None
     if previous is None:
         if fresh or not folder.has_results():
             return fresh and folder.has_results()
-        raise SweepError(f"{folder.path}: holds results but no config.json; {how}")
+        raise SweepError(lambda name: f"{folder.path}: holds results but no config.json; "
+                                      f"{how(name)}")
     changes = differences(previous, current)
     if changes and not fresh:
-        raise SweepError(f"{folder.path}: cannot resume, {'; '.join(changes)}; {how}")
+        raise SweepError(lambda name: f"{folder.path}: cannot resume, {'; '.join(changes)}; "
+                                      f"{how(name)}")
     return bool(changes)
 
 
@@ -238,8 +244,16 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
     folder is emptied and the model started over; folders with the same settings resume). A model
     that fails is reported in its outcome and in failed.json; an OutputError stops the sweep.
     ``denominator`` (a human ceiling, ``harmonization.clickme2.denominator``) adds the fooled images'
-    alignment divided by it, and the ceiling used, to each model's summary.json.
+    alignment divided by it, and the ceiling used, to each model's summary.json. The numerics
+    settings of ``config`` (TF32) hold for the length of the sweep.
     """
+    with config.numerics():
+        return _sweep(models, config, out_dir, pairs, fresh, denominator)
+
+
+def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
+           pairs: Sequence[tuple[str, str]], fresh: bool, denominator: Denominator | None,
+           ) -> list[ModelOutcome]:
     store = SweepFolder(out_dir)
     store.prepare()
     env = Distributed(config.device)

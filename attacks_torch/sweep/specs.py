@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attacks_torch.models import KERAS_SUFFIXES, model_kind, parse_published
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.store import RESERVED_NAMES
 
 
@@ -55,36 +55,39 @@ def parse_model_spec(text: str) -> ModelSpec:
     spec, _, checkpoint = rest.partition("@")
     spec, label, checkpoint = spec.strip(), label.strip(), checkpoint.strip() or None
     if not spec:
-        raise SweepError(f"{arg('models')}: {text!r} has an empty spec")
+        raise SweepError.about("models", f": {text!r} has an empty spec")
     try:
         kind = model_kind(spec)
         default = _default_label(spec)
     except ValueError as error:
-        raise SweepError(f"{arg('models')}: {error}") from None
+        raise SweepError.about("models", f": {error}") from None
     if checkpoint and kind != "timm":
-        raise SweepError(f"{arg('models')}: {text!r}: '@checkpoint' is for timm models only")
+        raise SweepError.about("models", f": {text!r}: '@checkpoint' is for timm models only")
     return ModelSpec(label or default, spec, checkpoint)
 
 
-def _items(argument: str, name: str) -> list[str]:
+def _items(argument: str, field: str) -> list[str]:
     """Lines of a UTF-8 text file, with or without a BOM (comments after '#' dropped), or the
     comma-separated items of a string; a file in another encoding is a SweepError naming it."""
     if os.path.isfile(argument):
-        lines = [line.split("#", 1)[0].strip() for line in _items_text(argument, name).splitlines()]
+        text = _items_text(argument, field)
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
         return [line for line in lines if line]
     return [item.strip() for item in argument.split(",") if item.strip()]
 
 
-def _items_text(path: str, name: str) -> str:
-    """The text of a UTF-8 file, with or without a BOM; a SweepError naming ``name`` and the file otherwise."""
+def _items_text(path: str, field: str) -> str:
+    """The text of a UTF-8 file, with or without a BOM; a SweepError naming ``field`` and the
+    file otherwise."""
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise SweepError(f"{arg(name)} {path}: not UTF-8 text (byte {error.object[error.start]:#04x} at "
-                         f"offset {error.start}); save it as UTF-8") from None
+        problem = (f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+                   "save it as UTF-8")
     except OSError as error:
-        raise SweepError(f"{arg(name)} {path}: cannot be read ({error.strerror})") from None
+        problem = f"cannot be read ({error.strerror})"
+    raise SweepError.about(field, f" {path}: {problem}")
 
 
 def parse_models(argument: str) -> list[ModelSpec]:
@@ -94,15 +97,15 @@ def parse_models(argument: str) -> list[ModelSpec]:
     single = os.path.isfile(argument) and Path(argument).suffix in KERAS_SUFFIXES
     specs = [parse_model_spec(item) for item in ([argument] if single else _items(argument, "models"))]
     if not specs:
-        raise SweepError(f"{arg('models')} {argument!r}: no model given")
+        raise SweepError.about("models", f" {argument!r}: no model given")
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.slug.casefold() in RESERVED_NAMES:
-            raise SweepError(f"{arg('models')}: label {spec.label!r} is reserved (the sweep folder's "
-                             f"{spec.slug} file); choose another label")
+            raise SweepError.about("models", f": label {spec.label!r} is reserved (the sweep "
+                                   f"folder's {spec.slug} file); choose another label")
         if spec.slug in seen:
-            raise SweepError(f"{arg('models')}: labels {seen[spec.slug]!r} and {spec.label!r} share the folder "
-                             f"{spec.slug!r}")
+            raise SweepError.about("models", f": labels {seen[spec.slug]!r} and {spec.label!r} "
+                                   f"share the folder {spec.slug!r}")
         seen[spec.slug] = spec.label
     return specs
 
@@ -119,6 +122,6 @@ def parse_pairs(argument: str) -> list[tuple[str, str]]:
     for item in _items(argument, "pairs"):
         control, sep, harmonized = item.partition("=")
         if not sep or not control.strip() or not harmonized.strip():
-            raise SweepError(f"{arg('pairs')}: {item!r} is not CONTROL=HARMONIZED")
+            raise SweepError.about("pairs", f": {item!r} is not CONTROL=HARMONIZED")
         pairs.append((control.strip(), harmonized.strip()))
     return pairs

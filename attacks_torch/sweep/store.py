@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from attacks_torch.sweep.errors import SweepError, arg
+from attacks_torch.sweep.errors import SweepError
 from harmonization.files import OutputError, atomic_write, write_json, write_npy, write_text
 
 BATCH_COLUMNS = ("model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
@@ -172,8 +172,9 @@ class ModelFolder:
             return None  # cut short after the header: computed again
         rows = read_table(path, BATCH_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(f"{path}: holds {len(rows)} rows that are not model {label!r} on stimuli "
-                             f"{ids[0]} .. {ids[-1]}; remove it, or start the model over ({arg('fresh')})")
+            raise SweepError(lambda name: f"{path}: holds {len(rows)} rows that are not model "
+                                          f"{label!r} on stimuli {ids[0]} .. {ids[-1]}; remove it, "
+                                          f"or start the model over ({name('fresh')})")
         return rows
 
     def write_batch(self, start: int, rows: Sequence[Sequence[Any]]) -> None:
@@ -241,7 +242,7 @@ class SweepFolder:
     def prepare(self) -> None:
         """Create the folder; a SweepError (``out_dir``) when it is a file, an OutputError when it cannot be made."""
         if self.root.exists() and not self.root.is_dir():
-            raise SweepError(f"{arg('out_dir')} {self.root}: is a file, not a folder")
+            raise SweepError.about("out_dir", f" {self.root}: is a file, not a folder")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 
 from harmonization.cli import clickme2, evaluate, mini, train, zoo
-from harmonization.cli.common import PROG, OneLineParser, UsageError
+from harmonization.cli.common import PROG
+from harmonization.cli.toolkit import USAGE, OneLineParser, one_line
 
 COLLAPSED = 3
 """Exit code of a training run stopped by the collapse guard."""
@@ -42,23 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _failure(error: BaseException, flags: dict[str, str]) -> tuple[int, str] | None:
     """(exit code, one-line message) for an error caused by the arguments, inputs, outputs or a
     collapsed run; None for a bug (which keeps its traceback)."""
-    from harmonization.files import OutputError
-
-    run_error = sys.modules.get("harmonization.training.errors")
-    if run_error is not None and isinstance(error, run_error.RunError):
-        text = error.message(lambda field: flags.get(field, field))
-        return (COLLAPSED if isinstance(error, run_error.TrainingCollapsed) else 2), text
-    if isinstance(error, OutputError):
-        return 2, error.strerror
-    if isinstance(error, OSError) and error.filename is not None:  # an input that cannot be read
-        return 2, f"{error.filename}: {error.strerror or type(error).__name__}"
-    if isinstance(error, (UsageError, ValueError, OSError)):
-        return 2, (str(error).strip() or type(error).__name__).splitlines()[0]
+    message = one_line(error, flags)
+    if message is not None:
+        run_errors = sys.modules.get("harmonization.training.errors")
+        collapsed = run_errors is not None and isinstance(error, run_errors.TrainingCollapsed)
+        return (COLLAPSED if collapsed else USAGE), message
     if "harmonization.data" in sys.modules:  # a bad record met while TensorFlow reads shards
         from harmonization.data import describe_data_error
 
         message = describe_data_error(error)
-        return None if message is None else (2, message)
+        return None if message is None else (USAGE, message)
     return None
 
 

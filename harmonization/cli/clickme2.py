@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import (MAX_COUNT, MAX_IMAGE_SIZE, UsageError, flag_names, fraction, number,
-                                      positive_int, refuse_input_as_output, seed)
+from harmonization.cli.common import (
+    MAX_COUNT,
+    MAX_IMAGE_SIZE,
+    fraction,
+    positive_int,
+    refuse_input_as_output,
+    seed,
+)
+from harmonization.cli.toolkit import UsageError, flag_names, number
 
 
 def add_parser(commands) -> None:

@@ -1,25 +1,15 @@
-"""What every ``harmonize`` subcommand shares: the one-line parser, argument types, display."""
+"""What every ``harmonize`` subcommand shares: its bounds and argument types, display, and the
+refusal of an output that is an input (the parser and number types: ``toolkit``)."""
 from __future__ import annotations
 
 import argparse
 import glob
-import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+
+from harmonization.cli.toolkit import UsageError, number
 
 PROG = "harmonize"
-
-
-class UsageError(Exception):
-    """A bad argument or input, reported as one line with exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr (exit code 2)."""
-
-    def error(self, message: str):
-        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
-
 
 MAX_COUNT = 10**7
 """Upper bound of counts (epochs, steps, images, batches): far above any real run, far below what
@@ -32,23 +22,6 @@ MAX_IMAGE_SIZE = 4096
 """Upper bound of an image side in pixels (one 4096x4096 float32 image is 200 MB)."""
 MAX_SEED = 2**32 - 1
 """Largest seed: numpy, TensorFlow and Keras all take a 32-bit seed."""
-
-
-def number(kind: Callable[[str], float], low: float, inclusive: bool = True,
-           high: float | None = None) -> Callable[[str], float]:
-    """An argument type: a finite ``kind`` number >= ``low`` (> ``low`` unless ``inclusive``) and,
-    with ``high``, <= ``high``."""
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except (ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or value < low or (value == low and not inclusive):
-            raise argparse.ArgumentTypeError(f"{text} must be {'>=' if inclusive else '>'} {low}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text} must be <= {high}")
-        return value
-    return parse
 
 
 positive_int = number(int, 1, high=MAX_COUNT)
@@ -66,12 +39,6 @@ def fraction(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text} must be in (0, 1]")
     return value
-
-
-def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """{destination: the flag that sets it} for the options of ``parser``."""
-    return {action.dest: max(action.option_strings, key=len)
-            for action in parser._actions if action.option_strings}
 
 
 def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from harmonization.cli.common import (UsageError, conflict_line, flag_names, image_size,
-                                      num_classes, number, print_evaluation,
-                                      refuse_input_as_output)
+from harmonization.cli.common import (
+    conflict_line,
+    image_size,
+    num_classes,
+    print_evaluation,
+    refuse_input_as_output,
+)
+from harmonization.cli.toolkit import UsageError, flag_names, number
 
 
 def add_parser(commands) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from harmonization.cli.common import flag_names, fraction, image_size, num_classes, positive_int, seed
+from harmonization.cli.common import fraction, image_size, num_classes, positive_int, seed
+from harmonization.cli.toolkit import flag_names
 
 
 def add_parser(commands) -> None:

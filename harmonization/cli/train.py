@@ -7,12 +7,21 @@ import importlib.util
 import os
 import sys
 
-from harmonization.cli.common import (MAX_EPOCHS, UsageError, epochs_float, flag_names, fraction,
-                                      image_size, non_negative_float, num_classes, number,
-                                      positive_float, positive_int, print_evaluation,
-                                      refuse_input_as_output, seed)
+from harmonization.cli.common import (
+    MAX_EPOCHS,
+    epochs_float,
+    fraction,
+    image_size,
+    non_negative_float,
+    num_classes,
+    positive_float,
+    positive_int,
+    print_evaluation,
+    refuse_input_as_output,
+    seed,
+)
+from harmonization.cli.toolkit import UsageError, flag_names, number
 from harmonization.extras import install_hint
-
 
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 """Keras backend -> the package it needs."""

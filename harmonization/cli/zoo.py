@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from harmonization.cli.common import UsageError, flag_names, positive_int, refuse_input_as_output
+from harmonization.cli.common import positive_int, refuse_input_as_output
+from harmonization.cli.toolkit import UsageError, flag_names
 from harmonization.model_names import parse_published
 
 

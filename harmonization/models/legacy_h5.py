@@ -17,8 +17,10 @@ import h5py
 import keras
 import numpy as np
 
+from harmonization.errors import ArgumentError
 
-class ModelFileError(ValueError):
+
+class ModelFileError(ArgumentError, ValueError):
     """A model file cannot be used: the message names the file and what is wrong, in one line."""
 
 

@@ -1,14 +1,13 @@
 """Errors of a training run whose one-line messages name ``TrainConfig`` fields.
 
 A front end renders the same message with its own names for the fields (the ``harmonize`` CLI:
-its flags), so the library never needs to know them.
+its flags), so the library never needs to know them (see :mod:`harmonization.errors`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 
-Namer = Callable[[str], str]
-
+from harmonization.errors import ArgumentError, Namer
 
 SWITCHES = {"fresh": "fresh=True", "collapse_guard": "collapse_guard=False"}
 """Fields that messages name by the setting that flips them."""
@@ -19,16 +18,10 @@ def field_name(field: str) -> str:
     return SWITCHES.get(field, field)
 
 
-class RunError(Exception):
-    """An error whose message is built by ``build(name)``, ``name`` mapping a field to its name."""
+class RunError(ArgumentError):
+    """An error of a training run; its message names the switches as in ``SWITCHES``."""
 
-    def __init__(self, build: Callable[[Namer], str]):
-        self._build = build
-        super().__init__(build(field_name))
-
-    def message(self, name: Namer = field_name) -> str:
-        """The one-line message, with each field named by ``name``."""
-        return self._build(name)
+    SWITCHES = SWITCHES
 
 
 class ConfigError(RunError, ValueError):
@@ -46,3 +39,7 @@ class StaleRunError(ConfigError):
 
 class TrainingCollapsed(RunError, RuntimeError):
     """The collapse guard stopped a run at chance; its history and backup are kept."""
+
+
+__all__ = ["ConfigError", "Namer", "RunError", "SWITCHES", "StaleRunError", "TrainingCollapsed",
+           "field_name"]
