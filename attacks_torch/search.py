@@ -9,13 +9,13 @@ A sample whose interval has converged, or that the model already misclassifies, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from attacks_torch.attacks._common import check_batch, flat_norms, label_margins
+from attacks_torch.attacks._common import Model, check_batch, flat_norms, label_margins
 from attacks_torch.attacks.registry import (
     ATTACK_REGISTRY,
     AttackEntry,
@@ -37,7 +37,6 @@ from attacks_torch.search_passes import (
     first_order_guesses,
 )
 
-Model = Callable[[torch.Tensor], torch.Tensor]
 ATTACKS = tuple(ATTACK_REGISTRY)
 SEARCH_ATTACKS = tuple(name for name, entry in ATTACK_REGISTRY.items() if entry.kind == "search")
 SEARCH_SETTINGS = ("lo", "hi", "tol", "schedule", "ladder_start", "batch_size")

@@ -4,16 +4,14 @@ guess of each image's fooling eps."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from attacks_torch.attacks import cross_entropy_gradient
-from attacks_torch.attacks._common import flat_norms, label_margins
+from attacks_torch.attacks._common import Model, flat_norms, label_margins
 from attacks_torch.models.counting import CountingModel
-
-Model = Callable[[torch.Tensor], torch.Tensor]
 
 
 def chunks(rows: list[int], size: int | None) -> Iterator[list[int]]:
