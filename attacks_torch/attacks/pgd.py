@@ -1,4 +1,5 @@
-"""Projected gradient descent, untargeted, L2 or L-inf, onto the eps-sphere (the paper's) or the eps-ball.
+"""Projected gradient descent, untargeted, L2 or L-inf, onto the eps-sphere (the paper's) or the
+eps-ball.
 
 One loop for both norms; what depends on the norm is three small pieces per norm (:class:`L2` and
 :class:`Linf`): the step's direction from the gradient, the projection of the perturbation, and the
@@ -62,7 +63,8 @@ class Linf:
 
     @classmethod
     def project(cls, delta: torch.Tensor, eps: torch.Tensor, projection: str) -> torch.Tensor:
-        """``delta`` rescaled to L-inf norm ``eps`` ("sphere") or clipped to [-eps, eps] ("ball")."""
+        """``delta`` rescaled to L-inf norm ``eps`` ("sphere") or clipped to [-eps, eps]
+        ("ball")."""
         if projection == "ball":
             return torch.maximum(torch.minimum(delta, view_as_images(eps)), view_as_images(-eps))
         return delta * view_as_images(eps / flat_norms(delta, cls.p).clamp_min(_TINY))
@@ -74,7 +76,8 @@ class Linf:
 
 
 NORMS: dict[str, type[L2] | type[Linf]] = {"l2": L2, "linf": Linf}
-"""The norms PGD runs in, by name: each its pieces (``p``, ``direction``, ``project``, ``random_start``)."""
+"""The norms PGD runs in, by name, each with its pieces: ``p``, ``direction``, ``project`` and
+``random_start``."""
 
 
 def cross_entropy_gradient(model: Model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -247,7 +247,8 @@ def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean
 class ScheduleEntry:
     """One schedule of the search: ``start(lo, hi, tol, ladder_start, clean_margin, first_guess)``
     makes an image's generator; ``records_hi``: whether its outcomes say if the attack at ``hi``
-    fools (the ladder and the reference code always try ``hi``; the secant only when it gets there)."""
+    fools (the ladder and the reference code always try ``hi``; the secant only when it gets
+    there)."""
 
     start: Callable[[float, float, float | None, float, float, float], Schedule]
     records_hi: bool
@@ -256,10 +257,12 @@ class ScheduleEntry:
 SCHEDULES: dict[str, ScheduleEntry] = {
     "secant": ScheduleEntry(secant_schedule, records_hi=False),
     "ladder": ScheduleEntry(
-        lambda lo, hi, tol, start, _margin, _guess: ladder_schedule(lo, hi, tol, start), records_hi=True
+        lambda lo, hi, tol, start, _margin, _guess: ladder_schedule(lo, hi, tol, start),
+        records_hi=True,
     ),
     "reference": ScheduleEntry(
-        lambda lo, hi, tol, _start, _margin, _guess: reference_schedule(lo, hi, tol), records_hi=True
+        lambda lo, hi, tol, _start, _margin, _guess: reference_schedule(lo, hi, tol),
+        records_hi=True,
     ),
 }
 """The search's schedules by name (the ``schedule`` setting), the default first."""

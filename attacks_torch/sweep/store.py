@@ -11,9 +11,10 @@
     OUT/summary.csv  OUT/pairs.csv  OUT/preview.npz  shared: rebuilt or merged under a lock
 
 Every file goes through :mod:`harmonization.files` (a temporary name, then a rename), so a reader
-sees a whole file or none; the files' columns and how they are written and read: ``tables.py``. A file that cannot be read as what it should be raises a
+sees a whole file or none. A file that cannot be read as what it should be raises a
 :class:`SweepError` naming it, except a batch file left empty or cut short, which counts as not
-written (the runner computes it again).
+written (the runner computes it again). Each file's columns, and how a table is written and read:
+``tables.py``.
 """
 from __future__ import annotations
 
