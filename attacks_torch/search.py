@@ -9,29 +9,34 @@ A sample whose interval has converged, or that the model already misclassifies, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from attacks_torch.attacks import cross_entropy_gradient
-from attacks_torch.attacks._common import check_batch, flat_norms, label_margins
-from attacks_torch.attacks.registry import ATTACK_REGISTRY, attack_entry, resolve_attack_options
+from attacks_torch.attacks._common import Model, check_batch, flat_norms, label_margins
+from attacks_torch.attacks.registry import (
+    ATTACK_REGISTRY,
+    AttackEntry,
+    attack_entry,
+    resolve_attack_options,
+)
 from attacks_torch.attacks.schedules import (
     DEFAULT_SCHEDULE,
     SCHEDULES,
     Outcome,
-    Schedule,
-    Trial,
     default_ladder_start,
-    ladder_schedule,
-    reference_schedule,
-    secant_schedule,
 )
-from attacks_torch.models.counting import CountingModel
+from attacks_torch.search_drive import Kept, drive
+from attacks_torch.search_passes import (
+    CleanPass,
+    chunks,
+    clean_pass,
+    first_gradients,
+    first_order_guesses,
+)
 
-Model = Callable[[torch.Tensor], torch.Tensor]
 ATTACKS = tuple(ATTACK_REGISTRY)
 SEARCH_ATTACKS = tuple(name for name, entry in ATTACK_REGISTRY.items() if entry.kind == "search")
 SEARCH_SETTINGS = ("lo", "hi", "tol", "schedule", "ladder_start", "batch_size")
@@ -72,61 +77,6 @@ class SearchResult:
         return len(self.eps)
 
 
-def _chunks(rows: list[int], size: int | None) -> Iterator[list[int]]:
-    size = size or max(len(rows), 1)
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
-
-
-def _clean_logits(counter: CountingModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """The logits of the clean images, on CPU."""
-    logits = []
-    with torch.no_grad():
-        for chunk in _chunks(list(range(len(images))), batch_size):
-            index = torch.tensor(chunk, dtype=torch.int64)
-            logits.append(counter.restrict(index)(images[index.to(images.device)]).cpu())
-    return torch.cat(logits) if logits else torch.zeros(0, 0)
-
-
-def _first_gradients(
-    counter: CountingModel, images: torch.Tensor, labels: torch.Tensor, rows: list[int], batch_size: int | None
-) -> torch.Tensor:
-    """PGD's first-step gradient (at the clean image, whatever eps) for ``rows``, computed once per image."""
-    gradients = torch.zeros_like(images)
-    for chunk in _chunks(rows, batch_size):
-        index = torch.tensor(chunk, dtype=torch.int64)
-        on_device = index.to(images.device)
-        gradients[on_device] = cross_entropy_gradient(counter.restrict(index), images[on_device], labels[on_device])
-    return gradients
-
-
-def _clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor,
-                batch_size: int | None) -> tuple[CountingModel, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Count passes from here on and predict the clean images (checked by the caller): the images
-    the model already misclassifies are not attacked. Returns (counter, labels on CPU, clean_pred,
-    attacked, clean logits on CPU)."""
-    counter = CountingModel(model, images.shape[0])
-    labels_cpu = labels.cpu()
-    logits = _clean_logits(counter, images, batch_size)
-    clean_pred = logits.argmax(1) if len(logits) else torch.zeros(0, dtype=torch.int64)
-    return counter, labels_cpu, clean_pred, clean_pred == labels_cpu, logits
-
-
-def _first_order_guesses(logits: torch.Tensor, labels: torch.Tensor, gradients: torch.Tensor,
-                         norm: str) -> torch.Tensor:
-    """Per image, the eps at which the margin, linearised at the clean image, reaches 0.
-
-    With one competing class c, the cross-entropy gradient is -(1 - p_label) times the margin's
-    gradient, so the margin falls at rate |gradient| / (1 - p_label) per unit of L2 step and
-    reaches 0 at margin (1 - p_label) / |gradient| (DeepFool's linear step; for an L-inf step the
-    rate is the gradient's L1 norm). inf where the gradient vanishes."""
-    margins = label_margins(logits, labels).double()
-    others = logits.scatter(1, labels[:, None], float("-inf")).logsumexp(1)
-    rest = (others - logits.logsumexp(1)).double().exp()  # 1 - p_label, without cancellation
-    norms = flat_norms(gradients, 1.0 if norm == "linf" else 2.0).cpu().double()  # the dual norm of the step's
-    return torch.where(norms > 0, margins * rest / norms, torch.full_like(norms, math.inf))
-
-
 def minimum_tol(hi: float, dtype: torch.dtype = torch.float32) -> float:
     """The smallest ``tol`` a search up to ``hi`` accepts: two steps of ``dtype`` (the images', in
     which the attack takes eps) at ``hi``. Eps values closer than that are the same attack, so a
@@ -134,28 +84,33 @@ def minimum_tol(hi: float, dtype: torch.dtype = torch.float32) -> float:
     return 2 * torch.finfo(dtype).eps * hi
 
 
-def _check_search(lo: float, hi: float, tol: float | None, schedule: str, ladder_start: float,
-                  dtype: torch.dtype) -> None:
+def _check_search(attack: str, attack_options: Mapping[str, Any] | None, images: torch.Tensor,
+                  labels: torch.Tensor, lo: float, hi: float, tol: float | None, schedule: str,
+                  ladder_start: float | None) -> tuple[AttackEntry, dict[str, Any], float]:
+    """Check every argument of :func:`minimal_epsilon`; return the attack's entry, its resolved
+    options and the ladder's start (its default when None)."""
+    entry = attack_entry(attack)
+    if entry.kind != "search":
+        raise ValueError(f"attack: minimal_epsilon searches {', '.join(SEARCH_ATTACKS)}, got {attack!r}")
+    options = resolve_attack_options(attack, attack_options)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
+    ladder_start = default_ladder_start(lo, hi) if ladder_start is None else ladder_start
+    check_batch(images, labels, options["bounds"])
+    dtype = images.dtype
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected > 0 or None, got {tol}")
     if tol is not None and tol < minimum_tol(hi, dtype):
-        raise ValueError(f"tol: {tol:g} is below the resolution of {str(dtype).removeprefix('torch.')} eps at "
-                         f"hi={hi:g}; expected at least {minimum_tol(hi, dtype):.3g}")
+        raise ValueError(f"tol: {tol:g} is below the resolution of {str(dtype).removeprefix('torch.')} "
+                         f"eps at hi={hi:g}; expected at least {minimum_tol(hi, dtype):.3g}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+        raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if schedule == "reference" and not lo < 1.0 < hi:
         raise ValueError(f"schedule='reference' probes eps 1, so it needs lo < 1 < hi; got lo={lo}, hi={hi}")
     if schedule != "reference" and not lo < ladder_start <= hi:
-        raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} for [{lo}, {hi}]")
-
-
-def _schedule(name: str, lo: float, hi: float, tol: float | None, ladder_start: float, clean_margin: float,
-              first_guess: float) -> Schedule:
-    if name == "secant":
-        return secant_schedule(lo, hi, tol, ladder_start, clean_margin, first_guess)
-    if name == "ladder":
-        return ladder_schedule(lo, hi, tol, ladder_start)
-    return reference_schedule(lo, hi, tol)
+        raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} "
+                         f"for [{lo}, {hi}]")
+    return entry, options, ladder_start
 
 
 def minimal_epsilon(
@@ -192,72 +147,49 @@ def minimal_epsilon(
     then per eps tried ``steps - 1`` forward and backward passes and one forward pass to check the
     result. A misclassified image costs its clean forward pass only.
     """
-    entry = attack_entry(attack)
-    if entry.kind != "search":
-        raise ValueError(f"attack: minimal_epsilon searches {', '.join(SEARCH_ATTACKS)}, got {attack!r}")
-    options = resolve_attack_options(attack, attack_options)
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise ValueError(f"lo, hi: expected 0 < lo < hi < inf, got lo={lo}, hi={hi}")
-    ladder_start = default_ladder_start(lo, hi) if ladder_start is None else ladder_start
-    check_batch(images, labels, options["bounds"])
-    _check_search(lo, hi, tol, schedule, ladder_start, images.dtype)
+    entry, options, ladder_start = _check_search(attack, attack_options, images, labels, lo, hi,
+                                                 tol, schedule, ladder_start)
     n = images.shape[0]
-    counter, labels_cpu, clean_pred, attacked, clean_logits = _clean_pass(model, images, labels, batch_size)
-    clean_margins = label_margins(clean_logits, labels_cpu).double()
+    clean = clean_pass(model, images, labels, batch_size)
+    clean_margins = label_margins(clean.logits, clean.labels).double()
+    rows = clean.rows
+    gradients, guesses = None, torch.full((n,), math.inf, dtype=torch.float64)
+    if not options["random_start"]:  # the first step's gradient is the same at every eps
+        gradients = first_gradients(clean.counter, images, labels, rows, batch_size)
+        guesses = first_order_guesses(clean.logits, clean.labels, gradients, entry.norm)
 
-    rows = torch.nonzero(attacked).flatten().tolist()
-    reuse_first_step = not options["random_start"]
-    guesses = torch.full((n,), math.inf, dtype=torch.float64)
-    if reuse_first_step:
-        first_gradients = _first_gradients(counter, images, labels, rows, batch_size)
-        guesses = _first_order_guesses(clean_logits, labels_cpu, first_gradients, entry.norm)
-    schedules: dict[int, Schedule] = {
-        i: _schedule(schedule, lo, hi, tol, ladder_start, float(clean_margins[i]), float(guesses[i])) for i in rows
-    }
-    pending = {i: next(s) for i, s in schedules.items()}
-    outcomes: dict[int, Outcome] = {}
-    adversarial = images.detach().clone()
-    adv_pred = clean_pred.clone()
-    smallest_fooling = torch.full((n,), math.inf, dtype=torch.float64)
+    def attack_at(index: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        on_device = index.to(images.device)
+        return entry.function(
+            clean.counter.restrict(index), images[on_device], labels[on_device],
+            eps.to(images.dtype), norm=entry.norm,
+            first_gradient=None if gradients is None else gradients[on_device], **options,
+        )
 
-    while pending:
-        for chunk in _chunks(sorted(pending), batch_size):
-            index = torch.tensor(chunk, dtype=torch.int64)
-            on_device = index.to(images.device)
-            eps = torch.tensor([pending[i] for i in chunk], dtype=torch.float64)
-            view = counter.restrict(index)
-            x_adv = entry.function(
-                view, images[on_device], labels[on_device], eps.to(images.dtype), norm=entry.norm,
-                first_gradient=first_gradients[on_device] if reuse_first_step else None, **options,
-            )
-            with torch.no_grad():
-                logits = view(x_adv)
-            pred = logits.argmax(1).cpu()
-            margins = label_margins(logits, labels[on_device]).tolist()
-            fooled = pred != labels_cpu[index]
-            keep = (fooled & (eps < smallest_fooling[index])) | (~fooled & torch.isinf(smallest_fooling[index]))
-            adversarial[on_device[keep.to(images.device)]] = x_adv[keep.to(images.device)]
-            adv_pred[index[keep]] = pred[keep]
-            smallest_fooling[index[fooled]] = torch.minimum(smallest_fooling[index[fooled]], eps[fooled])
-            for i, was_fooled, margin in zip(chunk, fooled.tolist(), margins):
-                try:
-                    pending[i] = schedules[i].send(Trial(was_fooled, margin))
-                except StopIteration as stop:
-                    outcomes[i] = stop.value
-                    del pending[i]
+    start = SCHEDULES[schedule].start
+    schedules = {i: start(lo, hi, tol, ladder_start, float(clean_margins[i]), float(guesses[i]))
+                 for i in rows}
+    kept = Kept(images, clean.pred)
+    outcomes = drive(schedules, attack_at, clean, labels, kept, batch_size)
+    return _search_result(outcomes, clean, kept, attack, entry.norm, schedule)
 
-    eps_out = torch.full((n,), math.nan, dtype=torch.float64)
+
+def _search_result(outcomes: dict[int, Outcome], clean: CleanPass, kept: Kept, attack: str,
+                   norm: str, schedule: str) -> SearchResult:
+    """The :class:`SearchResult` of the images' outcomes (NaN eps where none ran)."""
+    n = len(clean.pred)
+    eps = torch.full((n,), math.nan, dtype=torch.float64)
     eps_lower = torch.full((n,), math.nan, dtype=torch.float64)
-    fooled_at_hi = None if schedule == "secant" else torch.zeros(n, dtype=torch.bool)
+    fooled_at_hi = torch.zeros(n, dtype=torch.bool) if SCHEDULES[schedule].records_hi else None
     for i, outcome in outcomes.items():
-        eps_out[i], eps_lower[i] = outcome.eps, outcome.lower
+        eps[i], eps_lower[i] = outcome.eps, outcome.lower
         if fooled_at_hi is not None:
             fooled_at_hi[i] = outcome.fooled_at_hi
     return SearchResult(
-        eps=eps_out, adversarial=adversarial, fooled=torch.isfinite(eps_out), attacked=attacked,
-        clean_pred=clean_pred, adv_pred=adv_pred, forward_passes=counter.forward_passes,
-        backward_passes=counter.backward_passes, eps_lower=eps_lower, fooled_at_hi=fooled_at_hi,
-        attack=attack, norm=entry.norm, schedule=schedule,
+        eps=eps, adversarial=kept.adversarial, fooled=torch.isfinite(eps), attacked=clean.attacked,
+        clean_pred=clean.pred, adv_pred=kept.pred, forward_passes=clean.counter.forward_passes,
+        backward_passes=clean.counter.backward_passes, eps_lower=eps_lower,
+        fooled_at_hi=fooled_at_hi, attack=attack, norm=norm, schedule=schedule,
     )
 
 
@@ -267,23 +199,25 @@ def _minimum_norm(model: Model, images: torch.Tensor, labels: torch.Tensor, atta
     options = resolve_attack_options(attack, attack_options)
     n = images.shape[0]
     check_batch(images, labels, options["bounds"])
-    counter, labels_cpu, clean_pred, attacked, _ = _clean_pass(model, images, labels, batch_size)
+    clean = clean_pass(model, images, labels, batch_size)
     adversarial = images.detach().clone()
-    adv_pred = clean_pred.clone()
-    for chunk in _chunks(torch.nonzero(attacked).flatten().tolist(), batch_size):
+    adv_pred = clean.pred.clone()
+    for chunk in chunks(clean.rows, batch_size):
         index = torch.tensor(chunk, dtype=torch.int64)
         on_device = index.to(images.device)
-        view = counter.restrict(index)
+        view = clean.counter.restrict(index)
         adversarial[on_device] = entry.function(view, images[on_device], labels[on_device], **options)
         with torch.no_grad():
             adv_pred[index] = view(adversarial[on_device]).argmax(1).cpu()
-    fooled = attacked & (adv_pred != labels_cpu)
+    fooled = clean.attacked & (adv_pred != clean.labels)
     norms = flat_norms(adversarial - images.detach()).cpu().double()
-    eps = torch.where(fooled, norms, torch.where(attacked, math.inf, math.nan))
+    eps = torch.where(fooled, norms, torch.where(clean.attacked, math.inf, math.nan))
     return SearchResult(
-        eps=eps, adversarial=adversarial, fooled=fooled, attacked=attacked, clean_pred=clean_pred,
-        adv_pred=adv_pred, forward_passes=counter.forward_passes, backward_passes=counter.backward_passes,
-        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None, attack=attack, norm=entry.norm,
+        eps=eps, adversarial=adversarial, fooled=fooled, attacked=clean.attacked,
+        clean_pred=clean.pred, adv_pred=adv_pred, forward_passes=clean.counter.forward_passes,
+        backward_passes=clean.counter.backward_passes,
+        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None,
+        attack=attack, norm=entry.norm,
     )
 
 

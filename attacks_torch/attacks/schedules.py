@@ -8,10 +8,9 @@ depends on the other images of its batch. docs/search.md compares the schedules 
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-SCHEDULES = ("secant", "ladder", "reference")
 DEFAULT_SCHEDULE = "secant"
 """The search's default everywhere: library, sweeps and the CLI (docs/search.md)."""
 # secant: the first try goes this far past the first-order estimate (which tends to fall short)
@@ -242,3 +241,28 @@ def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean
         lower, upper = (lower, point) if trial.fooled else (point, upper)
         latest = [latest[-1], point]
     return Outcome(upper[0], lower[0], True if upper[0] == hi else None)
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    """One schedule of the search: ``start(lo, hi, tol, ladder_start, clean_margin, first_guess)``
+    makes an image's generator; ``records_hi``: whether its outcomes say if the attack at ``hi``
+    fools (the ladder and the reference code always try ``hi``; the secant only when it gets
+    there)."""
+
+    start: Callable[[float, float, float | None, float, float, float], Schedule]
+    records_hi: bool
+
+
+SCHEDULES: dict[str, ScheduleEntry] = {
+    "secant": ScheduleEntry(secant_schedule, records_hi=False),
+    "ladder": ScheduleEntry(
+        lambda lo, hi, tol, start, _margin, _guess: ladder_schedule(lo, hi, tol, start),
+        records_hi=True,
+    ),
+    "reference": ScheduleEntry(
+        lambda lo, hi, tol, _start, _margin, _guess: reference_schedule(lo, hi, tol),
+        records_hi=True,
+    ),
+}
+"""The search's schedules by name (the ``schedule`` setting), the default first."""

@@ -12,7 +12,7 @@ from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 from attacks_torch.report.figures import accuracy_point, alignment_point, number_text, scatter
 from attacks_torch.report.results import ModelResult, _classify, human_fields, unreliable_reason
 from attacks_torch.sweep import ModelFolder, SweepFolder
-from attacks_torch.sweep.store import read_json
+from attacks_torch.sweep.tables import read_json
 from harmonization.metrics import model_correlation
 
 

@@ -78,7 +78,7 @@ def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides
     return zoo.classify(spec)
 
 
-def chance_classes(num_classes: int | None, data_classes: int | None) -> int | None:
+def classes_for_chance(num_classes: int | None, data_classes: int | None) -> int | None:
     """The classes chance is judged from: those in the stimuli's labels, the head's width bounding
     them (a model cannot answer more classes than its head has); None when neither is known."""
     known = [n for n in (data_classes, num_classes) if n is not None]
@@ -94,8 +94,8 @@ def wider_head(num_classes: int | None, data_classes: int | None) -> str | None:
 
 def unreliable_reason(accuracy: float, num_classes: int | None, data_classes: int | None = None) -> str | None:
     """Why results at stimulus ``accuracy`` (a fraction) of a model with a ``num_classes``-unit head on
-    stimuli of ``data_classes`` classes are unreliable, or None (chance: :func:`chance_classes`)."""
-    classes = chance_classes(num_classes, data_classes)
+    stimuli of ``data_classes`` classes are unreliable, or None (chance: :func:`classes_for_chance`)."""
+    classes = classes_for_chance(num_classes, data_classes)
     if classes is None:
         return None
     if classes < 2:

@@ -27,7 +27,8 @@ from attacks_torch.models import model_identity
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.specs import ModelSpec
-from attacks_torch.sweep.store import HUMAN_MEASURES, ModelFolder, SweepFolder, csv_text, read_json, read_table
+from attacks_torch.sweep.store import ModelFolder, SweepFolder
+from attacks_torch.sweep.tables import HUMAN_MEASURES, csv_text, read_json, read_table
 from harmonization.alignment import PER_IMAGE, alignment_result, output_activation
 from harmonization.files import write_json, write_text
 

@@ -41,7 +41,8 @@ from attacks_torch.sweep.distributed import Distributed
 from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
 from attacks_torch.sweep.specs import ModelSpec
-from attacks_torch.sweep.store import MEASURES, ModelFolder, SweepFolder, read_all_batches
+from attacks_torch.sweep.store import ModelFolder, SweepFolder, read_all_batches
+from attacks_torch.sweep.tables import MEASURES
 from harmonization.clickme2.denominator import Denominator
 from harmonization.errors import Namer
 from harmonization.files import OutputError
