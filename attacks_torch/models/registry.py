@@ -5,7 +5,7 @@
 ``identity``; nothing else dispatches on the form of a spec. Sources are tried in the order they
 were registered (the built-in ones: :mod:`attacks_torch.models.sources`); a spec no source claims
 is a timm name (:data:`FALLBACK`), so a misspelt name is reported by timm with its closest names and
-the forms every source takes. docs/data-contracts.md, "Adding a model source", says how to add one.
+the forms every source takes. docs/data-contracts.md, "Model sources, and adding one", says how to add one.
 """
 from __future__ import annotations
 
