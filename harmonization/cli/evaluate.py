@@ -12,7 +12,9 @@ from harmonization.cli.common import (UsageError, conflict_line, flag_names, ima
 def add_parser(commands) -> None:
     """Add the ``evaluate`` subcommand."""
     check = commands.add_parser("evaluate", help="accuracy and human alignment of a saved model")
-    check.add_argument("--weights", required=True, help=".keras, .h5, or .weights.h5 (with --model)")
+    check.add_argument("--weights", required=True,
+                       help=".keras, .h5, .weights.h5 (with --model), a timm model's .safetensors "
+                            "(torch backend), or the folder of a `harmonize train` run")
     check.add_argument("--data", required=True, help="ClickMe shards")
     check.add_argument("--conflict", help="conflict-split shards: report accuracy on them too")
     check.add_argument("--split", choices=("val", "test"), default="val",
@@ -42,8 +44,23 @@ def _check_out(out: str | None) -> None:
         raise UsageError(f"--out {out}: {parent} is not a folder")
 
 
+def _run_model(weights: str) -> str:
+    """The model file of a run folder given as --weights (``weights`` itself for a file)."""
+    if not os.path.isdir(weights):
+        return weights
+    from harmonization.training.resume import MODEL, TIMM_MODEL
+
+    found = [os.path.join(weights, name) for name in (MODEL, TIMM_MODEL)
+             if os.path.isfile(os.path.join(weights, name))]
+    if not found:
+        raise UsageError(f"--weights {weights}: a folder without {MODEL} or {TIMM_MODEL} "
+                         "(not a complete `harmonize train` run)")
+    return found[0]
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Evaluate ``--weights`` on ``--data`` (and ``--conflict``); print, then write ``--out``."""
+    args.weights = _run_model(args.weights)
     if not os.path.isfile(args.weights):
         raise UsageError(f"weights file not found: {args.weights}")
     _check_out(args.out)
@@ -66,7 +83,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
                          f"{', '.join(MODEL_NAMES)}), --num-classes and --image-size")
-    model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size or 224)
+    model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size)
     evaluator = ClickMeEvaluator(model)  # refuses a model it cannot evaluate, in one line
     model_size = model.input_shape[1]
     if args.image_size and model_size is not None and args.image_size != model_size:
