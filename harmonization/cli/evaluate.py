@@ -74,16 +74,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     from harmonization.files import write_json
     from harmonization.inputs.keras_data import evaluation_data
     from harmonization.models import MODEL_NAMES, load_harmonized
-    from harmonization.tensorflow_free import keep_tensorflow_out
-
-    keep_tensorflow_out()
+    from harmonization.tensorflow_free import tensorflow_unimportable
 
     denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
 
     if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
                          f"{', '.join(MODEL_NAMES)}), --num-classes and --image-size")
-    model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size)
+    with tensorflow_unimportable():  # off TensorFlow, Keras's legacy-file reading would import it
+        model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size)
     evaluator = ClickMeEvaluator(model)  # refuses a model it cannot evaluate, in one line
     model_size = model.input_shape[1]
     if args.image_size and model_size is not None and args.image_size != model_size:
