@@ -36,8 +36,10 @@ SIZE, BATCH, WORKERS = 224, 32, 2
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=20, help="batches timed per reader measurement")
-    parser.add_argument("--steps", type=int, default=10, help="harmonizer steps timed per measurement")
+    parser.add_argument("--batches", type=int, default=20,
+                        help="batches timed per reader measurement")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="harmonizer steps timed per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="clickme-torch-bench-")

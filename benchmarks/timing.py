@@ -62,7 +62,9 @@ def harmonizer_timer(dataset, image_size: int, steps: int) -> Callable[[], float
 def verdict(values: list[float], at_least: float) -> str:
     """"met" when every round reaches the target, "MISSED" when none does, else "not decided"."""
     reached = [value >= at_least for value in values]
-    return "met" if all(reached) else "MISSED" if not any(reached) else "not decided (rounds straddle the target)"
+    if all(reached):
+        return "met"
+    return "MISSED" if not any(reached) else "not decided (rounds straddle the target)"
 
 
 def interleaved(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:

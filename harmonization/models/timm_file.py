@@ -78,6 +78,7 @@ def load_timm_file(path: str, num_classes: int | None = None,
         raise ModelFileError(f"model file {path}: holds a {width}-class head, not {num_classes}")
     if image_size is None:
         if not str(metadata.get("image_size", "")).isdigit():
-            raise ModelFileError(f"model file {path}: records no image size: pass it (--image-size)")
+            raise ModelFileError(f"model file {path}: records no image size: pass it "
+                                 "(--image-size)")
         image_size = int(metadata["image_size"])
     return build_timm(name, width, image_size, weights=path)  # its errors name the file
