@@ -7,7 +7,9 @@ it is available: when it seeds (``keras.utils.set_random_seed``) and when it ser
 None``), so that, off the TensorFlow backend in a process that has not loaded TensorFlow, Keras
 takes it as absent from then on: it neither seeds nor saves through it, as none of its objects
 exist in such a process. A process that has already loaded TensorFlow (a ``tf.data`` pipeline),
-or runs on that backend, gets Keras's usual handling. Only Python's and Keras's public API is used.
+or runs on that backend, gets Keras's usual handling; one that loads it only after Keras asked
+keeps the answer "absent" (Keras then seeds no TensorFlow generator and serializes no TensorFlow
+shape). Only Python's and Keras's public API is used.
 """
 from __future__ import annotations
 
