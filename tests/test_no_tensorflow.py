@@ -136,3 +136,31 @@ def test_a_torch_run_mixing_imagenet_shards_with_mixup_trains_without_tensorflow
     assert_without_tensorflow(result)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["settings"]["mixup"] == 0.2 and summary["validation"]["count"] == 32
+
+
+SEEDED = """
+    import json, sys
+    import numpy as np
+    import torch
+    from harmonization.models import build_model
+    from harmonization.tensorflow_free import seed_keras
+
+    seed_keras(3)  # Python, numpy and torch, as keras.utils.set_random_seed seeds them
+    drawn = [float(np.random.rand()), float(torch.rand(1))]
+    np.random.seed(3)
+    torch.manual_seed(3)
+    out = {"seeded": drawn == [float(np.random.rand()), float(torch.rand(1))]}
+    build_model("small_cnn_plain", 4, 32).save(sys.argv[1])  # Keras's saving asks for TensorFlow
+    out["loaded_by_keras"] = "tensorflow" in sys.modules
+    import tensorflow  # noqa: F401  (the process's own import still works)
+    out["importable"] = "tensorflow" in sys.modules
+    print(json.dumps(out))
+"""
+
+
+def test_seeding_and_saving_on_torch_leave_tensorflow_unloaded_yet_importable(tmp_path):
+    result = run_python(SEEDED, env={"KERAS_BACKEND": "torch"}, args=(str(tmp_path / "m.keras"),))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out == {"seeded": True, "loaded_by_keras": False, "importable": True}
+    assert (tmp_path / "m.keras").is_file()

@@ -169,6 +169,57 @@ def test_harmonize_train_saves_the_timm_network_as_safetensors(timm_run):
         summary["validation"]["spearman"]["mean"], abs=1e-6)
 
 
+EVALUATE = """
+    import contextlib, io, json, sys
+    from harmonization.cli import main
+
+    out = {}
+    for key, argv in json.loads(sys.argv[1]).items():
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            try:
+                out[key] = [main(argv), ""]
+            except SystemExit as stop:
+                out[key] = [stop.code, errors.getvalue()]
+    out["tensorflow"] = "tensorflow" in sys.modules
+    print(json.dumps(out))
+"""
+
+
+def test_harmonize_evaluate_reads_the_timm_run_without_tensorflow(timm_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    out, root = timm_run["out"], timm_run["root"]
+    tensors = load_file(out / "model.safetensors")
+    save_file(tensors, tmp_path / "unnamed.safetensors")  # no metadata: no timm name
+    missing = "layer1.0.bn1.running_mean"
+    save_file({k: v for k, v in tensors.items() if k != missing}, tmp_path / "missing.safetensors",
+              metadata={"format": "pt", "timm_model": "test_resnet", "image_size": "32"})
+    data = ["--data", str(root / "mini" / "val-*"), "--split", "test"]
+    runs = {"folder": ["evaluate", "--weights", str(out), *data, "--out", str(tmp_path / "e.json")],
+            **{name: ["evaluate", "--weights", str(tmp_path / f"{name}.safetensors"), *data]
+               for name in ("unnamed", "missing")}}
+    result = run_python(EVALUATE, env=TORCH, args=(json.dumps(runs),))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["tensorflow"] is False
+    assert report["folder"] == [0, ""]
+    evaluation = json.loads((tmp_path / "e.json").read_text())["evaluation"]
+    reported = json.loads((out / "summary.json").read_text())["validation"]  # what training said
+    for key in ("accuracy", "count", "mapped", "num_classes", "near_chance"):
+        assert evaluation[key] == reported[key], key
+    for key in ("spearman", "spearman_log_prob"):
+        assert evaluation[key]["mean"] == pytest.approx(reported[key]["mean"], abs=1e-6), key
+    assert evaluation["dice"] == pytest.approx(reported["dice"], abs=1e-6)
+    unnamed = tmp_path / "unnamed.safetensors"
+    assert report["unnamed"] == [2, f"harmonize: error: model file {unnamed}: its metadata names "
+                                    "no timm model (files that `harmonize train --model timm:NAME` "
+                                    "writes do)\n"]
+    code, error = report["missing"]
+    assert code == 2 and error.count("\n") == 1, error
+    assert f"weights '{tmp_path / 'missing.safetensors'}' do not fit: missing ['{missing}']" in error
+
+
 def test_the_attack_side_loads_the_checkpoint_with_the_same_logits_and_attacks_it(timm_run, capsys):
     checkpoint = str(timm_run["out"] / "model.safetensors")
     model = load_model("test_resnet", checkpoint=checkpoint, num_classes=4)

@@ -17,7 +17,9 @@ from harmonization.cli.toolkit import UsageError, flag_names, number
 def add_parser(commands) -> None:
     """Add the ``evaluate`` subcommand."""
     check = commands.add_parser("evaluate", help="accuracy and human alignment of a saved model")
-    check.add_argument("--weights", required=True, help=".keras, .h5, or .weights.h5 (with --model)")
+    check.add_argument("--weights", required=True,
+                       help=".keras, .h5, .weights.h5 (with --model), a timm model's .safetensors "
+                            "(torch backend), or the folder of a `harmonize train` run")
     check.add_argument("--data", required=True, help="ClickMe shards")
     check.add_argument("--conflict", help="conflict-split shards: report accuracy on them too")
     check.add_argument("--split", choices=("val", "test"), default="val",
@@ -47,8 +49,23 @@ def _check_out(out: str | None) -> None:
         raise UsageError(f"--out {out}: {parent} is not a folder")
 
 
+def _run_model(weights: str) -> str:
+    """The model file of a run folder given as --weights (``weights`` itself for a file)."""
+    if not os.path.isdir(weights):
+        return weights
+    from harmonization.training.resume import MODEL, TIMM_MODEL
+
+    found = [os.path.join(weights, name) for name in (MODEL, TIMM_MODEL)
+             if os.path.isfile(os.path.join(weights, name))]
+    if not found:
+        raise UsageError(f"--weights {weights}: a folder without {MODEL} or {TIMM_MODEL} "
+                         "(not a complete `harmonize train` run)")
+    return found[0]
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """Evaluate ``--weights`` on ``--data`` (and ``--conflict``); print, then write ``--out``."""
+    args.weights = _run_model(args.weights)
     if not os.path.isfile(args.weights):
         raise UsageError(f"weights file not found: {args.weights}")
     _check_out(args.out)
@@ -62,16 +79,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     from harmonization.files import write_json
     from harmonization.inputs.keras_data import evaluation_data
     from harmonization.models import MODEL_NAMES, load_harmonized
-    from harmonization.tensorflow_free import keep_tensorflow_out
-
-    keep_tensorflow_out()
+    from harmonization.tensorflow_free import tensorflow_unimportable
 
     denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.data, "ClickMe shard"))
 
     if args.weights.endswith(".weights.h5") and args.model not in MODEL_NAMES:
         raise UsageError(f"{args.weights} holds weights only: pass --model (one of "
                          f"{', '.join(MODEL_NAMES)}), --num-classes and --image-size")
-    model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size or 224)
+    with tensorflow_unimportable():  # off TensorFlow, Keras's legacy-file reading would import it
+        model = load_harmonized(args.weights, args.model, args.num_classes, args.image_size)
     evaluator = ClickMeEvaluator(model)  # refuses a model it cannot evaluate, in one line
     model_size = model.input_shape[1]
     if args.image_size and model_size is not None and args.image_size != model_size:

@@ -1,4 +1,5 @@
-"""Loading pixel models saved by this project (``.keras``, legacy full-model ``.h5``, ``.weights.h5``).
+"""Loading pixel models saved by this project (``.keras``, legacy full-model ``.h5``, ``.weights.h5``,
+a timm network's ``.safetensors``).
 
 A file that is not what its name says (a text file named ``.keras`` or ``.h5``, a ``.keras``
 archive without its config or with a layer that cannot be rebuilt, a truncated download) is
@@ -76,11 +77,14 @@ def load_saved_model(path: str | os.PathLike) -> keras.Model:
 
 
 def load_harmonized(path: str, name: str | None = None, num_classes: int | None = None,
-                    image_size: int = 224) -> keras.Model:
-    """Load a pixel model from ``.keras``, legacy full-model ``.h5``, or ``.weights.h5``.
+                    image_size: int | None = None) -> keras.Model:
+    """Load a pixel model from ``.keras``, legacy full-model ``.h5``, ``.weights.h5``, or the
+    ``.safetensors`` file of a harmonized timm network (torch backend).
 
     A ``.weights.h5`` file holds no architecture: pass the zoo ``name``, ``num_classes`` and
-    ``image_size`` it was built with.
+    ``image_size`` (default 224) it was built with. A timm file names its architecture itself
+    (``harmonization.models.timm_file``); ``num_classes`` is then checked against its head and
+    ``image_size`` replaces the size it records.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -89,7 +93,11 @@ def load_harmonized(path: str, name: str | None = None, num_classes: int | None 
         if name is None or num_classes is None:
             raise ValueError(f"{path}: a .weights.h5 file needs name= and num_classes= "
                              f"(known models: {', '.join(MODEL_NAMES)})")
-        return build_model(name, num_classes, image_size, weights=path)
+        return build_model(name, num_classes, image_size or 224, weights=path)
     if path.endswith((".keras", ".h5", ".hdf5")):
         return load_saved_model(path)
-    raise ValueError(f"{path}: expected a .keras, .h5 or .weights.h5 file")
+    if path.endswith(".safetensors"):
+        from harmonization.models.timm_file import load_timm_file
+
+        return load_timm_file(path, num_classes, image_size)
+    raise ValueError(f"{path}: expected a .keras, .h5, .weights.h5 or .safetensors file")

@@ -117,8 +117,10 @@ def timm_network(pixel_model: keras.Model) -> nn.Module:
 
 
 def save_timm(pixel_model: keras.Model, path: str) -> str:
-    """Write the timm network's state dict to ``path`` (``.safetensors``), atomically; returns the
-    path. ``attacks_torch`` loads it as a checkpoint of the timm name (``NAME@PATH``)."""
+    """Write the timm network's state dict to ``path`` (``.safetensors``), atomically, with its timm
+    name and pixel size in the metadata; returns the path. ``attacks_torch`` loads it as a
+    checkpoint of the timm name (``NAME@PATH``), ``harmonize evaluate`` by itself
+    (``harmonization.models.timm_file``)."""
     from safetensors.torch import save_file
 
     if not str(path).endswith(".safetensors"):
@@ -126,5 +128,6 @@ def save_timm(pixel_model: keras.Model, path: str) -> str:
     network = timm_network(pixel_model)
     tensors = {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
     with temporary_path(path, suffix=".safetensors") as partial:
-        save_file(tensors, str(partial), metadata={"format": "pt", "timm_model": pixel_model.name})
+        save_file(tensors, str(partial), metadata={"format": "pt", "timm_model": pixel_model.name,
+                                                   "image_size": str(pixel_model.input_shape[1])})
     return str(path)

@@ -16,8 +16,6 @@ import time
 
 from typing import TYPE_CHECKING
 
-import keras
-
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
 from harmonization.training.assembly import (build_harmonizer, check_model, datasets, save_and_evaluate,
@@ -30,7 +28,7 @@ from harmonization.training.fingerprint import DATA_FIELDS, data_changes, data_f
 from harmonization.training.guards import data_classes
 from harmonization.training.resume import MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder, changed_settings
 from harmonization.timm_models import timm_name
-from harmonization.tensorflow_free import keep_tensorflow_out
+from harmonization.tensorflow_free import seed_keras
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -129,8 +127,7 @@ def run(config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
     from harmonization.evaluation import AlignmentCallback
     from harmonization.training.guards import CollapseGuard, never_left_chance
 
-    keep_tensorflow_out()  # off TensorFlow: Keras's seeding and saving would import it
-    keras.utils.set_random_seed(config.seed)
+    seed_keras(config.seed)  # off TensorFlow: Keras's seeding and saving would import it
     whole_batches = _is_tpu(strategy) or (backend == "jax" and devices > 1)
     train, val, steps = datasets(config, whole_batches)
     harmonizer = build_harmonizer(config, steps, strategy, classes)
