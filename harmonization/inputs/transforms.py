@@ -121,14 +121,23 @@ def sample_window(rng: np.random.Generator, height: int, width: int,
 
 def diffuse(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """The method's diffusion of raw clicks (H, W, 1): bilinear to 64x64, the 10x10 sigma-10
-    blur with SAME zero padding, bilinear back to ``size`` (default H, W)."""
+    blur with SAME zero padding, bilinear back to ``size`` (default H, W).
+
+    Every step is element-wise numpy in a fixed order (the blur sums its 100 taps row by row in
+    float64, then rounds to float32), so the result has the same bits on every machine; TensorFlow's
+    ``conv2d`` does not (its last bit depends on the CPU kernel oneDNN or Eigen picks).
+    """
     size = size or heatmap.shape[:2]
     small = resize(heatmap, (DIFFUSION_SIZE, DIFFUSION_SIZE))[..., 0]
     before, after = same_padding()
-    padded = np.pad(small, ((before, after), (before, after)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, diffusion_kernel().shape)
-    blurred = np.einsum("hwij,ij->hw", windows, diffusion_kernel(), optimize=True).astype(np.float32)
-    return resize(blurred[..., None], size)
+    padded = np.pad(small, ((before, after), (before, after))).astype(np.float64)
+    kernel = diffusion_kernel().astype(np.float64)
+    rows, cols = small.shape
+    blurred = np.zeros(small.shape, np.float64)
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            blurred += padded[i:i + rows, j:j + cols] * kernel[i, j]
+    return resize(blurred.astype(np.float32)[..., None], size)
 
 
 def mixup(batch: dict, num_classes: int, alpha: float, rng: np.random.Generator) -> dict:
