@@ -104,8 +104,8 @@ def test_eval_batches_equal_tf_data(tmp_path, layout, split):
 
 @pytest.mark.parametrize("layout", ["jpeg", "stimulus"])
 def test_mixed_examples_equal_tf_data_record_by_record(tmp_path, layout):
-    """With ImageNet mixing each example (token, zero map, crop) is tf.data's for the same record;
-    the draw of which positions mix differs (tf.data's own random stream)."""
+    """With ImageNet mixing on "val" each example (token, zero map, centre crop) is tf.data's for
+    the same record (whole batches: ``test_train_batches_equal_tf_data_with_mixing``)."""
     clickme = write(tmp_path, layout, n=4)
     rng = np.random.default_rng(4)
     mix = write_imagenet(rng.uniform(0, 255, (12, 44, 36, 3)).astype(np.uint8), range(4, 16), tmp_path / "mix",

@@ -154,7 +154,8 @@ def _evaluation_examples(shards: list[ShardIndex], split: str, *, num_classes: i
     takes = [shard.readable for shard in shards]
     records = _read_records([shard.path for shard in shards], takes, sequential=deterministic,
                             end_shard_on_damage=skip_corrupt and not check_data)
-    examples = _enforce(_decode_guarded(records, decode_clickme, num_classes), "ClickMe", skip_corrupt, counter)
+    decoded = _decode_guarded(records, decode_clickme, num_classes)
+    examples = _enforce(decoded, "ClickMe", skip_corrupt, counter)
     if not skip_corrupt:
         examples = examples.apply(tf.data.experimental.assert_cardinality(sum(takes)))
     geometry = center_crop if split == "val" else resize_pair
@@ -172,7 +173,8 @@ def _decode_either(record: tf.Tensor, num_classes: int, token: tf.Tensor, *extra
 
 def _source(example: tuple) -> tf.Tensor:
     token = example[4]
-    return tf.where(token > 0, RECORD_PREFIX.format(source=_SOURCES[0]), RECORD_PREFIX.format(source=_SOURCES[1]))
+    clickme, imagenet = (RECORD_PREFIX.format(source=source) for source in _SOURCES)
+    return tf.where(token > 0, clickme, imagenet)
 
 
 def _planned_examples(planned: PlannedRecords, repeat: bool, *, num_classes: int, image_size: int,
@@ -201,7 +203,8 @@ def _mix(batch: dict, num_classes: int, weight: tf.Tensor, partner: tf.Tensor) -
         return w * x + (1.0 - w) * tf.gather(x, partner)
 
     labels = tf.one_hot(batch["label"], num_classes)
-    return {"image": blend(batch["image"]), "heatmap": blend(batch["heatmap"]), "label": blend(labels),
+    return {"image": blend(batch["image"]), "heatmap": blend(batch["heatmap"]),
+            "label": blend(labels),
             "token": batch["token"] * tf.gather(batch["token"], partner)}
 
 
@@ -262,7 +265,8 @@ def load_clickme(
     if mixup is not None and mixup <= 0:
         raise ValueError(f"mixup alpha must be positive, got {mixup}")
     if mixup is not None and repeat and not drop_remainder:
-        raise ValueError("mixup with repeat needs drop_remainder: a batch must not straddle two epochs")
+        raise ValueError("mixup with repeat needs drop_remainder: a batch must not straddle two "
+                         "epochs")
     counter = SkipCounter()
     paths = resolve_shards(paths_or_glob, "ClickMe shard")
     shards = _readable(paths, skip_corrupt, check_data, counter)
@@ -273,7 +277,8 @@ def load_clickme(
     planned = split == "train" or mix_with is not None or mixup is not None
     if planned:
         seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
-        plan = PlannedRecords(Records.of(shards), None if imagenet is None else Records.of(imagenet), split, seed,
+        mixed = None if imagenet is None else Records.of(imagenet)
+        plan = PlannedRecords(Records.of(shards), mixed, split, seed,
                               batch_size, drop_remainder, clickme_fraction, mixup)
         examples = _planned_examples(plan, repeat, crop_area=crop_area, **shape)
         if not (skip_corrupt or repeat or mix_with is not None):
@@ -281,8 +286,10 @@ def load_clickme(
             count = total - total % batch_size if drop_remainder else total
             examples = examples.apply(tf.data.experimental.assert_cardinality(count))
     else:
-        examples = _evaluation_examples(shards, split, deterministic=deterministic, check_data=check_data, **shape)
-        examples = examples.map(lambda *example: example + (tf.constant(1.0), tf.constant(0, tf.int64)))
+        examples = _evaluation_examples(shards, split, deterministic=deterministic, check_data=check_data,
+                                        **shape)
+        no_mixup = (tf.constant(1.0), tf.constant(0, tf.int64))
+        examples = examples.map(lambda *example: example + no_mixup)
         if repeat:
             examples = examples.repeat()
     batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)

@@ -36,14 +36,16 @@ class Records:
         path = [shard.path for shard in shards for _ in range(shard.readable)]
         index = [i for shard in shards for i in range(shard.readable)]
         offset = [o for shard in shards for o in shard.offsets[:shard.readable]]
-        return cls(np.asarray(path, object), np.asarray(index, np.int64), np.asarray(offset, np.int64))
+        return cls(np.asarray(path, object), np.asarray(index, np.int64),
+                   np.asarray(offset, np.int64))
 
     def __len__(self) -> int:
         return len(self.index)
 
 
-SIGNATURE = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.string),
-             tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, CROP_DRAWS], tf.float64),
+SIGNATURE = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64),
+             tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.float32),
+             tf.TensorSpec([None, CROP_DRAWS], tf.float64),
              tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int64))
 """(path, index in its shard, serialized record, token, crop draws, mixup weight, mixup partner)
 per record of a chunk."""
@@ -67,18 +69,22 @@ class PlannedRecords:
     def epoch(self, epoch: int) -> Iterator[tuple]:
         """The chunks (one batch each) of ``epoch``."""
         epoch = int(epoch)
-        plan = draw_plan(self.seed, self.split, epoch, len(self.clickme),
-                         None if self.imagenet is None else len(self.imagenet), self.clickme_fraction)
+        imagenet = None if self.imagenet is None else len(self.imagenet)
+        plan = draw_plan(self.seed, self.split, epoch, len(self.clickme), imagenet,
+                         self.clickme_fraction)
         count = len(plan) - len(plan) % self.batch_size if self.drop_remainder else len(plan)
         for index, start in enumerate(range(0, count, self.batch_size)):
             positions = range(start, min(start + self.batch_size, count))
-            rows = [(self.clickme if plan.token[p] else self.imagenet, int(plan.record[p])) for p in positions]
+            rows = [(self.clickme if plan.token[p] else self.imagenet, int(plan.record[p]))
+                    for p in positions]
             paths = [records.path[row] for records, row in rows]
             indices = np.array([records.index[row] for records, row in rows], np.int64)
             payloads = [read_payload(path, int(records.offset[row]), int(number), check_data=False)
                         for path, (records, row), number in zip(paths, rows, indices)]
-            draws = (np.stack([crop_draws(self.seed, epoch, p) for p in positions]) if self.split == "train"
-                     else np.zeros((len(positions), CROP_DRAWS)))
+            if self.split == "train":
+                draws = np.stack([crop_draws(self.seed, epoch, p) for p in positions])
+            else:
+                draws = np.zeros((len(positions), CROP_DRAWS))
             if self.mixup is None:
                 weight, order = np.ones(len(positions), np.float32), np.arange(len(positions))
             else:
@@ -93,8 +99,10 @@ class PlannedRecords:
             chunks = tf.data.Dataset.counter().flat_map(
                 lambda epoch: tf.data.Dataset.from_generator(self.epoch, args=(epoch,),
                                                              output_signature=SIGNATURE))
-            chunks = chunks.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+            chunks = chunks.apply(
+                tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         else:
             epochs = itertools.count()
-            chunks = tf.data.Dataset.from_generator(lambda: self.epoch(next(epochs)), output_signature=SIGNATURE)
+            chunks = tf.data.Dataset.from_generator(lambda: self.epoch(next(epochs)),
+                                                    output_signature=SIGNATURE)
         return chunks.unbatch()
