@@ -9,7 +9,7 @@ import pytest
 
 import harmonization  # noqa: F401  (loads triton before TensorFlow: docs/traps.md, "Import order")
 import tensorflow as tf
-from builders import object_features
+from builders import object_features, run_python
 from sklearn.linear_model import LogisticRegression
 
 from harmonization.data import clickme_mini, diffuse_heatmaps, load_clickme
@@ -139,3 +139,39 @@ def test_stimuli_are_in_the_raw_float32_stimulus_layout(mini):
     heatmap = np.frombuffer(features["heatmap"].bytes_list.value[0], np.float32).reshape(32, 32)
     # the stored map is the diffused object mask (as evaluation sees it): smooth, not binary
     assert len(np.unique(heatmap)) > 100 and heatmap.min() >= 0
+
+
+def test_stimulus_maps_are_the_tensorflow_diffusion_of_the_object_masks(mini):
+    """The writer diffuses in numpy (no TensorFlow); the stored map is TensorFlow's diffusion of the
+    object mask up to float rounding (1e-6 of the peak: the last bits of conv2d's sums)."""
+    info, splits, _ = mini
+    masks = np.stack([stimulus_mask(info, i) for i in range(8)])
+    expected = diffuse_heatmaps(masks).numpy()
+    np.testing.assert_allclose(splits["stimuli"]["heatmap"][:8], expected, rtol=0, atol=1e-6 * 255)
+
+
+def stimulus_mask(info, index):
+    """The object mask of stimulus ``index``, redrawn from the generator's stream for that split."""
+    from harmonization.data.mini import SPLITS, MiniConfig, _draw, _labels_and_cues, _split_plan
+
+    config = MiniConfig(0, 32, info["num_classes"], 2000, 400, 400, 25, 0.9, 95, 500)
+    rng = np.random.default_rng(np.random.SeedSequence(0).spawn(len(SPLITS))[SPLITS.index("stimuli")])
+    count, agreement = _split_plan(config)["stimuli"]
+    labels, cues = _labels_and_cues(rng, count, config.num_classes, agreement)
+    for label, cue in zip(labels[:index + 1], cues[:index + 1]):
+        _, mask = _draw(rng, 32, int(label), int(cue))
+    return mask[:, :, None].astype(np.float32)
+
+
+def test_harmonize_mini_never_imports_tensorflow(tmp_path):
+    result = run_python("""
+        import sys
+        from harmonization.cli import main
+        code = main(sys.argv[1:])
+        print("tensorflow loaded:", "tensorflow" in sys.modules)
+        sys.exit(code)
+    """, args=("mini", "--kind", "edges", "--out", str(tmp_path / "edges"), "--train-size", "8",
+               "--val-size", "4", "--conflict-size", "4", "--stimuli-per-class", "1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "tensorflow loaded: False"
+    assert glob.glob(str(tmp_path / "edges" / "stimuli-*.tfrecords"))

@@ -71,11 +71,25 @@ def test_train_crop_and_flip_match_tensorflow_for_the_same_window(flip):
     rng = np.random.default_rng(3)
     image = rng.uniform(0, 255, (50, 60, 3)).astype(np.float32)
     heatmap = rng.uniform(0, 1, (50, 60, 1)).astype(np.float32)
-    top, left, height, width = transforms.sample_window(rng, 50, 60, area_range=(0.2, 0.5))
+    top, left, height, width = transforms.window_from_draws(transforms.crop_draws(rng), 50, 60, area_range=(0.2, 0.5))
     got = transforms.crop_resize_flip(image, heatmap, (top, left, height, width), flip, 32)
     for ours, array in zip(got, (image, heatmap)):
         expected = tf.image.resize(array[top:top + height, left:left + width], (32, 32)).numpy()
         np.testing.assert_allclose(ours, expected[:, ::-1] if flip else expected, atol=2e-4, rtol=0)
+
+
+def test_the_graph_turns_the_core_draws_into_the_same_windows():
+    """tf.data's crop (``augment._window``) and the core's, from the same draws, for 1000 draws
+    over sizes and area ranges that make some attempts miss."""
+    from harmonization.data.augment import _window
+
+    rng, window = np.random.default_rng(6), tf.function(_window)
+    for k in range(1000):
+        height, width = (int(v) for v in rng.integers(1, 300, 2))
+        area = (0.08, 1.0) if k % 2 else (0.5, 1.0)
+        draws = transforms.crop_draws(rng)
+        got = tuple(int(v) for v in window(tf.constant(draws), tf.constant([height, width, 3]), area, (3 / 4, 4 / 3)))
+        assert got == transforms.window_from_draws(draws, height, width, area), (height, width, draws)
 
 
 @pytest.mark.parametrize("layout", ["jpeg", "stimulus"])
@@ -90,8 +104,8 @@ def test_eval_batches_equal_tf_data(tmp_path, layout, split):
 
 @pytest.mark.parametrize("layout", ["jpeg", "stimulus"])
 def test_mixed_examples_equal_tf_data_record_by_record(tmp_path, layout):
-    """With ImageNet mixing each example (token, zero map, crop) is tf.data's for the same record;
-    the draw of which positions mix differs (tf.data's own random stream)."""
+    """With ImageNet mixing on "val" each example (token, zero map, centre crop) is tf.data's for
+    the same record (whole batches: ``test_train_batches_equal_tf_data_with_mixing``)."""
     clickme = write(tmp_path, layout, n=4)
     rng = np.random.default_rng(4)
     mix = write_imagenet(rng.uniform(0, 255, (12, 44, 36, 3)).astype(np.uint8), range(4, 16), tmp_path / "mix",
@@ -112,6 +126,27 @@ def test_mixed_examples_equal_tf_data_record_by_record(tmp_path, layout):
     for label in set(ours) & set(theirs):
         assert_batches_equal([ours[label]], [theirs[label]])
     assert all(ours[label]["token"][0] == 0.0 and not ours[label]["heatmap"].any() for label in range(4, 16))
+
+
+@pytest.mark.parametrize("layout, mixup", [("jpeg", 0.4), ("stimulus", 0.4), ("jpeg", None)])
+def test_train_batches_equal_tf_data_with_mixing(tmp_path, layout, mixup):
+    """The train split with ImageNet mixing (and mixup): tf.data and torch read the same records in
+    the same order with the same crops, flips and mixup, two epochs running."""
+    clickme = write(tmp_path, layout, n=6)
+    mix = write_imagenet(np.random.default_rng(7).uniform(0, 255, (10, 44, 36, 3)).astype(np.uint8),
+                         range(6, 16), tmp_path / "mix", shard_size=4)
+    read = dict(split="train", batch_size=4, image_size=24, num_classes=16, mix_with=mix, clickme_fraction=0.4,
+                seed=3, crop_area=(0.3, 1.0), mixup=mixup)
+    dataset = load_clickme(clickme, deterministic=True, **read)
+    torch_epochs = ClickMeBatches(ClickMeInputs(clickme, **read))
+    for epoch in range(2):
+        torch_epochs.set_epoch(epoch)
+        ours = [{k: v.numpy() for k, v in b.items()} for b in torch_epochs]
+        theirs = tf_batches(dataset)  # each iteration is the next epoch
+        assert_batches_equal(ours, theirs)
+        assert len(ours) >= 4 and any((b["token"] == 0).any() for b in ours)
+    streamed = tf_batches(load_clickme(clickme, deterministic=True, repeat=True, **read).take(len(ours) + 2))
+    assert_batches_equal(streamed[:2], tf_batches(load_clickme(clickme, deterministic=True, **read))[:2])
 
 
 def test_mixing_ends_with_the_imagenet_shards_and_keeps_the_share(tmp_path):

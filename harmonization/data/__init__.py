@@ -2,21 +2,26 @@
 the TF-free format package :mod:`harmonization.clickme` (which also writes them), the human maps'
 diffusion, image and map augmented together, mixing with ImageNet-style shards, and ClickMe-mini.
 
-Importing this package imports TensorFlow.
+The names load on first use: ``load_clickme``, ``SkipCounter``, ``describe_data_error`` and
+``diffuse_heatmaps`` import TensorFlow; ClickMe-mini and the test beds (``clickme_mini``,
+``harmonization.data.mini``, ``harmonization.data.testbeds``) and the writers do not.
 """
-from harmonization.clickme import ClickMeDataError, encode_clickme, write_clickme, write_imagenet
-from harmonization.data.diffusion import diffuse_heatmaps
-from harmonization.data.mini import clickme_mini
-from harmonization.data.pipeline import SkipCounter, describe_data_error, load_clickme
+from __future__ import annotations
 
-__all__ = [
-    "ClickMeDataError",
-    "SkipCounter",
-    "clickme_mini",
-    "describe_data_error",
-    "diffuse_heatmaps",
-    "encode_clickme",
-    "load_clickme",
-    "write_clickme",
-    "write_imagenet",
-]
+import importlib
+
+from harmonization.clickme import ClickMeDataError, encode_clickme, write_clickme, write_imagenet
+
+_LAZY = {"clickme_mini": "harmonization.data.mini", "diffuse_heatmaps": "harmonization.data.diffusion",
+         "SkipCounter": "harmonization.data.pipeline", "describe_data_error": "harmonization.data.pipeline",
+         "load_clickme": "harmonization.data.pipeline"}
+
+__all__ = ["ClickMeDataError", "encode_clickme", "write_clickme", "write_imagenet", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

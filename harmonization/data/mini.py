@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from harmonization.data.diffusion import diffuse_heatmaps
 from harmonization.clickme import write_clickme
 from harmonization.files import atomic_write, write_json
+from harmonization.inputs.transforms import diffuse
 
 MANIFEST = "clickme-mini.json"
 CUES = "cues.npz"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5  # 5: the stimulus maps diffused in numpy (same bits on every machine)
 SHAPES = ("square", "disk", "triangle", "plus", "ring", "diamond", "frame", "x")
 SPLITS = ("train", "val", "conflict", "stimuli")
 # Measured on a 2-core CPU with the small CNN (docs/clickme-mini.md): the object alone is learnt to
@@ -118,7 +118,7 @@ def _split_examples(rng: np.random.Generator, config: Any, draw: Draw, labels: n
     for label, cue in zip(labels, cues):
         image, mask = draw(rng, config.image_size, int(label), int(cue))
         if as_float:  # like the published stimulus set: the map already diffused, as evaluation sees it
-            heatmap = diffuse_heatmaps(mask[:, :, None].astype(np.float32)).numpy()
+            heatmap = diffuse(mask[:, :, None].astype(np.float32))
             yield {"image": image.astype(np.float32), "heatmap": heatmap, "label": int(label)}
         else:
             yield {"image": image, "heatmap": mask, "label": int(label)}

@@ -8,17 +8,20 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Callable
+from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from harmonization.clickme import ClickMeDataError, ShardPaths, resolve_shards
 from harmonization.clickme.errors import RECORD_PREFIX
 from harmonization.clickme.layout import PROBLEMS
 from harmonization.clickme.reader import warn_if_unit_range
-from harmonization.data.augment import center_crop, random_crop_flip, resize_pair
+from harmonization.clickme.tfrecord import ShardIndex
+from harmonization.data.augment import center_crop, planned_crop_flip, resize_pair
 from harmonization.data.diffusion import diffuse_heatmaps
-from harmonization.data.records import decode_clickme, decode_imagenet
+from harmonization.data.planned import PlannedRecords, Records
+from harmonization.data.records import Decoded, decode_clickme, decode_imagenet
 from harmonization.data.shards import scan_shard
 from harmonization.inputs.core import check_arguments
 
@@ -65,7 +68,9 @@ def describe_data_error(error: BaseException) -> str | None:
     return match.group(1).replace("\\'", "'").replace('\\"', '"')  # TensorFlow escapes quotes
 
 
-def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, counter: SkipCounter) -> list[int]:
+def _readable(paths: list[str], skip_corrupt: bool, check_data: bool, counter: SkipCounter) -> list[ShardIndex]:
+    """The scan of each shard; a damaged one raises unless ``skip_corrupt`` (then its readable
+    records are kept and the rest counted)."""
     counts = []
     for path in paths:
         index = scan_shard(path, check_data=check_data)
@@ -76,20 +81,19 @@ def _readable_counts(paths: list[str], skip_corrupt: bool, check_data: bool, cou
             counter.in_shards += lost
             LOGGER.warning("skipping %d record(s) of %s: %s (TFRecord cannot resume after it)",
                            lost, path, index.error)
-        counts.append(index.readable)
+        counts.append(index)
     return counts
 
 
-def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int | None,
-                  sequential: bool, end_shard_on_damage: bool) -> tf.data.Dataset:
-    """(path, index in its shard, serialized record), shards read in parallel unless ``sequential``.
+def _read_records(paths: list[str], takes: list[int], sequential: bool,
+                  end_shard_on_damage: bool) -> tf.data.Dataset:
+    """(path, index in its shard, serialized record) in file order, shards read in parallel unless
+    ``sequential``.
 
     ``end_shard_on_damage``: a shard whose data checksums were not verified ends at a damaged record
     (TensorFlow logs it) instead of stopping the run.
     """
     files = tf.data.Dataset.from_tensor_slices((paths, tf.constant(takes, tf.int64)))
-    if shuffle:
-        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
 
     def read(path: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
         records = tf.data.TFRecordDataset(path, buffer_size=_READ_BUFFER).take(take)
@@ -104,72 +108,104 @@ def _read_records(paths: list[str], takes: list[int], shuffle: bool, seed: int |
 
 
 def _decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int) -> tf.data.Dataset:
-    """Decode each record; one that makes TensorFlow raise becomes an element with a problem text."""
+    """Decode each record (path, index, record, *extra) with ``decode(record, num_classes, *extra)``
+    into (path, index, problem, image, heatmap, label, clicks, *extra); one that makes TensorFlow
+    raise becomes an element with a problem text."""
     undecodable = PROBLEMS["undecodable"]
 
-    def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor) -> tf.data.Dataset:
-        decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes)).ignore_errors()
+    def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor, *extra) -> tf.data.Dataset:
+        decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes, *extra)).ignore_errors()
         fallback = tf.data.Dataset.from_tensors(
             (tf.constant(undecodable), tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1]), tf.constant(-1, tf.int64),
              tf.constant(False)))
-        return decoded.concatenate(fallback).take(1).map(lambda *item: (path, index) + item)
+        return decoded.concatenate(fallback).take(1).map(lambda *item: (path, index) + item + extra)
 
     return records.interleave(guarded, cycle_length=_MAX_PARALLEL_FILES, block_length=1,
                               num_parallel_calls=AUTOTUNE)
 
 
-def _enforce(decoded: tf.data.Dataset, source: str, skip_corrupt: bool, counter: SkipCounter) -> tf.data.Dataset:
-    """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty."""
-    def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor) -> tf.Tensor:
-        return tf.strings.join([RECORD_PREFIX.format(source=source), path, " record ", tf.strings.as_string(index),
-                                ": ", problem])
+def _enforce(decoded: tf.data.Dataset, source: str | Callable, skip_corrupt: bool,
+             counter: SkipCounter) -> tf.data.Dataset:
+    """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty.
+    ``source``: the records' kind ("ClickMe"), or a function of the example giving its prefix."""
+    def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor, example: tuple) -> tf.Tensor:
+        prefix = RECORD_PREFIX.format(source=source) if isinstance(source, str) else source(example)
+        return tf.strings.join([prefix, path, " record ", tf.strings.as_string(index), ": ", problem])
 
     if skip_corrupt:
         def keep(path, index, problem, *example):
             return tf.cond(problem == "", lambda: tf.constant(True),
-                           lambda: counter.record_skip(message(path, index, problem)))
+                           lambda: counter.record_skip(message(path, index, problem, example)))
         checked = decoded.filter(keep)
     else:
         def check(path, index, problem, *example):
-            assertion = tf.debugging.Assert(problem == "", [message(path, index, problem)])
+            assertion = tf.debugging.Assert(problem == "", [message(path, index, problem, example)])
             with tf.control_dependencies([assertion]):
                 return (path, index, tf.identity(problem), *example)
         checked = decoded.map(check)
     return checked.map(lambda path, index, problem, *example: example)
 
 
-def _examples(paths: list[str], takes: list[int], decode: Callable, source: str, split: str, *,
-              num_classes: int, image_size: int, skip_corrupt: bool, counter: SkipCounter,
-              seed: int | None, deterministic: bool, shuffle_buffer: int,
-              crop_area: tuple[float, float], known_count: int | None, check_data: bool) -> tf.data.Dataset:
-    """(image (S, S, 3), heatmap (S, S, 1) not yet diffused, label, clicks) per record, augmented
-    for split (``clicks``: the heatmap is raw clicks, still to be diffused).
-
-    ``takes`` holds the readable counts :func:`scan_shard` found (``check_data``: with verified data).
-    """
-    train = split == "train"
-    records = _read_records(paths, takes, shuffle=train, seed=seed, sequential=deterministic and not train,
+def _evaluation_examples(shards: list[ShardIndex], split: str, *, num_classes: int, image_size: int,
+                         skip_corrupt: bool, counter: SkipCounter, deterministic: bool,
+                         check_data: bool) -> tf.data.Dataset:
+    """(image, heatmap not yet diffused, label, token 1, clicks) per ClickMe record in file order,
+    centre-cropped ("val") or resized ("test")."""
+    takes = [shard.readable for shard in shards]
+    records = _read_records([shard.path for shard in shards], takes, sequential=deterministic,
                             end_shard_on_damage=skip_corrupt and not check_data)
-    if train:
-        records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    examples = _enforce(_decode_guarded(records, decode, num_classes), source, skip_corrupt, counter)
-    if known_count is not None:
-        examples = examples.apply(tf.data.experimental.assert_cardinality(known_count))
-    if train:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        examples = tf.data.Dataset.zip((examples, seeds))
+    decoded = _decode_guarded(records, decode_clickme, num_classes)
+    examples = _enforce(decoded, "ClickMe", skip_corrupt, counter)
+    if not skip_corrupt:
+        examples = examples.apply(tf.data.experimental.assert_cardinality(sum(takes)))
+    geometry = center_crop if split == "val" else resize_pair
 
-        def augment(example, pair_seed):
-            image, heatmap, label, clicks = example
-            image, heatmap = random_crop_flip(image, heatmap, pair_seed, image_size, area_range=crop_area)
-            return image, heatmap, label, clicks
-    elif split == "val":
-        def augment(image, heatmap, label, clicks):
-            return center_crop(image, heatmap, image_size) + (label, clicks)
-    else:
-        def augment(image, heatmap, label, clicks):
-            return resize_pair(image, heatmap, image_size) + (label, clicks)
+    def augment(image, heatmap, label, clicks):
+        return geometry(image, heatmap, image_size) + (label, tf.constant(1.0), clicks)
     return examples.map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def _decode_either(record: tf.Tensor, num_classes: int, token: tf.Tensor, *extra) -> Decoded:
+    """A ClickMe record (token 1) or an ImageNet-style one (token 0)."""
+    return tf.cond(token > 0, lambda: decode_clickme(record, num_classes),
+                   lambda: decode_imagenet(record, num_classes))
+
+
+def _source(example: tuple) -> tf.Tensor:
+    token = example[4]
+    clickme, imagenet = (RECORD_PREFIX.format(source=source) for source in _SOURCES)
+    return tf.where(token > 0, clickme, imagenet)
+
+
+def _planned_examples(planned: PlannedRecords, repeat: bool, *, num_classes: int, image_size: int,
+                      crop_area: tuple[float, float], skip_corrupt: bool,
+                      counter: SkipCounter) -> tf.data.Dataset:
+    """(image, heatmap not yet diffused, label, token, clicks, mixup weight, mixup partner) per
+    record of the core's plan, with the core's crop and flip ("train")."""
+    decoded = _decode_guarded(planned.dataset(repeat), _decode_either, num_classes)
+    examples = _enforce(decoded, _source, skip_corrupt, counter)
+    train = planned.split == "train"
+    geometry = center_crop if planned.split == "val" else resize_pair
+
+    def augment(image, heatmap, label, clicks, token, draws, weight, partner):
+        if train:
+            image, heatmap = planned_crop_flip(image, heatmap, draws, image_size, area_range=crop_area)
+        else:
+            image, heatmap = geometry(image, heatmap, image_size)
+        return image, heatmap, label, token, clicks, weight, partner
+    return examples.map(augment, num_parallel_calls=AUTOTUNE)
+
+
+def _mix(batch: dict, num_classes: int, weight: tf.Tensor, partner: tf.Tensor) -> dict:
+    """``transforms.mixup`` in the graph, with the core's weights and partners."""
+    def blend(x: tf.Tensor) -> tf.Tensor:
+        w = tf.reshape(weight, [-1] + [1] * (x.shape.rank - 1))
+        return w * x + (1.0 - w) * tf.gather(x, partner)
+
+    labels = tf.one_hot(batch["label"], num_classes)
+    return {"image": blend(batch["image"]), "heatmap": blend(batch["heatmap"]),
+            "label": blend(labels),
+            "token": batch["token"] * tf.gather(batch["token"], partner)}
 
 
 def load_clickme(
@@ -186,24 +222,30 @@ def load_clickme(
     seed: int | None = None,
     repeat: bool = False,
     *,
-    shuffle_buffer: int = 2048,
     drop_remainder: bool | None = None,
     crop_area: tuple[float, float] = (0.08, 1.0),
     check_data: bool = True,
+    mixup: float | None = None,
 ) -> tf.data.Dataset:
     """ClickMe shards (a path, directory, glob or list of them; both published layouts) -> batches.
 
-    ``split``: "train" shuffles (shards and records) and applies the Inception crop and flip jointly
-    to image and heatmap; "val" takes the central 0.875 crop; "test" only resizes (stimulus sets).
+    ``split``: "train" shuffles and applies the Inception crop and flip jointly to image and
+    heatmap; "val" takes the central 0.875 crop; "test" only resizes (stimulus sets).
     ``diffuse`` applies the method's heatmap diffusion (64x64, 10x10 sigma-10 blur, back) to the
     raw clicks of the JPEG training layout; a map in the raw float32 stimulus layout is already
     diffused and is kept as it is.
     ``mix_with``: ImageNet-style shards (no heatmap) mixed in with token 0 and a zero heatmap, a
     ``clickme_fraction`` share of the examples coming from ClickMe (which then repeats as needed; an
-    epoch ends with the ImageNet shards). ``deterministic=True`` fixes the order (eval splits read in
-    file order); with a ``seed`` as well, shuffling and augmentation repeat exactly.
-    ``drop_remainder`` defaults to True for "train" and False otherwise. Without mixing and with
-    ``skip_corrupt=False`` the dataset's cardinality is known.
+    epoch ends with the ImageNet shards). ``mixup`` (alpha) mixes each batch with a permutation of
+    itself (labels then float32 (N, C)).
+    The order, the mixing, the crops and flips and the mixup are those of the framework-neutral
+    core (``harmonization.inputs.ClickMeInputs``) for ``seed`` (None: a fresh one): the torch reader
+    gives the same batches. Each new iteration of a dataset without ``repeat`` reads the next epoch
+    (a new order and new crops); ``repeat`` reads epochs 0, 1, ... in one stream, so that a fresh
+    iterator sees the same batches. ``deterministic=False`` lets parallel decoding reorder the
+    examples a little (each keeps its own crop).
+    ``drop_remainder`` defaults to True for "train" and False otherwise. Without mixing, without
+    ``repeat`` and with ``skip_corrupt=False`` the dataset's cardinality is known.
 
     Every shard, ClickMe and ``mix_with`` alike, is scanned first (the length headers, and with
     ``check_data`` every record checksum through TensorFlow's reader: one pass over the data): a
@@ -220,39 +262,44 @@ def load_clickme(
     if drop_remainder is None:
         drop_remainder = split == "train"
     check_arguments(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction, crop_area)
+    if mixup is not None and mixup <= 0:
+        raise ValueError(f"mixup alpha must be positive, got {mixup}")
+    if mixup is not None and repeat and not drop_remainder:
+        raise ValueError("mixup with repeat needs drop_remainder: a batch must not straddle two "
+                         "epochs")
     counter = SkipCounter()
     paths = resolve_shards(paths_or_glob, "ClickMe shard")
-    takes = _readable_counts(paths, skip_corrupt, check_data, counter)
-    warn_if_unit_range(paths, takes, LOGGER)
-    imagenet_paths = None if mix_with is None else resolve_shards(mix_with, "ImageNet shard (mix_with)")
-    imagenet_takes = None if mix_with is None else _readable_counts(imagenet_paths, skip_corrupt, check_data,
-                                                                     counter)
-    options = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter,
-                   seed=seed, deterministic=deterministic, shuffle_buffer=shuffle_buffer, crop_area=crop_area,
-                   check_data=check_data)
-    known = None if skip_corrupt else sum(takes)
-    clickme = _examples(paths, takes, decode_clickme, "ClickMe", split, known_count=known, **options)
-    clickme = clickme.map(lambda image, heatmap, label, clicks: (image, heatmap, label, tf.constant(1.0), clicks))
-    if mix_with is None:
-        examples = clickme
+    shards = _readable(paths, skip_corrupt, check_data, counter)
+    warn_if_unit_range(paths, [shard.readable for shard in shards], LOGGER)
+    imagenet = None if mix_with is None else _readable(resolve_shards(mix_with, "ImageNet shard (mix_with)"),
+                                                       skip_corrupt, check_data, counter)
+    shape = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter)
+    planned = split == "train" or mix_with is not None or mixup is not None
+    if planned:
+        seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
+        mixed = None if imagenet is None else Records.of(imagenet)
+        plan = PlannedRecords(Records.of(shards), mixed, split, seed,
+                              batch_size, drop_remainder, clickme_fraction, mixup)
+        examples = _planned_examples(plan, repeat, crop_area=crop_area, **shape)
+        if not (skip_corrupt or repeat or mix_with is not None):
+            total = sum(shard.readable for shard in shards)
+            count = total - total % batch_size if drop_remainder else total
+            examples = examples.apply(tf.data.experimental.assert_cardinality(count))
     else:
-        options["seed"] = None if seed is None else seed + 1  # crops independent of ClickMe's
-        imagenet = _examples(imagenet_paths, imagenet_takes, decode_imagenet, "ImageNet-style", split,
-                             known_count=None, **options)
-        imagenet = imagenet.map(lambda image, heatmap, label, clicks: (image, heatmap, label, tf.constant(0.0),
-                                                                        clicks))
-        examples = tf.data.Dataset.sample_from_datasets(
-            [clickme.repeat(), imagenet], weights=[clickme_fraction, 1.0 - clickme_fraction], seed=seed,
-            stop_on_empty_dataset=True)
-    if repeat:
-        examples = examples.repeat()
+        examples = _evaluation_examples(shards, split, deterministic=deterministic, check_data=check_data,
+                                        **shape)
+        no_mixup = (tf.constant(1.0), tf.constant(0, tf.int64))
+        examples = examples.map(lambda *example: example + no_mixup)
+        if repeat:
+            examples = examples.repeat()
     batches = examples.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
-    def to_dict(image, heatmap, label, token, clicks):
+    def to_dict(image, heatmap, label, token, clicks, weight, partner):
         if diffuse:  # raw clicks only: a stimulus-layout map is already diffused
             diffused = diffuse_heatmaps(heatmap, (image_size, image_size))
             heatmap = tf.where(clicks[:, None, None, None], diffused, heatmap)
-        return {"image": image, "heatmap": heatmap, "label": label, "token": token}
+        batch = {"image": image, "heatmap": heatmap, "label": label, "token": token}
+        return batch if mixup is None else _mix(batch, num_classes, weight, partner)
 
     batches = batches.map(to_dict, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     dataset_options = tf.data.Options()

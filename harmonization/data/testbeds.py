@@ -31,7 +31,7 @@ from harmonization.data.mini import (SHAPES, MiniConfig, check_config, clickme_m
                                      write_generated)
 
 KINDS = ("mini", "edges", "stripes", "neighbour")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the stimulus maps diffused in numpy, as ClickMe-mini's version 5
 
 
 @dataclass(frozen=True)

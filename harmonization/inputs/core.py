@@ -93,33 +93,10 @@ class ClickMeInputs:
         warn_if_unit_range(self.clickme.paths, np.bincount(self.clickme.shard, minlength=len(self.clickme.paths)),
                            LOGGER)
 
-    def _rng(self, *keys: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, *keys])
-
-    def _order(self, count: int, epoch: int, stream: int) -> np.ndarray:
-        if self.split != "train":
-            return np.arange(count)
-        return self._rng(_ORDER, epoch, stream).permutation(count)
-
     def plan(self, epoch: int = 0) -> Plan:
         """The records of ``epoch``, in order."""
-        clickme = self._order(len(self.clickme), epoch, 0)
-        if self.imagenet is None:
-            return Plan(np.ones(len(clickme), np.float32), clickme)
-        imagenet = self._order(len(self.imagenet), epoch, 1)
-        picks = self._rng(_ORDER, epoch, 2).random(
-            int(len(imagenet) / (1 - self.clickme_fraction) * 1.5) + 64) < self.clickme_fraction
-        while np.count_nonzero(~picks) < len(imagenet):
-            picks = np.concatenate([picks, self._rng(_ORDER, epoch, 2, len(picks)).random(len(picks))
-                                    < self.clickme_fraction])
-        picks = picks[:np.flatnonzero(~picks)[len(imagenet) - 1] + 1] if len(imagenet) else picks[:0]
-        record = np.empty(len(picks), np.int64)
-        record[~picks] = imagenet
-        taken = np.count_nonzero(picks)
-        repeats = -(-taken // max(len(clickme), 1))
-        record[picks] = np.concatenate([clickme] + [self._order(len(clickme), epoch, 3 + r)
-                                                    for r in range(1, repeats)])[:taken]
-        return Plan(picks.astype(np.float32), record)
+        return draw_plan(self.seed, self.split, epoch, len(self.clickme),
+                         None if self.imagenet is None else len(self.imagenet), self.clickme_fraction)
 
     def num_batches(self, plan: Plan, rank: int = 0, world_size: int = 1) -> int:
         """Batches process ``rank`` of ``world_size`` takes from an epoch of ``plan`` (global
@@ -138,9 +115,10 @@ class ClickMeInputs:
             record = read_imagenet(self.imagenet, int(plan.record[position]), self.num_classes, self.check_data)
         image, heatmap, size = record.image, record.heatmap[..., None], self.image_size
         if self.split == "train":
-            rng = self._rng(_CROP, epoch, position)
-            window = transforms.sample_window(rng, *image.shape[:2], area_range=self.crop_area)
-            image, heatmap = transforms.crop_resize_flip(image, heatmap, window, bool(rng.random() < 0.5), size)
+            draws = crop_draws(self.seed, epoch, position)
+            window = transforms.window_from_draws(draws, *image.shape[:2], area_range=self.crop_area)
+            image, heatmap = transforms.crop_resize_flip(image, heatmap, window,
+                                                         transforms.flip_from_draws(draws), size)
         elif self.split == "val":
             image, heatmap = transforms.center_crop(image, heatmap, size)
         else:
@@ -160,5 +138,51 @@ class ClickMeInputs:
                  "label": np.array([e[2] for e in examples], np.int64),
                  "token": plan.token[start:start + len(examples)].copy()}
         if self.mixup is not None:
-            batch = transforms.mixup(batch, self.num_classes, self.mixup, self._rng(_MIXUP, epoch, index, rank))
+            weight, order = mixup_draws(self.seed, epoch, index, rank, len(examples), self.mixup)
+            batch = transforms.mixup(batch, self.num_classes, weight, order)
         return batch
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
+
+
+def _order(seed: int, split: str, count: int, epoch: int, stream: int) -> np.ndarray:
+    if split != "train":
+        return np.arange(count)
+    return _rng(seed, _ORDER, epoch, stream).permutation(count)
+
+
+def draw_plan(seed: int, split: str, epoch: int, clickme_count: int, imagenet_count: int | None,
+              clickme_fraction: float) -> Plan:
+    """The plan of ``epoch`` over ``clickme_count`` ClickMe records (and ``imagenet_count``
+    ImageNet-style ones when mixing): every reader of the same records draws the same one."""
+    clickme = _order(seed, split, clickme_count, epoch, 0)
+    if imagenet_count is None:
+        return Plan(np.ones(len(clickme), np.float32), clickme)
+    imagenet = _order(seed, split, imagenet_count, epoch, 1)
+    picks = _rng(seed, _ORDER, epoch, 2).random(
+        int(len(imagenet) / (1 - clickme_fraction) * 1.5) + 64) < clickme_fraction
+    while np.count_nonzero(~picks) < len(imagenet):
+        picks = np.concatenate([picks, _rng(seed, _ORDER, epoch, 2, len(picks)).random(len(picks))
+                                < clickme_fraction])
+    picks = picks[:np.flatnonzero(~picks)[len(imagenet) - 1] + 1] if len(imagenet) else picks[:0]
+    record = np.empty(len(picks), np.int64)
+    record[~picks] = imagenet
+    taken = np.count_nonzero(picks)
+    repeats = -(-taken // max(len(clickme), 1))
+    record[picks] = np.concatenate([clickme] + [_order(seed, split, len(clickme), epoch, 3 + r)
+                                                for r in range(1, repeats)])[:taken]
+    return Plan(picks.astype(np.float32), record)
+
+
+def crop_draws(seed: int, epoch: int, position: int) -> np.ndarray:
+    """The numbers behind the training crop and flip at ``position`` of ``epoch``
+    (``transforms.window_from_draws``)."""
+    return transforms.crop_draws(_rng(seed, _CROP, epoch, position))
+
+
+def mixup_draws(seed: int, epoch: int, index: int, rank: int, n: int,
+                alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, order) of the mixup of process ``rank``'s ``n`` examples of global batch ``index``."""
+    return transforms.mixup_draws(_rng(seed, _MIXUP, epoch, index, rank), n, alpha)

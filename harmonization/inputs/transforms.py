@@ -102,43 +102,86 @@ def center_crop(image: np.ndarray, heatmap: np.ndarray, size: int,
             resize(heatmap, (size, size)))
 
 
-def sample_window(rng: np.random.Generator, height: int, width: int,
-                  area_range: tuple[float, float] = (0.08, 1.0),
-                  aspect_range: tuple[float, float] = (3 / 4, 4 / 3), attempts: int = 10) -> Window:
-    """An Inception crop: area fraction and aspect ratio drawn uniformly, up to ``attempts`` tries
-    to fit, else the whole image."""
-    for _ in range(attempts):
-        area = rng.uniform(*area_range) * height * width
-        aspect = rng.uniform(*aspect_range)
-        crop_h = int(round(np.sqrt(area / aspect)))
-        crop_w = int(round(crop_h * aspect))
-        if 0 < crop_h <= height and 0 < crop_w <= width:
-            top = int(rng.integers(0, height - crop_h + 1))
-            left = int(rng.integers(0, width - crop_w + 1))
-            return top, left, crop_h, crop_w
-    return 0, 0, height, width
+CROP_ATTEMPTS = 10
+CROP_DRAWS = 2 * CROP_ATTEMPTS + 3
+"""Uniform [0, 1) numbers behind one training crop and flip: the attempts' aspect ratios, their
+heights, the top and left placement, the flip."""
+WIDTH_SLACK = 0.5 - 1e-7  # the widest height of an aspect: width + 0.5 - eps over the aspect
+
+
+def crop_draws(rng: np.random.Generator) -> np.ndarray:
+    """The ``CROP_DRAWS`` float64 numbers of one example's crop and flip, drawn before the image's
+    size is known, so any reader (numpy or ``tf.data``) can turn them into the same window."""
+    return rng.random(CROP_DRAWS)
+
+
+def window_from_draws(draws: np.ndarray, height: int, width: int,
+                      area_range: tuple[float, float] = (0.08, 1.0),
+                      aspect_range: tuple[float, float] = (3 / 4, 4 / 3)) -> Window:
+    """An Inception crop from ``crop_draws``, as ``tf.image.sample_distorted_bounding_box`` makes
+    one: attempt k takes an aspect ratio uniform in ``aspect_range`` and a height uniform among
+    those whose area lies in ``area_range`` of the image (one more row when rounding fell short);
+    the first attempt that fits is placed by the top and left draws, else the whole image. Every
+    step is one IEEE float64 operation (``harmonization.data.augment`` repeats them in the graph,
+    bit for bit)."""
+    attempts = CROP_ATTEMPTS
+    min_area, max_area = area_range[0] * height * width, area_range[1] * height * width
+    aspect = aspect_range[0] + (aspect_range[1] - aspect_range[0]) * draws[:attempts]
+    low = np.rint(np.sqrt(min_area / aspect))
+    high = np.rint(np.sqrt(max_area / aspect))
+    high = np.where(np.rint(high * aspect) > width, np.floor((width + WIDTH_SLACK) / aspect), high)
+    low = np.minimum(low, high)
+    crop_h = low + np.floor(draws[attempts:2 * attempts] * (high - low + 1.0))
+    crop_h = np.where(crop_h * np.rint(crop_h * aspect) < min_area, crop_h + 1.0, crop_h)
+    crop_w = np.rint(crop_h * aspect)
+    area = crop_h * crop_w
+    fits = np.flatnonzero((area >= min_area) & (area <= max_area) & (crop_h > 0) & (crop_h <= height)
+                          & (crop_w > 0) & (crop_w <= width))
+    if not len(fits):
+        return 0, 0, height, width
+    crop_h, crop_w = int(crop_h[fits[0]]), int(crop_w[fits[0]])
+    top = int(np.floor(draws[2 * attempts] * (height - crop_h + 1)))
+    left = int(np.floor(draws[2 * attempts + 1] * (width - crop_w + 1)))
+    return top, left, crop_h, crop_w
+
+
+def flip_from_draws(draws: np.ndarray) -> bool:
+    """Whether the crop of ``crop_draws`` is mirrored."""
+    return bool(draws[-1] < 0.5)
 
 
 def diffuse(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
     """The method's diffusion of raw clicks (H, W, 1): bilinear to 64x64, the 10x10 sigma-10
-    blur with SAME zero padding, bilinear back to ``size`` (default H, W)."""
+    blur with SAME zero padding, bilinear back to ``size`` (default H, W).
+
+    Every step is element-wise numpy in a fixed order (the blur sums its 100 taps row by row in
+    float64, then rounds to float32), so the result has the same bits on every machine; TensorFlow's
+    ``conv2d`` does not (its last bit depends on the CPU kernel oneDNN or Eigen picks).
+    """
     size = size or heatmap.shape[:2]
     small = resize(heatmap, (DIFFUSION_SIZE, DIFFUSION_SIZE))[..., 0]
     before, after = same_padding()
-    padded = np.pad(small, ((before, after), (before, after)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, diffusion_kernel().shape)
-    blurred = np.einsum("hwij,ij->hw", windows, diffusion_kernel(), optimize=True).astype(np.float32)
-    return resize(blurred[..., None], size)
+    padded = np.pad(small, ((before, after), (before, after))).astype(np.float64)
+    kernel = diffusion_kernel().astype(np.float64)
+    rows, cols = small.shape
+    blurred = np.zeros(small.shape, np.float64)
+    for i in range(kernel.shape[0]):
+        for j in range(kernel.shape[1]):
+            blurred += padded[i:i + rows, j:j + cols] * kernel[i, j]
+    return resize(blurred.astype(np.float32)[..., None], size)
 
 
-def mixup(batch: dict, num_classes: int, alpha: float, rng: np.random.Generator) -> dict:
-    """Mix a batch with a permutation of itself, one Beta(alpha, alpha) weight per sample shared by
-    image, heatmap and one-hot label; the token becomes token_i * token_j; labels float32 (N, C)."""
+def mixup_draws(rng: np.random.Generator, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight float32 (n,), order int64 (n,)) of mixup: one Beta(alpha, alpha) weight per sample
+    and the permutation it is mixed with."""
     if alpha <= 0:
         raise ValueError(f"mixup alpha must be positive, got {alpha}")
-    n = len(batch["image"])
-    weight = rng.beta(alpha, alpha, size=n).astype(np.float32)
-    order = rng.permutation(n)
+    return rng.beta(alpha, alpha, size=n).astype(np.float32), rng.permutation(n)
+
+
+def mixup(batch: dict, num_classes: int, weight: np.ndarray, order: np.ndarray) -> dict:
+    """Mix a batch with its permutation ``order``, weight ``weight[i]`` for sample i, shared by
+    image, heatmap and one-hot label; the token becomes token_i * token_j; labels float32 (N, C)."""
     labels = batch["label"]
     if labels.ndim == 1:
         labels = np.eye(num_classes, dtype=np.float32)[labels]

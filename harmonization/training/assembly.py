@@ -40,7 +40,7 @@ def datasets(config: TrainConfig, whole_batches: bool):
         train = load_clickme(config.train, "train", seed=config.seed, deterministic=config.deterministic_data,
                              mix_with=config.mix_with,
                              clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
-                             repeat=bool(config.steps_per_epoch), **shape)
+                             repeat=bool(config.steps_per_epoch), mixup=config.mixup or None, **shape)
         steps = config.steps_per_epoch or int(train.cardinality())
     else:
         from harmonization.inputs import ClickMeInputs
@@ -57,10 +57,6 @@ def datasets(config: TrainConfig, whole_batches: bool):
     if steps == 0:
         raise ConfigError(lambda name: (f"the training data {config.train} holds fewer examples than "
                                         f"one batch ({name('batch_size')} {config.batch_size})"))
-    if config.mixup and on_tensorflow():
-        from harmonization.training.schedule import mixup
-
-        train = mixup(train, config.num_classes, config.mixup, seed=config.seed)
     return train, val, steps
 
 
