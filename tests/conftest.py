@@ -37,9 +37,10 @@ import builders  # noqa: E402
 
 
 def groups(items) -> dict:
-    """{node id: group}: a test's xdist_group mark, or else, for tests of one module that share a
-    module-scoped fixture (directly or through another), one group per module and fixture, so that
-    the fixture is built on one worker only. Other tests are not in the dict: they spread freely."""
+    """{node id: group}: a test's xdist_group mark, or else one group for the tests that share a
+    module-scoped fixture of their module or a session-scoped one of this file (directly or through
+    another), so that the fixture is built on one worker only while the others run other tests.
+    Other tests are not in the dict: they spread freely."""
     parent: dict = {}
 
     def root(key):
@@ -52,6 +53,8 @@ def groups(items) -> dict:
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
         names = [(item.module.__name__, name) for name, defs in definitions.items()
                  if defs and defs[-1].scope in ("module", "class")]
+        names += [("session", name) for name, defs in definitions.items()
+                  if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == __name__]
         for name in names[1:]:
             parent[root(name)] = root(names[0])
         shared[item.nodeid] = names
