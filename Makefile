@@ -11,10 +11,10 @@ export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
-# `make test` runs the tests on every core (pytest-xdist, at most 4 workers: each holds TensorFlow,
+# `make test` runs the tests on every CPU (pytest-xdist, at most 4 workers: each holds TensorFlow,
 # torch and the interpreters its tests start); tests that share a module's fixture run on one worker
-# (tests/conftest.py). `make test PYTEST_XDIST=` runs them in one process; PYTEST_ARGS adds options.
-PYTEST_XDIST ?= -n auto --maxprocesses 4 --dist loadgroup
+# (tests/parallel.py). `make test PYTEST_XDIST=` runs them in one process; PYTEST_ARGS adds options.
+PYTEST_XDIST ?= -n logical --maxprocesses 4 --dist loadgroup
 
 .PHONY: demo test bench venv compat clean
 
