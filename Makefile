@@ -11,6 +11,11 @@ export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
 
+# `make test` runs the tests on every CPU (pytest-xdist, at most 4 workers: each holds TensorFlow,
+# torch and the interpreters its tests start); tests that share a module's fixture run on one worker
+# (tests/parallel.py). `make test PYTEST_XDIST=` runs them in one process; PYTEST_ARGS adds options.
+PYTEST_XDIST ?= -n logical --maxprocesses 4 --dist loadgroup
+
 .PHONY: demo test bench venv compat clean
 
 venv: $(STAMP)
@@ -29,7 +34,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -2,12 +2,25 @@
 
 ``harmonization`` is imported first, so triton loads before any test module imports TensorFlow
 (docs/traps.md, "Import order"). The builders the fixtures use live in ``builders.py``.
+
+Under pytest-xdist (``make test`` runs ``-n logical --dist loadgroup``) each worker is its own
+process, and it and the interpreters it starts take their share of the cores, not all of them;
+``parallel.py`` keeps the tests that share an expensive fixture on one worker.
 """
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # before TensorFlow, JAX or torch load (children inherit)
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _THREADS = str(max(1, _CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ.setdefault(_name, _THREADS)
+    if "XLA_FLAGS" not in os.environ:  # a test that sets its own XLA_FLAGS (device count) keeps them
+        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={_THREADS != '1'} "
+                                   f"intra_op_parallelism_threads={_THREADS}").lower()
 
 import harmonization  # noqa: E402,F401  (before TensorFlow)
 import pytest  # noqa: E402
@@ -20,6 +33,13 @@ settings.register_profile("dev")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 import builders  # noqa: E402
+from parallel import (  # noqa: E402,F401  (the hooks that run the suite on every core)
+    pytest_collection_modifyitems,
+    pytest_configure_node,
+    pytest_unconfigure,
+    pytest_xdist_make_scheduler,
+    shared_folder,
+)
 
 
 @pytest.fixture
@@ -38,10 +58,10 @@ def test_batch():
 def published_files(tmp_path_factory):
     """Files in every published full-model / ViT format, written once per session by the reference
     constructors (tests/reference/write_published.py): see ``builders.write_published_files``."""
-    return builders.write_published_files(tmp_path_factory.mktemp("published"))
+    return shared_folder(tmp_path_factory, "published", builders.write_published_files)
 
 
 @pytest.fixture(scope="session")
 def kecam_files(tmp_path_factory):
     """kecam-written reduced-depth ConvNeXt-Tiny, LeViT-128 and MaxViT-Tiny files, once per session."""
-    return builders.write_kecam_files(tmp_path_factory.mktemp("kecam"))
+    return shared_folder(tmp_path_factory, "kecam", builders.write_kecam_files)
