@@ -20,7 +20,7 @@ import keras
 
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
-from harmonization.training.assembly import (build_harmonizer, check_model, datasets, save_and_evaluate,
+from harmonization.training.build import (build_harmonizer, check_model, datasets, save_and_evaluate,
                                              strategy_scope, training_stream)
 from harmonization.training.config import RUN_OPTIONS, TrainConfig, TrainResult, check_config
 from harmonization.training.distribute import keras_distribution
