@@ -63,7 +63,7 @@ def for_reduction(logs: dict) -> dict:
 
 # --- TensorFlow and torch: stateful steps ----------------------------------------------------
 
-def _tensorflow_gradients(model, batch) -> tuple[dict, Any, list]:
+def _tensorflow_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import tensorflow as tf
 
     from harmonization.training.distribute import scale_for_replicas
@@ -77,14 +77,14 @@ def _tensorflow_gradients(model, batch) -> tuple[dict, Any, list]:
 
 
 def _tensorflow_train(model, batch) -> dict:
-    terms, labels, gradients = _tensorflow_gradients(model, batch)
+    terms, labels, gradients = _tensorflow_parameter_gradients(model, batch)
     if model._gated:
         model._advance_gate(terms["logits"], labels)
     model.optimizer.apply(gradients, model.trainable_variables)
     return model._record(terms, labels, TRAIN_LOGS)
 
 
-def _torch_gradients(model, batch) -> tuple[dict, Any, list]:
+def _torch_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import torch
 
     images, heatmaps, labels, tokens = model._unpack(batch)
@@ -107,7 +107,7 @@ def _detached(terms: dict) -> dict:
 def _torch_train(model, batch) -> dict:
     import torch
 
-    terms, labels, gradients = _torch_gradients(model, batch)
+    terms, labels, gradients = _torch_parameter_gradients(model, batch)
     with torch.no_grad():
         if model._gated:
             model._advance_gate(terms["logits"], labels)
@@ -173,7 +173,7 @@ def _jax_record(model, metrics: list, terms: dict, labels, names: tuple[str, ...
     return logs, [_current(scope, v) for v in model.metrics_variables]
 
 
-def _jax_gradients(model, batch, trainable: list, non_trainable: list,
+def _jax_parameter_gradients(model, batch, trainable: list, non_trainable: list,
                    optimizer: list) -> tuple[dict, Any, list, list]:
     import jax
 
@@ -186,7 +186,7 @@ def _jax_gradients(model, batch, trainable: list, non_trainable: list,
 
 def _jax_train(model, state: tuple, batch) -> tuple[dict, tuple]:
     trainable, non_trainable, optimizer, metrics = state
-    terms, labels, non_trainable, gradients = _jax_gradients(model, batch, trainable,
+    terms, labels, non_trainable, gradients = _jax_parameter_gradients(model, batch, trainable,
                                                              non_trainable, optimizer)
     trainable, optimizer = model.optimizer.stateless_apply(optimizer, gradients, trainable)
     logs, metrics = _jax_record(model, metrics, terms, labels, TRAIN_LOGS)
@@ -217,7 +217,7 @@ _TRAIN = {"tensorflow": _tensorflow_train, "jax": _jax_train, "torch": _torch_tr
 _TEST = {"tensorflow": _stateful_test, "jax": _jax_test, "torch": _torch_test}
 
 
-def loss_and_gradients(model, batch) -> tuple[Any, list]:
+def loss_and_parameter_gradients(model, batch) -> tuple[Any, list]:
     """The training loss of ``batch`` and its gradient for each of ``model.trainable_variables``
     (None where it has none), as ``train_step`` computes them, without taking the step or
     advancing the gate. The forward pass is in training mode: on TensorFlow and torch it moves
@@ -226,12 +226,12 @@ def loss_and_gradients(model, batch) -> tuple[Any, list]:
     if backend == "jax":
         state = [[v.value for v in variables] for variables in (
             model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)]
-        terms, _, _, gradients = _jax_gradients(model, batch, *state)
+        terms, _, _, gradients = _jax_parameter_gradients(model, batch, *state)
         return terms["loss"], list(gradients)
     if backend == "torch":
-        terms, _, gradients = _torch_gradients(model, batch)
+        terms, _, gradients = _torch_parameter_gradients(model, batch)
         return terms["loss"], gradients
-    terms, _, gradients = _tensorflow_gradients(model, batch)
+    terms, _, gradients = _tensorflow_parameter_gradients(model, batch)
     return terms["loss"], list(gradients)
 
 
