@@ -13,7 +13,7 @@ from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.timm_models import timm_name
 from harmonization.training.distribute import worker_count
 from harmonization.training.errors import ConfigError
-from harmonization.training.harmonizer import LAMBDA_SCHEDULES
+from harmonization.training.schedule import LAMBDA_SCHEDULES
 
 
 @dataclasses.dataclass(frozen=True)
