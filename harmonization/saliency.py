@@ -83,7 +83,8 @@ def _torch_input_gradients(forward: Forward, inputs, create_graph: bool) -> tupl
     return gradients, aux
 
 
-_INPUT_GRADIENTS = {"tensorflow": _tensorflow_input_gradients, "jax": _jax_input_gradients, "torch": _torch_input_gradients}
+_INPUT_GRADIENTS = {"tensorflow": _tensorflow_input_gradients, "jax": _jax_input_gradients,
+                    "torch": _torch_input_gradients}
 
 
 def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tuple[list, Any]:

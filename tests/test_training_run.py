@@ -273,4 +273,5 @@ def test_run_json_holds_its_format_and_a_record_of_another_format_is_refused(sha
         with pytest.raises(ConfigError) as refused:
             run(config(shards, out, epochs=1))
         assert str(refused.value) == f"{out / 'run.json'}: {message}; fresh=True starts over"
-        assert files == {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+        assert files == {path: path.read_bytes() for path in sorted(out.rglob("*"))
+                         if path.is_file()}  # nothing written or lost

@@ -120,7 +120,8 @@ def _torch_train(model, batch) -> dict:
 
 def _test_terms(model, batch) -> tuple[dict, Any]:
     images, heatmaps, labels, tokens = model.unpack_batch(batch)
-    return model.compute_terms(images, heatmaps, labels, tokens, training=False, harmonize=True), labels
+    terms = model.compute_terms(images, heatmaps, labels, tokens, training=False, harmonize=True)
+    return terms, labels
 
 
 def _stateful_test(model, batch) -> dict:

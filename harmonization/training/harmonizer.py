@@ -255,7 +255,8 @@ class Harmonizer(keras.Model):
 
     def get_config(self) -> dict:
         return {
-            "format": HARMONIZER_FORMAT, "backbone": keras.saving.serialize_keras_object(self.pixel_model),
+            "format": HARMONIZER_FORMAT,
+            "backbone": keras.saving.serialize_keras_object(self.pixel_model),
             "lambda_harmonization": self.lambda_harmonization,
             "lambda_weights": self.lambda_weights, "levels": self.levels,
             "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,

@@ -19,8 +19,8 @@ import keras
 
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
-from harmonization.training.build import (build_harmonizer, check_model, datasets, save_and_evaluate,
-                                          strategy_scope, training_stream)
+from harmonization.training.build import (build_harmonizer, check_model, datasets,
+                                          save_and_evaluate, strategy_scope, training_stream)
 from harmonization.training.config import TrainConfig, TrainResult, check_config
 from harmonization.training.distribute import keras_distribution
 from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,

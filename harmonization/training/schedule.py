@@ -1,7 +1,8 @@
 """The schedules of training: the reference recipe (SGD Nesterov, warm-up, step decay, mixup;
 docs/method.md, "The training recipe") and the harmonization weight's (``lambda_at``,
-``gate_update``; docs/harmonizer-schedule.md). ``mixup`` here mixes a ``tf.data`` pipeline (the TensorFlow backend); the
-JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is imported by ``mixup`` only."""
+``gate_update``; docs/harmonizer-schedule.md). ``mixup`` here mixes a ``tf.data`` pipeline (the
+TensorFlow backend); the JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is
+imported by ``mixup`` only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
