@@ -43,7 +43,7 @@ def class_score(logits, labels, score: str = "logit"):
     return ops.sum(logits * ops.cast(labels, "float32"), axis=-1)
 
 
-def _tensorflow_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+def _tensorflow_input_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
     import tensorflow as tf
 
     inputs = tf.convert_to_tensor(inputs)
@@ -55,7 +55,7 @@ def _tensorflow_gradients(forward: Forward, inputs, create_graph: bool) -> tuple
     return gradients, aux
 
 
-def _jax_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+def _jax_input_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -72,7 +72,7 @@ def _jax_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, 
     return gradients, aux
 
 
-def _torch_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
+def _torch_input_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list, Any]:
     import torch
 
     if not inputs.requires_grad:  # a leaf to differentiate by (the preprocessing is constant)
@@ -83,7 +83,8 @@ def _torch_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[list
     return gradients, aux
 
 
-_GRADIENTS = {"tensorflow": _tensorflow_gradients, "jax": _jax_gradients, "torch": _torch_gradients}
+_INPUT_GRADIENTS = {"tensorflow": _tensorflow_input_gradients, "jax": _jax_input_gradients,
+                    "torch": _torch_input_gradients}
 
 
 def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tuple[list, Any]:
@@ -93,9 +94,9 @@ def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tupl
     by an enclosing differentiation (a tape, ``jax.grad`` or torch autograd).
     """
     backend = keras.backend.backend()
-    if backend not in _GRADIENTS:
+    if backend not in _INPUT_GRADIENTS:
         raise NotImplementedError(f"saliency has no input gradient for the {backend!r} backend")
-    return _GRADIENTS[backend](forward, inputs, create_graph)
+    return _INPUT_GRADIENTS[backend](forward, inputs, create_graph)
 
 
 def reduce_channels(gradient, saliency: str = "signed"):

@@ -23,7 +23,7 @@ PER_BACKEND = """
     from builders import clickme_arrays
     from harmonization.models import build_model
     from harmonization.training import Harmonizer
-    from harmonization.training.backends import loss_and_gradients
+    from harmonization.training.backends import loss_and_parameter_gradients
 
     class Probe(keras.layers.Layer):
         '''y = x in value; dy/dx = 1 + w per channel: w reaches the loss only through saliency.'''
@@ -56,7 +56,7 @@ PER_BACKEND = """
                 variable.assign(rng.normal(0, 0.4, variable.shape).astype("float32"))
         harmonizer.compile(optimizer=keras.optimizers.SGD(0.1))
         harmonizer.optimizer.build(harmonizer.trainable_variables)
-        loss, gradients = loss_and_gradients(harmonizer, batch)
+        loss, gradients = loss_and_parameter_gradients(harmonizer, batch)
         out["bn" if batch_norm else "plain"] = {
             "loss": float(ops.convert_to_numpy(loss)),
             "gradients": {v.path: ops.convert_to_numpy(g).tolist()

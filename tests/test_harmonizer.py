@@ -19,6 +19,7 @@ from harmonization.metrics import chance_threshold
 from harmonization.models import build_model
 from harmonization.saliency import signed_saliency
 from harmonization.training import Harmonizer, WarmupStepDecay, mixup, recipe, set_precision
+from harmonization.training.formats import HARMONIZER_FORMAT
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
@@ -248,6 +249,20 @@ def test_lambda_schedule_and_saliency_must_be_known_and_survive_the_config():
                         saliency="absolute").get_config()
     restored = Harmonizer.from_config(config)
     assert (restored.lambda_schedule, restored.saliency) == ("linear", "absolute")
+
+
+def test_a_saved_harmonizer_holds_its_format_and_another_format_is_refused():
+    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear").get_config()
+    assert config["format"] == HARMONIZER_FORMAT == 1
+    unnumbered = {key: value for key, value in config.items() if key != "format"}  # as 0.1.0 saved
+    assert Harmonizer.from_config(unnumbered).lambda_schedule == "linear"
+    older = {key: value for key, value in unnumbered.items() if key != "lambda_schedule"}
+    with pytest.raises(ValueError, match=r"^a saved Harmonizer: no format number and no "
+                                         r"lambda_schedule: written before harmonization 0\.1\.0;"):
+        Harmonizer.from_config(older)
+    with pytest.raises(ValueError, match=r"^a saved Harmonizer: format 2, but this version of "
+                                         r"harmonization reads format 1"):
+        Harmonizer.from_config({**config, "format": 2})
 
 
 def test_standard_callbacks_and_saving(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harmonization.training.assembly import check_model
+from harmonization.training.build import check_model
 from harmonization.training.config import TrainConfig
 from harmonization.training.errors import ConfigError
 from harmonization.training.resume import RunFolder

@@ -34,7 +34,7 @@ TERM = """
     from harmonization.models.timm_pixel import timm_network
     from harmonization.timm_models import data_config, resize
     from harmonization.training import Harmonizer
-    from harmonization.training.backends import loss_and_gradients
+    from harmonization.training.backends import loss_and_parameter_gradients
 
     model, network = timm_test_resnet()  # every residual branch open
     arrays = clickme_arrays(4, 32, 4, seed=1)
@@ -45,7 +45,7 @@ TERM = """
                                 lambda_schedule="linear")
         harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
         harmonizer.optimizer.build(harmonizer.trainable_variables)
-        gradients[lam] = loss_and_gradients(harmonizer, batch)[1]
+        gradients[lam] = loss_and_parameter_gradients(harmonizer, batch)[1]
 
     # the term's gradient in plain torch: saliency of the normalised image, through the resize
     config = data_config(network)

@@ -30,8 +30,9 @@ EQUAL = """
     options = dict(lambda_harmonization=3.0, lambda_weights=1e-2, label_smoothing=0.1, levels=3)
     harmonizer = Harmonizer(model, lambda_schedule="linear", **options)
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))  # the schedule reads its step
-    keras_terms = harmonizer._objective(batch["image"], batch["heatmap"], torch.nn.functional.one_hot(
-        batch["label"], 4).float(), batch["token"], training=True, harmonize=True)
+    keras_terms = harmonizer.compute_terms(
+        batch["image"], batch["heatmap"], torch.nn.functional.one_hot(batch["label"], 4).float(),
+        batch["token"], training=True, harmonize=True)
     params = [v.value for v in harmonizer.trainable_variables]  # the torch parameters themselves
     keras_grads = torch.autograd.grad(keras_terms["loss"], params)
     torch_terms = harmonizer_loss(network, batch["image"], batch["heatmap"], batch["label"], batch["token"],

@@ -15,6 +15,7 @@ import keras
 from harmonization.cli import main
 from harmonization.files import OutputError
 from harmonization.training import ConfigError, StaleRunError, TrainConfig, TrainingCollapsed, run
+from harmonization.training.formats import RUN_FORMAT
 from harmonization.training.resume import Backup
 
 training_run = importlib.import_module("harmonization.training.run")  # the module, not the function
@@ -250,12 +251,27 @@ def test_the_same_seed_repeats_a_harmonized_run_exactly_and_another_seed_does_no
     assert histories[0][-1]["loss"] != histories[2][-1]["loss"]
 
 
-def test_a_run_recorded_before_a_setting_existed_resumes_with_its_default(shards, tmp_path):
+def test_run_json_holds_its_format_and_a_record_of_another_format_is_refused(shards, tmp_path):
     out = tmp_path / "old"
     run(config(shards, out, epochs=1))
     record = json.loads((out / "run.json").read_text())
-    del record["settings"]["saliency"]  # as a run of an earlier version wrote it
-    (out / "run.json").write_text(json.dumps(record))
+    assert record["format"] == RUN_FORMAT == 1
+    unnumbered = {key: value for key, value in record.items() if key != "format"}
+    (out / "run.json").write_text(json.dumps(unnumbered))  # as 0.1.0 wrote it: format 1, no number
     assert run(config(shards, out, epochs=1)).status == "complete"
     with pytest.raises(StaleRunError, match="saliency"):
         run(config(shards, out, epochs=1, saliency="absolute"))
+    del unnumbered["settings"]["saliency"]  # as a version older than 0.1.0 wrote it
+    older = {key: value for key, value in unnumbered.items() if key != "data"}
+    cases = {"older": (older, "no format number and no data, settings.saliency: written before "
+                              "harmonization 0.1.0"),
+             "newer": ({**record, "format": 2}, "format 2, but this version of harmonization "
+                                                 "reads format 1 (a newer version wrote it?)")}
+    for written, message in cases.values():
+        (out / "run.json").write_text(json.dumps(written))
+        files = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+        with pytest.raises(ConfigError) as refused:
+            run(config(shards, out, epochs=1))
+        assert str(refused.value) == f"{out / 'run.json'}: {message}; fresh=True starts over"
+        assert files == {path: path.read_bytes() for path in sorted(out.rglob("*"))
+                         if path.is_file()}  # nothing written or lost

@@ -1,7 +1,10 @@
 """The Harmonizer's training and test steps on each Keras backend (docs/backends.md).
 
-The objective (``Harmonizer._objective``), the lambda schedule, the gate and the logs are shared;
-only the differentiation and the state handling differ:
+Each step calls the Harmonizer's public step pieces, shared by every backend: ``unpack_batch``,
+``compute_terms`` (the objective, with the lambda schedule), ``advance_gate`` when ``gated``, and
+``record_logs``. Only the differentiation, with respect to the parameters (the
+``*_parameter_gradients`` here; the saliency's input gradient is ``harmonization.saliency``'s),
+and the state handling differ:
 
 - TensorFlow: a ``tf.GradientTape`` around the objective, whose saliency takes an inner tape;
   each replica's loss is divided by the replica count under a ``tf.distribute`` strategy.
@@ -63,32 +66,32 @@ def for_reduction(logs: dict) -> dict:
 
 # --- TensorFlow and torch: stateful steps ----------------------------------------------------
 
-def _tensorflow_gradients(model, batch) -> tuple[dict, Any, list]:
+def _tensorflow_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import tensorflow as tf
 
     from harmonization.training.distribute import scale_for_replicas
 
-    images, heatmaps, labels, tokens = model._unpack(batch)
+    images, heatmaps, labels, tokens = model.unpack_batch(batch)
     with tf.GradientTape() as tape:
-        terms = model._objective(images, heatmaps, labels, tokens, training=True,
+        terms = model.compute_terms(images, heatmaps, labels, tokens, training=True,
                                  harmonize=model.lambda_harmonization > 0)
         scaled = model.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
     return terms, labels, tape.gradient(scaled, model.trainable_variables)
 
 
 def _tensorflow_train(model, batch) -> dict:
-    terms, labels, gradients = _tensorflow_gradients(model, batch)
-    if model._gated:
-        model._advance_gate(terms["logits"], labels)
+    terms, labels, gradients = _tensorflow_parameter_gradients(model, batch)
+    if model.gated:
+        model.advance_gate(terms["logits"], labels)
     model.optimizer.apply(gradients, model.trainable_variables)
-    return model._record(terms, labels, TRAIN_LOGS)
+    return model.record_logs(terms, labels, TRAIN_LOGS)
 
 
-def _torch_gradients(model, batch) -> tuple[dict, Any, list]:
+def _torch_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import torch
 
-    images, heatmaps, labels, tokens = model._unpack(batch)
-    terms = model._objective(images, heatmaps, labels, tokens, training=True,
+    images, heatmaps, labels, tokens = model.unpack_batch(batch)
+    terms = model.compute_terms(images, heatmaps, labels, tokens, training=True,
                              harmonize=model.lambda_harmonization > 0)
     gradients = torch.autograd.grad(model.optimizer.scale_loss(terms["loss"]),
                                     [v.value for v in model.trainable_variables],
@@ -107,22 +110,23 @@ def _detached(terms: dict) -> dict:
 def _torch_train(model, batch) -> dict:
     import torch
 
-    terms, labels, gradients = _torch_gradients(model, batch)
+    terms, labels, gradients = _torch_parameter_gradients(model, batch)
     with torch.no_grad():
-        if model._gated:
-            model._advance_gate(terms["logits"], labels)
+        if model.gated:
+            model.advance_gate(terms["logits"], labels)
         model.optimizer.apply(gradients, model.trainable_variables)
-    return model._record(terms, labels, TRAIN_LOGS)
+    return model.record_logs(terms, labels, TRAIN_LOGS)
 
 
 def _test_terms(model, batch) -> tuple[dict, Any]:
-    images, heatmaps, labels, tokens = model._unpack(batch)
-    return model._objective(images, heatmaps, labels, tokens, training=False, harmonize=True), labels
+    images, heatmaps, labels, tokens = model.unpack_batch(batch)
+    terms = model.compute_terms(images, heatmaps, labels, tokens, training=False, harmonize=True)
+    return terms, labels
 
 
 def _stateful_test(model, batch) -> dict:
     terms, labels = _test_terms(model, batch)
-    return model._record(terms, labels, TEST_LOGS)
+    return model.record_logs(terms, labels, TEST_LOGS)
 
 
 def _torch_test(model, batch) -> dict:
@@ -130,7 +134,7 @@ def _torch_test(model, batch) -> dict:
 
     with torch.enable_grad():  # the Keras torch trainer tests under no_grad; saliency needs grad
         terms, labels = _test_terms(model, batch)
-    return model._record(_detached(terms), labels, TEST_LOGS)
+    return model.record_logs(_detached(terms), labels, TEST_LOGS)
 
 
 # --- JAX: stateless steps --------------------------------------------------------------------
@@ -143,7 +147,7 @@ def _current(scope: keras.StatelessScope, variable) -> Any:
 def _jax_terms(model, batch, trainable: list, non_trainable: list, optimizer: list | None,
                training: bool, step=None) -> tuple[Any, tuple]:
     """(loss to differentiate, (terms, labels, new non-trainable values)), statelessly."""
-    images, heatmaps, labels, tokens = model._unpack(batch)
+    images, heatmaps, labels, tokens = model.unpack_batch(batch)
     mapping = (list(zip(model.trainable_variables, trainable))
                + list(zip(model.non_trainable_variables, non_trainable)))
     if optimizer is not None:
@@ -156,24 +160,24 @@ def _jax_terms(model, batch, trainable: list, non_trainable: list, optimizer: li
         def forward(inputs):
             return backbone.stateless_call(weights, states, inputs, training=training)
 
-        terms = model._objective(images, heatmaps, labels, tokens, training=training,
+        terms = model.compute_terms(images, heatmaps, labels, tokens, training=training,
                                  harmonize=model.lambda_harmonization > 0 or not training,
                                  forward=forward, step=step)
         for variable, value in zip(backbone.non_trainable_variables, terms.pop("updates")):
             variable.assign(value)
-        if training and model._gated:
-            model._advance_gate(terms["logits"], labels)
+        if training and model.gated:
+            model.advance_gate(terms["logits"], labels)
         loss = model.optimizer.scale_loss(terms["loss"]) if training else terms["loss"]
     return loss, (terms, labels, [_current(scope, v) for v in model.non_trainable_variables])
 
 
 def _jax_record(model, metrics: list, terms: dict, labels, names: tuple[str, ...]):
     with keras.StatelessScope(state_mapping=list(zip(model.metrics_variables, metrics))) as scope:
-        logs = model._record(terms, labels, names)
+        logs = model.record_logs(terms, labels, names)
     return logs, [_current(scope, v) for v in model.metrics_variables]
 
 
-def _jax_gradients(model, batch, trainable: list, non_trainable: list,
+def _jax_parameter_gradients(model, batch, trainable: list, non_trainable: list,
                    optimizer: list) -> tuple[dict, Any, list, list]:
     import jax
 
@@ -186,7 +190,7 @@ def _jax_gradients(model, batch, trainable: list, non_trainable: list,
 
 def _jax_train(model, state: tuple, batch) -> tuple[dict, tuple]:
     trainable, non_trainable, optimizer, metrics = state
-    terms, labels, non_trainable, gradients = _jax_gradients(model, batch, trainable,
+    terms, labels, non_trainable, gradients = _jax_parameter_gradients(model, batch, trainable,
                                                              non_trainable, optimizer)
     trainable, optimizer = model.optimizer.stateless_apply(optimizer, gradients, trainable)
     logs, metrics = _jax_record(model, metrics, terms, labels, TRAIN_LOGS)
@@ -217,7 +221,7 @@ _TRAIN = {"tensorflow": _tensorflow_train, "jax": _jax_train, "torch": _torch_tr
 _TEST = {"tensorflow": _stateful_test, "jax": _jax_test, "torch": _torch_test}
 
 
-def loss_and_gradients(model, batch) -> tuple[Any, list]:
+def loss_and_parameter_gradients(model, batch) -> tuple[Any, list]:
     """The training loss of ``batch`` and its gradient for each of ``model.trainable_variables``
     (None where it has none), as ``train_step`` computes them, without taking the step or
     advancing the gate. The forward pass is in training mode: on TensorFlow and torch it moves
@@ -226,12 +230,12 @@ def loss_and_gradients(model, batch) -> tuple[Any, list]:
     if backend == "jax":
         state = [[v.value for v in variables] for variables in (
             model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)]
-        terms, _, _, gradients = _jax_gradients(model, batch, *state)
+        terms, _, _, gradients = _jax_parameter_gradients(model, batch, *state)
         return terms["loss"], list(gradients)
     if backend == "torch":
-        terms, _, gradients = _torch_gradients(model, batch)
+        terms, _, gradients = _torch_parameter_gradients(model, batch)
         return terms["loss"], gradients
-    terms, _, gradients = _tensorflow_gradients(model, batch)
+    terms, _, gradients = _tensorflow_parameter_gradients(model, batch)
     return terms["loss"], list(gradients)
 
 

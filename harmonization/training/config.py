@@ -1,6 +1,6 @@
 """The settings of a training run (``TrainConfig``), what the run returns (``TrainResult``) and the
 checks of settings that cannot run, apart from the run itself (``harmonization.training.run``)
-and the pieces it assembles (``harmonization.training.assembly``), which both read them."""
+and the parts it builds (``harmonization.training.build``), which both read them."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +13,7 @@ from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.timm_models import timm_name
 from harmonization.training.distribute import worker_count
 from harmonization.training.errors import ConfigError
-from harmonization.training.harmonizer import LAMBDA_SCHEDULES
+from harmonization.training.schedule import LAMBDA_SCHEDULES
 
 
 @dataclasses.dataclass(frozen=True)

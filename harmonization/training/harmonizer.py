@@ -1,6 +1,7 @@
 """The neural harmonizer as a ``keras.Model``: train any Keras network with plain ``fit``."""
 from __future__ import annotations
 
+import inspect
 import os
 
 import keras
@@ -10,30 +11,13 @@ from harmonization.batches import batch_tensors, one_hot_labels
 from harmonization.files import temporary_path
 from harmonization.loss import DEFAULT_LEVELS, decayed_variables
 from harmonization.metrics import chance_threshold
-from harmonization.models import BACKBONE, PREPROCESS, split_pixel_model
+from harmonization.models import BACKBONE, PREPROCESS
 from harmonization.objective import objective_terms
 from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training import backends
-
-LAMBDA_SCHEDULES = ("adaptive", "linear")
-GATE_DECAY = 0.9
-"""Per-step decay of the running training accuracy that opens the adaptive schedule's gate."""
-
-
-def _bilinear_layers(model: keras.layers.Layer) -> list[str]:
-    found = []
-    for layer in getattr(model, "layers", []):
-        if getattr(layer, "interpolation", None) == "bilinear":
-            found.append(layer.name)
-        found += _bilinear_layers(layer)
-    return found
-
-
-def _named(layer: keras.layers.Layer, name: str, input_shape: tuple) -> keras.Model:
-    if layer.name == name:
-        return layer
-    inputs = keras.Input(input_shape)
-    return keras.Model(inputs, layer(inputs), name=name)
+from harmonization.training.formats import HARMONIZER_FORMAT, format_problem
+from harmonization.training.network import pixel_model_of
+from harmonization.training.schedule import LAMBDA_SCHEDULES, gate_update, lambda_at
 
 
 @keras.saving.register_keras_serializable(package="harmonization")
@@ -55,39 +39,27 @@ class Harmonizer(keras.Model):
     the logit and log-probability alignment too.
 
     Weight decay: ``lambda_weights`` * sum(w^2)/2 over trainable variables whose path holds none
-    of ``harmonization.loss.WEIGHT_DECAY_EXCLUDE``. It trains on the TensorFlow, JAX and torch
-    backends from this one objective (the steps: ``harmonization.training.backends``;
-    docs/backends.md). Under a TF distribution strategy each replica's loss is divided by the
-    replica count, so gradients are those of the global batch (batch norm still uses each
-    replica's own statistics, as Keras does). On TF with lambda > 0, Grappler's arithmetic
-    optimizer is turned off for the process (it breaks second-order gradients through
-    ResNet50V2 in ``fit``).
+    of ``harmonization.loss.WEIGHT_DECAY_EXCLUDE``. One objective trains on the TensorFlow, JAX
+    and torch backends (docs/backends.md); under a TF distribution strategy the gradients are
+    those of the global batch. On TF with lambda > 0, Grappler's arithmetic optimizer is turned
+    off for the process (it breaks second-order gradients through ResNet50V2 in ``fit``).
 
     ``lambda_schedule`` says when the harmonization weight is applied (docs/harmonizer-schedule.md):
 
-    - ``"adaptive"`` (the default): the weight waits for the classifier. It is 0 until the running
-      training accuracy (an exponential average over steps, decay ``GATE_DECAY``, of the accuracy
-      of the whole global batch, starting at chance) first reaches
-      ``harmonization.metrics.chance_threshold(chance_classes)``, chance + 0.2 * (1 - chance); from
-      that step it grows linearly to ``lambda_harmonization`` over ``lambda_ramp_steps`` steps
-      (at once when 0), and stays there. Without it a network that needs more than the ramp to
-      leave chance can be taken over by the harmonization term, which is invariant to the
-      saliency's scale, and stay at chance for the whole run. The running accuracy and the step
-      at which the gate opened are non-trainable variables of the Harmonizer, updated in
-      ``train_step`` from counts summed over replicas (so every replica agrees), and saved and
-      restored with its weights (``BackupAndRestore`` resumes with the gate as it was).
-      ``chance_classes`` is the number of classes the training data hold (``run`` counts them);
-      the head's width, the default, is only an upper bound: with a 1000-unit head on 4-class
-      data chance is 1/4.
+    - ``"adaptive"`` (the default): the weight is 0 until the running training accuracy (an
+      exponential average over steps, decay ``GATE_DECAY``, of the global batch's accuracy,
+      starting at chance) first reaches ``harmonization.metrics.chance_threshold(chance_classes)``;
+      from that step it grows linearly to ``lambda_harmonization`` over ``lambda_ramp_steps``
+      steps (at once when 0). The running accuracy and the opening step are non-trainable
+      variables, summed over replicas and saved with the weights. ``chance_classes``: the classes
+      the training data hold (``run`` counts them; default the head's width, an upper bound).
     - ``"linear"``: the weight grows linearly from 0 over the first ``lambda_ramp_steps``
       optimizer steps; with 0 steps it is the published recipe (no ramp).
 
-    ``centered_logits``: take the training saliency of ``logit_y - mean(logits)`` instead of
-    ``logit_y``. Use it when the network ends with a plain linear logits layer (the
-    ``keras.applications`` zoo models): otherwise the network can satisfy the harmonization term
-    by adding one human-map-shaped term to every class's logit, which softmax ignores, while it
-    keeps classifying with a shortcut (docs/clickme-mini.md). It changes nothing for a network
-    that ends with log-softmax (such as ``small_cnn``). The reference runs used plain logits.
+    ``centered_logits``: take the training saliency of ``logit_y - mean(logits)``, not
+    ``logit_y``, for a network ending with plain linear logits (the ``keras.applications`` zoo),
+    which can otherwise satisfy the term by adding one human-map-shaped term to every logit
+    (docs/clickme-mini.md). The reference runs used plain logits.
 
     ``saliency``: the training map's channel reduction, ``"signed"`` (the published mean, the
     default) or ``"absolute"`` (the |gradient| max that human alignment ranks; no better on the
@@ -95,6 +67,11 @@ class Harmonizer(keras.Model):
 
     ``pixel_model`` is the trained network as a pixel model; ``save_pixel_model`` writes it as a
     ``.keras`` file that loads with ``keras.saving.load_model`` and no project code.
+
+    The step's pieces are public, as the seam that each backend's step
+    (``harmonization.training.backends``) calls and a subclass may override: ``unpack_batch``;
+    ``compute_terms`` (the objective and its terms, run inside the backend's differentiation);
+    ``advance_gate`` when ``gated``; then the optimizer update; then ``record_logs``.
     """
 
     def __init__(self, backbone: keras.Model, preprocess: keras.layers.Layer | None = None,
@@ -114,25 +91,7 @@ class Harmonizer(keras.Model):
                              f">= 0, got {lambda_harmonization}, {lambda_weights}, {lambda_ramp_steps}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        if preprocess is None:
-            if split_pixel_model(backbone) is None:
-                raise ValueError(
-                    f"model {backbone.name!r} has no '{PREPROCESS}' and '{BACKBONE}' parts: pass "
-                    "preprocess=<Keras layer mapping [0, 255] pixels to the network's input> "
-                    "(keras.layers.Identity() if the network takes raw pixels)")
-            self.pixel_model = backbone
-        else:
-            shape = tuple(backbone.input_shape[1:])
-            pixels = keras.Input(shape, name="pixels")
-            self.pixel_model = keras.Model(
-                pixels, _named(backbone, BACKBONE, shape)(_named(preprocess, PREPROCESS, shape)(pixels)),
-                name=backbone.name)
-        bilinear = _bilinear_layers(self.pixel_model.get_layer(BACKBONE))
-        if bilinear and lambda_harmonization > 0:
-            raise ValueError(
-                f"bilinear resizing inside the network ({', '.join(bilinear)}) silently cuts the "
-                "harmonization gradient (TensorFlow's ResizeBilinearGrad has no gradient): resize "
-                "in the data pipeline instead")
+        self.pixel_model = pixel_model_of(backbone, preprocess, harmonized=lambda_harmonization > 0)
         self.lambda_harmonization = float(lambda_harmonization)
         self.lambda_weights = float(lambda_weights)
         self.levels = int(levels)
@@ -180,27 +139,30 @@ class Harmonizer(keras.Model):
             inputs = inputs["image"]
         return self.pixel_model(inputs, training=training)
 
-    def _unpack(self, batch: dict) -> tuple:
+    # --- the step's pieces (the seam that harmonization.training.backends calls) ---------------
+
+    def unpack_batch(self, batch: dict) -> tuple:
+        """(images, heatmaps, labels as float (N, C), tokens) of a batch dict; tokens None: all."""
         images, heatmaps, labels, tokens = batch_tensors(batch, "Harmonizer")
         return images, heatmaps, one_hot_labels(labels, self.num_classes), tokens
 
-    def _lambda(self, step=None):
-        """The harmonization weight at optimizer step ``step`` (default: the current one)."""
-        step = ops.cast(self.optimizer.iterations if step is None else step, "float32")
-        if self.lambda_schedule == "adaptive":
-            opened = ops.cast(self._gate_step, "float32")
-            if not self.lambda_ramp_steps:
-                return ops.where(opened >= 0, self.lambda_harmonization, 0.0)
-            progress = ops.where(opened >= 0, (step - opened) / float(self.lambda_ramp_steps), 0.0)
-        elif not self.lambda_ramp_steps:
-            return ops.convert_to_tensor(self.lambda_harmonization, "float32")
-        else:
-            progress = step / float(self.lambda_ramp_steps)
-        return self.lambda_harmonization * ops.minimum(1.0, progress)
+    def harmonization_weight(self, step=None):
+        """The harmonization weight (lambda) at optimizer step ``step`` (default: the current one)
+        under ``lambda_schedule``, as a float32 scalar tensor."""
+        step = self.optimizer.iterations if step is None else step
+        opened = self._gate_step if self.lambda_schedule == "adaptive" else None
+        return lambda_at(step, self.lambda_harmonization, self.lambda_ramp_steps,
+                         self.lambda_schedule, opened)
 
-    def _advance_gate(self, logits, labels) -> None:
+    @property
+    def gated(self) -> bool:
+        """Whether a training step calls ``advance_gate``: the adaptive schedule with lambda > 0."""
+        return self.lambda_schedule == "adaptive" and self.lambda_harmonization > 0
+
+    def advance_gate(self, logits, labels) -> None:
         """Fold this step's global-batch accuracy into the running accuracy; open the gate once.
 
+        Call it in a training step after ``compute_terms``, with its logits and the one-hot labels.
         Once the gate is open nothing is computed (the running accuracy then stays as it was),
         except that several ``tf.distribute`` replicas still sum their counts: a collective
         cannot sit in a conditional branch.
@@ -216,11 +178,8 @@ class Harmonizer(keras.Model):
 
         def advance():
             hits, seen = ops.unstack(counts() if synced is None else synced)
-            running = (GATE_DECAY * ops.convert_to_tensor(self._gate_accuracy)
-                       + (1.0 - GATE_DECAY) * hits / ops.maximum(seen, 1.0))
-            opened = ops.where(running >= self._gate_threshold,
-                               ops.cast(self.optimizer.iterations, dtype), ops.cast(-1, dtype))
-            return running, ops.cast(opened, dtype)
+            return gate_update(ops.convert_to_tensor(self._gate_accuracy), hits, seen,
+                               self._gate_threshold, self.optimizer.iterations, dtype)
 
         def keep():
             return (ops.convert_to_tensor(self._gate_accuracy),
@@ -230,12 +189,16 @@ class Harmonizer(keras.Model):
         self._gate_accuracy.assign(running)
         self._gate_step.assign(opened)
 
-    def _objective(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool,
-                   forward=None, step=None) -> dict:
-        """Per-replica terms: logits, ce, harmonization (or None), lambda, total loss, updates.
+    def compute_terms(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool,
+                      forward=None, step=None) -> dict:
+        """The objective of one (per-replica) batch and its terms, as ``unpack_batch`` gives it:
+        {"logits", "ce", "harmonization" (None unless ``harmonize``), "weight_decay", "lambda",
+        "loss", "updates"} (``harmonization.objective.objective_terms``).
 
-        ``forward(inputs) -> (logits, updates)`` runs the backbone (default: a plain call, with
-        no updates to return); ``step`` is the optimizer step for the lambda schedule.
+        The Harmonizer's ``compute_loss_and_updates``: a step differentiates ``terms["loss"]``
+        with respect to the trainable variables; nothing here changes a variable.
+        ``forward(inputs) -> (logits, updates)`` runs the backbone on preprocessed inputs (default:
+        a plain call, no updates); ``step`` is the optimizer step for ``harmonization_weight``.
         """
         if forward is None:
             def forward(inputs):
@@ -244,11 +207,14 @@ class Harmonizer(keras.Model):
         return objective_terms(
             forward, self.preprocess(images, training=training), labels, heatmaps, tokens,
             decayed_variables(self.trainable_variables), harmonize=harmonize,
-            lambda_harmonization=lambda: self._lambda(step), lambda_weights=self.lambda_weights,
-            levels=self.levels, label_smoothing=self.label_smoothing,
-            centered_logits=self.centered_logits, saliency=self.saliency)
+            lambda_harmonization=lambda: self.harmonization_weight(step),
+            lambda_weights=self.lambda_weights, levels=self.levels,
+            label_smoothing=self.label_smoothing, centered_logits=self.centered_logits,
+            saliency=self.saliency)
 
-    def _record(self, terms: dict, labels, names: tuple[str, ...]) -> dict:
+    def record_logs(self, terms: dict, labels, names: tuple[str, ...]) -> dict:
+        """Update the metrics ``names`` (and ``accuracy``) from ``compute_terms``'s ``terms``;
+        returns the logs the step hands to Keras."""
         batch_size = ops.cast(ops.shape(labels)[0], "float32")
         logs = {}
         for name in names:
@@ -260,10 +226,6 @@ class Harmonizer(keras.Model):
         self._trackers["accuracy"].update_state(labels, terms["logits"])
         logs["accuracy"] = self._trackers["accuracy"].result()
         return backends.for_reduction(logs)
-
-    @property
-    def _gated(self) -> bool:
-        return self.lambda_schedule == "adaptive" and self.lambda_harmonization > 0
 
     def train_step(self, *args):
         """One optimizer step: ``(batch) -> logs`` on TensorFlow and torch, ``(state, batch) ->
@@ -293,6 +255,7 @@ class Harmonizer(keras.Model):
 
     def get_config(self) -> dict:
         return {
+            "format": HARMONIZER_FORMAT,
             "backbone": keras.saving.serialize_keras_object(self.pixel_model),
             "lambda_harmonization": self.lambda_harmonization,
             "lambda_weights": self.lambda_weights, "levels": self.levels,
@@ -302,7 +265,13 @@ class Harmonizer(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict) -> "Harmonizer":
-        config = {"lambda_schedule": "linear", **config}  # files saved before the schedule existed
+    def from_config(cls, config: dict) -> Harmonizer:
+        config = dict(config)
+        written = config.pop("format", None)
+        arguments = set(inspect.signature(cls).parameters) - {"preprocess", "kwargs"}
+        problem = format_problem(written, HARMONIZER_FORMAT, arguments - set(config))
+        if problem is not None:
+            raise ValueError(f"a saved Harmonizer: {problem}; open it with the version of "
+                             "harmonization that saved it")
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)

@@ -1,7 +1,8 @@
 """A training run's folder: its recorded settings and state, atomic backups, and ``history.csv``.
 
-Layout of ``OUT``: ``run.json`` (the settings the run was started with, its status, the
-fingerprint of its data and, once complete, the sha256 of its model file),
+Layout of ``OUT``: ``run.json`` (its format, ``formats.RUN_FORMAT``; the settings the run was
+started with, its status, the fingerprint of its data and, once complete, the sha256 of its
+model file),
 ``history.csv`` (one header, one row per finished epoch), ``backup/epoch-NNNN.weights.h5`` (the
 model and optimizer after NNNN epochs; the newest two are kept), and, once the run is complete,
 ``model.keras`` (``model.safetensors`` for a timm model: its state dict) and ``summary.json``.
@@ -18,6 +19,7 @@ import math
 import os
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import keras
@@ -25,6 +27,7 @@ import keras
 from harmonization.files import atomic_write, output_errors, temporary_path, write_json
 from harmonization.training.errors import ConfigError
 from harmonization.training.fingerprint import file_sha256
+from harmonization.training.formats import RUN_FORMAT, format_problem
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ BACKUP = "backup"
 RUN_FILES = (RUN_RECORD, HISTORY, SUMMARY, MODEL, TIMM_MODEL, BACKUP)
 """What a run writes in its folder."""
 STATUSES = ("running", "collapsed", "complete")
+_REQUIRED = {"running": ("data",), "collapsed": ("data",), "complete": ("data", "model_sha256")}
+"""What a run record of each status holds besides its settings."""
 _CHECKPOINT = re.compile(r"epoch-(\d{4,})\.weights\.h5")
 
 
@@ -66,14 +71,17 @@ class RunFolder:
             if self.backup_dir.exists():
                 shutil.rmtree(self.backup_dir)
 
-    def read_record(self) -> dict | None:
-        """The recorded ``{"settings", "status", ...}``, or None for a folder without a run."""
+    def read_record(self, settings: Collection[str] = ()) -> dict | None:
+        """The recorded ``{"format", "settings", "status", "data", ...}``, or None for a folder
+        without a run; refused when its format is not ``RUN_FORMAT`` or it lacks one of the
+        ``settings`` (the fields a run records) or what its status needs."""
         if not self.record_path.exists():
-            leftovers = [p.name for p in (self.history_path, self.backup_dir, self.model_path) if p.exists()]
+            leftovers = [p.name for p in (self.history_path, self.backup_dir, self.model_path)
+                         if p.exists()]
             if leftovers:
                 raise ConfigError(lambda name: (
                     f"{self.out} holds {', '.join(leftovers)} of a run without its settings "
-                    f"({RUN_RECORD}, written by older versions); {name('fresh')} starts over"))
+                    f"({RUN_RECORD}); {name('fresh')} starts over"))
             return None
         try:
             record = json.loads(self.record_path.read_text())
@@ -81,19 +89,27 @@ class RunFolder:
                 raise ValueError("no settings")
             if record.get("status") not in STATUSES:
                 raise ValueError(f"status {record.get('status')!r}")
+            if not isinstance(record.get("data", {}), dict):
+                raise ValueError("data is not a mapping")
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ConfigError(lambda name: (
                 f"{self.record_path}: not a readable run record ({reason}); "
                 f"{name('fresh')} starts over")) from None
+        missing = {f"settings.{key}" for key in settings if key not in record["settings"]}
+        missing |= {key for key in _REQUIRED[record["status"]] if key not in record}
+        problem = format_problem(record.get("format"), RUN_FORMAT, missing)
+        if problem is not None:
+            raise ConfigError(lambda name: (f"{self.record_path}: {problem}; "
+                                            f"{name('fresh')} starts over"))
         return record
 
-    def check_complete(self, model_sha256: str | None) -> None:
+    def check_complete(self, model_sha256: str) -> None:
         """Refuse to call the run complete when its model file is missing or is not the one it
-        wrote (``model_sha256``, recorded at completion; None: not recorded)."""
+        wrote (``model_sha256``, recorded at completion)."""
         if not self.model_path.is_file():
             problem = "is missing"
-        elif model_sha256 not in (None, file_sha256(self.model_path)):
+        elif model_sha256 != file_sha256(self.model_path):
             problem = "is not the file the run wrote (its content changed)"
         else:
             return
@@ -102,7 +118,8 @@ class RunFolder:
 
     def write_record(self, settings: dict, status: str, **details) -> None:
         """Record the run's settings and its status (one of ``STATUSES``)."""
-        write_json(self.record_path, {"settings": settings, "status": status, **details})
+        write_json(self.record_path, {"format": RUN_FORMAT, "settings": settings,
+                                      "status": status, **details})
 
     def read_history(self) -> list[dict]:
         """The rows of ``history.csv`` (numbers as floats, ``epoch`` as int); [] without one."""

@@ -8,7 +8,6 @@ intact. ``harmonize train`` and the training notebook are thin front ends over i
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -18,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
-from harmonization.training.assembly import (build_harmonizer, check_model, datasets, save_and_evaluate,
-                                             strategy_scope, training_stream)
-from harmonization.training.config import RUN_OPTIONS, TrainConfig, TrainResult, check_config
+from harmonization.training.build import (build_harmonizer, check_model, datasets,
+                                          save_and_evaluate, strategy_scope, training_stream)
+from harmonization.training.config import TrainConfig, TrainResult, check_config
 from harmonization.training.distribute import keras_distribution
 from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
                                            field_name)
@@ -38,28 +37,25 @@ log = logging.getLogger(__name__)
 def _resume_or_refuse(folder: RunFolder, config: TrainConfig, data: dict) -> dict | None:
     """The run record of ``folder`` if it holds this run (same settings, same ``data``
     fingerprint); refuses another run's folder, and a complete run whose model file is gone."""
-    record = folder.read_record()
+    settings = config.settings()
+    record = folder.read_record(settings)
     if record is None:
         return None
-    # a setting that a run recorded before it existed had its default (the backend: tensorflow)
-    defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)
-                if field.name not in RUN_OPTIONS and field.default is not dataclasses.MISSING}
-    recorded = {**defaults, "backend": "tensorflow", **record["settings"]}
-    changed = changed_settings(recorded, config.settings())
+    changed = changed_settings(record["settings"], settings)
     if changed:
         def build(name):
             listed = ", ".join(f"{name(key)} {_shown(old)} (now {_shown(new)})"
                                for key, (old, new) in changed.items())
             return f"{folder.out} holds a run started with other settings: {listed}; {name('fresh')} starts over"
         raise StaleRunError(build, changed)
-    changes = data_changes(record["data"], data) if isinstance(record.get("data"), dict) else []
+    changes = data_changes(record["data"], data)
     if changes:
         raise ConfigError(lambda name: (
             f"{folder.out} holds a run trained on other data: "
             + "; ".join(f"{name(field)}: {what}" for field, what in changes)
             + f"; {name('fresh')} starts over"))
     if record["status"] == "complete":
-        folder.check_complete(record.get("model_sha256"))
+        folder.check_complete(record["model_sha256"])
     if record["status"] == "collapsed" and config.collapse_guard:
         raise TrainingCollapsed(lambda name: (
             f"{folder.out}: {record.get('message', 'the collapse guard stopped it')}; "

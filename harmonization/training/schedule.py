@@ -1,6 +1,8 @@
-"""The reference training recipe: SGD Nesterov, warm-up, step decay, mixup (docs/method.md,
-"The training recipe"). ``mixup`` here mixes a ``tf.data`` pipeline (the TensorFlow backend); the
-JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is imported by ``mixup`` only."""
+"""The schedules of training: the reference recipe (SGD Nesterov, warm-up, step decay, mixup;
+docs/method.md, "The training recipe") and the harmonization weight's (``lambda_at``,
+``gate_update``; docs/harmonizer-schedule.md). ``mixup`` here mixes a ``tf.data`` pipeline (the
+TensorFlow backend); the JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is
+imported by ``mixup`` only."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,6 +42,38 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self) -> dict:
         return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps,
                 "boundaries": self.boundaries, "factor": self.factor}
+
+
+LAMBDA_SCHEDULES = ("adaptive", "linear")
+"""When the harmonization weight applies (``Harmonizer``'s ``lambda_schedule``)."""
+GATE_DECAY = 0.9
+"""Per-step decay of the running training accuracy that opens the adaptive schedule's gate."""
+
+
+def lambda_at(step, peak: float, ramp_steps: int, schedule: str, opened=None):
+    """The harmonization weight at optimizer ``step`` (float32): ``peak`` reached linearly over
+    ``ramp_steps`` (at once with 0) from step 0 ("linear"), or ("adaptive") from the step
+    ``opened`` at which the gate opened (-1: not yet, and the weight is 0)."""
+    step = ops.cast(step, "float32")
+    if schedule == "adaptive":
+        opened = ops.cast(opened, "float32")
+        if not ramp_steps:
+            return ops.where(opened >= 0, peak, 0.0)
+        progress = ops.where(opened >= 0, (step - opened) / float(ramp_steps), 0.0)
+    elif not ramp_steps:
+        return ops.convert_to_tensor(peak, "float32")
+    else:
+        progress = step / float(ramp_steps)
+    return peak * ops.minimum(1.0, progress)
+
+
+def gate_update(running, hits, seen, threshold: float, step, dtype: str) -> tuple:
+    """(running accuracy, opening step) of the adaptive gate after a step whose global batch had
+    ``hits`` right of ``seen``: their ratio folded into ``running`` (decay ``GATE_DECAY``), and
+    ``step`` where the result reaches ``threshold`` (-1 otherwise), as ``dtype``."""
+    running = GATE_DECAY * running + (1.0 - GATE_DECAY) * hits / ops.maximum(seen, 1.0)
+    opened = ops.where(running >= threshold, ops.cast(step, dtype), ops.cast(-1, dtype))
+    return running, ops.cast(opened, dtype)
 
 
 def recipe(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 5,
