@@ -13,8 +13,7 @@ from builders import SWEEP_MODEL as MODEL
 from builders import make_checkpoint, make_stimuli
 
 from attacks_torch.stimuli import load_stimuli
-from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep
-from attacks_torch.sweep import resume
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, resume, run_sweep
 
 
 @pytest.fixture(scope="module")
