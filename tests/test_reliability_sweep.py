@@ -13,8 +13,7 @@ from builders import SWEEP_MODEL as MODEL
 from builders import make_checkpoint, make_stimuli
 
 from attacks_torch.stimuli import load_stimuli
-from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep
-from attacks_torch.sweep import runner
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, resume, run_sweep
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +57,18 @@ def test_a_model_file_swapped_before_loading_is_refused_not_filed_under_the_old_
     other = make_checkpoint(tmp_path, seed=1)
     spec = ModelSpec("convnext", MODEL, str(checkpoint))
     config = SweepConfig(stimuli=assets["stimuli"], **FAST)
-    real_load = runner.load_model
+    real_load = resume.load_model
 
     def swap_then_load(*args, **kwargs):
         shutil.copy(other, checkpoint)  # another model lands between the hash and the load
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "load_model", swap_then_load)
+    monkeypatch.setattr(resume, "load_model", swap_then_load)
     outcome = run_sweep([spec], config, tmp_path / "out")[0]
     assert outcome.status == "failed" and "changed between the start of the sweep and its loading" in outcome.error
     folder = tmp_path / "out" / "convnext" / "l2_pgd"
     assert not (folder / "summary.json").exists() and not list(folder.glob("batches/*.csv"))
-    monkeypatch.setattr(runner, "load_model", real_load)
+    monkeypatch.setattr(resume, "load_model", real_load)
     with pytest.raises(SweepError, match="model checkpoint changed"):  # a rerun never answers "cached"
         run_sweep([spec], config, tmp_path / "out")
 

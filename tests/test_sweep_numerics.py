@@ -7,7 +7,7 @@ from builders import FAST_SWEEP as FAST
 from builders import SWEEP_MODEL as MODEL
 from builders import make_checkpoint, make_stimuli
 
-from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep, runner
+from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, batches, run_sweep
 
 
 def tf32_flags() -> tuple[bool, bool]:
@@ -26,13 +26,13 @@ def test_run_sweep_attacks_under_the_configs_tf32_and_does_not_mix_it(tmp_path, 
     checkpoint = make_checkpoint(tmp_path)
     stimuli = make_stimuli(tmp_path, checkpoint, n=4)
     seen = []
-    find_minimal = runner.find_minimal
+    find_minimal = batches.find_minimal
 
     def recording(*args, **kwargs):
         seen.append(tf32_flags())
         return find_minimal(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "find_minimal", recording)
+    monkeypatch.setattr(batches, "find_minimal", recording)
     spec = ModelSpec("convnext", MODEL, checkpoint)
     torch.set_num_threads(1)
     before = tf32_flags()

@@ -17,8 +17,6 @@ stops the sweep with an :class:`~harmonization.files.OutputError`, keeping every
 from __future__ import annotations
 
 import gc
-import json
-import math
 import os
 import sys
 import time
@@ -30,23 +28,18 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from harmonization.console import interactive
-
-from attacks_torch.measures import perturbation_measures
-from attacks_torch.models import PixelModel, load_model, model_identity
-from attacks_torch.search import find_minimal
 from attacks_torch.stimuli import Stimuli, load_stimuli
+from attacks_torch.sweep.batches import head_width, run_batches
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.distributed import Distributed
-from attacks_torch.sweep.errors import SweepError
-from attacks_torch.sweep.fingerprint import differences, fingerprint, stimuli_digest
+from attacks_torch.sweep.fingerprint import stimuli_digest
+from attacks_torch.sweep.resume import fingerprints, load_checked, must_start_over
 from attacks_torch.sweep.specs import ModelSpec
-from attacks_torch.sweep.store import ModelFolder, SweepFolder, read_all_batches
-from attacks_torch.sweep.tables import MEASURES
+from attacks_torch.sweep.store import ModelFolder, SweepFolder
+from attacks_torch.sweep.summary import merge, over_ceiling
 from harmonization.clickme2.denominator import Denominator
-from harmonization.errors import Namer
+from harmonization.console import interactive
 from harmonization.files import OutputError
-from harmonization.metrics import summarize
 
 
 @dataclass
@@ -60,117 +53,6 @@ class ModelOutcome:
     timing: dict[str, float] = field(default_factory=dict)
 
 
-def summarize_rows(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
-    """Counts, measured accuracy and ``summarize`` (mean, sem, ...) of each measure over fooled images."""
-    fooled = [r for r in rows if r["fooled"] == "True"]
-    n_attacked = sum(r["clean_correct"] == "True" for r in rows)
-    summary: dict[str, Any] = {"n_images": len(rows), "n_attacked": n_attacked, "n_fooled": len(fooled),
-                               "accuracy": n_attacked / len(rows) if rows else math.nan}
-    for measure in MEASURES:
-        summary[measure] = summarize([float(r[measure]) for r in fooled])
-    return summary
-
-
-def _must_start_over(folder: ModelFolder, current: dict[str, Any], fresh: bool) -> bool:
-    """Whether ``folder`` must be emptied before the run (``fresh`` and other settings); refuses
-    with a SweepError naming what changed when not ``fresh``."""
-    def how(name: Namer) -> str:
-        return f"start that model over with {name('fresh')}, or use another {name('out_dir')}"
-
-    try:
-        previous = folder.read_config()
-    except SweepError as error:
-        if fresh:
-            return True
-        build = error.build
-        raise SweepError(lambda name: f"{build(name)}; {how(name)}") from None
-    if previous is None:
-        if fresh or not folder.has_results():
-            return fresh and folder.has_results()
-        raise SweepError(lambda name: f"{folder.path}: holds results but no config.json; "
-                                      f"{how(name)}")
-    changes = differences(previous, current)
-    if changes and not fresh:
-        raise SweepError(lambda name: f"{folder.path}: cannot resume, {'; '.join(changes)}; "
-                                      f"{how(name)}")
-    return bool(changes)
-
-
-def _check_labels(model: PixelModel, spec: ModelSpec, stimuli: Stimuli) -> None:
-    """A stimulus label outside the model's classes would count as misclassified: refuse it instead."""
-    top = int(stimuli.labels.max())
-    if model.num_classes is not None and top >= model.num_classes:
-        raise ValueError(f"stimuli: labels go up to {top}, but model {spec.label!r} has {model.num_classes} classes")
-
-
-def _run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder,
-                 starts: list[int], device: torch.device, bar: tqdm, timing: dict[str, float]) -> None:
-    options = config.resolved_attack_options()
-    _check_labels(model, spec, stimuli)  # before any attack when the loader knows the classes
-    for start in starts:
-        batch = stimuli.subset(slice(start, start + config.batch_size))
-        images, heatmaps = model.resize_images(batch.images), model.resize_maps(batch.heatmaps)
-        torch.manual_seed(config.seed + start)
-        began = time.perf_counter()
-        result = find_minimal(model, images.to(device), batch.labels.to(device), config.attack,
-                              attack_options=options, **config.search_settings())
-        _check_labels(model, spec, stimuli)  # else once the first pass has shown the width of the logits
-        adversarial = result.adversarial.detach().cpu()
-        timing["attack_s"] += time.perf_counter() - began
-        measures = perturbation_measures(images, adversarial, heatmaps, result.fooled)
-        fooled = result.fooled.tolist()
-        for offset in range(min(len(batch), max(config.keep_maps - start, 0))):
-            if fooled[offset]:
-                delta = (adversarial[offset] - images[offset]).mean(dim=0).abs()
-                folder.write_map(start + offset, delta.numpy())
-        folder.write_batch(start, [
-            (spec.label, batch.ids[i], int(batch.labels[i]), int(result.clean_pred[i]), bool(result.attacked[i]),
-             fooled[i], float(result.eps[i]) if fooled[i] else math.nan, float(measures["l2"][i]),
-             float(measures["linf"][i]), float(measures["alignment"][i]), config.attack, result.norm)
-            for i in range(len(batch))
-        ])
-        bar.update(len(batch))
-
-
-def _over_ceiling(rows: Sequence[dict[str, str]], denominator: Denominator | None) -> dict[str, Any]:
-    """The fooled images' alignment divided by the human ceiling, and which ceiling (none: {})."""
-    if denominator is None:
-        return {}
-    fooled = [i for i, r in enumerate(rows) if r["fooled"] == "True"]
-    values = denominator.divide([float(rows[i]["alignment"]) for i in fooled], fooled)
-    return {"alignment_over_ceiling": summarize(values), "denominator": denominator.describe()}
-
-
-def _merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, fp: dict[str, Any],
-           timing: dict[str, float], denominator: Denominator | None = None) -> None:
-    rows = read_all_batches(folder, spec.label, stimuli.ids, config.batch_size)
-    folder.write_results(rows)
-    folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
-                          "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),
-                          "num_classes": folder.read_model_info()["num_classes"],
-                          "data_classes": int(stimuli.labels.unique().numel()), "config": fp, "timing": timing,
-                          **_over_ceiling(rows, denominator)})
-
-
-def _load_checked(spec: ModelSpec, config: SweepConfig, fp: dict[str, Any]) -> PixelModel:
-    """The model of ``spec``, refused when what was loaded is not what the fingerprint hashed at the
-    start (a model file replaced in between would file its rows under the old file's hash)."""
-    arguments = spec.load_arguments(config.weights, config.num_classes, config.seed)
-    model = load_model(spec.spec, **arguments)
-    if json.loads(json.dumps(model_identity(spec.spec, **arguments))) != fp["model"]:
-        raise ValueError(f"model {spec.label!r}: its file changed between the start of the sweep and its loading; "
-                         "run the sweep again, starting that model over")
-    return model
-
-
-def _head_width(model: PixelModel, stimuli: Stimuli, device: torch.device) -> int:
-    """The width of the model's logits: as its loader read it, else from one forward pass."""
-    if model.num_classes is not None:
-        return model.num_classes
-    with torch.no_grad():
-        return int(model(model.resize_images(stimuli.images[:1]).to(device)).shape[1])
-
-
 def _error_record(env: Distributed, exc: Exception) -> dict[str, Any]:
     return {"rank": env.rank, "error_type": type(exc).__name__, "message": " ".join(str(exc).split()),
             "traceback": "".join(traceback.format_exception(exc, limit=-8))}
@@ -181,7 +63,7 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
     summary = folder.read_summary()
     if summary is not None:
         if denominator is not None and env.is_main and summary.get("denominator") != denominator.describe():
-            folder.write_summary({**summary, **_over_ceiling(folder.read_results(), denominator)})
+            folder.write_summary({**summary, **over_ceiling(folder.read_results(), denominator)})
         return ModelOutcome(spec.label, config.attack, "cached")
     began = time.perf_counter()
     starts = list(range(0, len(stimuli), config.batch_size))
@@ -197,10 +79,10 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
         try:
             if todo or not folder.model_info.exists():  # model.json also after a run killed before it
                 loading = time.perf_counter()
-                model = _load_checked(spec, config, fp).to(env.device)
+                model = load_checked(spec, config, fp).to(env.device)
                 timing["load_s"] = time.perf_counter() - loading
-                _run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
-                folder.write_model_info({"num_classes": _head_width(model, stimuli, env.device),
+                run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
+                folder.write_model_info({"num_classes": head_width(model, stimuli, env.device),
                                          "data_config": model.data_config})
         except OutputError:
             raise  # not the model's fault: stop, keeping every committed batch
@@ -220,19 +102,8 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
                                  **first})
         return ModelOutcome(spec.label, config.attack, "failed", f"{first['error_type']}: {first['message']}", timing)
     if env.is_main:
-        _merge(spec, config, stimuli, folder, fp, timing, denominator)
+        merge(spec, config, stimuli, folder, fp, timing, denominator)
     return ModelOutcome(spec.label, config.attack, "done", None, timing)
-
-
-def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, digest: dict[str, Any],
-                  ) -> dict[str, dict[str, Any] | Exception]:
-    prints: dict[str, dict[str, Any] | Exception] = {}
-    for spec in models:
-        try:
-            prints[spec.slug] = fingerprint(spec, config, digest)
-        except (OSError, ValueError) as error:  # a missing or unreadable model file: that model fails
-            prints[spec.slug] = error
-    return prints
 
 
 def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
@@ -261,9 +132,9 @@ def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.P
     try:
         stimuli = load_stimuli(config.stimuli, limit=config.limit)
         digest = stimuli_digest(stimuli)
-        prints = _fingerprints(models, config, digest)
+        prints = fingerprints(models, config, digest)
         restart = [spec.slug for spec in models if not isinstance(prints[spec.slug], Exception)
-                   and _must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)]
+                   and must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)]
         env.gather(None)  # every rank has checked before any folder changes
         if env.is_main:
             for slug in restart:

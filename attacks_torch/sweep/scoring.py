@@ -26,7 +26,8 @@ from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.distributed import Distributed
 from attacks_torch.sweep.fingerprint import fingerprint, stimuli_digest
 from attacks_torch.sweep.human_store import HumanFolder, human_fingerprint, merge_into, rebuild_table
-from attacks_torch.sweep.runner import ModelOutcome, _error_record, _must_start_over, run_sweep
+from attacks_torch.sweep.resume import must_start_over
+from attacks_torch.sweep.runner import ModelOutcome, _error_record, run_sweep
 from attacks_torch.sweep.specs import ModelSpec
 from attacks_torch.sweep.store import SweepFolder, read_all_batches
 from harmonization.clickme2.denominator import Denominator
@@ -48,7 +49,7 @@ def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, store: Sweep
         except (OSError, ValueError) as error:
             prints[spec.slug] = error
     restart = [slug for slug, fp in prints.items()
-               if not isinstance(fp, Exception) and _must_start_over(HumanFolder(store.root, slug), fp, fresh)]
+               if not isinstance(fp, Exception) and must_start_over(HumanFolder(store.root, slug), fp, fresh)]
     return prints, restart
 
 
@@ -165,7 +166,7 @@ def attack_and_score(models: Sequence[ModelSpec], config: SweepConfig, out_dir: 
                     current = fingerprint(spec, config, digest)
                 except (OSError, ValueError):  # a missing model file: that model fails in run_sweep
                     continue
-                _must_start_over(store.model(spec.slug, config.attack), current, fresh)
+                must_start_over(store.model(spec.slug, config.attack), current, fresh)
             _fingerprints(models, config, store, stimuli, fresh)
         outcomes = run_sweep(models, config, out_dir, pairs, fresh, denominator=denominator)
         finished = [spec for spec, outcome in zip(models, outcomes) if outcome.status != "failed"]
