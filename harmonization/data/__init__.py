@@ -13,7 +13,7 @@ import importlib
 from harmonization.clickme import ClickMeDataError, encode_clickme, write_clickme, write_imagenet
 
 _LAZY = {"clickme_mini": "harmonization.data.mini", "diffuse_heatmaps": "harmonization.data.diffusion",
-         "SkipCounter": "harmonization.data.pipeline", "describe_data_error": "harmonization.data.pipeline",
+         "SkipCounter": "harmonization.data.reading", "describe_data_error": "harmonization.data.reading",
          "load_clickme": "harmonization.data.pipeline"}
 
 __all__ = ["ClickMeDataError", "encode_clickme", "write_clickme", "write_imagenet", *_LAZY]

@@ -1,7 +1,6 @@
 """The neural harmonizer as a ``keras.Model``: train any Keras network with plain ``fit``."""
 from __future__ import annotations
 
-import inspect
 import os
 
 import keras
@@ -13,11 +12,10 @@ from harmonization.loss import DEFAULT_LEVELS, decayed_variables
 from harmonization.metrics import chance_threshold
 from harmonization.models import BACKBONE, PREPROCESS
 from harmonization.objective import objective_terms
-from harmonization.saliency import TRAINING_SALIENCIES
 from harmonization.training import backends
-from harmonization.training.formats import HARMONIZER_FORMAT, format_problem
+from harmonization.training.harmonizer_settings import check_settings, harmonizer_arguments, harmonizer_config
 from harmonization.training.network import pixel_model_of
-from harmonization.training.schedule import LAMBDA_SCHEDULES, gate_update, lambda_at
+from harmonization.training.schedule import gate_update, lambda_at
 
 
 @keras.saving.register_keras_serializable(package="harmonization")
@@ -81,16 +79,8 @@ class Harmonizer(keras.Model):
                  lambda_schedule: str = "adaptive", saliency: str = "signed",
                  chance_classes: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if saliency not in TRAINING_SALIENCIES:
-            raise ValueError(f"saliency must be one of {', '.join(TRAINING_SALIENCIES)}, got {saliency!r}")
-        if lambda_schedule not in LAMBDA_SCHEDULES:
-            raise ValueError(f"lambda_schedule must be one of {', '.join(LAMBDA_SCHEDULES)}, "
-                             f"got {lambda_schedule!r}")
-        if lambda_harmonization < 0 or lambda_weights < 0 or lambda_ramp_steps < 0:
-            raise ValueError("lambda_harmonization, lambda_weights and lambda_ramp_steps must be "
-                             f">= 0, got {lambda_harmonization}, {lambda_weights}, {lambda_ramp_steps}")
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_settings(lambda_harmonization, lambda_weights, label_smoothing, lambda_ramp_steps, lambda_schedule,
+                       saliency)
         self.pixel_model = pixel_model_of(backbone, preprocess, harmonized=lambda_harmonization > 0)
         self.lambda_harmonization = float(lambda_harmonization)
         self.lambda_weights = float(lambda_weights)
@@ -254,24 +244,8 @@ class Harmonizer(keras.Model):
         return path
 
     def get_config(self) -> dict:
-        return {
-            "format": HARMONIZER_FORMAT,
-            "backbone": keras.saving.serialize_keras_object(self.pixel_model),
-            "lambda_harmonization": self.lambda_harmonization,
-            "lambda_weights": self.lambda_weights, "levels": self.levels,
-            "label_smoothing": self.label_smoothing, "centered_logits": self.centered_logits,
-            "lambda_ramp_steps": self.lambda_ramp_steps, "lambda_schedule": self.lambda_schedule,
-            "saliency": self.saliency, "chance_classes": self.chance_classes, "name": self.name,
-        }
+        return harmonizer_config(self)
 
     @classmethod
     def from_config(cls, config: dict) -> Harmonizer:
-        config = dict(config)
-        written = config.pop("format", None)
-        arguments = set(inspect.signature(cls).parameters) - {"preprocess", "kwargs"}
-        problem = format_problem(written, HARMONIZER_FORMAT, arguments - set(config))
-        if problem is not None:
-            raise ValueError(f"a saved Harmonizer: {problem}; open it with the version of "
-                             "harmonization that saved it")
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return cls(**harmonizer_arguments(cls, config))
