@@ -1,4 +1,5 @@
-# `make demo` runs the study in miniature; `make test` runs the tests; `make bench` the benchmarks.
+# `make demo` runs the study in miniature; `make test` runs the tests; `make lint` the linter and
+# the formatter's check (ruff, configured in pyproject.toml); `make bench` the benchmarks.
 # Each builds .venv first when it is missing or older than pyproject.toml or the lock file
 # requirements/lock.txt (the exact versions CI tests); `make compat` tests the ends of the ranges.
 PYTHON ?= python3
@@ -16,7 +17,7 @@ export PYTHONUNBUFFERED := 1
 # (tests/parallel.py). `make test PYTEST_XDIST=` runs them in one process; PYTEST_ARGS adds options.
 PYTEST_XDIST ?= -n logical --maxprocesses 4 --dist loadgroup
 
-.PHONY: demo test bench venv compat clean
+.PHONY: demo test lint bench venv compat clean
 
 venv: $(STAMP)
 
@@ -35,6 +36,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
