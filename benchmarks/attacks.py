@@ -129,7 +129,7 @@ def _verdict(spread: dict, holds, condition: bool = True) -> str:
 def _search_rows(model, images, labels, device, schedules_only: bool, rounds: int) -> tuple[list[dict], dict]:
     rows, results = [], {}
     for schedule in ("ladder", "secant", "reference"):
-        result, wall = _timed(device, lambda: minimal_epsilon(model, images, labels, schedule=schedule))
+        result, wall = _timed(device, lambda schedule=schedule: minimal_epsilon(model, images, labels, schedule=schedule))
         results[schedule] = result
         rows.append(_row(f"search batched ({schedule})", images, labels, result.adversarial, result.fooled,
                          result.attacked, result.backward_passes, result.forward_passes, wall))
@@ -196,7 +196,7 @@ def _min_norm_rows(model, images, labels, steps, device, rounds: int) -> list[di
     rows, walls = [], {}
     for name, run in attacks.items():
         counter = CountingModel(model, len(x))
-        adversarial, wall = _timed(device, lambda: run(counter))
+        adversarial, wall = _timed(device, lambda run=run, counter=counter: run(counter))
         walls[name] = [wall]
         with torch.no_grad():
             fooled = model(adversarial).argmax(1) != y

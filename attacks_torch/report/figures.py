@@ -21,7 +21,7 @@ def pareto_front(x: Sequence[float], y: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats in both x and y (larger is better), by x."""
     points = [(xi, yi, i) for i, (xi, yi) in enumerate(zip(x, y)) if math.isfinite(xi) and math.isfinite(yi)]
     front, best_y = [], -math.inf
-    for xi, yi, i in sorted(points, key=lambda p: (-p[0], -p[1])):
+    for _x, yi, i in sorted(points, key=lambda p: (-p[0], -p[1])):
         if yi > best_y:
             front.append(i)
             best_y = yi

@@ -77,7 +77,7 @@ def read_clickme(shards: Shards, record: int, num_classes: int | None, check_dat
 
 
 def _imagenet_fields(features: dict, num_classes: int | None) -> tuple[bytes, int]:
-    for image_key, label_key, offset in IMAGENET_KEYS.values():
+    for image_key, label_key, offset in IMAGENET_KEYS.values():  # noqa: B007 (the matching keys, read after the loop)
         values = features.get(image_key)
         if values:
             break
