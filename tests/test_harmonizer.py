@@ -372,34 +372,39 @@ def test_bad_batches_and_arguments_are_refused():
 
 KILL_AND_RESUME = """
     import os, signal, sys
-    sys.path.insert(0, sys.argv[3])
+    sys.path.insert(0, sys.argv[1])
     from builders import as_dataset, clickme_arrays
     import keras
     import numpy as np
     from harmonization.models import build_model
     from harmonization.training import Harmonizer, recipe
 
-    out, kill_epoch = sys.argv[1], int(sys.argv[2])
-    model = build_model("small_cnn", 3, 16)
-    model.load_weights(os.path.join(out, "..", "initial.weights.h5"))
-    harmonizer = Harmonizer(model, lambda_ramp_steps=3)
-    harmonizer.compile(optimizer=recipe(0.05, epochs=3, steps_per_epoch=4, warmup_epochs=1,
-                                        decay_epochs=(2,)))
+    def fit(out, kill_epoch):
+        model = build_model("small_cnn", 3, 16)
+        model.load_weights(os.path.join(out, "..", "initial.weights.h5"))
+        harmonizer = Harmonizer(model, lambda_ramp_steps=3)
+        harmonizer.compile(optimizer=recipe(0.05, epochs=3, steps_per_epoch=4, warmup_epochs=1,
+                                            decay_epochs=(2,)))
 
-    class Kill(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-            with open(os.path.join(out, "epochs.txt"), "a") as handle:
-                handle.write(f"{epoch}\\n")
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+                with open(os.path.join(out, "epochs.txt"), "a") as handle:
+                    handle.write(f"{epoch}\\n")
 
-        def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == kill_epoch and batch == 1:
-                os.kill(os.getpid(), signal.SIGKILL)
+            def on_train_batch_end(self, batch, logs=None):
+                if self.epoch == kill_epoch and batch == 1:
+                    os.kill(os.getpid(), signal.SIGKILL)
 
-    backup = keras.callbacks.BackupAndRestore(os.path.join(out, "backup"))
-    harmonizer.fit(as_dataset(clickme_arrays(32, 16, 3, seed=9), 8), epochs=3,
-                   callbacks=[backup, Kill()], verbose=0)
-    np.savez(os.path.join(out, "final.npz"), *[v.numpy() for v in harmonizer.pixel_model.weights])
+        backup = keras.callbacks.BackupAndRestore(os.path.join(out, "backup"))
+        harmonizer.fit(as_dataset(clickme_arrays(32, 16, 3, seed=9), 8), epochs=3,
+                       callbacks=[backup, Kill()], verbose=0)
+        weights = [v.numpy() for v in harmonizer.pixel_model.weights]
+        np.savez(os.path.join(out, "final.npz"), *weights)
+
+    for job in sys.argv[2:]:  # OUT:KILL_EPOCH, in order
+        out, kill_epoch = job.rsplit(":", 1)
+        fit(out, int(kill_epoch))
 """
 
 
@@ -409,15 +414,15 @@ def test_fit_killed_mid_run_resumes_from_the_backup(tmp_path):
     for directory in runs.values():
         directory.mkdir()
 
-    def run(directory, kill_epoch):
-        return run_python(KILL_AND_RESUME, args=(str(directory), str(kill_epoch), TESTS))
+    def run(*jobs):
+        return run_python(KILL_AND_RESUME,
+                          args=(TESTS, *(f"{runs[name]}:{kill}" for name, kill in jobs)))
 
-    straight = run(runs["straight"], -1)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    killed = run(runs["killed"], 1)
+    # one interpreter runs the uninterrupted fit, then the one it kills; a fresh one resumes
+    killed = run(("straight", -1), ("killed", 1))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert not (runs["killed"] / "final.npz").exists()
-    resumed = run(runs["killed"], -1)
+    assert (runs["straight"] / "final.npz").exists() and not (runs["killed"] / "final.npz").exists()
+    resumed = run(("killed", -1))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (runs["killed"] / "epochs.txt").read_text().split() == ["0", "1", "1", "2"]
     expected, actual = np.load(runs["straight"] / "final.npz"), np.load(runs["killed"] / "final.npz")

@@ -130,18 +130,24 @@ def test_a_softmax_head_is_flagged_and_a_logit_head_is_not():
     assert summaries["log_softmax"]["saliency_of_logits"]
 
 
-def _write_keras_model_and_stimuli(directory) -> tuple[str, str]:
+def _write_keras_model_and_stimuli(directory) -> tuple[str, str, list[float]]:
     """A .keras pixel model whose preprocess part normalises per channel (so the saliency's point,
-    the preprocessed input, matters) and stimulus shards of clickme_arrays; returns both paths."""
+    the preprocessed input, matters) and stimulus shards of clickme_arrays; returns both paths and
+    ``harmonize evaluate``'s per-image Spearman of the files read back (evaluate_clickme on
+    TensorFlow, in the same subprocess), NaN for the image without a map."""
     code = f"""
         import json, sys
         import numpy as np
         import keras
+        import tensorflow as tf
         sys.path.insert(0, {str(builders.ROOT / 'tests')!r})
         import builders
+        from attacks_torch.stimuli import load_stimuli
         from harmonization.clickme import encode_example, write_records
+        from harmonization.evaluation import evaluate_clickme
         from harmonization.models import build_model, split_pixel_model
         from harmonization.models.pixel import assemble, normalize
+        from harmonization.models.saved import load_saved_model
         keras.utils.set_random_seed(0)
         _, backbone = split_pixel_model(build_model("small_cnn_plain", 4, 32))
         model = assemble("norm_cnn", normalize((0.2, 0.5, 0.7), (0.1, 0.3, 0.6)), backbone, 32)
@@ -151,35 +157,23 @@ def _write_keras_model_and_stimuli(directory) -> tuple[str, str]:
         write_records(sys.argv[1] + "/stim-00000-of-00001.tfrecords", [
             encode_example({{"image": arrays["image"][i].tobytes(), "heatmap": arrays["heatmap"][i].tobytes(),
                             "label": int(arrays["label"][i])}}) for i in range(6)])
-    """
-    done = builders.run_python(code, env={"KERAS_BACKEND": "tensorflow"}, args=(str(directory),))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return str(directory / "norm_cnn.keras"), str(directory / "stim-00000-of-00001.tfrecords")
 
-
-def _keras_per_image_spearman(model_path: str, stimuli: str) -> list[float]:
-    """``harmonize evaluate``'s per-image Spearman (evaluate_clickme on TensorFlow, in a subprocess),
-    NaN for the image without a map."""
-    code = f"""
-        import json, sys
-        import numpy as np
-        import tensorflow as tf
-        from attacks_torch.stimuli import load_stimuli
-        from harmonization.evaluation import evaluate_clickme
-        from harmonization.models.saved import load_saved_model
-        stimuli = load_stimuli({stimuli!r})
+        stimuli = load_stimuli(sys.argv[1] + "/stim-00000-of-00001.tfrecords")  # read back
         maps = stimuli.heatmaps.numpy()
         tokens = (maps.reshape(len(maps), -1).max(1) > 0).astype(np.float32)
         data = tf.data.Dataset.from_tensor_slices({{
             "image": stimuli.images.permute(0, 2, 3, 1).numpy() * 255.0, "heatmap": maps[..., None],
             "label": stimuli.labels.numpy(), "token": tokens}}).batch(4)
-        result = evaluate_clickme(load_saved_model({model_path!r}), data)
+        result = evaluate_clickme(load_saved_model(sys.argv[1] + "/norm_cnn.keras"), data)
         values = iter(result["per_image"]["spearman"].tolist())
         print(json.dumps([next(values) if token else None for token in tokens]))
     """
-    done = builders.run_python(code, env={"KERAS_BACKEND": "tensorflow"})
+    done = builders.run_python(code, env={"KERAS_BACKEND": "tensorflow"}, args=(str(directory),))
     assert done.returncode == 0, done.stderr[-3000:]
-    return [np.nan if v is None else v for v in json.loads(done.stdout.strip().splitlines()[-1])]
+    values = json.loads(done.stdout.strip().splitlines()[-1])
+    spearman = [np.nan if v is None else v for v in values]
+    return str(directory / "norm_cnn.keras"), str(directory / "stim-00000-of-00001.tfrecords"), \
+        spearman
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +182,7 @@ def keras_files(tmp_path_factory):
 
 
 def test_keras_pixel_model_sweep_equals_harmonize_evaluate(keras_files, tmp_path):
-    model_path, stimuli = keras_files
+    model_path, stimuli, keras_values = keras_files
     out = tmp_path / "out"
     args = ["attack", "--models", f"norm_cnn={model_path}", "--stimuli", stimuli, "--out", str(out), "--batch-size",
             "4", "--hi", "4", "--tol", "0.1", "--pgd-steps", "2", "--threads", "1", "--no-progress"]
@@ -197,7 +191,6 @@ def test_keras_pixel_model_sweep_equals_harmonize_evaluate(keras_files, tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_rows(out / "norm_cnn" / "l2_pgd" / "results.csv")
     torch_values = [float(r["human_alignment"]) for r in rows]
-    keras_values = _keras_per_image_spearman(model_path, stimuli)
     assert np.isnan(keras_values[5]) and np.isnan(torch_values[5])  # the image without a map
     np.testing.assert_allclose(torch_values, keras_values, atol=1e-3, equal_nan=True)
 

@@ -18,21 +18,26 @@ import importlib, os, signal, sys
 import harmonization
 from harmonization.training import TrainConfig
 runner = importlib.import_module("harmonization.training.run")
-data, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, jobs = sys.argv[1], sys.argv[2:]  # jobs: OUT:KILL_AFTER, run in order
 
-class KilledAfter(runner.HistoryWriter):  # the process kills itself after kill_after batches
-    steps = 0
-    def on_train_batch_end(self, batch, logs=None):
-        KilledAfter.steps += 1
-        if KilledAfter.steps == kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+for job in jobs:
+    out, kill_after = job.rsplit(":", 1)
+    kill_after = int(kill_after)
 
-if kill_after:
-    runner.HistoryWriter = KilledAfter
-runner.run(TrainConfig(model="small_cnn", train=data, val=data, out=out, epochs=2, image_size=32,
-                       num_classes=4, batch_size=16, lambda_harmonization=0.5, lr=0.01, seed=3,
-                       warmup_epochs=0, lambda_ramp_epochs=0, lambda_schedule="linear", verbose=0,
-                       min_crop_area=0.5, collapse_guard=False))
+    class KilledAfter(runner.HistoryWriter):  # the process kills itself after kill_after batches
+        steps = 0
+        def on_train_batch_end(self, batch, logs=None):
+            KilledAfter.steps += 1
+            if KilledAfter.steps == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    if kill_after:
+        runner.HistoryWriter = KilledAfter
+    runner.run(TrainConfig(model="small_cnn", train=data, val=data, out=out, epochs=2,
+                           image_size=32, num_classes=4, batch_size=16, lambda_harmonization=0.5,
+                           lr=0.01, seed=3, warmup_epochs=0, lambda_ramp_epochs=0,
+                           lambda_schedule="linear", verbose=0, min_crop_area=0.5,
+                           collapse_guard=False))
 """
 
 
@@ -47,18 +52,19 @@ def argv(data, out) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """One run uninterrupted, one killed in its second epoch (4 batches an epoch) then resumed."""
+    """One run uninterrupted, one killed in its second epoch (4 batches an epoch) then resumed.
+    One interpreter runs the uninterrupted run and then the one it kills; a fresh one resumes."""
     root = tmp_path_factory.mktemp("resume")
     data = builders.write_random_label_shards(root / "data", n=64, seed=1)
-    finished = {}
-    for name, kills in (("uninterrupted", [0]), ("resumed", [6, 0])):
-        for kill in kills:
-            done = builders.run_python(CHILD, args=(data, str(root / name), str(kill)))
-            assert done.returncode == (-signal.SIGKILL if kill else 0), done.stderr[-2000:]
-            if kill:
-                assert sorted(os.listdir(root / name)) == ["backup", "history.csv", "run.json"]
-                assert (root / name / "history.csv").read_text().count("\n") == 2  # epoch 0 only
-        finished[name] = root / name
+    finished = {name: root / name for name in ("uninterrupted", "resumed")}
+    killed = builders.run_python(CHILD, args=(data, f"{finished['uninterrupted']}:0",
+                                              f"{finished['resumed']}:6"))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert (finished["uninterrupted"] / "model.keras").is_file()
+    assert sorted(os.listdir(finished["resumed"])) == ["backup", "history.csv", "run.json"]
+    assert (finished["resumed"] / "history.csv").read_text().count("\n") == 2  # epoch 0 only
+    done = builders.run_python(CHILD, args=(data, f"{finished['resumed']}:0"))
+    assert done.returncode == 0, done.stderr[-2000:]
     return data, finished
 
 
