@@ -19,8 +19,7 @@ import torch
 
 from attacks_torch.models.counting import CountingModel
 from attacks_torch.models.pixel import PixelModel
-from harmonization.alignment import (GAMING_MARGIN, PER_IMAGE, alignment_result, output_activation,
-                                     per_image_alignment)
+from harmonization.alignment import GAMING_MARGIN, PER_IMAGE, alignment_result, output_activation, per_image_alignment
 
 
 @dataclass

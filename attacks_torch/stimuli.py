@@ -17,8 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harmonization.clickme import (ClickMeDataError, ShardPaths, bad_record, iter_clickme, resolve_shards,
-                                  unit_range_warning)
+from harmonization.clickme import (
+    ClickMeDataError,
+    ShardPaths,
+    bad_record,
+    iter_clickme,
+    resolve_shards,
+    unit_range_warning,
+)
 from harmonization.clickme.diffusion import DIFFUSION_SIZE, diffusion_kernel, same_padding
 
 LOGGER = logging.getLogger("attacks_torch.stimuli")
@@ -36,7 +42,7 @@ class Stimuli:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, index: slice | Sequence[int]) -> "Stimuli":
+    def subset(self, index: slice | Sequence[int]) -> Stimuli:
         """The stimuli at ``index`` (a slice or a list of positions), in that order."""
         if isinstance(index, slice):
             return Stimuli(self.images[index], self.labels[index], self.heatmaps[index], self.ids[index])

@@ -39,7 +39,6 @@ from attacks_torch.photos import bundled_photos  # noqa: E402
 from attacks_torch.search import minimal_epsilon  # noqa: E402
 from harmonization.files import write_json  # noqa: E402
 
-
 try:
     import foolbox
 except ImportError:  # foolbox is a dev extra

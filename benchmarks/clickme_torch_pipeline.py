@@ -20,11 +20,11 @@ import shutil
 import statistics
 import tempfile
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow)
 import tensorflow as tf
 from timing import NUM_CLASSES, harmonizer_timer, interleaved, pipeline_timer, verdict
 from torch.utils.data import DataLoader
 
+import harmonization  # noqa: F401  (loads triton before TensorFlow)
 from harmonization.data import clickme_mini, load_clickme
 from harmonization.files import write_json
 from harmonization.inputs import ClickMeInputs

@@ -75,8 +75,9 @@ def step_times(name: str, size: int, steps: int, rounds: int,
 
 def measure(args: argparse.Namespace) -> dict:
     """This process's backend: {model: timings}, and the versions."""
-    import harmonization  # noqa: F401  (loads triton before TensorFlow)
     import keras
+
+    import harmonization  # noqa: F401  (loads triton before TensorFlow)
 
     if keras.backend.backend() == "torch":  # docs/traps.md, "Torch threads"
         import torch

@@ -27,6 +27,7 @@ from harmonization.clickme2.denominator import Denominator
 from harmonization.models import split_pixel_model
 from harmonization.saliency import evaluation_saliency
 
+
 def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, keras.Model]:
     if preprocess is not None:
         return preprocess, model

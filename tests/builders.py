@@ -116,7 +116,7 @@ def tiny_network(seed: int = 0) -> nn.Module:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_cnn() -> PixelModel:
     """A 4-class CNN on 32x32 synthetic images, trained for about a second; the same object per process."""
     images, labels = synthetic_images(1024, seed=1)
@@ -132,7 +132,7 @@ def trained_cnn() -> PixelModel:
     return PixelModel(network, name="tiny_cnn", input_size=(IMAGE_SIZE, IMAGE_SIZE), mean=(0.5,) * 3, std=(0.25,) * 3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lite0() -> PixelModel:
     """The offline ImageNet efficientnet-lite0, loaded once per process."""
     return load_model(LITE0_NAME)

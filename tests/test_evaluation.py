@@ -54,7 +54,10 @@ def test_linear_model_matches_closed_form_saliency_and_scipy_statistics():
     probs /= probs.sum(1, keepdims=True)
     columns = kernel.T[data["label"]]  # d logit_y / d preprocessed input
     log_prob_grads = columns - probs @ kernel.T  # d log p_y / d preprocessed input
-    as_maps = lambda g: np.abs(g).reshape(-1, SIZE, SIZE, 3).max(-1)
+
+    def as_maps(g):
+        return np.abs(g).reshape(-1, SIZE, SIZE, 3).max(-1)
+
     mapped = data["token"] > 0
     heat = data["heatmap"][mapped, ..., 0]
     expected = [stats.spearmanr(s.ravel(), h.ravel()).statistic

@@ -118,7 +118,6 @@ def test_bad_arguments():
 def test_chance_comes_from_the_classes_present_in_the_labels(tmp_path, caplog):
     import logging
 
-    import builders
     from harmonization.clickme.labels import classes_present
     from harmonization.training.guards import data_classes
 

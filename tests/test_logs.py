@@ -3,7 +3,6 @@ model or epoch in a log."""
 import io
 import sys
 
-import pytest
 
 from builders import FAST_SWEEP, SWEEP_MODEL, make_checkpoint, make_stimuli
 

@@ -57,7 +57,7 @@ def test_cw_finds_adversarials_and_early_abort_spends_fewer_passes(cnn):  # noqa
         adversarial = carlini_wagner_l2(counter, images, labels, binary_search_steps=3, steps=40, step_size=0.05,
                                         abort_early=abort_early)
         runs[abort_early] = (adversarial, counter.forward_passes)
-    for adversarial, passes in runs.values():
+    for adversarial, _passes in runs.values():
         fooled = _fooled(cnn, adversarial, labels)
         assert fooled.sum() >= 6
         assert adversarial.min() >= 0 and adversarial.max() <= 1

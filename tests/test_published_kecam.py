@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest

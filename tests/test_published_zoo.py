@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +212,7 @@ def test_attack_ready_under_torch_with_tensorflows_logits(published_files, kecam
         assert entry["input_size"] == ([224, 224] if fixture in ("levit128", "maxvit_tiny") else [32, 32]), fixture
         np.testing.assert_allclose(entry["mean"], PUBLISHED_MEAN)
         np.testing.assert_allclose(entry["std"], PUBLISHED_STD)
-    for fixture, message in report["refused"].items():  # the old x * 255 path refuses, and says why
+    for _fixture, message in report["refused"].items():  # the old x * 255 path refuses, and says why
         assert "not a pixel model" in message and "published:NAME:" in message, message
         assert "\n" not in message
     assert set(report["refused"]) == {"vgg16", "vit_b16"}

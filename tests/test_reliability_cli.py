@@ -2,7 +2,6 @@
 files that it cannot use in one line (exit 2), stops cleanly on Ctrl-C; ids, globs and model lists."""
 import glob
 import os
-import signal
 import subprocess
 import sys
 

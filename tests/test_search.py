@@ -84,7 +84,7 @@ def test_ladder_rungs_double_up_to_hi():
     assert ladder_rungs(10.0, 10.0 / 64) == [10.0 / 2**k for k in range(6, -1, -1)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _search(schedule="ladder"):
     images, labels = synthetic_images(12, seed=7)
     images[9:] = 0.5 + 0.3 * (images[9:] - 0.5)  # low contrast: fooled at smaller eps, so they finish earlier
@@ -348,7 +348,7 @@ def test_secant_gives_up_where_no_eps_up_to_hi_fools():
     assert outcome.eps == math.inf and tried[-1] == 10.0 and not outcome.fooled_at_hi
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _timm_batch(name: str):
     from attacks_torch.models import load_model
 

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from attacks_torch.attacks._common import Model, check_batch, flat_norms, label_margins, restrict, view_as_images
+from attacks_torch.attacks._common import Model, check_batch, flat_norms, label_margins, restrict
 
 
 class _Adam:

@@ -35,11 +35,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from attacks_torch.attacks.registry import ATTACK_REGISTRY
-from attacks_torch.report.figures import (accuracy_point, alignment_point, number_text, panels_figure, pareto_front,
-                                          save_figure, scatter, tolerance_point, versus)
+from attacks_torch.report.figures import (
+    accuracy_point,
+    alignment_point,
+    number_text,
+    panels_figure,
+    pareto_front,
+    save_figure,
+    scatter,
+    tolerance_point,
+    versus,
+)
 from attacks_torch.report.human import human_figures, human_statistics, load_scored, scored_section
-from attacks_torch.report.results import (ModelResult, load_results, one_stimulus_set, parse_arch_overrides, statistics,
-                                          unreliable_reason, wider_head)
+from attacks_torch.report.results import (
+    ModelResult,
+    load_results,
+    one_stimulus_set,
+    parse_arch_overrides,
+    statistics,
+    unreliable_reason,
+    wider_head,
+)
 from attacks_torch.sweep import SweepError, SweepFolder
 from harmonization.files import write_json, write_text
 

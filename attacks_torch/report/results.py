@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attacks_torch import zoo
-from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 from attacks_torch.models import model_kind, parse_published
+from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 from attacks_torch.sweep import ModelFolder, SweepError, SweepFolder
 from harmonization.metrics import chance_threshold, compare_groups, model_correlation, near_chance
 

@@ -12,8 +12,7 @@ from harmonization.clickme.layout import LAYOUTS, ClickMeRecord, decode_record, 
 from harmonization.clickme.paths import ShardPaths, resolve_shards
 from harmonization.clickme.reader import iter_clickme
 from harmonization.clickme.tfrecord import ShardIndex, frame_record, iter_records, scan_headers, write_records
-from harmonization.clickme.writer import (encode_clickme, encode_imagenet, write_clickme, write_imagenet,
-                                          write_shards)
+from harmonization.clickme.writer import encode_clickme, encode_imagenet, write_clickme, write_imagenet, write_shards
 
 __all__ = [
     "LAYOUTS",

@@ -51,7 +51,7 @@ class _Operator:
         t0, t1, t2, t3 = self.tables
         return t0[state & 0xFF] ^ t1[(state >> 8) & 0xFF] ^ t2[(state >> 16) & 0xFF] ^ t3[state >> 24]
 
-    def then(self, other: "_Operator") -> "_Operator":
+    def then(self, other: _Operator) -> _Operator:
         """The operator applying ``self`` first, then ``other``."""
         return _Operator(other(self.columns))
 

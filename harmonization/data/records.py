@@ -16,8 +16,16 @@ from typing import Any
 
 import tensorflow as tf
 
-from harmonization.clickme.layout import (HEATMAP_CHANNELS, IMAGE_CHANNELS, IMAGENET_KEYS, JPEG_END,
-                                          JPEG_MAGIC, PIXEL_MAX, PROBLEMS, RAW_SHAPES)
+from harmonization.clickme.layout import (
+    HEATMAP_CHANNELS,
+    IMAGE_CHANNELS,
+    IMAGENET_KEYS,
+    JPEG_END,
+    JPEG_MAGIC,
+    PIXEL_MAX,
+    PROBLEMS,
+    RAW_SHAPES,
+)
 from harmonization.clickme.writer import encode_clickme, encode_imagenet
 
 __all__ = ["decode_clickme", "decode_imagenet", "encode_clickme", "encode_imagenet"]

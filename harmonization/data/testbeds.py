@@ -22,13 +22,12 @@ them; deterministic per seed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from harmonization.data.mini import (SHAPES, MiniConfig, check_config, clickme_mini, shape_mask,
-                                     write_generated)
+from harmonization.data.mini import SHAPES, MiniConfig, check_config, clickme_mini, shape_mask, write_generated
 
 KINDS = ("mini", "edges", "stripes", "neighbour")
 FORMAT_VERSION = 2  # 2: the stimulus maps diffused in numpy, as ClickMe-mini's version 5

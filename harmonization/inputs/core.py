@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harmonization.clickme import ClickMeDataError
-from harmonization.clickme.reader import warn_if_unit_range
 from harmonization.clickme.paths import ShardPaths
+from harmonization.clickme.reader import warn_if_unit_range
 from harmonization.inputs import transforms
 from harmonization.inputs.records import Shards, index_shards, read_clickme, read_imagenet
 

@@ -15,8 +15,7 @@ from PIL import Image
 
 from harmonization.clickme import ClickMeDataError, bad_record, parse_example, resolve_shards, scan_headers
 from harmonization.clickme.crc32c import masked_crc32c
-from harmonization.clickme.layout import (IMAGENET_KEYS, JPEG_MAGIC, ClickMeRecord, RecordProblem, decode_record,
-                                          problem)
+from harmonization.clickme.layout import IMAGENET_KEYS, JPEG_MAGIC, ClickMeRecord, RecordProblem, decode_record, problem
 from harmonization.clickme.paths import ShardPaths
 from harmonization.clickme.tfrecord import FOOTER_BYTES, HEADER_BYTES, corrupt_payload
 

@@ -12,22 +12,26 @@ import json
 import logging
 import math
 import time
-
 from typing import TYPE_CHECKING
 
 from harmonization.console import keras_verbose
 from harmonization.files import write_json
-from harmonization.training.build import (build_harmonizer, check_model, datasets,
-                                          save_and_evaluate, strategy_scope, training_stream)
+from harmonization.tensorflow_free import seed_keras
+from harmonization.timm_models import timm_name
+from harmonization.training.build import (
+    build_harmonizer,
+    check_model,
+    datasets,
+    save_and_evaluate,
+    strategy_scope,
+    training_stream,
+)
 from harmonization.training.config import TrainConfig, TrainResult, check_config
 from harmonization.training.distribute import keras_distribution
-from harmonization.training.errors import (ConfigError, Namer, StaleRunError, TrainingCollapsed,
-                                           field_name)
+from harmonization.training.errors import ConfigError, Namer, StaleRunError, TrainingCollapsed, field_name
 from harmonization.training.fingerprint import DATA_FIELDS, data_changes, data_fingerprint, file_sha256
 from harmonization.training.guards import data_classes
 from harmonization.training.resume import MODEL, TIMM_MODEL, Backup, HistoryWriter, RunFolder, changed_settings
-from harmonization.timm_models import timm_name
-from harmonization.tensorflow_free import seed_keras
 
 if TYPE_CHECKING:
     import tensorflow as tf
