@@ -5,6 +5,7 @@ can pull TensorFlow in lazily, or kept out when TensorFlow is already loaded (do
 Importing it lets the process keep freed memory for reuse (`harmonization.memory`): attack steps
 re-allocate the same large activations every pass.
 """
+
 from harmonization.memory import retain_freed_memory  # noqa: I001  (harmonization first, as said above)
 
 import torch  # noqa: F401,E402

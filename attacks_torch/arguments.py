@@ -1,5 +1,6 @@
 """Checks of ``adv-align``'s outputs: neither empty, too long for the file system, nor one of the
 command's own inputs. Each failure is a one-line ``UsageError`` naming the flag."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,10 @@ def check_output(flag: str, path: str) -> None:
         raise UsageError(f"{flag}: an empty path (give a folder to write into)")
     for part in path.split(os.sep):
         if len(os.fsencode(part)) > NAME_MAX:
-            raise UsageError(f"{flag}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes "
-                             f"long, more than the {NAME_MAX} a file name may have")
+            raise UsageError(
+                f"{flag}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes "
+                f"long, more than the {NAME_MAX} a file name may have"
+            )
 
 
 def _same(a: str, b: str) -> bool:
@@ -29,8 +32,7 @@ def check_not_input(flag: str, out: str, inputs: Iterable[tuple[str, str]]) -> N
     """Refuse an output that is one of the inputs ((what, path) pairs), so that nothing read is written over."""
     for what, path in inputs:
         if path and os.path.exists(path) and _same(out, path):
-            raise UsageError(f"{flag} {out}: is the {what} {path} that this command reads; "
-                                "choose another output")
+            raise UsageError(f"{flag} {out}: is the {what} {path} that this command reads; choose another output")
 
 
 def inside(path: str, folder: str) -> bool:

@@ -19,6 +19,7 @@ Every number is bounded (``harmonization.cli.toolkit``), the defaults are ``Swee
 ``--out`` may not be one of the command's inputs (a model file, a stimulus file, the sweep folder
 being reported). Under ``torchrun`` only rank 0 prints.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,13 @@ def _model_files(models: list) -> list[tuple[str, str]]:
 
 def _attack_inputs(args: argparse.Namespace, models: list) -> list[tuple[str, str]]:
     """(what, path) of everything ``adv-align attack`` reads."""
-    inputs = [("stimuli", args.stimuli), ("models list", args.models), ("pairs file", getattr(args, "pairs", "") or ""),
-              ("ceilings file", getattr(args, "ceilings", "") or ""),
-              *_model_files(models)]
+    inputs = [
+        ("stimuli", args.stimuli),
+        ("models list", args.models),
+        ("pairs file", getattr(args, "pairs", "") or ""),
+        ("ceilings file", getattr(args, "ceilings", "") or ""),
+        *_model_files(models),
+    ]
     try:
         inputs += [("stimulus file", path) for path in stimulus_files(args.stimuli)]
     except FileNotFoundError:
@@ -83,8 +88,9 @@ def _attack(args: argparse.Namespace) -> int:
         from harmonization.clickme2.denominator import load_denominator
 
         denominator = load_denominator(args.ceiling, args.ceilings, resolve_shards(args.stimuli, "stimulus file"))
-    outcomes = attack_and_score(models, config, args.out, pairs, fresh=args.fresh, human=not args.no_human_alignment,
-                                denominator=denominator)
+    outcomes = attack_and_score(
+        models, config, args.out, pairs, fresh=args.fresh, human=not args.no_human_alignment, denominator=denominator
+    )
     return _print_outcomes(outcomes)
 
 
@@ -103,8 +109,10 @@ def _print_outcomes(outcomes: list) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         for outcome in outcomes:
             line = f"{outcome.label} [{outcome.attack}]: {outcome.status}"
-            print(line if outcome.error is None else f"{line}: {outcome.error}",
-                  file=sys.stdout if outcome.error is None else sys.stderr)
+            print(
+                line if outcome.error is None else f"{line}: {outcome.error}",
+                file=sys.stdout if outcome.error is None else sys.stderr,
+            )
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 
@@ -112,17 +120,23 @@ def _report(args: argparse.Namespace) -> int:
     from attacks_torch.report import build_report, parse_arch_overrides
 
     check_output("--out", args.out)
-    check_not_input("--out", args.out, [("sweep folder", args.dir), ("accuracy CSV", args.accuracy or ""),
-                                        ("pairs file", args.pairs or "")])
+    check_not_input(
+        "--out",
+        args.out,
+        [("sweep folder", args.dir), ("accuracy CSV", args.accuracy or ""), ("pairs file", args.pairs or "")],
+    )
     if os.path.isdir(args.dir):
         for folder in SweepFolder(args.dir).model_folders():
             if inside(args.out, str(folder.path)):
-                raise UsageError(f"--out {args.out}: lies in the model folder {folder.path} of the sweep "
-                                    "being reported; choose another output")
+                raise UsageError(
+                    f"--out {args.out}: lies in the model folder {folder.path} of the sweep "
+                    "being reported; choose another output"
+                )
     overrides = parse_arch_overrides(args.arch) if args.arch else {}
     pairs = parse_pairs(args.pairs) if args.pairs else []
-    path = build_report(args.dir, args.out, accuracy_csv=args.accuracy, pairs=pairs, arch_overrides=overrides,
-                        panels=args.panels)
+    path = build_report(
+        args.dir, args.out, accuracy_csv=args.accuracy, pairs=pairs, arch_overrides=overrides, panels=args.panels
+    )
     print(path)
     return 0
 
@@ -151,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except KeyboardInterrupt:
-        print(f"adv-align {args.command}: interrupted; what was written is kept (every file is written whole), "
-              "and the same command resumes", file=sys.stderr)
+        print(
+            f"adv-align {args.command}: interrupted; what was written is kept (every file is written whole), "
+            "and the same command resumes",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, OSError) as error:  # bad input, or an output the file system refuses
         print(f"adv-align {args.command}: error: {one_line(error, FLAGS)}", file=sys.stderr)

@@ -9,6 +9,7 @@ Every image with a map (not constant) is scored, classified correctly or not; th
 counted per image like the search's (:class:`~attacks_torch.models.counting.CountingModel`): one
 forward pass and one backward pass per score (the logit and the log-probability).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -70,8 +71,9 @@ def _device(model: PixelModel) -> torch.device:
     return torch.device("cpu") if tensor is None else tensor.device
 
 
-def saliency_maps(model: PixelModel, images: torch.Tensor, labels: torch.Tensor,
-                  counting: CountingModel | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def saliency_maps(
+    model: PixelModel, images: torch.Tensor, labels: torch.Tensor, counting: CountingModel | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """{"logit", "log_prob"}: |d score / d preprocessed input|, max over channels, (N, H, W) on
     the CPU; and the logits (N, C). One forward pass serves both scores, one backward pass each;
     ``counting`` (a CountingModel of the head, see :func:`saliency_parts`) charges them per image."""
@@ -84,11 +86,12 @@ def saliency_maps(model: PixelModel, images: torch.Tensor, labels: torch.Tensor,
         logits = counting(inputs).float()
         top = int(labels.max()) if len(labels) else 0
         if top >= logits.shape[1]:
-            raise ValueError(f"model {model.name!r}: labels go up to {top} but the model has "
-                             f"{logits.shape[1]} classes")
+            raise ValueError(f"model {model.name!r}: labels go up to {top} but the model has {logits.shape[1]} classes")
         rows = labels.to(logits.device)[:, None]
-        scores = {"logit": logits.gather(1, rows).sum(),
-                  "log_prob": torch.log_softmax(logits, dim=1).gather(1, rows).sum()}
+        scores = {
+            "logit": logits.gather(1, rows).sum(),
+            "log_prob": torch.log_softmax(logits, dim=1).gather(1, rows).sum(),
+        }
         maps = {}
         for index, (kind, score) in enumerate(scores.items()):
             (gradient,) = torch.autograd.grad(score, inputs, retain_graph=index + 1 < len(scores))
@@ -102,8 +105,9 @@ def has_map(heatmaps: torch.Tensor | np.ndarray) -> np.ndarray:
     return ~(flat == flat[:, :1]).all(axis=1) if flat.shape[1] else np.zeros(len(flat), bool)
 
 
-def human_alignment(model: PixelModel, images: torch.Tensor, heatmaps: torch.Tensor, labels: torch.Tensor,
-                    percentile: float = 10) -> HumanAlignment:
+def human_alignment(
+    model: PixelModel, images: torch.Tensor, heatmaps: torch.Tensor, labels: torch.Tensor, percentile: float = 10
+) -> HumanAlignment:
     """Per-image human alignment of ``model`` on images (N, 3, H, W) in [0, 1] with their human maps
     (N, H, W) and true classes (N,): the Spearman correlation of each evaluation saliency with the
     map, and Dice and IoU of the logit saliency's and the map's top ``percentile`` % pixels.
@@ -112,16 +116,20 @@ def human_alignment(model: PixelModel, images: torch.Tensor, heatmaps: torch.Ten
     numbers ``harmonize evaluate`` reports.
     """
     if images.ndim != 4 or heatmaps.shape != (images.shape[0], *images.shape[2:]) or len(labels) != len(images):
-        raise ValueError(f"human alignment: expected images (N, 3, H, W), heatmaps (N, H, W) and labels (N,), "
-                         f"got {tuple(images.shape)}, {tuple(heatmaps.shape)}, {tuple(labels.shape)}")
+        raise ValueError(
+            f"human alignment: expected images (N, 3, H, W), heatmaps (N, H, W) and labels (N,), "
+            f"got {tuple(images.shape)}, {tuple(heatmaps.shape)}, {tuple(labels.shape)}"
+        )
     _, head = saliency_parts(model)
     counting = CountingModel(head, len(images))
     maps, logits = saliency_maps(model, images, labels, counting)
     grid = maps["logit"].shape[1:]
     targets = model.resize_maps(heatmaps.float().cpu())
     if targets.shape[1:] != grid:
-        raise ValueError(f"model {model.name!r}: saliency maps {tuple(grid)} and human maps "
-                         f"{tuple(targets.shape[1:])} differ in size")
+        raise ValueError(
+            f"model {model.name!r}: saliency maps {tuple(grid)} and human maps "
+            f"{tuple(targets.shape[1:])} differ in size"
+        )
     logit_maps, log_prob_maps, targets = maps["logit"].numpy(), maps["log_prob"].numpy(), targets.numpy()
     mapped = has_map(heatmaps.cpu().numpy())
     measured = per_image_alignment(logit_maps[mapped], log_prob_maps[mapped], targets[mapped], percentile)
@@ -131,19 +139,33 @@ def human_alignment(model: PixelModel, images: torch.Tensor, heatmaps: torch.Ten
         values[mapped] = measured[key]
         per_image[key] = values
     predictions = logits.argmax(1).numpy()
-    return HumanAlignment(**per_image, mapped=mapped, predictions=predictions,
-                          correct=predictions == np.asarray(labels.cpu()), logit_maps=logit_maps,
-                          log_prob_maps=log_prob_maps, heatmaps=targets, logits=logits.numpy(),
-                          forward_passes=counting.forward_passes.numpy(),
-                          backward_passes=counting.backward_passes.numpy())
+    return HumanAlignment(
+        **per_image,
+        mapped=mapped,
+        predictions=predictions,
+        correct=predictions == np.asarray(labels.cpu()),
+        logit_maps=logit_maps,
+        log_prob_maps=log_prob_maps,
+        heatmaps=targets,
+        logits=logits.numpy(),
+        forward_passes=counting.forward_passes.numpy(),
+        backward_passes=counting.backward_passes.numpy(),
+    )
 
 
-def summarize_human(result: HumanAlignment, num_classes: int, gaming_margin: float = GAMING_MARGIN,
-                    labels: np.ndarray | None = None) -> dict:
+def summarize_human(
+    result: HumanAlignment, num_classes: int, gaming_margin: float = GAMING_MARGIN, labels: np.ndarray | None = None
+) -> dict:
     """What ``harmonize evaluate`` reports for these images (``harmonization.alignment.alignment_result``):
     accuracy, near_chance, spearman and spearman_log_prob summaries, alignment scores, Dice, IoU and
     the gaming flag; the per-image measures over the mapped images. ``num_classes``: the head's
     width; with the images' ``labels``, chance is taken from the classes present in them."""
     per_image = {key: getattr(result, key)[result.mapped] for key in PER_IMAGE}
-    return alignment_result(per_image, result.correct, int(num_classes), gaming_margin, labels=labels,
-                            head_activation=output_activation(np.asarray(result.logits)))
+    return alignment_result(
+        per_image,
+        result.correct,
+        int(num_classes),
+        gaming_margin,
+        labels=labels,
+        head_activation=output_activation(np.asarray(result.logits)),
+    )

@@ -1,4 +1,5 @@
 """Per-image measures of a found perturbation: its size and its alignment with the human map."""
+
 from __future__ import annotations
 
 from typing import Any

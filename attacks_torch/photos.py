@@ -1,4 +1,5 @@
 """Photos shipped with scikit-image and scikit-learn, with their ImageNet labels: a real test set offline."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -6,6 +6,7 @@ margin); the driver gathers the samples that still have an eps to try, attacks e
 one batch with their per-sample eps, and charges each sample the passes it took part in.
 A sample whose interval has converged, or that the model already misclassifies, costs nothing more.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,9 +85,17 @@ def minimum_tol(hi: float, dtype: torch.dtype = torch.float32) -> float:
     return 2 * torch.finfo(dtype).eps * hi
 
 
-def _check_search(attack: str, attack_options: Mapping[str, Any] | None, images: torch.Tensor,
-                  labels: torch.Tensor, lo: float, hi: float, tol: float | None, schedule: str,
-                  ladder_start: float | None) -> tuple[AttackEntry, dict[str, Any], float]:
+def _check_search(
+    attack: str,
+    attack_options: Mapping[str, Any] | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lo: float,
+    hi: float,
+    tol: float | None,
+    schedule: str,
+    ladder_start: float | None,
+) -> tuple[AttackEntry, dict[str, Any], float]:
     """Check every argument of :func:`minimal_epsilon`; return the attack's entry, its resolved
     options and the ladder's start (its default when None)."""
     entry = attack_entry(attack)
@@ -101,15 +110,16 @@ def _check_search(attack: str, attack_options: Mapping[str, Any] | None, images:
     if tol is not None and not tol > 0:
         raise ValueError(f"tol: expected > 0 or None, got {tol}")
     if tol is not None and tol < minimum_tol(hi, dtype):
-        raise ValueError(f"tol: {tol:g} is below the resolution of {str(dtype).removeprefix('torch.')} "
-                         f"eps at hi={hi:g}; expected at least {minimum_tol(hi, dtype):.3g}")
+        raise ValueError(
+            f"tol: {tol:g} is below the resolution of {str(dtype).removeprefix('torch.')} "
+            f"eps at hi={hi:g}; expected at least {minimum_tol(hi, dtype):.3g}"
+        )
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule: expected one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if schedule == "reference" and not lo < 1.0 < hi:
         raise ValueError(f"schedule='reference' probes eps 1, so it needs lo < 1 < hi; got lo={lo}, hi={hi}")
     if schedule != "reference" and not lo < ladder_start <= hi:
-        raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} "
-                         f"for [{lo}, {hi}]")
+        raise ValueError(f"ladder_start: expected lo < ladder_start <= hi, got {ladder_start} for [{lo}, {hi}]")
     return entry, options, ladder_start
 
 
@@ -147,8 +157,9 @@ def minimal_epsilon(
     then per eps tried ``steps - 1`` forward and backward passes and one forward pass to check the
     result. A misclassified image costs its clean forward pass only.
     """
-    entry, options, ladder_start = _check_search(attack, attack_options, images, labels, lo, hi,
-                                                 tol, schedule, ladder_start)
+    entry, options, ladder_start = _check_search(
+        attack, attack_options, images, labels, lo, hi, tol, schedule, ladder_start
+    )
     n = images.shape[0]
     clean = clean_pass(model, images, labels, batch_size)
     clean_margins = label_margins(clean.logits, clean.labels).double()
@@ -161,21 +172,25 @@ def minimal_epsilon(
     def attack_at(index: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         on_device = index.to(images.device)
         return entry.function(
-            clean.counter.restrict(index), images[on_device], labels[on_device],
-            eps.to(images.dtype), norm=entry.norm,
-            first_gradient=None if gradients is None else gradients[on_device], **options,
+            clean.counter.restrict(index),
+            images[on_device],
+            labels[on_device],
+            eps.to(images.dtype),
+            norm=entry.norm,
+            first_gradient=None if gradients is None else gradients[on_device],
+            **options,
         )
 
     start = SCHEDULES[schedule].start
-    schedules = {i: start(lo, hi, tol, ladder_start, float(clean_margins[i]), float(guesses[i]))
-                 for i in rows}
+    schedules = {i: start(lo, hi, tol, ladder_start, float(clean_margins[i]), float(guesses[i])) for i in rows}
     kept = Kept(images, clean.pred)
     outcomes = drive(schedules, attack_at, clean, labels, kept, batch_size)
     return _search_result(outcomes, clean, kept, attack, entry.norm, schedule)
 
 
-def _search_result(outcomes: dict[int, Outcome], clean: CleanPass, kept: Kept, attack: str,
-                   norm: str, schedule: str) -> SearchResult:
+def _search_result(
+    outcomes: dict[int, Outcome], clean: CleanPass, kept: Kept, attack: str, norm: str, schedule: str
+) -> SearchResult:
     """The :class:`SearchResult` of the images' outcomes (NaN eps where none ran)."""
     n = len(clean.pred)
     eps = torch.full((n,), math.nan, dtype=torch.float64)
@@ -186,15 +201,30 @@ def _search_result(outcomes: dict[int, Outcome], clean: CleanPass, kept: Kept, a
         if fooled_at_hi is not None:
             fooled_at_hi[i] = outcome.fooled_at_hi
     return SearchResult(
-        eps=eps, adversarial=kept.adversarial, fooled=torch.isfinite(eps), attacked=clean.attacked,
-        clean_pred=clean.pred, adv_pred=kept.pred, forward_passes=clean.counter.forward_passes,
-        backward_passes=clean.counter.backward_passes, eps_lower=eps_lower,
-        fooled_at_hi=fooled_at_hi, attack=attack, norm=norm, schedule=schedule,
+        eps=eps,
+        adversarial=kept.adversarial,
+        fooled=torch.isfinite(eps),
+        attacked=clean.attacked,
+        clean_pred=clean.pred,
+        adv_pred=kept.pred,
+        forward_passes=clean.counter.forward_passes,
+        backward_passes=clean.counter.backward_passes,
+        eps_lower=eps_lower,
+        fooled_at_hi=fooled_at_hi,
+        attack=attack,
+        norm=norm,
+        schedule=schedule,
     )
 
 
-def _minimum_norm(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str,
-                  batch_size: int | None, attack_options: Mapping[str, Any] | None) -> SearchResult:
+def _minimum_norm(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    batch_size: int | None,
+    attack_options: Mapping[str, Any] | None,
+) -> SearchResult:
     entry = attack_entry(attack)
     options = resolve_attack_options(attack, attack_options)
     n = images.shape[0]
@@ -213,16 +243,30 @@ def _minimum_norm(model: Model, images: torch.Tensor, labels: torch.Tensor, atta
     norms = flat_norms(adversarial - images.detach()).cpu().double()
     eps = torch.where(fooled, norms, torch.where(clean.attacked, math.inf, math.nan))
     return SearchResult(
-        eps=eps, adversarial=adversarial, fooled=fooled, attacked=clean.attacked,
-        clean_pred=clean.pred, adv_pred=adv_pred, forward_passes=clean.counter.forward_passes,
+        eps=eps,
+        adversarial=adversarial,
+        fooled=fooled,
+        attacked=clean.attacked,
+        clean_pred=clean.pred,
+        adv_pred=adv_pred,
+        forward_passes=clean.counter.forward_passes,
         backward_passes=clean.counter.backward_passes,
-        eps_lower=torch.full((n,), math.nan, dtype=torch.float64), fooled_at_hi=None,
-        attack=attack, norm=entry.norm,
+        eps_lower=torch.full((n,), math.nan, dtype=torch.float64),
+        fooled_at_hi=None,
+        attack=attack,
+        norm=entry.norm,
     )
 
 
-def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attack: str, *,
-                 attack_options: Mapping[str, Any] | None = None, **search_settings: Any) -> SearchResult:
+def find_minimal(
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    *,
+    attack_options: Mapping[str, Any] | None = None,
+    **search_settings: Any,
+) -> SearchResult:
     """The smallest adversarial perturbation per image, for any attack of :data:`ATTACK_REGISTRY`.
 
     ``attack_options`` override the attack's defaults (:func:`resolve_attack_options`). Search
@@ -235,13 +279,17 @@ def find_minimal(model: Model, images: torch.Tensor, labels: torch.Tensor, attac
     entry = attack_entry(attack)
     if isinstance(images, torch.Tensor) and images.is_floating_point() and not torch.isfinite(images).all():
         bad = (~torch.isfinite(images.detach())).flatten(1).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"images: {len(bad)} image(s) hold NaN or infinite pixels (first at index {bad[0]}); "
-                         "such an image is neither classified nor attacked")
+        raise ValueError(
+            f"images: {len(bad)} image(s) hold NaN or infinite pixels (first at index {bad[0]}); "
+            "such an image is neither classified nor attacked"
+        )
     allowed = SEARCH_SETTINGS if entry.kind == "search" else ("batch_size",)
     for key in search_settings:
         if key not in allowed:
-            raise ValueError(f"{key}: not a search setting of {attack} (settings: {', '.join(allowed)}; "
-                             f"attack options go in attack_options)")
+            raise ValueError(
+                f"{key}: not a search setting of {attack} (settings: {', '.join(allowed)}; "
+                f"attack options go in attack_options)"
+            )
     if entry.kind == "search":
         return minimal_epsilon(model, images, labels, attack=attack, attack_options=attack_options, **search_settings)
     return _minimum_norm(model, images, labels, attack, search_settings.get("batch_size"), attack_options)

@@ -1,5 +1,6 @@
 """Driving the per-image eps schedules of a search through shared batches, and the attack output
 kept for each image."""
+
 from __future__ import annotations
 
 import math
@@ -21,24 +22,30 @@ class Kept:
         self.pred = clean_pred.clone()
         self.smallest_fooling = torch.full((len(images),), math.inf, dtype=torch.float64)
 
-    def update(self, index: torch.Tensor, eps: torch.Tensor, x_adv: torch.Tensor,
-               pred: torch.Tensor, fooled: torch.Tensor) -> None:
+    def update(
+        self, index: torch.Tensor, eps: torch.Tensor, x_adv: torch.Tensor, pred: torch.Tensor, fooled: torch.Tensor
+    ) -> None:
         """Take the tries at ``eps`` of the samples ``index`` (CPU) that beat what is kept."""
         smallest = self.smallest_fooling[index]
         keep = (fooled & (eps < smallest)) | (~fooled & torch.isinf(smallest))
         on_device = keep.to(x_adv.device)
         self.adversarial[index.to(x_adv.device)[on_device]] = x_adv[on_device]
         self.pred[index[keep]] = pred[keep]
-        self.smallest_fooling[index[fooled]] = torch.minimum(self.smallest_fooling[index[fooled]],
-                                                             eps[fooled])
+        self.smallest_fooling[index[fooled]] = torch.minimum(self.smallest_fooling[index[fooled]], eps[fooled])
 
 
 Attack = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(rows on CPU, their eps) -> the attack's output on those rows' images."""
 
 
-def drive(schedules: dict[int, Schedule], attack_at: Attack, clean: CleanPass,
-           labels: torch.Tensor, kept: Kept, batch_size: int | None) -> dict[int, Outcome]:
+def drive(
+    schedules: dict[int, Schedule],
+    attack_at: Attack,
+    clean: CleanPass,
+    labels: torch.Tensor,
+    kept: Kept,
+    batch_size: int | None,
+) -> dict[int, Outcome]:
     """Run every image's schedule to its end: each round attacks the images that still have an eps
     to try, in batches of at most ``batch_size``, each at its own eps (``attack_at``), keeps what
     beats the kept output, and sends each schedule its :class:`Trial`. Returns the outcomes."""

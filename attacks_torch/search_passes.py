@@ -1,6 +1,7 @@
 """The passes a search makes before trying any eps, batched and charged to each sample: the clean
 prediction, PGD's first-step gradient (the same at every eps), and from the two the first-order
 guess of each image's fooling eps."""
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ class CleanPass:
         return torch.nonzero(self.attacked).flatten().tolist()
 
 
-def clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor,
-               batch_size: int | None) -> CleanPass:
+def clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor, batch_size: int | None) -> CleanPass:
     """Count passes from here on and predict the clean images (checked by the caller) in batches
     of at most ``batch_size``."""
     counter = CountingModel(model, images.shape[0])
@@ -55,22 +55,20 @@ def clean_pass(model: Model, images: torch.Tensor, labels: torch.Tensor,
     return CleanPass(counter, labels_cpu, all_logits, pred, pred == labels_cpu)
 
 
-def first_gradients(counter: CountingModel, images: torch.Tensor, labels: torch.Tensor,
-                    rows: list[int], batch_size: int | None) -> torch.Tensor:
+def first_gradients(
+    counter: CountingModel, images: torch.Tensor, labels: torch.Tensor, rows: list[int], batch_size: int | None
+) -> torch.Tensor:
     """PGD's first-step gradient (at the clean image, whatever eps) for ``rows``, computed once
     per image; zero for the other rows."""
     gradients = torch.zeros_like(images)
     for chunk in chunks(rows, batch_size):
         index = torch.tensor(chunk, dtype=torch.int64)
         on_device = index.to(images.device)
-        gradients[on_device] = cross_entropy_gradient(
-            counter.restrict(index), images[on_device], labels[on_device]
-        )
+        gradients[on_device] = cross_entropy_gradient(counter.restrict(index), images[on_device], labels[on_device])
     return gradients
 
 
-def first_order_guesses(logits: torch.Tensor, labels: torch.Tensor, gradients: torch.Tensor,
-                        norm: str) -> torch.Tensor:
+def first_order_guesses(logits: torch.Tensor, labels: torch.Tensor, gradients: torch.Tensor, norm: str) -> torch.Tensor:
     """Per image, the eps at which the margin, linearised at the clean image, reaches 0.
 
     With one competing class c, the cross-entropy gradient is -(1 - p_label) times the margin's

@@ -5,6 +5,7 @@ checks and the same one-line messages as the training reader; JPEG clicks are di
 torch with the constants of ``harmonization.clickme.diffusion``. Images come out in [0, 1]
 (pixel / 255), heatmaps on the image's grid.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -47,8 +48,12 @@ class Stimuli:
         if isinstance(index, slice):
             return Stimuli(self.images[index], self.labels[index], self.heatmaps[index], self.ids[index])
         positions = torch.as_tensor(list(index), dtype=torch.long)
-        return Stimuli(self.images[positions], self.labels[positions], self.heatmaps[positions],
-                       [self.ids[i] for i in positions.tolist()])
+        return Stimuli(
+            self.images[positions],
+            self.labels[positions],
+            self.heatmaps[positions],
+            [self.ids[i] for i in positions.tolist()],
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -63,8 +68,9 @@ def diffuse(heatmap: torch.Tensor) -> torch.Tensor:
     convolution with the diffusion kernel with TensorFlow's SAME zero padding, bilinear resize back.
     """
     height, width = heatmap.shape
-    small = F.interpolate(heatmap[None, None].float(), size=(DIFFUSION_SIZE, DIFFUSION_SIZE),
-                          mode="bilinear", align_corners=False)
+    small = F.interpolate(
+        heatmap[None, None].float(), size=(DIFFUSION_SIZE, DIFFUSION_SIZE), mode="bilinear", align_corners=False
+    )
     kernel = torch.from_numpy(diffusion_kernel())[None, None]
     before, after = same_padding()
     blurred = F.conv2d(F.pad(small, (before, after, before, after)), kernel)
@@ -113,8 +119,15 @@ def load_stimuli(path_or_glob: ShardPaths, *, limit: int | None = None, num_clas
         for index, record in enumerate(itertools.islice(iter_clickme(path, num_classes), remaining)):
             if images and record.image.shape != images[0].shape:
                 first, this = images[0].shape, record.image.shape
-                raise ClickMeDataError(bad_record("ClickMe", path, index, f"image is {this[0]}x{this[1]}, the first "
-                                                  f"one {first[0]}x{first[1]}; a stimulus set shares one size"))
+                raise ClickMeDataError(
+                    bad_record(
+                        "ClickMe",
+                        path,
+                        index,
+                        f"image is {this[0]}x{this[1]}, the first "
+                        f"one {first[0]}x{first[1]}; a stimulus set shares one size",
+                    )
+                )
             heatmap = diffuse(torch.from_numpy(record.heatmap)).numpy() if record.clicks else record.heatmap
             images.append(record.image)
             heatmaps.append(heatmap)

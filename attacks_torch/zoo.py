@@ -22,6 +22,7 @@ each with timm's default pretrained tag. Where it differs from the paper (timm 1
 
 The models' ImageNet accuracy, for the report, is read by ``attacks_torch.report.accuracy``.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -150,8 +151,7 @@ coatnet: coat_lite_mini.in1k coat_lite_small.in1k coat_lite_tiny.in1k coat_mini.
 _TABLE = (  # key, Table S1 name, class, count, timm architecture patterns
     ("vgg", "VGG", "CNN", 8, ("vgg*",)),
     ("resnet", "ResNet", "CNN", 8, ("resnet[0-9]*", "resnetv2_*", "test_resnet*")),
-    ("efficientnet", "EfficientNet", "CNN", 7,
-     ("efficientnet_*", "tf_efficientnet_*", "test_efficientnet*")),
+    ("efficientnet", "EfficientNet", "CNN", 7, ("efficientnet_*", "tf_efficientnet_*", "test_efficientnet*")),
     ("convnext", "ConvNext", "CNN", 6, ("convnext*", "test_convnext*")),
     ("mobilenet", "MobileNet", "CNN", 10, ("mobilenet*",)),
     ("inception", "Inception", "CNN", 3, ("inception_*",)),
@@ -180,7 +180,6 @@ _TABLE = (  # key, Table S1 name, class, count, timm architecture patterns
 )
 
 
-
 def _by_family(text: str) -> dict[str, tuple[str, ...]]:
     """``{key: models}`` of text holding, per family, its key and a colon, then its models."""
     models: dict[str, list[str]] = {}
@@ -194,8 +193,7 @@ def _by_family(text: str) -> dict[str, tuple[str, ...]]:
 
 _DEFAULTS = _by_family(_DEFAULT_MODELS)
 FAMILIES: tuple[Family, ...] = tuple(
-    Family(name, arch, count, patterns, _DEFAULTS[key])
-    for key, name, arch, count, patterns in _TABLE
+    Family(name, arch, count, patterns, _DEFAULTS[key]) for key, name, arch, count, patterns in _TABLE
 )
 
 # Words that give away the class of a model that no family pattern matches (e.g. a Keras file
@@ -240,8 +238,7 @@ def default_models(family: str | None = None, arch: str | None = None) -> list[s
     return [m for f in select_families(family, arch) for m in f.models]
 
 
-def timm_models(family: str | None = None, arch: str | None = None,
-                pretrained: bool = True) -> list[str]:
+def timm_models(family: str | None = None, arch: str | None = None, pretrained: bool = True) -> list[str]:
     """Every model of the installed timm whose architecture matches the families' patterns.
 
     With ``pretrained`` the names carry their pretrained tags (one entry per tag).

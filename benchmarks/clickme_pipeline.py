@@ -10,6 +10,7 @@ ends by a callback, without ``fit``'s set-up. Also shown: the harmonizer fed by 
 against the same steps fed from memory. Prints one line per measurement and writes
 benchmarks/results/clickme_pipeline.json. Run: python benchmarks/clickme_pipeline.py [--batches N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,22 +37,47 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="clickme-bench-")
     try:
-        small = clickme_mini(os.path.join(workdir, "64"), seed=0, image_size=64, train_size=2048,
-                             val_size=16, conflict_size=16, stimuli_per_class=1)
-        large = clickme_mini(os.path.join(workdir, "256"), seed=0, image_size=256, train_size=512,
-                             val_size=16, conflict_size=16, stimuli_per_class=1, shard_size=128)
+        small = clickme_mini(
+            os.path.join(workdir, "64"),
+            seed=0,
+            image_size=64,
+            train_size=2048,
+            val_size=16,
+            conflict_size=16,
+            stimuli_per_class=1,
+        )
+        large = clickme_mini(
+            os.path.join(workdir, "256"),
+            seed=0,
+            image_size=256,
+            train_size=512,
+            val_size=16,
+            conflict_size=16,
+            stimuli_per_class=1,
+            shard_size=128,
+        )
 
         def train_set(info: dict, image_size: int, batch_size: int) -> tf.data.Dataset:
-            return load_clickme(info["train"], split="train", batch_size=batch_size, image_size=image_size,
-                                num_classes=NUM_CLASSES, seed=0, repeat=True)
+            return load_clickme(
+                info["train"],
+                split="train",
+                batch_size=batch_size,
+                image_size=image_size,
+                num_classes=NUM_CLASSES,
+                seed=0,
+                repeat=True,
+            )
 
         in_memory = tf.data.Dataset.from_tensors(next(iter(train_set(small, 64, 64)))).repeat()
-        rates = interleaved({
-            "pipeline_64": pipeline_timer(train_set(small, 64, 64), args.batches),
-            "step_64": harmonizer_timer(in_memory, 64, args.batches),
-            "step_64_fed": harmonizer_timer(train_set(small, 64, 64), 64, args.batches),
-            "pipeline_224": pipeline_timer(train_set(large, 224, 32), args.batches),
-        }, args.repeats)
+        rates = interleaved(
+            {
+                "pipeline_64": pipeline_timer(train_set(small, 64, 64), args.batches),
+                "step_64": harmonizer_timer(in_memory, 64, args.batches),
+                "step_64_fed": harmonizer_timer(train_set(small, 64, 64), 64, args.batches),
+                "pipeline_224": pipeline_timer(train_set(large, 224, 32), args.batches),
+            },
+            args.repeats,
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -77,12 +103,18 @@ def main() -> None:
 
     print(f"64x64   pipeline (decode, diffuse, crop+flip, batch 64): {spread('pipeline_64')}")
     print(f"64x64   harmonizer step, small_cnn, lambda 1, in memory: {spread('step_64')}")
-    print(f"64x64   ratio pipeline / step: {ratio:.1f}x (median of the rounds' ratios, range "
-          f"{min(round_ratios):.1f}-{max(round_ratios):.1f}; target >= 3: {result['verdicts']['ratio']})")
-    print(f"64x64   harmonizer fed by the pipeline:                 {spread('step_64_fed')} "
-          f"= {median['step_64_fed'] / median['step_64']:.2f} of the in-memory rate")
-    print(f"224x224 pipeline from 256x256 JPEG shards (batch 32):   {spread('pipeline_224')} "
-          f"(target >= 150: {result['verdicts']['pipeline_224']})")
+    print(
+        f"64x64   ratio pipeline / step: {ratio:.1f}x (median of the rounds' ratios, range "
+        f"{min(round_ratios):.1f}-{max(round_ratios):.1f}; target >= 3: {result['verdicts']['ratio']})"
+    )
+    print(
+        f"64x64   harmonizer fed by the pipeline:                 {spread('step_64_fed')} "
+        f"= {median['step_64_fed'] / median['step_64']:.2f} of the in-memory rate"
+    )
+    print(
+        f"224x224 pipeline from 256x256 JPEG shards (batch 32):   {spread('pipeline_224')} "
+        f"(target >= 150: {result['verdicts']['pipeline_224']})"
+    )
     write_json(RESULTS, result)
     print(f"wrote {RESULTS}")
 

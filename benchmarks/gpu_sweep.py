@@ -14,6 +14,7 @@ it). Without a CUDA device it says so and exits 0, unless ``--device cpu`` asks 
 tiny one, e.g. ``--device cpu --images 8 --models test_resnet``, checks the script end to end).
 Writes benchmarks/results/gpu_sweep.json. Run: python benchmarks/gpu_sweep.py [--images 1000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _pass_seconds(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                  repeats: int = 3) -> tuple[float, float]:
+def _pass_seconds(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, repeats: int = 3
+) -> tuple[float, float]:
     """Seconds per image of one forward pass, and of one forward and backward pass (input gradient)."""
     timings = []
     for with_grad in (False, True):
@@ -87,12 +89,13 @@ def _stimuli(n: int, size: int, device: torch.device) -> torch.Tensor:
 
 def _tolerance(eps: torch.Tensor) -> torch.Tensor:
     rungs = ladder_rungs(10.0, 10.0 / 64)
-    return torch.tensor([0.01 * min(r for r in rungs if r >= e * (1 - 1e-9)) if math.isfinite(e) else math.nan
-                         for e in eps.tolist()], dtype=torch.float64)
+    return torch.tensor(
+        [0.01 * min(r for r in rungs if r >= e * (1 - 1e-9)) if math.isfinite(e) else math.nan for e in eps.tolist()],
+        dtype=torch.float64,
+    )
 
 
-def _run(name: str, config: str, images: torch.Tensor, batch_size: int, device: torch.device,
-         schedule: str) -> dict:
+def _run(name: str, config: str, images: torch.Tensor, batch_size: int, device: torch.device, schedule: str) -> dict:
     channels_last, compiled, bf16 = CONFIGS[config]
     model = load_model(name, weights="random", num_classes=10, seed=0).eval().to(device)
     if channels_last:
@@ -100,8 +103,9 @@ def _run(name: str, config: str, images: torch.Tensor, batch_size: int, device: 
     network = Configured(torch.compile(model) if compiled else model, device, channels_last, bf16)
     with torch.no_grad():
         labels = torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])  # fp32 labels
-    minimal_epsilon(network, images[:batch_size], labels[:batch_size], batch_size=batch_size,
-                    schedule=schedule)  # warm-up, and compilation
+    minimal_epsilon(
+        network, images[:batch_size], labels[:batch_size], batch_size=batch_size, schedule=schedule
+    )  # warm-up, and compilation
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -114,14 +118,22 @@ def _run(name: str, config: str, images: torch.Tensor, batch_size: int, device: 
     model_s = (forwards - backwards) * forward_s + backwards * forward_backward_s
     n = len(images)
     return {
-        "model": name, "config": config, "schedule": schedule, "images": n, "batch_size": batch_size, "wall_s": wall,
-        "images_per_s": n / wall, "s_per_1000_images": wall * 1000 / n,
+        "model": name,
+        "config": config,
+        "schedule": schedule,
+        "images": n,
+        "batch_size": batch_size,
+        "wall_s": wall,
+        "images_per_s": n / wall,
+        "s_per_1000_images": wall * 1000 / n,
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         # not clipped: below 0 means the passes timed alone cost more than inside the sweep (timing noise,
         # or batches the sweep ran smaller than a full one), and the estimate is not to be trusted
         "share_outside_model_passes": 1 - model_s / wall,
-        "forward_per_image": forwards / n, "backward_per_image": backwards / n,
-        "fooled": int(result.fooled.sum()), "attacked": int(result.attacked.sum()),
+        "forward_per_image": forwards / n,
+        "backward_per_image": backwards / n,
+        "fooled": int(result.fooled.sum()),
+        "attacked": int(result.attacked.sum()),
         "eps": result.eps.tolist(),
     }
 
@@ -143,8 +155,10 @@ def _target(row: dict, device_name: str) -> str:
         return ""
     if row["images"] < TARGET["images"] or TARGET["device"] not in device_name:
         row["target_met"] = None
-        return (f"target (1000-image resnet50 sweep under 60 s on one H200): not evaluated "
-                f"({row['images']} images on {device_name})")
+        return (
+            f"target (1000-image resnet50 sweep under 60 s on one H200): not evaluated "
+            f"({row['images']} images on {device_name})"
+        )
     row["target_met"] = row["s_per_1000_images"] < TARGET["s_per_1000_images_below"]
     return f"target (under 60 s per 1000 images on one H200): {'met' if row['target_met'] else 'MISSED'}"
 
@@ -164,8 +178,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--size", type=int, default=224, help="stimulus side in pixels")
     parser.add_argument("--models", default="resnet50,vit_base_patch16_224")
-    parser.add_argument("--schedule", default=inspect.signature(minimal_epsilon).parameters["schedule"].default,
-                        choices=SCHEDULES, help="search schedule (default: the library's)")
+    parser.add_argument(
+        "--schedule",
+        default=inspect.signature(minimal_epsilon).parameters["schedule"].default,
+        choices=SCHEDULES,
+        help="search schedule (default: the library's)",
+    )
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {', '.join(CONFIGS)}")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -178,8 +196,14 @@ def main() -> None:
             parser.error(f"--configs: unknown {config!r}; choose from {', '.join(CONFIGS)}")
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32
     images = _stimuli(args.images, args.size, device)
-    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "torch": torch.__version__, "images": args.images, "size": args.size, "target": TARGET, "rows": []}
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "images": args.images,
+        "size": args.size,
+        "target": TARGET,
+        "rows": [],
+    }
     out = ROOT / "benchmarks" / "results" / "gpu_sweep.json"
     for name in args.models.split(","):
         reference = None
@@ -190,11 +214,14 @@ def main() -> None:
                 row.update(_agreement(row, reference))
             report["rows"].append(row)
             write_json(out, report)  # after every configuration: a crash keeps what was measured
-            print(f"{name:24s} {config:28s} {row['images_per_s']:8.1f} img/s {row['s_per_1000_images']:8.1f} s/1000 "
-                  f"outside model passes {row['share_outside_model_passes']:.0%} "
-                  f"{row['forward_per_image']:.1f} fwd + {row['backward_per_image']:.1f} bwd/img "
-                  f"peak {row['peak_gpu_memory_gib'] or 0:.1f} GiB "
-                  f"{_verdict(row)} {_target(row, report['device'])}".rstrip(), flush=True)
+            print(
+                f"{name:24s} {config:28s} {row['images_per_s']:8.1f} img/s {row['s_per_1000_images']:8.1f} s/1000 "
+                f"outside model passes {row['share_outside_model_passes']:.0%} "
+                f"{row['forward_per_image']:.1f} fwd + {row['backward_per_image']:.1f} bwd/img "
+                f"peak {row['peak_gpu_memory_gib'] or 0:.1f} GiB "
+                f"{_verdict(row)} {_target(row, report['device'])}".rstrip(),
+                flush=True,
+            )
             write_json(out, report)
     print(f"wrote {out}", file=sys.stderr)
 

@@ -15,6 +15,7 @@ share it in parallel). Finished stages are reused, so a killed run resumes where
 Run: nice python benchmarks/harmonizer_robustness.py [--kinds edges,stripes,neighbour]
      [--seeds 0,1,2,3,4] [--epochs 12] [--out harmonizer-robustness-output] [--lambda-schedule linear]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,29 +45,70 @@ def run(*command: object) -> None:
     subprocess.run(command, check=True)
 
 
-def train(folder: pathlib.Path, splits: dict, lam: float, seed: int,
-          args: argparse.Namespace) -> pathlib.Path:
+def train(folder: pathlib.Path, splits: dict, lam: float, seed: int, args: argparse.Namespace) -> pathlib.Path:
     if not (folder / "summary.json").exists():
         schedule = ["--lambda-schedule", args.lambda_schedule] if args.lambda_schedule else []
-        run("harmonization.cli", "train", "--model", "small_cnn_plain", "--train", splits["train"],
-            "--val", splits["val"], "--val-split", "test", "--image-size", splits["image_size"],
-            "--num-classes", splits["num_classes"], "--epochs", args.epochs, "--lambda", lam,
-            "--optimizer", "adam", "--lr", 1e-3, "--warmup-epochs", 1, "--lambda-ramp-epochs", 1,
-            "--min-crop-area", 1, "--seed", seed, "--alignment-batches", 2,
-            *schedule, "--out", folder)
+        run(
+            "harmonization.cli",
+            "train",
+            "--model",
+            "small_cnn_plain",
+            "--train",
+            splits["train"],
+            "--val",
+            splits["val"],
+            "--val-split",
+            "test",
+            "--image-size",
+            splits["image_size"],
+            "--num-classes",
+            splits["num_classes"],
+            "--epochs",
+            args.epochs,
+            "--lambda",
+            lam,
+            "--optimizer",
+            "adam",
+            "--lr",
+            1e-3,
+            "--warmup-epochs",
+            1,
+            "--lambda-ramp-epochs",
+            1,
+            "--min-crop-area",
+            1,
+            "--seed",
+            seed,
+            "--alignment-batches",
+            2,
+            *schedule,
+            "--out",
+            folder,
+        )
     return folder / "model.keras"
 
 
 def evaluate(folder: pathlib.Path, splits: dict) -> dict:
     out = folder / "evaluation.json"
     if not out.exists():
-        run("harmonization.cli", "evaluate", "--weights", folder / "model.keras", "--data", splits["val"],
-            "--conflict", splits["conflict"], "--split", "test", "--out", out)
+        run(
+            "harmonization.cli",
+            "evaluate",
+            "--weights",
+            folder / "model.keras",
+            "--data",
+            splits["val"],
+            "--conflict",
+            splits["conflict"],
+            "--split",
+            "test",
+            "--out",
+            out,
+        )
     return json.loads(out.read_text())
 
 
-def attack(folder: pathlib.Path, splits: dict, models: dict[str, pathlib.Path],
-           limit: int) -> dict[str, dict]:
+def attack(folder: pathlib.Path, splits: dict, models: dict[str, pathlib.Path], limit: int) -> dict[str, dict]:
     out = folder / "attacks"
 
     def finished() -> dict[str, dict]:
@@ -77,8 +119,21 @@ def attack(folder: pathlib.Path, splits: dict, models: dict[str, pathlib.Path],
 
     if not set(models) <= set(finished()):  # the summary lists the models attacked so far
         specs = ",".join(f"{name}={path}" for name, path in models.items())
-        run("attacks_torch.cli", "attack", "--models", specs, "--stimuli", splits["stimuli"],
-            "--out", out, "--attack", "l2_pgd", "--limit", limit, "--no-progress")
+        run(
+            "attacks_torch.cli",
+            "attack",
+            "--models",
+            specs,
+            "--stimuli",
+            splits["stimuli"],
+            "--out",
+            out,
+            "--attack",
+            "l2_pgd",
+            "--limit",
+            limit,
+            "--no-progress",
+        )
     return finished()
 
 
@@ -89,8 +144,7 @@ def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
     if (folder / "result.json").exists():
         result = json.loads((folder / "result.json").read_text())
         if result.get("epochs") != args.epochs:
-            sys.exit(f"{folder}: trained for {result.get('epochs')} epochs, not {args.epochs}; "
-                     "pass another --out")
+            sys.exit(f"{folder}: trained for {result.get('epochs')} epochs, not {args.epochs}; pass another --out")
         return result
     splits = write_testbed(kind, folder / "data", seed=seed)
     models = {arm: train(folder / arm, splits, lam, seed, args) for arm, lam in ARMS.items()}
@@ -99,11 +153,13 @@ def cell(kind: str, seed: int, args: argparse.Namespace) -> dict:
     result: dict = {"num_classes": splits["num_classes"], "epochs": args.epochs}
     for arm in ARMS:
         evaluation = evaluations[arm]
-        result[arm] = {"accuracy": evaluation["evaluation"]["accuracy"],
-                       "human_alignment": evaluation["evaluation"]["spearman"]["mean"],
-                       "conflict_accuracy": evaluation["conflict"]["accuracy"],
-                       "adversarial_alignment": float(attacks[arm]["alignment_mean"]),
-                       "tolerance": float(attacks[arm]["l2_mean"])}
+        result[arm] = {
+            "accuracy": evaluation["evaluation"]["accuracy"],
+            "human_alignment": evaluation["evaluation"]["spearman"]["mean"],
+            "conflict_accuracy": evaluation["conflict"]["accuracy"],
+            "adversarial_alignment": float(attacks[arm]["alignment_mean"]),
+            "tolerance": float(attacks[arm]["l2_mean"]),
+        }
     harmonized, control = result["harmonized"]["accuracy"], result["control"]["accuracy"]
     result["collapsed"] = near_chance(harmonized, splits["num_classes"])
     result["within_margin"] = harmonized >= control - ACCURACY_MARGIN
@@ -123,9 +179,12 @@ def finished_cells(out: pathlib.Path, kinds: list[str]) -> dict[str, dict]:
 
 def summary(cells: dict[str, dict]) -> dict:
     gains = {m: [c["harmonized"][m] - c["control"][m] for c in cells.values()] for m in MEASURES}
-    return {"runs": len(cells), "collapsed": sum(c["collapsed"] for c in cells.values()),
-            "within_margin": sum(c["within_margin"] for c in cells.values()),
-            "gain": {m: {**summarize(v), "positive": sum(x > 0 for x in v)} for m, v in gains.items()}}
+    return {
+        "runs": len(cells),
+        "collapsed": sum(c["collapsed"] for c in cells.values()),
+        "within_margin": sum(c["within_margin"] for c in cells.values()),
+        "gain": {m: {**summarize(v), "positive": sum(x > 0 for x in v)} for m, v in gains.items()},
+    }
 
 
 def print_table(cells: dict[str, dict]) -> None:
@@ -134,10 +193,14 @@ def print_table(cells: dict[str, dict]) -> None:
         values = "".join(f"{c['control'][m]:>13.3f} -> {c['harmonized'][m]:<10.3f}" for m in MEASURES)
         print(f"{name:<14s}{values}  {str(c['collapsed']):>9s}  {str(c['within_margin']):>11s}")
     report = summary(cells)
-    print(f"\n{report['collapsed']} of {report['runs']} harmonized runs collapsed; "
-          f"{report['within_margin']} within {ACCURACY_MARGIN} of their control's accuracy")
+    print(
+        f"\n{report['collapsed']} of {report['runs']} harmonized runs collapsed; "
+        f"{report['within_margin']} within {ACCURACY_MARGIN} of their control's accuracy"
+    )
     for m, gain in report["gain"].items():
-        print(f"  gain in {m:<22s} {gain['mean']:+.3f} ± {gain['sem']:.3f}  (> 0 in {gain['positive']} of {report['runs']})")
+        print(
+            f"  gain in {m:<22s} {gain['mean']:+.3f} ± {gain['sem']:.3f}  (> 0 in {gain['positive']} of {report['runs']})"
+        )
 
 
 def main() -> None:
@@ -145,10 +208,15 @@ def main() -> None:
     parser.add_argument("--kinds", default="edges,stripes,neighbour")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--attack-limit", type=int, default=48,
-                        help="stimuli attacked per model (the first N of the 25 per class)")
-    parser.add_argument("--lambda-schedule", choices=("adaptive", "linear"), default=None,
-                        help="passed to harmonize train (default: its default)")
+    parser.add_argument(
+        "--attack-limit", type=int, default=48, help="stimuli attacked per model (the first N of the 25 per class)"
+    )
+    parser.add_argument(
+        "--lambda-schedule",
+        choices=("adaptive", "linear"),
+        default=None,
+        help="passed to harmonize train (default: its default)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "harmonizer-robustness-output")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -161,9 +229,16 @@ def main() -> None:
         for kind in kinds:
             cell(kind, seed, args)
             cells = finished_cells(args.out, kinds)
-            write_json(results, {"epochs": args.epochs, "attack_limit": args.attack_limit,
-                                 "lambda_schedule": args.lambda_schedule or "default",
-                                 "cells": cells, "summary": summary(cells)})
+            write_json(
+                results,
+                {
+                    "epochs": args.epochs,
+                    "attack_limit": args.attack_limit,
+                    "lambda_schedule": args.lambda_schedule or "default",
+                    "cells": cells,
+                    "summary": summary(cells),
+                },
+            )
     print_table(finished_cells(args.out, kinds))
 
 

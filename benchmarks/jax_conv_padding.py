@@ -8,6 +8,7 @@ number of convolutions with a window reversal in XLA's optimized program (counte
 XLA's CPU backend runs those off its fast convolution path. Writes
 benchmarks/results/jax_conv_padding.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,12 @@ def measure(padding: str, size: int, channels: int, batch: int, calls: int) -> d
     second = jax.jit(jax.grad(second_order))
     first_s, second_s = seconds(first, kernel, x, calls=calls), seconds(second, kernel, x, calls=calls)
     program = second.lower(kernel, x).compile().as_text()
-    return {"first_order_s": first_s, "second_order_s": second_s, "ratio": second_s / first_s,
-            "reversed_window_convolutions": program.count("rhs_reversal")}
+    return {
+        "first_order_s": first_s,
+        "second_order_s": second_s,
+        "ratio": second_s / first_s,
+        "reversed_window_convolutions": program.count("rhs_reversal"),
+    }
 
 
 def main() -> None:
@@ -73,16 +78,25 @@ def main() -> None:
 
     from harmonization.files import write_json
 
-    report = {"benchmark": "jax_conv_padding", "jax": jax.__version__, "cpus": os.cpu_count(),
-              "machine": platform.machine(), "devices": [str(d) for d in jax.devices()],
-              "size": args.size, "channels": args.channels, "batch_size": args.batch_size,
-              "paddings": {}}
+    report = {
+        "benchmark": "jax_conv_padding",
+        "jax": jax.__version__,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "devices": [str(d) for d in jax.devices()],
+        "size": args.size,
+        "channels": args.channels,
+        "batch_size": args.batch_size,
+        "paddings": {},
+    }
     for padding in ("same", "explicit"):
-        row = report["paddings"][padding] = measure(padding, args.size, args.channels,
-                                                    args.batch_size, args.calls)
-        print(f"padding {padding:8s}: first order {row['first_order_s'] * 1e3:.1f} ms, second order "
-              f"{row['second_order_s'] * 1e3:.1f} ms (x{row['ratio']:.1f}), "
-              f"{row['reversed_window_convolutions']} reversed-window convolutions", flush=True)
+        row = report["paddings"][padding] = measure(padding, args.size, args.channels, args.batch_size, args.calls)
+        print(
+            f"padding {padding:8s}: first order {row['first_order_s'] * 1e3:.1f} ms, second order "
+            f"{row['second_order_s'] * 1e3:.1f} ms (x{row['ratio']:.1f}), "
+            f"{row['reversed_window_convolutions']} reversed-window convolutions",
+            flush=True,
+        )
     write_json(RESULTS, report)
     print(f"wrote {RESULTS}")
     print(json.dumps(report["paddings"]))

@@ -7,6 +7,7 @@ model, the seconds of ``load_published`` and the median seconds of one forward+b
 the input pixels (batch 8, 224 px; the attack's inner step), after one warm-up pass.
 Writes benchmarks/results/published_zoo.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,28 +81,67 @@ def main(argv: list[str] | None = None) -> dict:
     names = args.models.split(",")
     quiet = {"TF_CPP_MIN_LOG_LEVEL": "3", "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as folder:
-        legacy = {**quiet, "TF_USE_LEGACY_KERAS": "1", "PYTHONPATH": os.pathsep.join(
-            [str(ROOT / ".reference-env"), str(ROOT / "tests" / "reference" / "shims")])}
-        written = json.loads(run([sys.executable, str(ROOT / "tests" / "reference" / "write_published.py"),
-                                  folder, *names, "--full"], legacy))
-        measured = {backend: json.loads(run(
-            [sys.executable, "-c", MEASURE, backend, folder, ",".join(names), str(args.batch), str(args.repeats)],
-            {**quiet, "KERAS_BACKEND": backend})) for backend in ("tensorflow", "torch")}
-    rows = {name: {"file_bytes": written[name]["bytes"], "parameters": written[name]["parameters"],
-                   **{f"{backend}_{key}": measured[backend][name][key]
-                      for backend in measured for key in ("load_s", "forward_backward_s")},
-                   "torch_over_tensorflow_forward_backward": measured["torch"][name]["forward_backward_s"]
-                   / measured["tensorflow"][name]["forward_backward_s"]} for name in names}
-    report = {"batch": args.batch, "image_size": 224, "repeats": args.repeats, "cpus": os.cpu_count(),
-              "machine": platform.platform(), "models": rows}
+        legacy = {
+            **quiet,
+            "TF_USE_LEGACY_KERAS": "1",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / ".reference-env"), str(ROOT / "tests" / "reference" / "shims")]),
+        }
+        written = json.loads(
+            run(
+                [sys.executable, str(ROOT / "tests" / "reference" / "write_published.py"), folder, *names, "--full"],
+                legacy,
+            )
+        )
+        measured = {
+            backend: json.loads(
+                run(
+                    [
+                        sys.executable,
+                        "-c",
+                        MEASURE,
+                        backend,
+                        folder,
+                        ",".join(names),
+                        str(args.batch),
+                        str(args.repeats),
+                    ],
+                    {**quiet, "KERAS_BACKEND": backend},
+                )
+            )
+            for backend in ("tensorflow", "torch")
+        }
+    rows = {
+        name: {
+            "file_bytes": written[name]["bytes"],
+            "parameters": written[name]["parameters"],
+            **{
+                f"{backend}_{key}": measured[backend][name][key]
+                for backend in measured
+                for key in ("load_s", "forward_backward_s")
+            },
+            "torch_over_tensorflow_forward_backward": measured["torch"][name]["forward_backward_s"]
+            / measured["tensorflow"][name]["forward_backward_s"],
+        }
+        for name in names
+    }
+    report = {
+        "batch": args.batch,
+        "image_size": 224,
+        "repeats": args.repeats,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "models": rows,
+    }
     sys.path.insert(0, str(ROOT))
     from harmonization.files import write_json
 
     write_json(args.out, report)
     for name, row in rows.items():
-        print(f"{name:15s} load TF {row['tensorflow_load_s']:6.1f} s  torch {row['torch_load_s']:6.1f} s | "
-              f"fwd+bwd TF {row['tensorflow_forward_backward_s']:6.2f} s  torch {row['torch_forward_backward_s']:6.2f} s "
-              f"(torch/TF {row['torch_over_tensorflow_forward_backward']:.2f})")
+        print(
+            f"{name:15s} load TF {row['tensorflow_load_s']:6.1f} s  torch {row['torch_load_s']:6.1f} s | "
+            f"fwd+bwd TF {row['tensorflow_forward_backward_s']:6.2f} s  torch {row['torch_forward_backward_s']:6.2f} s "
+            f"(torch/TF {row['torch_over_tensorflow_forward_backward']:.2f})"
+        )
     return report
 
 

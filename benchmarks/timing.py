@@ -1,5 +1,6 @@
 """Timers the ClickMe input benchmarks share: a reader's images per second, a harmonizer step's
 demand (timed between batch ends, without ``fit``'s set-up), and interleaved rounds."""
+
 from __future__ import annotations
 
 import time
@@ -19,6 +20,7 @@ def pipeline_timer(dataset: Iterable[dict], batches: int, warmup: int = 3) -> Ca
     Each measurement opens a fresh iterator (warmed up by ``warmup`` untimed batches) and drops it
     after: a live iterator's prefetch buffer would refill while the other timers run, handing the
     next measurement batches made on their time (and slowing them)."""
+
     def rate() -> float:
         iterator = iter(dataset)
         for _ in range(warmup):
@@ -29,6 +31,7 @@ def pipeline_timer(dataset: Iterable[dict], batches: int, warmup: int = 3) -> Ca
         elapsed = time.perf_counter() - start
         del iterator
         return images / elapsed
+
     return rate
 
 
@@ -56,11 +59,12 @@ def harmonizer_timer(dataset, image_size: int, steps: int) -> Callable[[], float
     def rate() -> float:
         model.fit(dataset, epochs=1, steps_per_epoch=steps + 1, verbose=0, callbacks=[clock])
         return steps * batch_size / (clock.ends[-1] - clock.ends[0])
+
     return rate
 
 
 def verdict(values: list[float], at_least: float) -> str:
-    """"met" when every round reaches the target, "MISSED" when none does, else "not decided"."""
+    """ "met" when every round reaches the target, "MISSED" when none does, else "not decided"."""
     reached = [value >= at_least for value in values]
     if all(reached):
         return "met"

@@ -12,6 +12,7 @@ first step, ``OUT/step.json`` holds the global batch's loss, the averaged gradie
 TensorFlow was loaded (it is not); at the end
 rank 0 writes ``OUT/model.safetensors`` (docs/pytorch-training.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,8 @@ def synthetic_shards(folder: Path, n: int, size: int, num_classes: int) -> list[
         image = rng.uniform(0, 60, (size, size, 3)).astype(np.uint8)
         heatmap = np.zeros((size, size), np.uint8)
         top, left = rng.integers(0, size - size // 4, 2)
-        image[top:top + size // 4, left:left + size // 4] = 220
-        heatmap[top:top + size // 4, left:left + size // 4] = 255
+        image[top : top + size // 4, left : left + size // 4] = 220
+        heatmap[top : top + size // 4, left : left + size // 4] = 255
         examples.append({"image": image, "heatmap": heatmap, "label": i % num_classes})
     return write_clickme(examples, folder, shard_size=16)
 
@@ -96,8 +97,14 @@ def main() -> None:
 
     for step, batch in zip(range(args.steps), loader):
         batch = {name: value.to(device) for name, value in batch.items()}
-        terms = harmonizer_loss(model, batch["image"], batch["heatmap"], batch["label"], batch["token"],
-                                lambda_harmonization=args.lambda_harmonization)
+        terms = harmonizer_loss(
+            model,
+            batch["image"],
+            batch["heatmap"],
+            batch["label"],
+            batch["token"],
+            lambda_harmonization=args.lambda_harmonization,
+        )
         optimizer.zero_grad()
         terms["loss"].backward()  # DDP averages the gradients over the processes
         loss = terms["loss"].detach().clone()
@@ -106,15 +113,20 @@ def main() -> None:
         loss = float(loss) / world
         if step == 0 and rank == 0:
             out.mkdir(parents=True, exist_ok=True)
-            gradients = {name: p.grad.flatten().tolist() for name, p in network.named_parameters()
-                         if p.grad is not None}
-            (out / "step.json").write_text(json.dumps({"loss": loss, "gradients": gradients,
-                                                       "tensorflow_loaded": "tensorflow" in sys.modules}))
+            gradients = {
+                name: p.grad.flatten().tolist() for name, p in network.named_parameters() if p.grad is not None
+            }
+            (out / "step.json").write_text(
+                json.dumps({"loss": loss, "gradients": gradients, "tensorflow_loaded": "tensorflow" in sys.modules})
+            )
         optimizer.step()
         if rank == 0:
             term = terms["harmonization"]  # None with --lambda-harmonization 0
-            print(f"step {step}: loss {loss:.4f}, ce {terms['ce'].item():.4f}"
-                  + ("" if term is None else f", harmonization {term.item():.4f}"), flush=True)
+            print(
+                f"step {step}: loss {loss:.4f}, ce {terms['ce'].item():.4f}"
+                + ("" if term is None else f", harmonization {term.item():.4f}"),
+                flush=True,
+            )
     if rank == 0:
         state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         save_file(state, str(out / "model.safetensors"), metadata={"format": "pt", "timm_model": args.model})

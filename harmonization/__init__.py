@@ -11,6 +11,7 @@ instead, so torch runs without it (torch needs triton only to compile GPU kernel
 TensorFlow, when this process imports it later, writes its start-up lines once
 (``harmonization.console.quiet_tensorflow``; it imports nothing now).
 """
+
 import sys as _sys
 
 

@@ -6,6 +6,7 @@ channels; the score is the true-class logit or the true-class log-probability: d
 "Human-alignment evaluation") and hand them here with the human maps on the same grid. numpy and
 scipy only: importing this module loads neither TensorFlow nor torch.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,9 @@ PER_IMAGE = ("spearman", "spearman_log_prob", "dice", "iou")
 """The per-image measures of :func:`per_image_alignment`."""
 
 
-def per_image_alignment(logit_maps: np.ndarray, log_prob_maps: np.ndarray, heatmaps: np.ndarray,
-                        percentile: float = 10) -> dict[str, np.ndarray]:
+def per_image_alignment(
+    logit_maps: np.ndarray, log_prob_maps: np.ndarray, heatmaps: np.ndarray, percentile: float = 10
+) -> dict[str, np.ndarray]:
     """Spearman of each saliency with its human map, and Dice and IoU of the logit saliency's and
     the map's top ``percentile`` % pixels; (N, H, W) arrays in, (N,) arrays out (``PER_IMAGE``)."""
     if len(heatmaps) == 0:
@@ -41,15 +43,16 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def gaming(spearman: np.ndarray, spearman_log_prob: np.ndarray,
-           gaming_margin: float = GAMING_MARGIN) -> tuple[float, bool]:
+def gaming(
+    spearman: np.ndarray, spearman_log_prob: np.ndarray, gaming_margin: float = GAMING_MARGIN
+) -> tuple[float, bool]:
     """(mean Spearman of the logit saliency minus that of the log-prob saliency, gap > margin)."""
     gap = metrics.summarize(spearman)["mean"] - metrics.summarize(spearman_log_prob)["mean"]
     return float(gap), bool(gap > gaming_margin)
 
 
 def output_activation(outputs: np.ndarray, tolerance: float = 1e-3) -> str | None:
-    """"softmax" when every row of ``outputs`` (N, C) is a probability vector, "log_softmax" when
+    """ "softmax" when every row of ``outputs`` (N, C) is a probability vector, "log_softmax" when
     every row is a log-probability vector, else None (logits)."""
     outputs = np.asarray(outputs, np.float64)
     if outputs.ndim != 2 or outputs.shape[1] < 2 or not np.isfinite(outputs).all():
@@ -68,16 +71,25 @@ def chance_fields(accuracy: float, head_classes: int, labels: np.ndarray | None 
     width; the head's width without labels); labels of one class cannot tell a trained model from a
     constant answer, so they always count as near chance."""
     classes = int(head_classes) if labels is None else metrics.chance_classes(labels, head_classes)
-    return {"num_classes": classes, "head_classes": int(head_classes),
-            "head_wider_than_data": int(head_classes) > classes,
-            "near_chance": True if classes < 2 else metrics.near_chance(accuracy, classes),
-            "chance_threshold": 1.0 if classes < 2 else metrics.chance_threshold(classes)}
+    return {
+        "num_classes": classes,
+        "head_classes": int(head_classes),
+        "head_wider_than_data": int(head_classes) > classes,
+        "near_chance": True if classes < 2 else metrics.near_chance(accuracy, classes),
+        "chance_threshold": 1.0 if classes < 2 else metrics.chance_threshold(classes),
+    }
 
 
-def alignment_result(per_image: dict[str, np.ndarray], correct: np.ndarray, num_classes: int,
-                     gaming_margin: float = GAMING_MARGIN, denominator: Denominator | None = None,
-                     positions: np.ndarray | None = None, labels: np.ndarray | None = None,
-                     head_activation: str | None = None) -> dict:
+def alignment_result(
+    per_image: dict[str, np.ndarray],
+    correct: np.ndarray,
+    num_classes: int,
+    gaming_margin: float = GAMING_MARGIN,
+    denominator: Denominator | None = None,
+    positions: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    head_activation: str | None = None,
+) -> dict:
     """The result of an evaluation from its per-image measures over the mapped images
     (``per_image_alignment``) and whether each image (mapped or not) was classified correctly.
 

@@ -1,4 +1,5 @@
 """A data-contract batch (docs/data-contracts.md, "Training batches") as backend tensors, on any backend."""
+
 from __future__ import annotations
 
 from keras import ops
@@ -15,14 +16,14 @@ def batch_tensors(batch: dict, user: str) -> tuple:
     """
     if not isinstance(batch, dict) or not set(BATCH_KEYS) <= set(batch):
         keys = f" {sorted(batch)}" if isinstance(batch, dict) else ""
-        raise ValueError(f"{user} batches are dicts with keys {', '.join(BATCH_KEYS)} "
-                         f"(and optionally token); got {type(batch).__name__}{keys}")
+        raise ValueError(
+            f"{user} batches are dicts with keys {', '.join(BATCH_KEYS)} "
+            f"(and optionally token); got {type(batch).__name__}{keys}"
+        )
     images = ops.cast(batch["image"], "float32")
     tokens = batch.get("token")
-    tokens = (ops.ones(ops.shape(images)[:1], "float32") if tokens is None
-              else ops.cast(tokens, "float32"))
-    return (images, ops.cast(batch["heatmap"], "float32"), ops.convert_to_tensor(batch["label"]),
-            tokens)
+    tokens = ops.ones(ops.shape(images)[:1], "float32") if tokens is None else ops.cast(tokens, "float32")
+    return (images, ops.cast(batch["heatmap"], "float32"), ops.convert_to_tensor(batch["label"]), tokens)
 
 
 def one_hot_labels(labels, num_classes: int):

@@ -4,6 +4,7 @@ A bar redrawn with carriage returns and escape sequences is unreadable in a log 
 transcript, so both sides draw bars (tqdm, Keras's ``verbose=1``) only on a terminal or in a
 notebook, and otherwise write one line per unit of work (an epoch, a model).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ that each front end renders the same message with its own names for those argume
 its parameter names, a command line its flags (``--batch-size``). The training, sweep and model
 errors subclass it; :mod:`harmonization.cli.toolkit` renders it for ``harmonize`` and ``adv-align``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ class ArgumentError(Exception):
 
         def name(argument: str) -> str:
             return names.get(argument) or self.SWITCHES.get(argument, argument)
+
         return self.build(name)
 
     def message(self) -> str:

@@ -13,6 +13,7 @@ chance at 0.25). A softmax head is evaluated before its softmax where its last l
 (``harmonization.heads``); otherwise ``saliency_of_logits`` is False. (A log-softmax head gives
 logits: its logit and log-probability saliencies are equal by design.)
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,7 +37,8 @@ def _parts(model: keras.Model, preprocess: Callable | None) -> tuple[Callable, k
         raise ValueError(
             f"model {model.name!r} has no 'preprocess' part, so its preprocessing is unknown: pass "
             "preprocess=<callable mapping [0, 255] pixels to the model's input> "
-            "(lambda x: x if the model takes raw pixels)")
+            "(lambda x: x if the model takes raw pixels)"
+        )
     return parts
 
 
@@ -70,16 +72,23 @@ class ClickMeEvaluator:
     def _check_size(self, images) -> None:
         size = tuple(images.shape[1:3])
         if self._input_size is not None and size != self._input_size:
-            raise ValueError(f"images are {size[0]}x{size[1]} pixels but model {self._name!r} takes "
-                             f"{self._input_size[0]}x{self._input_size[1]}")
+            raise ValueError(
+                f"images are {size[0]}x{size[1]} pixels but model {self._name!r} takes "
+                f"{self._input_size[0]}x{self._input_size[1]}"
+            )
 
-    def __call__(self, dataset, gaming_margin: float = GAMING_MARGIN,
-                 max_batches: int | None = None, percentile: float = 10,
-                 denominator: Denominator | None = None) -> dict:
+    def __call__(
+        self,
+        dataset,
+        gaming_margin: float = GAMING_MARGIN,
+        max_batches: int | None = None,
+        percentile: float = 10,
+        denominator: Denominator | None = None,
+    ) -> dict:
         """The results of ``evaluate_clickme`` for ``dataset``."""
-        collected: dict[str, list[np.ndarray]] = {k: [] for k in
-                                                  ("logit", "log_prob", "heatmap", "correct", "label",
-                                                   "position")}
+        collected: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("logit", "log_prob", "heatmap", "correct", "label", "position")
+        }
         seen: set[str | None] = set()
         for index, batch in enumerate(dataset):
             if max_batches is not None and index >= max_batches:
@@ -90,8 +99,9 @@ class ClickMeEvaluator:
             outputs = _numpy(outputs)
             seen.add(output_activation(outputs))
             if logit_maps.shape[1:] != heatmaps.shape[1:]:
-                raise ValueError(f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps "
-                                 f"{heatmaps.shape[1:]} differ in size")
+                raise ValueError(
+                    f"saliency maps {tuple(logit_maps.shape[1:])} and heatmaps {heatmaps.shape[1:]} differ in size"
+                )
             mapped = tokens > 0
             collected["position"].append(sum(map(len, collected["correct"])) + np.flatnonzero(mapped))
             collected["label"].append(_numpy(labels))
@@ -106,8 +116,15 @@ class ClickMeEvaluator:
         if max_batches is None:
             denominator.check_count(arrays["correct"].size)
         per_image = per_image_alignment(arrays["logit"], arrays["log_prob"], arrays["heatmap"], percentile)
-        result = alignment_result(per_image, arrays["correct"], int(outputs.shape[-1]), gaming_margin, denominator,
-                                  arrays["position"], labels=arrays["label"])
+        result = alignment_result(
+            per_image,
+            arrays["correct"],
+            int(outputs.shape[-1]),
+            gaming_margin,
+            denominator,
+            arrays["position"],
+            labels=arrays["label"],
+        )
         result.update(self._head_fields(seen.pop() if len(seen) == 1 else None))
         return result
 
@@ -127,19 +144,19 @@ def _check_model(model: keras.Model) -> None:
     """Refuse, in one line, a model that cannot be evaluated on ClickMe's RGB images."""
     outputs = getattr(model, "outputs", None) or []
     if len(outputs) > 1:
-        raise ValueError(f"model {model.name!r} has {len(outputs)} outputs: the evaluation takes a "
-                         "classifier with one output of class scores")
+        raise ValueError(
+            f"model {model.name!r} has {len(outputs)} outputs: the evaluation takes a "
+            "classifier with one output of class scores"
+        )
     try:
         shape = tuple(model.input_shape)
     except (AttributeError, ValueError):
         return
     if len(shape) == 4 and shape[-1] not in (None, 3):
-        raise ValueError(f"model {model.name!r} takes {shape[-1]}-channel images: ClickMe images "
-                         "are RGB (3 channels)")
+        raise ValueError(f"model {model.name!r} takes {shape[-1]}-channel images: ClickMe images are RGB (3 channels)")
 
 
-def saliency_function(network: keras.Model, preprocess: Callable,
-                      head: keras.layers.Layer | None = None) -> Callable:
+def saliency_function(network: keras.Model, preprocess: Callable, head: keras.layers.Layer | None = None) -> Callable:
     """(images, labels) -> (logit maps, log-prob maps, outputs (N, classes)).
 
     ``head``: a last layer whose (softmax) activation is set to the identity while the saliency
@@ -155,15 +172,13 @@ def saliency_function(network: keras.Model, preprocess: Callable,
 
     def compute(net, images, labels):
         with heads.linear_head(head):
-            maps, logits = evaluation_saliency(net, preprocess(keras.ops.convert_to_tensor(images)),
-                                               labels)
+            maps, logits = evaluation_saliency(net, preprocess(keras.ops.convert_to_tensor(images)), labels)
         return maps["logit"], maps["log_prob"], logits
 
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(lambda images, labels: compute(network, images, labels),
-                           reduce_retracing=True)
+        return tf.function(lambda images, labels: compute(network, images, labels), reduce_retracing=True)
     if backend == "jax":
         import jax
 
@@ -171,11 +186,16 @@ def saliency_function(network: keras.Model, preprocess: Callable,
         def stateless(trainable, non_trainable, images, labels):
             def net(x, training=False):
                 return network.stateless_call(trainable, non_trainable, x, training=training)[0]
+
             return compute(net, images, labels)
 
         def saliency(images, labels):
-            return stateless([v.value for v in network.trainable_variables],
-                             [v.value for v in network.non_trainable_variables], images, labels)
+            return stateless(
+                [v.value for v in network.trainable_variables],
+                [v.value for v in network.non_trainable_variables],
+                images,
+                labels,
+            )
 
         return saliency
     if backend == "torch":
@@ -205,9 +225,15 @@ def public(result: dict) -> dict:
     return {key: value for key, value in result.items() if key != "per_image"}
 
 
-def evaluate_clickme(model: keras.Model, dataset, preprocess: Callable | None = None,
-                     gaming_margin: float = GAMING_MARGIN, max_batches: int | None = None,
-                     percentile: float = 10, denominator: Denominator | None = None) -> dict:
+def evaluate_clickme(
+    model: keras.Model,
+    dataset,
+    preprocess: Callable | None = None,
+    gaming_margin: float = GAMING_MARGIN,
+    max_batches: int | None = None,
+    percentile: float = 10,
+    denominator: Denominator | None = None,
+) -> dict:
     """Accuracy and human alignment of ``model`` on a dataset of ClickMe dict batches.
 
     ``model``: a pixel model (its own "preprocess" part is used, the default) or a Harmonizer; or

@@ -4,6 +4,7 @@ error (exit code 2) when a command needs a framework that is not installed.
 The base install holds what every part needs; each framework comes with an extra (``pip install
 '.[torch]'``, ``'.[tf]'``, ``'.[tf-cpu]'``, ``'.[jax]'``; see pyproject.toml).
 """
+
 from __future__ import annotations
 
 import sys
@@ -45,8 +46,9 @@ def missing_extra(error: BaseException) -> str | None:
     return None
 
 
-def guard(prog: str, load: Callable[[], Callable[[Sequence[str] | None], int]],
-          argv: Sequence[str] | None = None) -> int:
+def guard(
+    prog: str, load: Callable[[], Callable[[Sequence[str] | None], int]], argv: Sequence[str] | None = None
+) -> int:
     """Load a CLI's ``main`` with ``load`` and run it; a missing framework, at import or while the
     command runs, ends with one line on stderr naming the extra, and exit code 2."""
     try:
@@ -64,6 +66,7 @@ def harmonize(argv: Sequence[str] | None = None) -> int:
 
     def load():
         from harmonization.cli import main
+
         return main
 
     return guard("harmonize", load, argv)
@@ -74,6 +77,7 @@ def adv_align(argv: Sequence[str] | None = None) -> int:
 
     def load():
         from attacks_torch.cli import main
+
         return main
 
     return guard("adv-align", load, argv)

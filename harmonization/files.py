@@ -5,6 +5,7 @@ started again after a kill or a full disk) sees either the old file or the whole
 truncated one. Final files get the permissions the user's umask gives a new file (``mkstemp``'s
 owner-only mode is not left behind).
 """
+
 from __future__ import annotations
 
 import contextlib

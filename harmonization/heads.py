@@ -9,6 +9,7 @@ identity while the saliency is taken (``linear_head``); one that cannot be opene
 ``Softmax`` layer, a subclassed model) is recognised from the outputs (``harmonization.alignment.output_activation``) and
 the result is flagged.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,8 +51,7 @@ def head_activation(network) -> tuple[str | None, keras.layers.Layer | None]:
 
 def can_open(layer: keras.layers.Layer | None) -> bool:
     """True when ``layer`` ends in a softmax that can be set to the identity (``linear_head``)."""
-    return (layer is not None and not isinstance(layer, keras.layers.Softmax)
-            and _activation_name(layer) == "softmax")
+    return layer is not None and not isinstance(layer, keras.layers.Softmax) and _activation_name(layer) == "softmax"
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ maps: both are standardized and cut at zero, the human map is rescaled to the sa
 and the squared error is averaged over a Gaussian pyramid, weighted per image by its token
 (1 = the image has a human map, 0 = it does not).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -60,18 +61,17 @@ def pyramid(maps, levels: int = DEFAULT_LEVELS) -> list:
     kernel = ops.convert_to_tensor(_PYRAMID_KERNEL, dtype=current.dtype)
     out = [current]
     for _ in range(levels - 1):
-        current = ops.depthwise_conv(current, kernel, strides=2, padding="same",
-                                     data_format="channels_last")
+        current = ops.depthwise_conv(current, kernel, strides=2, padding="same", data_format="channels_last")
         out.append(current)
     return [level[..., 0] for level in out] if squeeze else out
 
 
 def _check_sizes(saliency, heatmaps) -> None:
-    known = [(a, b) for a, b in zip(saliency.shape[1:3], heatmaps.shape[1:3])
-             if a is not None and b is not None]
+    known = [(a, b) for a, b in zip(saliency.shape[1:3], heatmaps.shape[1:3]) if a is not None and b is not None]
     if any(a != b for a, b in known):
-        raise ValueError(f"saliency {tuple(saliency.shape[1:3])} and heatmaps "
-                         f"{tuple(heatmaps.shape[1:3])} differ in size")
+        raise ValueError(
+            f"saliency {tuple(saliency.shape[1:3])} and heatmaps {tuple(heatmaps.shape[1:3])} differ in size"
+        )
 
 
 def harmonization_loss(saliency, heatmaps, tokens=None, levels: int = DEFAULT_LEVELS):

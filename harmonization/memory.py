@@ -1,4 +1,5 @@
 """Process-wide malloc tuning for the array-heavy loops of both packages (standard library only)."""
+
 from __future__ import annotations
 
 import ctypes

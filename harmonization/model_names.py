@@ -9,6 +9,7 @@
   file name), as ``harmonize check-accuracy`` and ``adv-align attack`` take it; :func:`parse_published`
   is its one parser.
 """
+
 from __future__ import annotations
 
 PREPROCESS = "preprocess"
@@ -26,7 +27,7 @@ def parse_published(spec: str, what: str = "model") -> tuple[str, str]:
     (``what`` names the argument, e.g. ``--model``). Whether NAME is a published architecture is
     left to the loader, which lists the known ones.
     """
-    name, sep, path = spec[len(PUBLISHED_PREFIX):].partition(":")
+    name, sep, path = spec[len(PUBLISHED_PREFIX) :].partition(":")
     if not spec.startswith(PUBLISHED_PREFIX) or not sep or not name.strip() or not path.strip():
         raise ValueError(f"{what} {spec!r}: expected {PUBLISHED_PREFIX}NAME:PATH")
     return name.strip(), path.strip()

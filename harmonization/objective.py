@@ -4,6 +4,7 @@ weighted harmonization term of one batch (docs/method.md, "The loss").
 ``harmonization.training.Harmonizer`` calls it in every train and test step, on every backend;
 ``harmonization.torch_loss`` calls it for a ``torch.nn.Module`` in a user's own PyTorch loop.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -16,10 +17,22 @@ from harmonization.loss import harmonization_loss, weight_decay
 from harmonization.saliency import saliency_of
 
 
-def objective_terms(forward: Callable[[Any], tuple[Any, Any]], inputs, labels, heatmaps, tokens,
-                    decayed: Iterable, *, harmonize: bool, lambda_harmonization: float | Callable[[], Any],
-                    lambda_weights: float, levels: int, label_smoothing: float, centered_logits: bool,
-                    saliency: str) -> dict:
+def objective_terms(
+    forward: Callable[[Any], tuple[Any, Any]],
+    inputs,
+    labels,
+    heatmaps,
+    tokens,
+    decayed: Iterable,
+    *,
+    harmonize: bool,
+    lambda_harmonization: float | Callable[[], Any],
+    lambda_weights: float,
+    levels: int,
+    label_smoothing: float,
+    centered_logits: bool,
+    saliency: str,
+) -> dict:
     """The terms of one batch: {"logits", "ce", "harmonization" (None unless ``harmonize``),
     "weight_decay", "lambda" (None unless ``harmonize``), "loss", "updates"}.
 
@@ -35,13 +48,21 @@ def objective_terms(forward: Callable[[Any], tuple[Any, Any]], inputs, labels, h
     else:
         logits, updates = forward(inputs)
         logits, harmonization = ops.cast(logits, "float32"), None
-    ce = ops.mean(keras.losses.categorical_crossentropy(
-        labels, logits, from_logits=True, label_smoothing=label_smoothing))
+    ce = ops.mean(
+        keras.losses.categorical_crossentropy(labels, logits, from_logits=True, label_smoothing=label_smoothing)
+    )
     decay = weight_decay(decayed)
     loss = ce + lambda_weights * decay
     weight = None
     if harmonization is not None:
         weight = lambda_harmonization() if callable(lambda_harmonization) else lambda_harmonization
         loss = loss + weight * harmonization
-    return {"logits": logits, "ce": ce, "harmonization": harmonization, "weight_decay": decay,
-            "lambda": weight, "loss": loss, "updates": updates}
+    return {
+        "logits": logits,
+        "ce": ce,
+        "harmonization": harmonization,
+        "weight_decay": decay,
+        "lambda": weight,
+        "loss": loss,
+        "updates": updates,
+    }

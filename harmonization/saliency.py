@@ -14,6 +14,7 @@ The input gradient is the only backend-specific part (``input_gradients``): a
 ``tf.GradientTape`` (recorded by an enclosing tape), ``jax.vjp`` (differentiable by an enclosing
 ``jax.grad``), or ``torch.autograd.grad(..., create_graph=True)``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -66,8 +67,7 @@ def _jax_input_gradients(forward: Forward, inputs, create_graph: bool) -> tuple[
     scores, pullback, aux = jax.vjp(scores_of, inputs, has_aux=True)
     gradients = []
     for index in range(len(scores)):
-        cotangent = tuple(jnp.ones_like(s) if i == index else jnp.zeros_like(s)
-                          for i, s in enumerate(scores))
+        cotangent = tuple(jnp.ones_like(s) if i == index else jnp.zeros_like(s) for i, s in enumerate(scores))
         gradients.append(pullback(cotangent)[0])
     return gradients, aux
 
@@ -78,13 +78,17 @@ def _torch_input_gradients(forward: Forward, inputs, create_graph: bool) -> tupl
     if not inputs.requires_grad:  # a leaf to differentiate by (the preprocessing is constant)
         inputs = inputs.detach().requires_grad_(True)
     scores, aux = forward(inputs)
-    gradients = [torch.autograd.grad(ops.sum(score), inputs, create_graph=create_graph,
-                                     retain_graph=True)[0] for score in scores]
+    gradients = [
+        torch.autograd.grad(ops.sum(score), inputs, create_graph=create_graph, retain_graph=True)[0] for score in scores
+    ]
     return gradients, aux
 
 
-_INPUT_GRADIENTS = {"tensorflow": _tensorflow_input_gradients, "jax": _jax_input_gradients,
-                    "torch": _torch_input_gradients}
+_INPUT_GRADIENTS = {
+    "tensorflow": _tensorflow_input_gradients,
+    "jax": _jax_input_gradients,
+    "torch": _torch_input_gradients,
+}
 
 
 def input_gradients(forward: Forward, inputs, create_graph: bool = True) -> tuple[list, Any]:
@@ -110,8 +114,9 @@ def reduce_channels(gradient, saliency: str = "signed"):
     raise ValueError(f"saliency must be one of {TRAINING_SALIENCIES}, got {saliency!r}")
 
 
-def saliency_of(forward: Callable[[Any], tuple[Any, Any]], inputs, labels,
-                centered_logits: bool = False, saliency: str = "signed") -> tuple[Any, Any, Any]:
+def saliency_of(
+    forward: Callable[[Any], tuple[Any, Any]], inputs, labels, centered_logits: bool = False, saliency: str = "signed"
+) -> tuple[Any, Any, Any]:
     """Training saliency from ``forward(inputs) -> (logits, aux)``: (map (N, H, W), logits, aux).
 
     ``saliency`` is the channel reduction (``reduce_channels``). Use it where the forward pass has
@@ -128,20 +133,21 @@ def saliency_of(forward: Callable[[Any], tuple[Any, Any]], inputs, labels,
     return reduce_channels(gradient, saliency), ops.cast(logits, "float32"), aux
 
 
-def signed_saliency(network: Callable[..., Any], inputs, labels, centered_logits: bool = False,
-                    training: bool = True) -> tuple[Any, Any]:
+def signed_saliency(
+    network: Callable[..., Any], inputs, labels, centered_logits: bool = False, training: bool = True
+) -> tuple[Any, Any]:
     """Training saliency: signed channel mean (N, H, W) of d score / d input, and the logits.
 
     One forward pass (in training mode by default, as the method does) serves both. Call it inside
     the outer differentiation: the parameters then get gradient through the saliency.
     """
-    saliency, logits, _ = saliency_of(lambda x: (network(x, training=training), None), inputs,
-                                      labels, centered_logits)
+    saliency, logits, _ = saliency_of(lambda x: (network(x, training=training), None), inputs, labels, centered_logits)
     return saliency, logits
 
 
-def evaluation_saliency(network: Callable[..., Any], inputs, labels,
-                        scores: tuple[str, ...] = ("logit", "log_prob")) -> tuple[dict, Any]:
+def evaluation_saliency(
+    network: Callable[..., Any], inputs, labels, scores: tuple[str, ...] = ("logit", "log_prob")
+) -> tuple[dict, Any]:
     """|d score / d input| max over channels (N, H, W) for each score kind, and the logits.
 
     ``labels`` are class indices (N,) or one-hot (N, C); one inference-mode forward pass serves

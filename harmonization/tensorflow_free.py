@@ -11,6 +11,7 @@ or runs on that backend, gets Keras's usual handling; one that loads it only aft
 keeps the answer "absent" (Keras then seeds no TensorFlow generator and serializes no TensorFlow
 shape). Only Python's and Keras's public API is used.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ harmonizes a timm network (``harmonization.models.timm_pixel``) and the attacks'
 torch and timm are imported when a function needs them, so a TensorFlow run can read
 ``TIMM_PREFIX`` without loading torch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ _STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict")
 
 def timm_name(model: str) -> str | None:
     """NAME of a ``timm:NAME`` model, None for any other model name."""
-    return model[len(TIMM_PREFIX):] if model.startswith(TIMM_PREFIX) else None
+    return model[len(TIMM_PREFIX) :] if model.startswith(TIMM_PREFIX) else None
 
 
 def resize(batch: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -60,10 +61,13 @@ def data_config(network: nn.Module) -> dict:
     from timm.data import resolve_data_config
 
     config = resolve_data_config({}, model=network)
-    return {"input_size": tuple(int(s) for s in config["input_size"][1:]),
-            "interpolation": config.get("interpolation", "bilinear"),
-            "mean": tuple(float(m) for m in config["mean"]), "std": tuple(float(s) for s in config["std"]),
-            "crop_pct": config.get("crop_pct")}
+    return {
+        "input_size": tuple(int(s) for s in config["input_size"][1:]),
+        "interpolation": config.get("interpolation", "bilinear"),
+        "mean": tuple(float(m) for m in config["mean"]),
+        "std": tuple(float(s) for s in config["std"]),
+        "crop_pct": config.get("crop_pct"),
+    }
 
 
 def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
@@ -85,8 +89,10 @@ def read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle errors have many types; name the file in every case, in one line
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable torch weights file (only tensors and plain "
-                         f"containers are read, nothing is unpickled): {first}") from error
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a readable torch weights file (only tensors and plain "
+            f"containers are read, nothing is unpickled): {first}"
+        ) from error
     for key in _STATE_DICT_KEYS:
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):
             data = data[key]
@@ -101,8 +107,9 @@ def _listed(keys: list[str]) -> str:
     return f"{shown}, ... ({len(keys)} in all)" if len(keys) > 3 else shown
 
 
-def load_timm_weights(network: nn.Module, name: str, checkpoint: str | Path | Mapping[str, torch.Tensor],
-                      *, new_head: bool = False) -> None:
+def load_timm_weights(
+    network: nn.Module, name: str, checkpoint: str | Path | Mapping[str, torch.Tensor], *, new_head: bool = False
+) -> None:
     """Load a local checkpoint (a file, see :func:`read_state_dict`, or a state dict) into timm's
     ``network`` strictly: every tensor the network has, no other, each of its shape.
 
@@ -124,9 +131,17 @@ def load_timm_weights(network: nn.Module, name: str, checkpoint: str | Path | Ma
         fresh = {key for key in reshaped if key.startswith(tuple(f"{head}." for head in heads))}
     fitting = {key: value for key, value in state.items() if key not in reshaped}
     result = network.load_state_dict(fitting, strict=False)  # torch's own count of what is missing
-    problems = [f"{what} {_listed(sorted(keys))}" for what, keys in (
-        ("missing", set(result.missing_keys) - reshaped), ("unexpected", result.unexpected_keys),
-        ("of another shape", reshaped - fresh)) if keys]
+    problems = [
+        f"{what} {_listed(sorted(keys))}"
+        for what, keys in (
+            ("missing", set(result.missing_keys) - reshaped),
+            ("unexpected", result.unexpected_keys),
+            ("of another shape", reshaped - fresh),
+        )
+        if keys
+    ]
     if problems:
-        raise ValueError(f"timm model {name!r}: weights {where} do not fit: {'; '.join(problems)} "
-                         "(a checkpoint of another architecture or head does not fit)")
+        raise ValueError(
+            f"timm model {name!r}: weights {where} do not fit: {'; '.join(problems)} "
+            "(a checkpoint of another architecture or head does not fit)"
+        )

@@ -8,6 +8,7 @@ saliency is taken with respect to that normalised image and stays differentiable
 (``KERAS_BACKEND=torch`` before keras is imported); TensorFlow is not loaded. Use it under
 ``DistributedDataParallel`` like any loss (docs/pytorch-training.md).
 """
+
 from __future__ import annotations
 
 import keras
@@ -28,10 +29,20 @@ def decayed_parameters(network: nn.Module) -> list[torch.Tensor]:
     return [param for name, param in keras_named_parameters(network) if param.requires_grad and decays(name)]
 
 
-def harmonizer_loss(network: nn.Module, images: torch.Tensor, heatmaps: torch.Tensor, labels: torch.Tensor,
-                    tokens: torch.Tensor | None = None, *, lambda_harmonization: float = 1.0,
-                    lambda_weights: float = 1e-5, label_smoothing: float = 0.1, levels: int = DEFAULT_LEVELS,
-                    centered_logits: bool = False, saliency: str = "signed") -> dict[str, torch.Tensor]:
+def harmonizer_loss(
+    network: nn.Module,
+    images: torch.Tensor,
+    heatmaps: torch.Tensor,
+    labels: torch.Tensor,
+    tokens: torch.Tensor | None = None,
+    *,
+    lambda_harmonization: float = 1.0,
+    lambda_weights: float = 1e-5,
+    label_smoothing: float = 0.1,
+    levels: int = DEFAULT_LEVELS,
+    centered_logits: bool = False,
+    saliency: str = "signed",
+) -> dict[str, torch.Tensor]:
     """The Harmonizer's terms for one batch of a timm ``network`` (or any ``nn.Module`` with a timm
     ``pretrained_cfg``, possibly wrapped in ``DistributedDataParallel``), in training mode.
 
@@ -44,8 +55,10 @@ def harmonizer_loss(network: nn.Module, images: torch.Tensor, heatmaps: torch.Te
     ``decayed_parameters``.
     """
     if keras.backend.backend() != "torch":
-        raise RuntimeError(f"harmonizer_loss needs Keras on torch (KERAS_BACKEND=torch before keras is "
-                           f"imported), not {keras.backend.backend()!r}")
+        raise RuntimeError(
+            f"harmonizer_loss needs Keras on torch (KERAS_BACKEND=torch before keras is "
+            f"imported), not {keras.backend.backend()!r}"
+        )
     if saliency not in TRAINING_SALIENCIES:
         raise ValueError(f"saliency must be one of {', '.join(TRAINING_SALIENCIES)}, got {saliency!r}")
     inner = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
@@ -57,10 +70,18 @@ def harmonizer_loss(network: nn.Module, images: torch.Tensor, heatmaps: torch.Te
     num_classes = inner.num_classes if labels.ndim == 1 else labels.shape[-1]
     network.train()
     terms = objective_terms(
-        lambda inputs: (forward_network(inputs), None), (images.float() - mean) / std,
-        one_hot_labels(labels, num_classes), heatmaps.float(),
+        lambda inputs: (forward_network(inputs), None),
+        (images.float() - mean) / std,
+        one_hot_labels(labels, num_classes),
+        heatmaps.float(),
         torch.ones(len(images), device=images.device) if tokens is None else tokens.float(),
-        decayed_parameters(inner), harmonize=lambda_harmonization > 0,
-        lambda_harmonization=lambda_harmonization, lambda_weights=lambda_weights, levels=levels,
-        label_smoothing=label_smoothing, centered_logits=centered_logits, saliency=saliency)
+        decayed_parameters(inner),
+        harmonize=lambda_harmonization > 0,
+        lambda_harmonization=lambda_harmonization,
+        lambda_weights=lambda_weights,
+        levels=levels,
+        label_smoothing=label_smoothing,
+        centered_logits=centered_logits,
+        saliency=saliency,
+    )
     return {name: terms[name] for name in ("loss", "ce", "harmonization", "weight_decay", "logits")}

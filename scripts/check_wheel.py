@@ -5,6 +5,7 @@ files they read beside themselves) is in it, and so are both console scripts.
 
 Exit code 0 when complete; 1 with one line per missing file or script.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,17 +19,21 @@ SCRIPTS = ("harmonize = harmonization.extras:harmonize", "adv-align = harmonizat
 
 def package_files(root: Path = ROOT) -> set[str]:
     """The files under the packages' folders (relative, '/'-separated), compiled caches left out."""
-    return {path.relative_to(root).as_posix()
-            for package in PACKAGES for path in (root / package).rglob("*")
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"}
+    return {
+        path.relative_to(root).as_posix()
+        for package in PACKAGES
+        for path in (root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
 
 
 def missing(wheel: Path, root: Path = ROOT) -> list[str]:
     """What the wheel lacks: package files, then console scripts (as 'console script NAME = TARGET')."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        entry_points = next((archive.read(name).decode() for name in names
-                             if name.endswith(".dist-info/entry_points.txt")), "")
+        entry_points = next(
+            (archive.read(name).decode() for name in names if name.endswith(".dist-info/entry_points.txt")), ""
+        )
     lacking = sorted(package_files(root) - names)
     lacking += [f"console script {script}" for script in SCRIPTS if script not in entry_points]
     return lacking

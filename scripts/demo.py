@@ -10,6 +10,7 @@ Stages (each one is skipped when its outputs exist, unless --fresh):
 The attack sweep also measures every model's human alignment on the stimuli with maps (the
 evaluation saliency of `harmonize evaluate`, in PyTorch): the table's "human alignment, sweep" column.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stimuli-per-class", type=int, default=25)
     parser.add_argument("--lam", type=float, default=0.5, help="harmonization weight of the harmonized model")
     parser.add_argument("--lr", type=float, default=1e-3, help="base learning rate (Adam)")
-    parser.add_argument("--lambda-schedule", choices=("adaptive", "linear"), default="adaptive",
-                        help="harmonize train's lambda schedule (linear: the earlier one-epoch ramp)")
+    parser.add_argument(
+        "--lambda-schedule",
+        choices=("adaptive", "linear"),
+        default="adaptive",
+        help="harmonize train's lambda schedule (linear: the earlier one-epoch ramp)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photos", type=int, default=7, help="bundled photos attacked on efficientnet-lite0 (0: skip)")
-    parser.add_argument("--panels-to", type=Path, default=None,
-                        help="also copy the report's perturbation panels there (the README's figure: "
-                             "--panels-to docs/demo-panels.png)")
+    parser.add_argument(
+        "--panels-to",
+        type=Path,
+        default=None,
+        help="also copy the report's perturbation panels there (the README's figure: --panels-to docs/demo-panels.png)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,10 +69,24 @@ def run(*command: str | Path, capture: bool = False) -> str:
 def make_data(args: argparse.Namespace) -> dict:
     manifest = args.out / "data" / "splits.json"
     if not manifest.exists():
-        out = run(BIN / "harmonize", "mini", "--out", args.out / "data", "--seed", args.seed,
-                  "--train-size", args.n_train, "--val-size", args.n_val,
-                  "--conflict-size", args.n_val, "--stimuli-per-class", args.stimuli_per_class, capture=True)
-        splits = json.loads(out[out.index("{"):])
+        out = run(
+            BIN / "harmonize",
+            "mini",
+            "--out",
+            args.out / "data",
+            "--seed",
+            args.seed,
+            "--train-size",
+            args.n_train,
+            "--val-size",
+            args.n_val,
+            "--conflict-size",
+            args.n_val,
+            "--stimuli-per-class",
+            args.stimuli_per_class,
+            capture=True,
+        )
+        splits = json.loads(out[out.index("{") :])
         manifest.write_text(json.dumps(splits, indent=2))
     splits = json.loads(manifest.read_text())
     print(f"  ClickMe-mini: {splits['num_classes']} classes, {splits['image_size']} px -> {args.out / 'data'}")
@@ -74,20 +96,64 @@ def make_data(args: argparse.Namespace) -> dict:
 def train(args: argparse.Namespace, splits: dict, name: str, lam: float) -> Path:
     out = args.out / name
     if not (out / "model.keras").exists() or not (out / "summary.json").exists():
-        run(BIN / "harmonize", "train", "--model", "small_cnn_plain", "--train", splits["train"],
-            "--val", splits["val"], "--val-split", "test", "--epochs", args.epochs, "--out", out, "--lambda", lam,
-            "--image-size", splits["image_size"], "--num-classes", splits["num_classes"],
-            "--seed", args.seed, "--optimizer", "adam", "--lr", args.lr, "--warmup-epochs", 1,
-            "--lambda-ramp-epochs", 1, "--lambda-schedule", args.lambda_schedule, "--min-crop-area", 1.0,
-            "--alignment-batches", 2)
+        run(
+            BIN / "harmonize",
+            "train",
+            "--model",
+            "small_cnn_plain",
+            "--train",
+            splits["train"],
+            "--val",
+            splits["val"],
+            "--val-split",
+            "test",
+            "--epochs",
+            args.epochs,
+            "--out",
+            out,
+            "--lambda",
+            lam,
+            "--image-size",
+            splits["image_size"],
+            "--num-classes",
+            splits["num_classes"],
+            "--seed",
+            args.seed,
+            "--optimizer",
+            "adam",
+            "--lr",
+            args.lr,
+            "--warmup-epochs",
+            1,
+            "--lambda-ramp-epochs",
+            1,
+            "--lambda-schedule",
+            args.lambda_schedule,
+            "--min-crop-area",
+            1.0,
+            "--alignment-batches",
+            2,
+        )
     return out / "model.keras"
 
 
 def evaluate(args: argparse.Namespace, splits: dict, name: str, weights: Path) -> dict:
     out = args.out / name / "evaluation.json"
     if not out.exists():
-        run(BIN / "harmonize", "evaluate", "--weights", weights, "--data", splits["val"],
-            "--conflict", splits["conflict"], "--split", "test", "--out", out)
+        run(
+            BIN / "harmonize",
+            "evaluate",
+            "--weights",
+            weights,
+            "--data",
+            splits["val"],
+            "--conflict",
+            splits["conflict"],
+            "--split",
+            "test",
+            "--out",
+            out,
+        )
     return json.loads(out.read_text())
 
 
@@ -101,9 +167,11 @@ def write_photo_stimuli(args: argparse.Namespace) -> Path:
         from harmonization.clickme import write_clickme
 
         images, labels, _ = bundled_photos()
-        pixels = (images[:args.photos].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        examples = [{"image": p, "heatmap": np.zeros(p.shape[:2], np.float32), "label": int(label)}
-                    for p, label in zip(pixels, labels[:args.photos].tolist())]
+        pixels = (images[: args.photos].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        examples = [
+            {"image": p, "heatmap": np.zeros(p.shape[:2], np.float32), "label": int(label)}
+            for p, label in zip(pixels, labels[: args.photos].tolist())
+        ]
         write_clickme(examples, folder, layout="stimulus", prefix="photos")
     return folder
 
@@ -111,12 +179,31 @@ def write_photo_stimuli(args: argparse.Namespace) -> Path:
 def attack(args: argparse.Namespace, splits: dict, models: dict[str, Path]) -> Path:
     out = args.out / "attacks"
     specs = ",".join(f"{name}={path}" for name, path in models.items())
-    run(BIN / "adv-align", "attack", "--models", specs, "--stimuli", splits["stimuli"], "--out", out,
-        "--attack", "l2_pgd")
+    run(
+        BIN / "adv-align",
+        "attack",
+        "--models",
+        specs,
+        "--stimuli",
+        splits["stimuli"],
+        "--out",
+        out,
+        "--attack",
+        "l2_pgd",
+    )
     if args.photos:  # other stimuli (no human maps): its own folder, kept out of the ClickMe-mini figures
-        run(BIN / "adv-align", "attack", "--models", "efficientnet_lite0_imagenet",
-            "--stimuli", write_photo_stimuli(args) / "*.tfrecords", "--out", args.out / "attacks-photos",
-            "--attack", "l2_pgd")
+        run(
+            BIN / "adv-align",
+            "attack",
+            "--models",
+            "efficientnet_lite0_imagenet",
+            "--stimuli",
+            write_photo_stimuli(args) / "*.tfrecords",
+            "--out",
+            args.out / "attacks-photos",
+            "--attack",
+            "l2_pgd",
+        )
     return out
 
 
@@ -132,8 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     stage(1, "ClickMe-mini")
     splits = make_data(args)
     stage(2, "train the control (lambda 0) and the harmonized model")
-    models = {"control": train(args, splits, "control", 0.0),
-              "harmonized": train(args, splits, "harmonized", args.lam)}
+    models = {"control": train(args, splits, "control", 0.0), "harmonized": train(args, splits, "harmonized", args.lam)}
     stage(3, "evaluate human alignment and accuracy")
     evaluations = {name: evaluate(args, splits, name, path) for name, path in models.items()}
     stage(4, "attack: minimal L2 PGD (paper protocol)")
@@ -163,18 +249,22 @@ def print_table(evaluations: dict, attacks: Path) -> None:
         attack_row = summary.loc[name]
         evaluation = evaluations.get(name, {}).get("evaluation", {})
         conflict = evaluations.get(name, {}).get("conflict", {})
-        rows.append({
-            "model": name,
-            "accuracy": f"{evaluation.get('accuracy', attack_row['accuracy']):.3f}",
-            "human alignment (rho)": cell(evaluation.get("spearman")),
-            "log-prob alignment": cell(evaluation.get("spearman_log_prob")),
-            "human alignment, sweep (rho)": cell({"mean": attack_row.get("human_alignment_mean"),
-                                                  "sem": attack_row.get("human_alignment_sem")}),
-            "conflict accuracy": f"{conflict['accuracy']:.3f}" if conflict else "n/a",
-            "tolerance (L2)": cell({"mean": attack_row["l2_mean"], "sem": attack_row["l2_sem"]}),
-            "adversarial alignment": cell({"mean": attack_row["alignment_mean"],
-                                           "sem": attack_row["alignment_sem"]}),
-        })
+        rows.append(
+            {
+                "model": name,
+                "accuracy": f"{evaluation.get('accuracy', attack_row['accuracy']):.3f}",
+                "human alignment (rho)": cell(evaluation.get("spearman")),
+                "log-prob alignment": cell(evaluation.get("spearman_log_prob")),
+                "human alignment, sweep (rho)": cell(
+                    {"mean": attack_row.get("human_alignment_mean"), "sem": attack_row.get("human_alignment_sem")}
+                ),
+                "conflict accuracy": f"{conflict['accuracy']:.3f}" if conflict else "n/a",
+                "tolerance (L2)": cell({"mean": attack_row["l2_mean"], "sem": attack_row["l2_sem"]}),
+                "adversarial alignment": cell(
+                    {"mean": attack_row["alignment_mean"], "sem": attack_row["alignment_sem"]}
+                ),
+            }
+        )
     table = pd.DataFrame(rows)
     print("\n" + table.to_string(index=False))
     table.to_csv(attacks.parent / "demo-table.csv", index=False)

@@ -4,6 +4,7 @@ One module for both sides. It imports torch (the attack-side builders subclass `
 TensorFlow only inside the functions that need it; ``harmonization`` comes first, so either may
 load in any order (docs/traps.md, "Import order"). Fixtures that use these builders are in conftest.py.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,6 +34,7 @@ torch.set_num_threads(1)
 
 # --- TensorFlow side: ClickMe-style arrays and shards, subprocesses --------------------------------
 
+
 def clickme_arrays(n: int = 16, size: int = 32, num_classes: int = 4, seed: int = 0) -> dict:
     """Images with one bright square on a dark noisy background; the square is the human map."""
     rng = np.random.default_rng(seed)
@@ -41,11 +43,14 @@ def clickme_arrays(n: int = 16, size: int = 32, num_classes: int = 4, seed: int 
     side = max(size // 4, 2)
     for i in range(n):
         top, left = rng.integers(0, size - side, 2)
-        images[i, top:top + side, left:left + side] = rng.uniform(180, 255, 3)
-        heatmaps[i, top:top + side, left:left + side] = 1.0
-    return {"image": images, "heatmap": heatmaps,
-            "label": rng.integers(0, num_classes, n).astype(np.int64),
-            "token": np.ones(n, np.float32)}
+        images[i, top : top + side, left : left + side] = rng.uniform(180, 255, 3)
+        heatmaps[i, top : top + side, left : left + side] = 1.0
+    return {
+        "image": images,
+        "heatmap": heatmaps,
+        "label": rng.integers(0, num_classes, n).astype(np.int64),
+        "token": np.ones(n, np.float32),
+    }
 
 
 def as_dataset(arrays: dict, batch_size: int = 8):
@@ -55,23 +60,30 @@ def as_dataset(arrays: dict, batch_size: int = 8):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
 
 
-def run_python(code: str, env: dict | None = None, timeout: int = 300,
-               args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, env: dict | None = None, timeout: int = 300, args: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter (same virtualenv), with ``env`` added to os.environ."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
-def write_random_label_shards(folder, n: int = 64, size: int = 32, num_classes: int = 4,
-                              seed: int = 0) -> str:
+def write_random_label_shards(folder, n: int = 64, size: int = 32, num_classes: int = 4, seed: int = 0) -> str:
     """ClickMe shards of ``clickme_arrays`` (labels independent of the images: nothing to learn);
     returns their glob."""
     from harmonization.data import write_clickme
 
     arrays = clickme_arrays(n, size, num_classes, seed)
-    examples = [{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0],
-                 "label": int(arrays["label"][i])} for i in range(n)]
+    examples = [
+        {"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0], "label": int(arrays["label"][i])}
+        for i in range(n)
+    ]
     write_clickme(examples, folder, num_classes=num_classes, prefix="random")
     return os.path.join(os.fspath(folder), "random-*")
 
@@ -83,7 +95,7 @@ def object_features(masks) -> np.ndarray:
     features = []
     for mask in masks:
         rows, cols = np.nonzero(mask)
-        crop = mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1].astype(float)
+        crop = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(float)
         features.append(resize(crop, (8, 8), anti_aliasing=True).ravel())
     return np.array(features)
 
@@ -110,9 +122,14 @@ def synthetic_images(n: int, seed: int, size: int = IMAGE_SIZE) -> tuple[torch.T
 def tiny_network(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * (IMAGE_SIZE // 4) ** 2, NUM_CLASSES),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * (IMAGE_SIZE // 4) ** 2, NUM_CLASSES),
     )
 
 
@@ -176,8 +193,16 @@ def make_checkpoint(directory: Path, name: str = SWEEP_MODEL, seed: int = 0) -> 
     return str(path)
 
 
-def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, name: str = SWEEP_MODEL,
-                 shards: int = 2, seed: int = 0, relabelled: int = 0) -> str:
+def make_stimuli(
+    directory: Path,
+    checkpoint: str,
+    n: int = 8,
+    size: int = 32,
+    name: str = SWEEP_MODEL,
+    shards: int = 2,
+    seed: int = 0,
+    relabelled: int = 0,
+) -> str:
     """Stimulus-layout shards of bright squares on noise (human map: the square), drawn from ``seed``
     and labelled with the checkpoint's own predictions (so every image is attacked), except the last
     ``relabelled`` images, labelled with the next class (so the stimuli hold more than one class and
@@ -187,33 +212,62 @@ def make_stimuli(directory: Path, checkpoint: str, n: int = 8, size: int = 32, n
     heatmaps = np.zeros((n, size, size, 1), np.float32)
     for i in range(n):
         row, col = rng.integers(2, size - 12, 2)
-        images[i, row:row + 10, col:col + 10] += 150
-        heatmaps[i, row:row + 10, col:col + 10] = 1.0
+        images[i, row : row + 10, col : col + 10] += 150
+        heatmaps[i, row : row + 10, col : col + 10] = 1.0
     model = load_model(name, checkpoint=checkpoint, num_classes=4)
     with torch.no_grad():
         pixels = torch.from_numpy(images / 255).permute(0, 3, 1, 2)
         labels = model(model.resize_images(pixels)).argmax(1).tolist()
-    labels[n - relabelled:] = [(label + 1) % 4 for label in labels[n - relabelled:]] if relabelled else []
+    labels[n - relabelled :] = [(label + 1) % 4 for label in labels[n - relabelled :]] if relabelled else []
     per_shard = -(-n // shards)
     for shard in range(shards):
         part = range(shard * per_shard, min(n, (shard + 1) * per_shard))
-        write_records(directory / f"stim-{shard:05d}-of-{shards:05d}.tfrecords", [
-            encode_example({"image": images[i].tobytes(), "heatmap": heatmaps[i].tobytes(),
-                                     "label": labels[i]}) for i in part])
+        write_records(
+            directory / f"stim-{shard:05d}-of-{shards:05d}.tfrecords",
+            [
+                encode_example({"image": images[i].tobytes(), "heatmap": heatmaps[i].tobytes(), "label": labels[i]})
+                for i in part
+            ],
+        )
     return str(directory / "stim-*-of-*.tfrecords")
 
 
 def cli_args(models: str, stimuli: str, out: Path, *extra: str) -> list[str]:
     """``adv-align attack`` arguments with the FAST_SWEEP settings."""
-    return ["attack", "--models", models, "--stimuli", stimuli, "--out", str(out), "--batch-size", "4",
-            "--hi", "4", "--tol", "0.05", "--weights", "random", "--num-classes", "4", "--threads", "1",
-            "--no-progress", *extra]
+    return [
+        "attack",
+        "--models",
+        models,
+        "--stimuli",
+        stimuli,
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--hi",
+        "4",
+        "--tol",
+        "0.05",
+        "--weights",
+        "random",
+        "--num-classes",
+        "4",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 # --- reference-written files in the published formats ---------------------------------------------
 
-PUBLISHED_FIXTURES = {"vit_b16": "vit_b16", "vgg16": "vgg16", "resnet50v2": "resnet50v2",
-                      "resnet50": "resnet50v2", "efficientnetb0": "efficientnetb0"}
+PUBLISHED_FIXTURES = {
+    "vit_b16": "vit_b16",
+    "vgg16": "vgg16",
+    "resnet50v2": "resnet50v2",
+    "resnet50": "resnet50v2",
+    "efficientnetb0": "efficientnetb0",
+}
 """Fixture file -> the published name it loads as (resnet50: a ResNet v1 in the resnet50v2 slot)."""
 KECAM_FIXTURES = ("convnext_tiny", "levit128", "maxvit_tiny")
 
@@ -221,12 +275,23 @@ KECAM_FIXTURES = ("convnext_tiny", "levit128", "maxvit_tiny")
 def _reference_run(script: str, out: Path, names, extra_path: Path) -> subprocess.CompletedProcess:
     """Run a tests/reference script with the legacy stack (tf-keras, ``TF_USE_LEGACY_KERAS=1``)."""
     if not REFERENCE_ENV.is_dir():
-        raise RuntimeError(f"{REFERENCE_ENV} is missing: `make venv` installs it "
-                           "(pip install --no-deps --target .reference-env -r tests/reference/requirements.txt)")
-    env = {**os.environ, "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{extra_path}", "TF_USE_LEGACY_KERAS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, str(REFERENCE_SCRIPTS / script), str(out), *names],
-                            capture_output=True, text=True, timeout=900, env=env)
+        raise RuntimeError(
+            f"{REFERENCE_ENV} is missing: `make venv` installs it "
+            "(pip install --no-deps --target .reference-env -r tests/reference/requirements.txt)"
+        )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{extra_path}",
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    result = subprocess.run(
+        [sys.executable, str(REFERENCE_SCRIPTS / script), str(out), *names],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 

@@ -7,6 +7,7 @@ Under pytest-xdist (``make test`` runs ``-n logical --dist loadgroup``) each wor
 process, and it and the interpreters it starts take their share of the cores, not all of them;
 ``parallel.py`` keeps the tests that share an expensive fixture on one worker.
 """
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,8 +20,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # before TensorFlow, JAX or torch loa
     for _name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ.setdefault(_name, _THREADS)
     if "XLA_FLAGS" not in os.environ:  # a test that sets its own XLA_FLAGS (device count) keeps them
-        os.environ["XLA_FLAGS"] = (f"--xla_cpu_multi_thread_eigen={_THREADS != '1'} "
-                                   f"intra_op_parallelism_threads={_THREADS}").lower()
+        os.environ["XLA_FLAGS"] = (
+            f"--xla_cpu_multi_thread_eigen={_THREADS != '1'} intra_op_parallelism_threads={_THREADS}"
+        ).lower()
 
 import harmonization  # noqa: E402,F401  (before TensorFlow)
 import pytest  # noqa: E402

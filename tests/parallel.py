@@ -4,6 +4,7 @@ pytest-xdist 3.8 keeps an ``xdist_group`` on one worker by renaming its tests (`
 pytest 9.2 ignores (docs/traps.md, "Test groups"). Here each worker writes its groups to a file
 that the controller's scheduler reads. conftest.py imports the hooks, so pytest finds them there.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,17 +30,26 @@ def groups(items) -> dict:
     shared = {}
     for item in items:
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
-        names = [(item.module.__name__, name) for name, defs in definitions.items()
-                 if defs and defs[-1].scope in ("module", "class")]
-        names += [("session", name) for name, defs in definitions.items()
-                  if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == "conftest"]
+        names = [
+            (item.module.__name__, name)
+            for name, defs in definitions.items()
+            if defs and defs[-1].scope in ("module", "class")
+        ]
+        names += [
+            ("session", name)
+            for name, defs in definitions.items()
+            if defs and defs[-1].scope == "session" and defs[-1].func.__module__ == "conftest"
+        ]
         for name in names[1:]:
             parent[root(name)] = root(names[0])
         shared[item.nodeid] = names
         if item.get_closest_marker("xdist_group"):
             shared[item.nodeid] = str(item.get_closest_marker("xdist_group").args[0])
-    return {nodeid: names if isinstance(names, str) else "::".join(root(names[0]))
-            for nodeid, names in shared.items() if names}
+    return {
+        nodeid: names if isinstance(names, str) else "::".join(root(names[0]))
+        for nodeid, names in shared.items()
+        if names
+    }
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,4 +1,5 @@
 """``adv-align``: zoo listing, exit codes, one-line errors, attack then report."""
+
 import dataclasses
 import json
 import os
@@ -48,10 +49,26 @@ def test_bad_arguments_exit_2_with_one_line(capsys, tmp_path):
         main(["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "--batch-size" in capsys.readouterr().err
-    _one_line_error(capsys, ["attack", "--models", "m", "--stimuli", str(tmp_path / "none*.tfrecords"),
-                             "--out", str(tmp_path / "out"), "--weights", "random"], "no stimulus file matches")
-    _one_line_error(capsys, ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--lo", "5",
-                             "--hi", "1"], "--lo < --hi")
+    _one_line_error(
+        capsys,
+        [
+            "attack",
+            "--models",
+            "m",
+            "--stimuli",
+            str(tmp_path / "none*.tfrecords"),
+            "--out",
+            str(tmp_path / "out"),
+            "--weights",
+            "random",
+        ],
+        "no stimulus file matches",
+    )
+    _one_line_error(
+        capsys,
+        ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--lo", "5", "--hi", "1"],
+        "--lo < --hi",
+    )
     _one_line_error(capsys, ["report", str(tmp_path / "no-sweep"), "--out", str(tmp_path / "r")], "does not exist")
     base = ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path)]
     _one_line_error(capsys, [*base, "--attack-options", "[1]"], "--attack-options: expected a JSON object")
@@ -74,8 +91,17 @@ def test_attack_option_flags_reach_the_attack_and_its_fingerprint(tmp_path, monk
     checkpoint = make_checkpoint(tmp_path)
     stimuli = make_stimuli(tmp_path, checkpoint, n=4, shards=1)
     out = tmp_path / "out"
-    argv = cli_args(f"ok={MODEL}@{checkpoint}", stimuli, out, "--attack", "ddn", "--ddn-steps", "7",
-                    "--attack-options", '{"gamma": 0.1, "steps": 50}')
+    argv = cli_args(
+        f"ok={MODEL}@{checkpoint}",
+        stimuli,
+        out,
+        "--attack",
+        "ddn",
+        "--ddn-steps",
+        "7",
+        "--attack-options",
+        '{"gamma": 0.1, "steps": 50}',
+    )
     assert main(argv) == 0
     config = json.loads((out / "ok" / "ddn" / "config.json").read_text())
     assert config["attack_options"] == {**ATTACK_REGISTRY["ddn"].defaults, "steps": 7, "gamma": 0.1, "bounds": [0, 1]}
@@ -99,8 +125,10 @@ def test_attack_exit_code_and_report(capsys, tmp_path):
     assert "bad [l2_pgd]: failed: ValueError: unknown timm model 'no_such_net'" in captured.err
     accuracy = tmp_path / "accuracy.csv"
     accuracy.write_text("model,top1\nok,55.5\n")
-    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--accuracy", str(accuracy),
-                 "--arch", "ok=vit"]) == 0
+    assert (
+        main(["report", str(out), "--out", str(tmp_path / "report"), "--accuracy", str(accuracy), "--arch", "ok=vit"])
+        == 0
+    )
     report = Path(capsys.readouterr().out.strip())
     text = report.read_text()
     assert "| ok | ViT | 55.50 | csv | 4 |" in text and "## Failed models" in text
@@ -112,7 +140,12 @@ def test_attack_exit_code_and_report(capsys, tmp_path):
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "adv-align"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "attacks_torch.cli"]
-    result = subprocess.run([*command, "zoo", "--count", "--family", "vgg"], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [*command, "zoo", "--count", "--family", "vgg"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "VGG\tCNN\t8"

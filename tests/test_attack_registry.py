@@ -1,4 +1,5 @@
 """The attack registry: one entry per attack, its defaults are its function's, and options are checked."""
+
 import json
 
 import pytest
@@ -13,16 +14,26 @@ from attacks_torch.search import ATTACKS, SEARCH_ATTACKS, find_minimal
 def test_every_attack_has_one_entry_with_its_function_and_norm():
     assert ATTACKS == ("l2_pgd", "linf_pgd", "cw_l2", "ddn") == tuple(ATTACK_REGISTRY)
     assert SEARCH_ATTACKS == ("l2_pgd", "linf_pgd")
-    expected = {"l2_pgd": ("search", "l2", pgd), "linf_pgd": ("search", "linf", pgd),
-                "cw_l2": ("min_norm", "l2", carlini_wagner_l2), "ddn": ("min_norm", "l2", ddn)}
+    expected = {
+        "l2_pgd": ("search", "l2", pgd),
+        "linf_pgd": ("search", "linf", pgd),
+        "cw_l2": ("min_norm", "l2", carlini_wagner_l2),
+        "ddn": ("min_norm", "l2", ddn),
+    }
     for name, entry in ATTACK_REGISTRY.items():
         assert entry.name == name and (entry.kind, entry.norm, entry.function) == expected[name]
 
 
 def test_defaults_are_the_functions_own_and_the_paper_protocol():
     pgd_defaults = resolve_attack_options("l2_pgd", None)
-    assert pgd_defaults == {"steps": 3, "step_size": 0.5, "projection": "sphere", "random_start": False,
-                            "bounds": (0.0, 1.0), "rel_step_size": None}
+    assert pgd_defaults == {
+        "steps": 3,
+        "step_size": 0.5,
+        "projection": "sphere",
+        "random_start": False,
+        "bounds": (0.0, 1.0),
+        "rel_step_size": None,
+    }
     assert resolve_attack_options("cw_l2", {})["initial_const"] == 0.1
     ddn_defaults = resolve_attack_options("ddn", None)
     assert (ddn_defaults["steps"], ddn_defaults["gamma"]) == (100, 0.05)
@@ -80,8 +91,9 @@ def test_find_minimal_runs_the_attack_with_the_resolved_options(cnn):  # noqa: F
     # DDN: steps backward and steps + 1 forward passes per attacked image, between the clean pass and the check
     assert (few.backward_passes[attacked] == 5).all() and (many.backward_passes[attacked] == 15).all()
     assert (few.forward_passes[attacked] == 1 + 6 + 1).all()
-    pgd_steps = find_minimal(cnn, images, labels, "l2_pgd", hi=0.002, lo=0.001, ladder_start=0.002,
-                             attack_options={"steps": 5})
+    pgd_steps = find_minimal(
+        cnn, images, labels, "l2_pgd", hi=0.002, lo=0.001, ladder_start=0.002, attack_options={"steps": 5}
+    )
     # one eps tried (hi): the shared first gradient, then 4 more steps and a check
     assert (pgd_steps.backward_passes[pgd_steps.attacked] == 5).all()
     with pytest.raises(ValueError, match="unknown option 'gamma' for l2_pgd"):

@@ -2,6 +2,7 @@
 
 Each backend runs in its own interpreter (the backend is fixed when keras is first imported).
 """
+
 import json
 import os
 
@@ -111,8 +112,7 @@ def test_validation_loss_uses_the_lambda_of_the_current_step(runs, backend):
     # after 1 and then 3 steps of a 4-step ramp to 4.0: lambda 1.0, then 3.0 (on JAX the compiled
     # test step must read the step when it runs, not when it was traced)
     for logs, weight in zip(runs[backend]["ramped"], (1.0, 3.0)):
-        np.testing.assert_allclose(logs["loss"], logs["ce"] + weight * logs["harmonization"],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(logs["loss"], logs["ce"] + weight * logs["harmonization"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
@@ -125,15 +125,16 @@ def test_evaluate_clickme_agrees_with_tensorflow_and_reads_the_current_weights(r
         assert got["per_image"]["correct"] == expected["per_image"]["correct"]
         for name in ("spearman", "spearman_log_prob"):
             # ranks of 256 pixels: a float32 near-tie that orders differently moves it by ~2e-4
-            np.testing.assert_allclose(got["per_image"][name], expected["per_image"][name],
-                                       atol=2e-3, err_msg=name)
+            np.testing.assert_allclose(got["per_image"][name], expected["per_image"][name], atol=2e-3, err_msg=name)
 
 
 def relative_differences(one: dict, other: dict) -> dict:
     """{path: max |difference| / max |entry of one|} (an entry near 0 has no scale of its own)."""
     assert set(one) == set(other)
-    return {path: np.max(np.abs(np.array(other[path]) - np.array(one[path])))
-            / np.max(np.abs(np.array(one[path]))) for path in one}
+    return {
+        path: np.max(np.abs(np.array(other[path]) - np.array(one[path]))) / np.max(np.abs(np.array(one[path])))
+        for path in one
+    }
 
 
 def worst(differences: dict) -> float:
@@ -174,8 +175,7 @@ def test_through_batch_norm_jax_and_torch_agree_and_tensorflow_drops_a_term(runs
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fit_lowers_the_harmonization_term_with_the_same_logs(runs, backend):
     history = runs[backend]["history"]
-    assert set(history) == set(runs["tensorflow"]["history"]) == {
-        "loss", "ce", "harmonization", "lambda", "accuracy"}
+    assert set(history) == set(runs["tensorflow"]["history"]) == {"loss", "ce", "harmonization", "lambda", "accuracy"}
     assert history["lambda"] == [10.0] * 6
     before, after = runs[backend]["before"], runs[backend]["after"]
     assert set(before) == {"loss", "ce", "harmonization", "accuracy"}
@@ -183,19 +183,18 @@ def test_fit_lowers_the_harmonization_term_with_the_same_logs(runs, backend):
     assert after["harmonization"] < 0.9 * before["harmonization"], (before, after)
 
 
-TRAIN_ARGS = ["train", "--model", "small_cnn", "--train", "none-*", "--val", "none-*",
-              "--epochs", "1"]
+TRAIN_ARGS = ["train", "--model", "small_cnn", "--train", "none-*", "--val", "none-*", "--epochs", "1"]
 
 
-def test_harmonize_train_refuses_a_backend_whose_package_is_missing_in_one_line(
-        tmp_path, capsys, monkeypatch):
+def test_harmonize_train_refuses_a_backend_whose_package_is_missing_in_one_line(tmp_path, capsys, monkeypatch):
     from harmonization.cli import main
     from harmonization.cli import train as train_cli
 
     assert train_cli.RUN_BACKENDS == BACKENDS
     real_find_spec = train_cli.importlib.util.find_spec
-    monkeypatch.setattr(train_cli.importlib.util, "find_spec",
-                        lambda name: None if name == "jax" else real_find_spec(name))
+    monkeypatch.setattr(
+        train_cli.importlib.util, "find_spec", lambda name: None if name == "jax" else real_find_spec(name)
+    )
     with pytest.raises(SystemExit) as stopped:
         main([*TRAIN_ARGS, "--out", str(tmp_path / "jax"), "--backend", "jax"])
     assert stopped.value.code == 2
@@ -216,14 +215,50 @@ MINI_TRAIN, MINI_VAL = 320, 128
 def mini_train_argv(mini: str, out, backend: str) -> list[str]:
     """The whole run, 3 epochs of the small CNN at 32 px on a small ClickMe-mini, from the
     initial weights in ``mini``/initial.weights.h5."""
-    return ["train", "--backend", backend, "--model", "small_cnn_plain",
-            "--train", f"{mini}/train-*", "--val", f"{mini}/val-*", "--val-split", "test",
-            "--weights", f"{mini}/initial.weights.h5", "--epochs", "3", "--out", str(out),
-            "--image-size", "32", "--num-classes", "4", "--batch-size", "16", "--optimizer",
-            "adam", "--lr", "1e-3",
-            "--lambda", "2", "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0",
-            "--warmup-epochs", "0", "--min-crop-area", "1", "--no-collapse-guard", "--seed", "0",
-            "--verbose", "0"]
+    return [
+        "train",
+        "--backend",
+        backend,
+        "--model",
+        "small_cnn_plain",
+        "--train",
+        f"{mini}/train-*",
+        "--val",
+        f"{mini}/val-*",
+        "--val-split",
+        "test",
+        "--weights",
+        f"{mini}/initial.weights.h5",
+        "--epochs",
+        "3",
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--lambda",
+        "2",
+        "--lambda-schedule",
+        "linear",
+        "--lambda-ramp-epochs",
+        "0",
+        "--warmup-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--no-collapse-guard",
+        "--seed",
+        "0",
+        "--verbose",
+        "0",
+    ]
 
 
 def initial_harmonization(mini: str) -> float:
@@ -239,8 +274,7 @@ def initial_harmonization(mini: str) -> float:
     model.save_weights(f"{mini}/initial.weights.h5")
     harmonizer = Harmonizer(model, lambda_harmonization=2.0, lambda_schedule="linear")
     harmonizer.compile(optimizer="adam")
-    val = load_clickme(f"{mini}/val-*", "test", deterministic=True, batch_size=16,
-                       image_size=32, num_classes=4)
+    val = load_clickme(f"{mini}/val-*", "test", deterministic=True, batch_size=16, image_size=32, num_classes=4)
     return harmonizer.evaluate(val, verbose=0, return_dict=True)["harmonization"]
 
 
@@ -255,8 +289,7 @@ def cli_runs(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("cli_backends")
     mini = str(root / "mini")
-    clickme_mini(mini, seed=0, train_size=MINI_TRAIN, val_size=MINI_VAL, conflict_size=8,
-                 stimuli_per_class=2)
+    clickme_mini(mini, seed=0, train_size=MINI_TRAIN, val_size=MINI_VAL, conflict_size=8, stimuli_per_class=2)
     runs = {"initial": initial_harmonization(mini)}
     for backend in BACKENDS:
         out = root / backend
@@ -273,8 +306,7 @@ def test_harmonize_train_runs_whole_on_jax_and_torch_and_matches_tensorflow(cli_
     out, summary, history = cli_runs[backend]
     assert summary["settings"]["backend"] == backend
     assert json.loads((out / "run.json").read_text())["settings"]["backend"] == backend
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.keras", "run.json",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.keras", "run.json", "summary.json"]
     reference = cli_runs["tensorflow"]
     assert reference[1]["settings"]["backend"] == "tensorflow"
     assert set(history[0]) == set(reference[2][0])  # the same logs, the alignment callback's too
@@ -298,16 +330,17 @@ def test_harmonize_train_on_jax_splits_batches_over_every_device(cli_runs, tmp_p
     argv = mini_train_argv(mini, tmp_path / "two", "jax")
     argv[argv.index("--epochs") + 1] = "1"
     argv[argv.index("--batch-size") + 1] = "24"  # 128 validation images: a last batch of 8
-    result = run_python(HARMONIZE, args=tuple(argv),
-                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    result = run_python(HARMONIZE, args=tuple(argv), env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["devices"] == 2 and cli_runs["jax"][1]["devices"] == 1
     assert summary["validation"]["count"] == MINI_VAL  # the final evaluation reads every image
     argv[argv.index("--batch-size") + 1] = "15"
-    refused = run_python(HARMONIZE, args=tuple(argv[:argv.index("--out") + 1] + [str(tmp_path / "odd")]
-                                                + argv[argv.index("--out") + 2:]),
-                         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    refused = run_python(
+        HARMONIZE,
+        args=tuple(argv[: argv.index("--out") + 1] + [str(tmp_path / "odd")] + argv[argv.index("--out") + 2 :]),
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
     assert refused.returncode == 2 and "--batch-size 15 does not split over the 2 jax devices" in refused.stderr
 
 
@@ -319,17 +352,53 @@ def test_the_collapse_guard_stops_and_the_backup_resumes_on_jax_and_torch(tmp_pa
 
     shards = write_random_label_shards(tmp_path / "data", n=64)
     out = tmp_path / "run"
-    argv = ["train", "--backend", backend, "--model", "small_cnn", "--train", shards, "--val", shards,
-            "--out", str(out), "--epochs", "3", "--image-size", "32", "--num-classes", "4",
-            "--batch-size", "32", "--lambda", "0.5", "--lambda-schedule", "linear", "--optimizer",
-            "adam", "--lr", "1e-3", "--warmup-epochs", "0", "--lambda-ramp-epochs", "0",
-            "--min-crop-area", "1", "--val-split", "test", "--alignment-batches", "1", "--verbose", "0",
-            "--collapse-patience", "2"]
+    argv = [
+        "train",
+        "--backend",
+        backend,
+        "--model",
+        "small_cnn",
+        "--train",
+        shards,
+        "--val",
+        shards,
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "32",
+        "--lambda",
+        "0.5",
+        "--lambda-schedule",
+        "linear",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "0",
+        "--lambda-ramp-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--val-split",
+        "test",
+        "--alignment-batches",
+        "1",
+        "--verbose",
+        "0",
+        "--collapse-patience",
+        "2",
+    ]
     stopped = run_python(HARMONIZE, args=tuple(argv))
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "training stopped after epoch 2" in stopped.stderr.strip().splitlines()[-1]
-    assert sorted(p.name for p in (out / "backup").iterdir()) == ["epoch-0001.weights.h5",
-                                                                  "epoch-0002.weights.h5"]
+    assert sorted(p.name for p in (out / "backup").iterdir()) == ["epoch-0001.weights.h5", "epoch-0002.weights.h5"]
     resumed = run_python(HARMONIZE, args=(*argv, "--no-collapse-guard"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -339,10 +408,14 @@ def test_the_collapse_guard_stops_and_the_backup_resumes_on_jax_and_torch(tmp_pa
 
 
 def test_several_workers_off_tensorflow_are_refused_in_one_line(tmp_path):
-    two_workers = json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
-                              "task": {"type": "worker", "index": 0}})
-    result = run_python(HARMONIZE, args=(*TRAIN_ARGS, "--out", str(tmp_path / "run"), "--backend", "torch"),
-                        env={"TF_CONFIG": two_workers})
+    two_workers = json.dumps(
+        {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 0}}
+    )
+    result = run_python(
+        HARMONIZE,
+        args=(*TRAIN_ARGS, "--out", str(tmp_path / "run"), "--backend", "torch"),
+        env={"TF_CONFIG": two_workers},
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     error = result.stderr.strip().splitlines()
     assert "TF_CONFIG names 2 workers: multi-worker training runs on --backend tensorflow only" in error[-1]
@@ -362,13 +435,16 @@ def test_a_run_resumed_on_another_backend_is_refused_in_one_line(cli_runs, capsy
 
 
 def test_harmonize_train_sets_the_backend_before_keras_is_imported():
-    result = run_python("""
+    result = run_python(
+        """
         import os, sys
         from harmonization.cli.train import select_backend
         select_backend("tensorflow")
         assert "keras" not in sys.modules
         print(os.environ["KERAS_BACKEND"])
-    """, env={"KERAS_BACKEND": "torch"})
+    """,
+        env={"KERAS_BACKEND": "torch"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "tensorflow"
 
@@ -400,8 +476,11 @@ DATA_PARALLEL = """
 
 
 def test_jax_data_parallel_over_two_devices_equals_one_device():
-    result = run_python(DATA_PARALLEL, args=(TESTS,), env={
-        "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+    result = run_python(
+        DATA_PARALLEL,
+        args=(TESTS,),
+        env={"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(result.stdout.strip().splitlines()[-1])
     assert runs["devices"] == 2

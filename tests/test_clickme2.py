@@ -5,6 +5,7 @@ Every expected map here is computed in the test, from the published processing (
 in-image clicks, mean over participants, a normalised disc blur applied twice with zero padding,
 short-side resize and centre crop) with scipy.ndimage, independently of harmonization.clickme2.
 """
+
 import csv
 import datetime
 import glob
@@ -28,10 +29,33 @@ from harmonization.clickme2.hdf5 import iter_clickmaps
 from harmonization.clickme2.maps import build_maps
 from harmonization.metrics import HUMAN_CEILING
 
-SETTINGS = Settings(blur_size=7, min_clicks=4, max_clicks=12, min_subjects=6, image_shape=(40, 48),
-                    center_crop=(32, 32), null_iterations=5)
-SETTINGS_FLAGS = ["--blur-size", "7", "--min-clicks", "4", "--max-clicks", "12", "--min-subjects", "6",
-                  "--image-shape", "40", "48", "--center-crop", "32", "32", "--null-iterations", "5"]
+SETTINGS = Settings(
+    blur_size=7,
+    min_clicks=4,
+    max_clicks=12,
+    min_subjects=6,
+    image_shape=(40, 48),
+    center_crop=(32, 32),
+    null_iterations=5,
+)
+SETTINGS_FLAGS = [
+    "--blur-size",
+    "7",
+    "--min-clicks",
+    "4",
+    "--max-clicks",
+    "12",
+    "--min-subjects",
+    "6",
+    "--image-shape",
+    "40",
+    "48",
+    "--center-crop",
+    "32",
+    "32",
+    "--null-iterations",
+    "5",
+]
 IMAGES = ("cls_a/img0.png", "cls_a/img1.png", "cls_b/img2.png", "cls_b/img3.png", "cls_b/few.png")
 
 
@@ -71,7 +95,7 @@ def expected_lists(rows, settings):
         seen.add((user, path))
         if len(clicks) < 2 or len(clicks) <= settings.min_clicks:
             continue
-        groups.setdefault("/".join(path.split("/")[-2:]), []).append(clicks[:settings.max_clicks])
+        groups.setdefault("/".join(path.split("/")[-2:]), []).append(clicks[: settings.max_clicks])
     return {key: lists for key, lists in groups.items() if len(lists) >= settings.min_subjects}
 
 
@@ -102,15 +126,19 @@ def uncropped_map(click_lists, settings):
 def crop(array, settings):
     top = (array.shape[-2] - settings.center_crop[0]) // 2
     left = (array.shape[-1] - settings.center_crop[1]) // 2
-    return array[..., top:top + settings.center_crop[0], left:left + settings.center_crop[1]]
+    return array[..., top : top + settings.center_crop[0], left : left + settings.center_crop[1]]
 
 
 def own_ceiling(click_lists, settings, image_id):
     """The split-half ceiling on the library's random halves, computed here with scipy."""
     rng = image_rng(settings, image_id)
     mask = disc(settings.blur_size)
-    blurred = np.array([ndimage.convolve(ndimage.convolve(m, mask, mode="constant"), mask, mode="constant")
-                        for m in counts(click_lists, settings.image_shape, settings.min_clicks)])
+    blurred = np.array(
+        [
+            ndimage.convolve(ndimage.convolve(m, mask, mode="constant"), mask, mode="constant")
+            for m in counts(click_lists, settings.image_shape, settings.min_clicks)
+        ]
+    )
     scores = []
     for _ in range(settings.null_iterations):
         test, reference = split_halves(len(blurred), rng)
@@ -146,12 +174,15 @@ def object_array(values):
 
 def write_npz(path, rows, catch=None, mobile=None):
     n = len(rows)
-    np.savez(path, file_pointer=np.array([r[0] for r in rows]),
-             clickmap_x=object_array([np.array([c[0] for c in r[2]]) for r in rows]),
-             clickmap_y=object_array([np.array([c[1] for c in r[2]]) for r in rows]),
-             user_id=np.array([r[1] for r in rows]),
-             user_catch_trial=np.ones(n) if catch is None else np.asarray(catch, float),
-             is_mobile=object_array([[] if i % 3 else [False] for i in range(n)] if mobile is None else mobile))
+    np.savez(
+        path,
+        file_pointer=np.array([r[0] for r in rows]),
+        clickmap_x=object_array([np.array([c[0] for c in r[2]]) for r in rows]),
+        clickmap_y=object_array([np.array([c[1] for c in r[2]]) for r in rows]),
+        user_id=np.array([r[1] for r in rows]),
+        user_catch_trial=np.ones(n) if catch is None else np.asarray(catch, float),
+        is_mobile=object_array([[] if i % 3 else [False] for i in range(n)] if mobile is None else mobile),
+    )
     return path
 
 
@@ -186,8 +217,7 @@ def test_csv_maps_equal_the_independent_computation_with_the_lab_filters(tmp_pat
         assert label == (0 if image_id.startswith("cls_a") else 1) and shape == (32, 32, 3)
     records = [r for records in table["shards"].values() for r in records]
     for record in records:
-        assert record["ceiling"] == pytest.approx(own_ceiling(expected[record["id"]], SETTINGS, record["id"]),
-                                                  abs=1e-9)
+        assert record["ceiling"] == pytest.approx(own_ceiling(expected[record["id"]], SETTINGS, record["id"]), abs=1e-9)
     assert table["mean_ceiling"] == pytest.approx(np.mean([r["ceiling"] for r in records]))
 
 
@@ -197,8 +227,7 @@ def test_npz_maps_drop_failed_catch_trials_and_mobile_participants(tmp_path):
     catch[::7] = 0.9  # below the 0.95 threshold
     mobile = [[True] if i % 5 == 1 else ([] if i % 2 else [False]) for i in range(len(rows))]
     kept = [row for i, row in enumerate(rows) if catch[i] >= 0.95 and i % 5 != 1]
-    settings = Settings(**{**SETTINGS.as_dict(), "min_subjects": 4, "image_shape": (40, 48),
-                           "center_crop": (32, 32)})
+    settings = Settings(**{**SETTINGS.as_dict(), "min_subjects": 4, "image_shape": (40, 48), "center_crop": (32, 32)})
     path = write_npz(tmp_path / "clicks.npz", rows, catch, object_array(mobile))
     convert(str(path), str(write_images(tmp_path / "images")), str(tmp_path / "out"), settings)
     found, _ = shard_maps(tmp_path / "out")
@@ -248,8 +277,15 @@ def test_split_halves_are_disjoint_halves_topped_up_from_themselves():
 
 def test_split_half_ceiling_matches_the_own_estimate_and_rises_as_noise_falls():
     rng = np.random.default_rng(5)
-    settings = Settings(**{**SETTINGS.as_dict(), "image_shape": (40, 48), "center_crop": (32, 32),
-                           "null_iterations": 8, "max_clicks": 40})
+    settings = Settings(
+        **{
+            **SETTINGS.as_dict(),
+            "image_shape": (40, 48),
+            "center_crop": (32, 32),
+            "null_iterations": 8,
+            "max_clicks": 40,
+        }
+    )
     ceilings = {}
     for noise in (0.9, 0.5, 0.1):
         lists = [participant(rng, (20, 24), noise, 30) for _ in range(16)]
@@ -261,8 +297,10 @@ def test_split_half_ceiling_matches_the_own_estimate_and_rises_as_noise_falls():
 
 
 def test_denominators_constant_mean_and_per_image(tmp_path):
-    table = {"format": "clickme2-ceilings", "shards": {"a.tfrecords": [{"ceiling": 0.5}, {"ceiling": None}],
-                                                         "b.tfrecords": [{"ceiling": 0.8}]}}
+    table = {
+        "format": "clickme2-ceilings",
+        "shards": {"a.tfrecords": [{"ceiling": 0.5}, {"ceiling": None}], "b.tfrecords": [{"ceiling": 0.8}]},
+    }
     path = tmp_path / "ceilings.json"
     path.write_text(json.dumps(table))
     spearman = np.array([0.25, 0.3, 0.4])
@@ -309,7 +347,8 @@ def test_bad_files_give_one_line_naming_file_and_row(tmp_path, capsys):
     lines = bad.read_text().splitlines()
     bad.write_text("\n".join(lines[:3] + ['/d/cls_a/img0.png,"[(1, 2), (x, 4)]",7'] + lines[3:]) + "\n")
     assert one_line(capsys, ["clickme2", str(bad), *argv]).endswith(
-        f"{bad} line 4: malformed clicks '[(1, 2), (x, 4)]' (expected '[(x, y), ...]' with integer pixel coordinates)")
+        f"{bad} line 4: malformed clicks '[(1, 2), (x, 4)]' (expected '[(x, y), ...]' with integer pixel coordinates)"
+    )
     bad.write_text("\n".join(lines[:2] + ['/d/cls_a/img0.png,"[(1, 2), (3, 4)]",anna'] + lines[2:]) + "\n")
     assert f"{bad} line 3: user_id 'anna' is not a whole number" in one_line(capsys, ["clickme2", str(bad), *argv])
     os.remove(os.path.join(images, "cls_b", "img2.png"))
@@ -323,7 +362,8 @@ def test_bad_files_give_one_line_naming_file_and_row(tmp_path, capsys):
     data.update(user_catch_trial=np.ones(len(rows)), is_mobile=object_array([datetime.date(2020, 1, 1)] * len(rows)))
     np.savez(npz, **data)
     assert "c.npz key 'is_mobile': unreadable object array (refusing to load datetime.date)" in one_line(
-        capsys, ["clickme2", str(npz), *argv])
+        capsys, ["clickme2", str(npz), *argv]
+    )
     assert not os.path.exists(tmp_path / "out" / "ceilings.json")
 
 
@@ -347,7 +387,8 @@ def test_hdf5_data_outside_the_file_is_refused(tmp_path):
     (tmp_path / "raw.bin").write_bytes(np.ones(16).tobytes())
     with h5py.File(tmp_path / "external.h5", "w") as handle:
         handle.create_group("clickmaps/a_b").create_dataset(
-            "clickmap", shape=(1, 4, 4), dtype="<f8", external=[(str(tmp_path / "raw.bin"), 0, 128)])
+            "clickmap", shape=(1, 4, 4), dtype="<f8", external=[(str(tmp_path / "raw.bin"), 0, 128)]
+        )
     cases["external.h5"] = "key 'clickmaps/a_b/clickmap': has external storage"
     for name, message in cases.items():
         with pytest.raises(ClickFileError, match=message) as error:
@@ -358,23 +399,83 @@ def test_hdf5_data_outside_the_file_is_refused(tmp_path):
 def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(tmp_path, capsys):
     rng = np.random.default_rng(3)
     names = [f"cls_{c}/im{i}.png" for c in "ab" for i in range(4)]
-    rows = [(f"/d/{name}", user, participant(rng, (12 + 8 * (k % 2), 14 + 6 * (k // 4)), 0.3, 14, (36, 36)))
-            for k, name in enumerate(names) for user in range(6)]
+    rows = [
+        (f"/d/{name}", user, participant(rng, (12 + 8 * (k % 2), 14 + 6 * (k // 4)), 0.3, 14, (36, 36)))
+        for k, name in enumerate(names)
+        for user in range(6)
+    ]
     images, out = write_images(tmp_path / "images", names, (40, 40)), tmp_path / "set"
-    flags = ["--blur-size", "5", "--min-clicks", "4", "--max-clicks", "20", "--min-subjects", "4",
-             "--image-shape", "36", "36", "--center-crop", "32", "32", "--null-iterations", "3", "--shard-size", "4"]
-    assert main(["clickme2", str(write_csv(tmp_path / "c.csv", rows)), "--images", str(images), "--out", str(out),
-                 *flags]) == 0
+    flags = [
+        "--blur-size",
+        "5",
+        "--min-clicks",
+        "4",
+        "--max-clicks",
+        "20",
+        "--min-subjects",
+        "4",
+        "--image-shape",
+        "36",
+        "36",
+        "--center-crop",
+        "32",
+        "32",
+        "--null-iterations",
+        "3",
+        "--shard-size",
+        "4",
+    ]
+    assert (
+        main(["clickme2", str(write_csv(tmp_path / "c.csv", rows)), "--images", str(images), "--out", str(out), *flags])
+        == 0
+    )
     ceilings = json.loads((out / "ceilings.json").read_text())
     assert ceilings["records"] == 8 and "mean split-half ceiling" in capsys.readouterr().out
     run = tmp_path / "run"
-    assert main(["train", "--model", "small_cnn", "--train", str(out), "--val", str(out), "--epochs", "1",
-                 "--out", str(run), "--image-size", "32", "--num-classes", "2", "--batch-size", "4", "--seed", "1",
-                 "--no-collapse-guard", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "small_cnn",
+                "--train",
+                str(out),
+                "--val",
+                str(out),
+                "--epochs",
+                "1",
+                "--out",
+                str(run),
+                "--image-size",
+                "32",
+                "--num-classes",
+                "2",
+                "--batch-size",
+                "4",
+                "--seed",
+                "1",
+                "--no-collapse-guard",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     results = {}
     for kind in ("constant", "mean", "per-image"):
-        argv = ["evaluate", "--weights", str(run / "model.keras"), "--data", str(out), "--split", "test",
-                "--out", str(tmp_path / f"{kind}.json"), "--ceiling", kind]
+        argv = [
+            "evaluate",
+            "--weights",
+            str(run / "model.keras"),
+            "--data",
+            str(out),
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path / f"{kind}.json"),
+            "--ceiling",
+            kind,
+        ]
         assert main(argv + ([] if kind == "constant" else ["--ceilings", str(out / "ceilings.json")])) == 0
         results[kind] = json.loads((tmp_path / f"{kind}.json").read_text())["evaluation"]
     assert "human ceiling" in capsys.readouterr().out
@@ -394,7 +495,8 @@ def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(
     in_batches_of_3 = evaluate_clickme(  # record positions run on across batches
         load_harmonized(str(run / "model.keras"), None, None, 32),
         load_clickme(str(out), "test", batch_size=3, image_size=32, num_classes=2, deterministic=True),
-        denominator=load_denominator("per-image", out / "ceilings.json", shards))
+        denominator=load_denominator("per-image", out / "ceilings.json", shards),
+    )
     own = np.array([r["ceiling"] for shard in shards for r in ceilings["shards"][os.path.basename(shard)]])
     expected = np.nanmean(in_batches_of_3["per_image"]["spearman"] / own)
     assert in_batches_of_3["alignment_score"] == pytest.approx(expected)
@@ -418,11 +520,27 @@ def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(
         os.makedirs(labelled / f"p{predicted[position]}", exist_ok=True)
         os.link(images / name, labelled / f"p{predicted[position]}" / name.replace("/", "_"))
     (tmp_path / "classes.txt").write_text("p0\np1\np2\np3\n")
-    by_prediction = [(f"/d/p{predicted[sorted(names).index(name)]}/{name.replace('/', '_')}", user, clicks)
-                     for (path, user, clicks), name in zip(rows, [r[0][3:] for r in rows])]
+    by_prediction = [
+        (f"/d/p{predicted[sorted(names).index(name)]}/{name.replace('/', '_')}", user, clicks)
+        for (path, user, clicks), name in zip(rows, [r[0][3:] for r in rows])
+    ]
     out = tmp_path / "labelled-set"
-    assert main(["clickme2", str(write_csv(tmp_path / "p.csv", by_prediction)), "--images", str(labelled),
-                 "--out", str(out), "--classes", str(tmp_path / "classes.txt"), *flags]) == 0
+    assert (
+        main(
+            [
+                "clickme2",
+                str(write_csv(tmp_path / "p.csv", by_prediction)),
+                "--images",
+                str(labelled),
+                "--out",
+                str(out),
+                "--classes",
+                str(tmp_path / "classes.txt"),
+                *flags,
+            ]
+        )
+        == 0
+    )
     table = json.loads((out / "ceilings.json").read_text())
     own = [r["ceiling"] for shard in sorted(table["shards"]) for r in table["shards"][shard]]
     attacked = tmp_path / "attack"
@@ -436,7 +554,9 @@ def test_a_converted_set_trains_evaluates_with_each_denominator_and_is_attacked(
     with open(attacked / "ok" / "l2_pgd" / "results.csv") as handle:
         rows = list(csv.DictReader(handle))
     fooled = [(float(r["alignment"]), own[i]) for i, r in enumerate(rows) if r["fooled"] == "True"]
-    assert summary["denominator"]["kind"] == "per-image" and summary["alignment_over_ceiling"]["count"] == len(fooled) > 0
+    assert (
+        summary["denominator"]["kind"] == "per-image" and summary["alignment_over_ceiling"]["count"] == len(fooled) > 0
+    )
     assert summary["alignment_over_ceiling"]["mean"] == pytest.approx(np.mean([a / c for a, c in fooled]))
 
 
@@ -450,8 +570,11 @@ def test_native_size_maps_scale_the_disc_then_resize_the_short_side(tmp_path):
     convert(str(tmp_path / "c.csv"), str(tmp_path / "images"), str(tmp_path / "out"), settings)
     found, _ = shard_maps(tmp_path / "out")
     kernel = disc(11) / disc(11).sum()
-    native = ndimage.convolve(ndimage.convolve(counts(lists, frame, settings.min_clicks).mean(0), kernel,
-                                               mode="constant"), kernel, mode="constant")
+    native = ndimage.convolve(
+        ndimage.convolve(counts(lists, frame, settings.min_clicks).mean(0), kernel, mode="constant"),
+        kernel,
+        mode="constant",
+    )
     rows = (np.arange(40) * 60 + 30) // 40  # nearest: source pixel floor((i + 0.5) * in / out)
     cols = (np.arange(56) * 84 + 42) // 56
     assert_maps_equal(found["cls_a/big.png"][0], crop(native[rows][:, cols], settings))
@@ -460,8 +583,13 @@ def test_native_size_maps_scale_the_disc_then_resize_the_short_side(tmp_path):
 def test_include_exclude_pick_images_and_the_jpeg_layout_keeps_the_map_shape(tmp_path, capsys):
     rows = lab_rows()
     settings = Settings(**{**SETTINGS.as_dict(), "include": "cls_a", "exclude": "img1"})
-    convert(str(write_csv(tmp_path / "c.csv", rows)), str(write_images(tmp_path / "images")), str(tmp_path / "out"),
-            settings, layout="jpeg")
+    convert(
+        str(write_csv(tmp_path / "c.csv", rows)),
+        str(write_images(tmp_path / "images")),
+        str(tmp_path / "out"),
+        settings,
+        layout="jpeg",
+    )
     assert "rows of images outside --include/--exclude: 31" in capsys.readouterr().out  # after 1 duplicate
     found, _ = shard_maps(tmp_path / "out")
     assert list(found) == ["cls_a/img0.png"]
@@ -478,6 +606,9 @@ def test_evaluate_and_attack_refuse_a_ceilings_file_without_a_measured_ceiling(t
     argv = ["evaluate", "--weights", str(tmp_path / "m.keras"), "--data", str(tmp_path), "--ceilings", "c.json"]
     assert one_line(capsys, argv).endswith("--ceilings is read with --ceiling mean or --ceiling per-image only")
     assert one_line(capsys, argv[:-2] + ["--ceiling", "mean"]).endswith(
-        "the mean ceiling needs the ceilings file of the conversion (ceilings.json)")
+        "the mean ceiling needs the ceilings file of the conversion (ceilings.json)"
+    )
     assert adv_align(["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path), "--ceilings", "c"]) == 2
-    assert capsys.readouterr().err.strip().endswith("--ceilings is read with --ceiling mean or --ceiling per-image only")
+    assert (
+        capsys.readouterr().err.strip().endswith("--ceilings is read with --ceiling mean or --ceiling per-image only")
+    )

@@ -1,4 +1,5 @@
 """The TF-free ClickMe format package: CRC-32C, framing, Example codec, path rule, record checks, writer."""
+
 import os
 import stat
 import struct
@@ -19,8 +20,13 @@ SIZE = 12
 
 
 def raw_record(image, heatmap, label=1):
-    return clickme.encode_example({"image": np.asarray(image, "<f4").tobytes(),
-                                   "heatmap": np.asarray(heatmap, "<f4").tobytes(), "label": np.int64(label)})
+    return clickme.encode_example(
+        {
+            "image": np.asarray(image, "<f4").tobytes(),
+            "heatmap": np.asarray(heatmap, "<f4").tobytes(),
+            "label": np.int64(label),
+        }
+    )
 
 
 def good_image():
@@ -28,8 +34,10 @@ def good_image():
 
 
 def test_importing_the_format_loads_neither_tensorflow_nor_torch():
-    code = ("import sys, harmonization.clickme; "
-            "print(sorted(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))")
+    code = (
+        "import sys, harmonization.clickme; "
+        "print(sorted(m for m in ('tensorflow', 'torch', 'keras') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
@@ -54,8 +62,9 @@ def test_crc32c_of_a_stimulus_sized_payload_equals_the_bytewise_definition():
 
 @pytest.mark.compat
 def test_example_codec_round_trips_every_feature_kind():
-    payload = clickme.encode_example({"b": [b"x", b"yz"], "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25]),
-                                      "s": "text"})
+    payload = clickme.encode_example(
+        {"b": [b"x", b"yz"], "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25]), "s": "text"}
+    )
     parsed = clickme.parse_example(payload)
     assert parsed["b"] == [b"x", b"yz"] and parsed["s"] == [b"text"]
     assert parsed["i"].dtype == np.int64 and parsed["i"].tolist() == [-3, 0, 2**40]
@@ -92,14 +101,21 @@ def test_a_huge_length_with_a_valid_crc_is_refused_before_allocating(tmp_path):
     assert (index.readable, index.count) == (1, 2) and "claims 1099511627776 bytes" in index.error
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda data, second: data[:second + 6], "record 1 is truncated (header cut"),
-    (lambda data, second: data[:second + 20], "record 1 is truncated (its header claims"),
-    (lambda data, second: data[:second + 1] + bytes([data[second + 1] ^ 0x10]) + data[second + 2:],
-     "record 1 has a corrupt length header"),
-    (lambda data, second: data[:second + 14] + bytes([data[second + 14] ^ 0x01]) + data[second + 15:],
-     "record 1 is corrupt (its data checksum does not match"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data, second: data[: second + 6], "record 1 is truncated (header cut"),
+        (lambda data, second: data[: second + 20], "record 1 is truncated (its header claims"),
+        (
+            lambda data, second: data[: second + 1] + bytes([data[second + 1] ^ 0x10]) + data[second + 2 :],
+            "record 1 has a corrupt length header",
+        ),
+        (
+            lambda data, second: data[: second + 14] + bytes([data[second + 14] ^ 0x01]) + data[second + 15 :],
+            "record 1 is corrupt (its data checksum does not match",
+        ),
+    ],
+)
 def test_damaged_frames_are_named_with_file_and_record(tmp_path, damage, message):
     clickme.write_records(tmp_path / "ok.tfrecords", [b"p" * 30, b"q" * 30, b"r" * 30])
     data = (tmp_path / "ok.tfrecords").read_bytes()
@@ -119,11 +135,14 @@ def test_one_path_rule_files_folders_globs_and_lists(tmp_path):
     assert clickme.resolve_shards([folder[1], str(tmp_path / "?.tfrecords")], "shard") == [folder[1], folder[0]]
 
 
-@pytest.mark.parametrize("item, message", [
-    ("missing.tfrecords", r"no stimulus file at '.*missing\.tfrecords' \(no such file or directory\)"),
-    ("none-*.tfrecords", r"no stimulus file matches '.*none-\*\.tfrecords'"),
-    ("empty", r"no stimulus file in directory '.*empty' \(it holds no \*\.tfrecord\* file\)"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("missing.tfrecords", r"no stimulus file at '.*missing\.tfrecords' \(no such file or directory\)"),
+        ("none-*.tfrecords", r"no stimulus file matches '.*none-\*\.tfrecords'"),
+        ("empty", r"no stimulus file in directory '.*empty' \(it holds no \*\.tfrecord\* file\)"),
+    ],
+)
 def test_the_path_rule_refuses_in_one_line(tmp_path, item, message):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=message) as error:
@@ -141,13 +160,24 @@ BAD = {
     "value range": (raw_record(good_image() * 2, np.ones((SIZE, SIZE))), "image values lie outside [0, 255]"),
     "nan image": (raw_record(np.full((SIZE, SIZE, 3), np.nan), np.ones((SIZE, SIZE))), "image holds non-finite values"),
     "nan map": (raw_record(good_image(), np.full((SIZE, SIZE), np.nan)), "heatmap holds non-finite values"),
-    "missing map": (clickme.encode_example({"image": b"\xff\xd8 not really", "label": np.int64(0)}),
-                    "missing key 'heatmap'"),
-    "not an image": (clickme.encode_example({"image": b"hello", "heatmap": b"", "label": np.int64(0)}),
-                     "'image' is neither a JPEG or raw float32 bytes of a square HxWx3 image (5 bytes)"),
-    "undecodable jpeg": (clickme.encode_example({"image": b"\xff\xd8\xff\xe0" + b"garbage" * 20,
-                                                 "heatmap": np.zeros(SIZE * SIZE, "<f4").tobytes(),
-                                                 "label": np.int64(0)}), PROBLEMS["undecodable"]),
+    "missing map": (
+        clickme.encode_example({"image": b"\xff\xd8 not really", "label": np.int64(0)}),
+        "missing key 'heatmap'",
+    ),
+    "not an image": (
+        clickme.encode_example({"image": b"hello", "heatmap": b"", "label": np.int64(0)}),
+        "'image' is neither a JPEG or raw float32 bytes of a square HxWx3 image (5 bytes)",
+    ),
+    "undecodable jpeg": (
+        clickme.encode_example(
+            {
+                "image": b"\xff\xd8\xff\xe0" + b"garbage" * 20,
+                "heatmap": np.zeros(SIZE * SIZE, "<f4").tobytes(),
+                "label": np.int64(0),
+            }
+        ),
+        PROBLEMS["undecodable"],
+    ),
     "not a protobuf": (b"\xff" * 7, PROBLEMS["undecodable"]),
 }
 
@@ -175,8 +205,9 @@ def test_both_layouts_decode_to_the_written_arrays(tmp_path):
     rng = np.random.default_rng(3)
     image = rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32)
     heatmap = rng.uniform(0, 2, (SIZE, SIZE)).astype(np.float32)
-    stimulus = clickme.write_clickme([{"image": image, "heatmap": heatmap, "label": 3}], tmp_path, layout="stimulus",
-                                     prefix="s")
+    stimulus = clickme.write_clickme(
+        [{"image": image, "heatmap": heatmap, "label": 3}], tmp_path, layout="stimulus", prefix="s"
+    )
     (record,) = clickme.iter_clickme(stimulus[0], num_classes=4)
     np.testing.assert_array_equal(record.image, image)
     np.testing.assert_array_equal(record.heatmap, heatmap)
@@ -195,8 +226,10 @@ def test_the_unit_range_warning():
 
 
 def _examples(count, value=100):
-    return [{"image": np.full((SIZE, SIZE, 3), value, np.uint8), "heatmap": np.full((SIZE, SIZE), 30, np.uint8),
-             "label": i} for i in range(count)]
+    return [
+        {"image": np.full((SIZE, SIZE, 3), value, np.uint8), "heatmap": np.full((SIZE, SIZE), 30, np.uint8), "label": i}
+        for i in range(count)
+    ]
 
 
 def test_the_writer_shards_renames_and_follows_the_umask(tmp_path):

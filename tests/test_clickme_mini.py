@@ -1,6 +1,7 @@
 """ClickMe-mini: deterministic, instant on re-run, and built so that the shortcut and the object
 each carry the class as designed (the cue agrees with the label in ~90% of train images and is
 independent of it in "conflict"; the object, which the human map marks, names the class alone)."""
+
 import glob
 import os
 
@@ -61,8 +62,17 @@ def mini(tmp_path_factory):
     info = clickme_mini(tmp_path_factory.mktemp("mini"), seed=0)
     splits = {}
     for split in ("train", "val", "conflict", "stimuli"):
-        batches = list(load_clickme(info[split], split="test", batch_size=1024, image_size=32,
-                                    num_classes=info["num_classes"], deterministic=True, diffuse=False))
+        batches = list(
+            load_clickme(
+                info[split],
+                split="test",
+                batch_size=1024,
+                image_size=32,
+                num_classes=info["num_classes"],
+                deterministic=True,
+                diffuse=False,
+            )
+        )
         splits[split] = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
     return info, splits, np.load(info["cues"])
 
@@ -79,8 +89,9 @@ def test_the_eight_cue_places_are_apart_and_inside_the_image(size):
 
 def test_eight_classes_put_each_cue_at_its_own_place(tmp_path):
     info = clickme_mini(tmp_path, num_classes=8, image_size=16, **SMALL)
-    (batch,) = load_clickme(info["train"], split="test", batch_size=64, image_size=16, num_classes=8,
-                            deterministic=True, diffuse=False)
+    (batch,) = load_clickme(
+        info["train"], split="test", batch_size=64, image_size=16, num_classes=8, deterministic=True, diffuse=False
+    )
     boxes = [cue_box(16, place) for place in range(8)]
     brightest = np.stack([batch["image"].numpy()[:, r, c].mean(axis=(1, 2, 3)) for r, c in boxes], 1).argmax(1)
     assert (brightest == np.load(info["cues"])["train_cue"]).mean() >= 0.9  # an object may cover another place
@@ -88,7 +99,9 @@ def test_eight_classes_put_each_cue_at_its_own_place(tmp_path):
 
 def cue_from_pixels(images):
     """The class whose cue place (one corner per class) holds the brightest patch of each image."""
-    places = np.stack([images[:, rows, cols].mean(axis=(1, 2, 3)) for rows, cols in (cue_box(32, c) for c in range(4))], 1)
+    places = np.stack(
+        [images[:, rows, cols].mean(axis=(1, 2, 3)) for rows, cols in (cue_box(32, c) for c in range(4))], 1
+    )
     return places.argmax(axis=1)
 
 
@@ -158,20 +171,36 @@ def stimulus_mask(info, index):
     rng = np.random.default_rng(np.random.SeedSequence(0).spawn(len(SPLITS))[SPLITS.index("stimuli")])
     count, agreement = _split_plan(config)["stimuli"]
     labels, cues = _labels_and_cues(rng, count, config.num_classes, agreement)
-    for label, cue in zip(labels[:index + 1], cues[:index + 1]):
+    for label, cue in zip(labels[: index + 1], cues[: index + 1]):
         _, mask = _draw(rng, 32, int(label), int(cue))
     return mask[:, :, None].astype(np.float32)
 
 
 def test_harmonize_mini_never_imports_tensorflow(tmp_path):
-    result = run_python("""
+    result = run_python(
+        """
         import sys
         from harmonization.cli import main
         code = main(sys.argv[1:])
         print("tensorflow loaded:", "tensorflow" in sys.modules)
         sys.exit(code)
-    """, args=("mini", "--kind", "edges", "--out", str(tmp_path / "edges"), "--train-size", "8",
-               "--val-size", "4", "--conflict-size", "4", "--stimuli-per-class", "1"))
+    """,
+        args=(
+            "mini",
+            "--kind",
+            "edges",
+            "--out",
+            str(tmp_path / "edges"),
+            "--train-size",
+            "8",
+            "--val-size",
+            "4",
+            "--conflict-size",
+            "4",
+            "--stimuli-per-class",
+            "1",
+        ),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "tensorflow loaded: False"
     assert glob.glob(str(tmp_path / "edges" / "stimuli-*.tfrecords"))

@@ -1,4 +1,5 @@
 """Bad ClickMe input: each gives a one-line error naming the file (and record), or is skipped and counted."""
+
 import logging
 import os
 import re
@@ -43,14 +44,21 @@ def write_records(path, records):
 
 
 def good_shard(directory, count=5, prefix="good"):
-    examples = [{"image": np.full((SIZE, SIZE, 3), 100, np.uint8), "heatmap": np.full((SIZE, SIZE), 50, np.uint8),
-                 "label": i % NUM_CLASSES} for i in range(count)]
+    examples = [
+        {
+            "image": np.full((SIZE, SIZE, 3), 100, np.uint8),
+            "heatmap": np.full((SIZE, SIZE), 50, np.uint8),
+            "label": i % NUM_CLASSES,
+        }
+        for i in range(count)
+    ]
     return write_clickme(examples, directory, prefix=prefix)[0]
 
 
 def load(paths, **kwargs):
-    return load_clickme(paths, split="test", batch_size=4, image_size=SIZE, num_classes=NUM_CLASSES,
-                        deterministic=True, **kwargs)
+    return load_clickme(
+        paths, split="test", batch_size=4, image_size=SIZE, num_classes=NUM_CLASSES, deterministic=True, **kwargs
+    )
 
 
 def record_offsets(path):
@@ -58,14 +66,16 @@ def record_offsets(path):
     offsets, offset = [], 0
     while offset < len(data):
         offsets.append(offset)
-        offset += 16 + int.from_bytes(data[offset:offset + 8], "little")
+        offset += 16 + int.from_bytes(data[offset : offset + 8], "little")
     return data, offsets
 
 
 def test_a_missing_path_an_empty_glob_and_an_empty_directory(tmp_path):
-    cases = [(tmp_path / "nope.tfrecords", r"no ClickMe shard at '.*nope\.tfrecords' \(no such file"),
-             (tmp_path / "*.tfrecords", r"no ClickMe shard matches '.*\*\.tfrecords'"),
-             (tmp_path, r"no ClickMe shard in directory .* holds no \*\.tfrecord\* file")]
+    cases = [
+        (tmp_path / "nope.tfrecords", r"no ClickMe shard at '.*nope\.tfrecords' \(no such file"),
+        (tmp_path / "*.tfrecords", r"no ClickMe shard matches '.*\*\.tfrecords'"),
+        (tmp_path, r"no ClickMe shard in directory .* holds no \*\.tfrecord\* file"),
+    ]
     for path, message in cases:
         with pytest.raises(FileNotFoundError, match=message) as error:
             load(str(path))
@@ -111,10 +121,13 @@ def flip_bits(path, position, mask):
     return data
 
 
-@pytest.mark.parametrize("record_index, within, mask, what", [
-    (2, 40, 0xFF, "is corrupt (its data checksum does not match"),
-    (3, 1, 0x10, "has a corrupt length header"),
-])
+@pytest.mark.parametrize(
+    "record_index, within, mask, what",
+    [
+        (2, 40, 0xFF, "is corrupt (its data checksum does not match"),
+        (3, 1, 0x10, "has a corrupt length header"),
+    ],
+)
 def test_a_damaged_record_is_named_in_one_line(tmp_path, record_index, within, mask, what):
     path = good_shard(tmp_path)
     _, offsets = record_offsets(path)
@@ -127,24 +140,44 @@ def test_a_damaged_record_is_named_in_one_line(tmp_path, record_index, within, m
 BAD_RECORDS = {
     "missing key": (record(image=GOOD["image"], label=1), "missing key 'heatmap'"),
     "missing label": (record(image=GOOD["image"], heatmap=GOOD["heatmap"]), "missing key 'label'"),
-    "undecodable jpeg": (record(image=b"\xff\xd8\xff\xe0" + b"garbage" * 20, heatmap=GOOD["heatmap"], label=1),
-                         "cannot be parsed or decoded"),
-    "not an image": (record(image=b"hello", heatmap=GOOD["heatmap"], label=1),
-                     "'image' is neither a JPEG or raw float32 bytes of a square HxWx3 image (5 bytes)"),
-    "shape mismatch": (record(image=GOOD["image"], heatmap=jpeg(np.zeros((8, SIZE, 1))), label=1),
-                       "heatmap 8x16 does not match image 16x16"),
+    "undecodable jpeg": (
+        record(image=b"\xff\xd8\xff\xe0" + b"garbage" * 20, heatmap=GOOD["heatmap"], label=1),
+        "cannot be parsed or decoded",
+    ),
+    "not an image": (
+        record(image=b"hello", heatmap=GOOD["heatmap"], label=1),
+        "'image' is neither a JPEG or raw float32 bytes of a square HxWx3 image (5 bytes)",
+    ),
+    "shape mismatch": (
+        record(image=GOOD["image"], heatmap=jpeg(np.zeros((8, SIZE, 1))), label=1),
+        "heatmap 8x16 does not match image 16x16",
+    ),
     "label too large": (record(**dict(GOOD, label=9)), "label 9 is outside [0, 4)"),
     "negative label": (record(**dict(GOOD, label=-2)), "label -2 is outside [0, 4)"),
-    "raw image range": (record(image=np.full((SIZE, SIZE, 3), 300.0, "<f4").tobytes(),
-                               heatmap=np.zeros((SIZE, SIZE), "<f4").tobytes(), label=0),
-                        "image values lie outside [0, 255]"),
-    "negative heatmap": (record(image=np.full((SIZE, SIZE, 3), 9.0, "<f4").tobytes(),
-                                heatmap=np.full((SIZE, SIZE), -1.0, "<f4").tobytes(), label=0),
-                         "heatmap holds negative values"),
-    "nan heatmap": (record(image=GOOD["image"], heatmap=np.full((SIZE, SIZE), np.nan, "<f4").tobytes(), label=0),
-                    "heatmap holds non-finite values"),
-    "nan image": (record(image=np.full((SIZE, SIZE, 3), np.nan, "<f4").tobytes(), heatmap=GOOD["heatmap"], label=0),
-                  "image holds non-finite values"),
+    "raw image range": (
+        record(
+            image=np.full((SIZE, SIZE, 3), 300.0, "<f4").tobytes(),
+            heatmap=np.zeros((SIZE, SIZE), "<f4").tobytes(),
+            label=0,
+        ),
+        "image values lie outside [0, 255]",
+    ),
+    "negative heatmap": (
+        record(
+            image=np.full((SIZE, SIZE, 3), 9.0, "<f4").tobytes(),
+            heatmap=np.full((SIZE, SIZE), -1.0, "<f4").tobytes(),
+            label=0,
+        ),
+        "heatmap holds negative values",
+    ),
+    "nan heatmap": (
+        record(image=GOOD["image"], heatmap=np.full((SIZE, SIZE), np.nan, "<f4").tobytes(), label=0),
+        "heatmap holds non-finite values",
+    ),
+    "nan image": (
+        record(image=np.full((SIZE, SIZE, 3), np.nan, "<f4").tobytes(), heatmap=GOOD["heatmap"], label=0),
+        "image holds non-finite values",
+    ),
 }
 
 
@@ -162,8 +195,10 @@ def test_a_bad_record_stops_iteration_with_one_line_naming_file_and_record(tmp_p
 
 def test_skip_corrupt_skips_counts_and_logs_bad_records_and_shard_tails(tmp_path, capfd, caplog):
     bad_records = [BAD_RECORDS[case][0] for case in ("missing key", "undecodable jpeg", "label too large")]
-    mixed = write_records(tmp_path / "a-mixed.tfrecords", [record(**GOOD), bad_records[0], record(**GOOD),
-                                                           bad_records[1], record(**GOOD), bad_records[2]])
+    mixed = write_records(
+        tmp_path / "a-mixed.tfrecords",
+        [record(**GOOD), bad_records[0], record(**GOOD), bad_records[1], record(**GOOD), bad_records[2]],
+    )
     truncated = good_shard(tmp_path, count=5, prefix="b")
     data, _ = record_offsets(truncated)
     open(truncated, "wb").write(data[:-30])
@@ -193,8 +228,10 @@ def test_without_data_checks_truncation_is_still_found(tmp_path):
 
 
 def imagenet_record(image=GOOD["image"], label=2):
-    feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-               "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+    feature = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+    }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -224,8 +261,9 @@ def test_a_damaged_imagenet_style_shard_is_named_like_a_clickme_one(tmp_path):
 
 
 def test_images_stored_in_unit_range_are_warned_about(tmp_path, caplog):
-    examples = [{"image": np.full((SIZE, SIZE, 3), 0.8, np.float32), "heatmap": np.ones((SIZE, SIZE), np.float32),
-                 "label": 0}]
+    examples = [
+        {"image": np.full((SIZE, SIZE, 3), 0.8, np.float32), "heatmap": np.ones((SIZE, SIZE), np.float32), "label": 0}
+    ]
     (path,) = write_clickme(examples, tmp_path, layout="stimulus", prefix="unit")
     with caplog.at_level(logging.WARNING, logger="harmonization.data"):
         load(path)

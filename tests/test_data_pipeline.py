@@ -1,4 +1,5 @@
 """load_clickme: batch contract, joint crop/flip, eval crops, diffusion numerics, order, mixing."""
+
 import numpy as np
 import pytest
 
@@ -22,8 +23,14 @@ def marker_image(size=64):
 
 def write_raw(tmp_path, images, labels, heatmaps=None, prefix="raw"):
     heatmaps = images if heatmaps is None else heatmaps
-    examples = [{"image": np.repeat(np.asarray(i, np.float32)[..., None], 3, -1) if np.ndim(i) == 2 else i,
-                 "heatmap": h, "label": int(y)} for i, h, y in zip(images, heatmaps, labels)]
+    examples = [
+        {
+            "image": np.repeat(np.asarray(i, np.float32)[..., None], 3, -1) if np.ndim(i) == 2 else i,
+            "heatmap": h,
+            "label": int(y),
+        }
+        for i, h, y in zip(images, heatmaps, labels)
+    ]
     return write_clickme(examples, tmp_path, layout="stimulus", prefix=prefix)
 
 
@@ -50,11 +57,17 @@ def test_batches_follow_the_data_contract(tmp_path):
 def test_random_crop_and_flip_move_image_and_heatmap_together(tmp_path, layout):
     marker = marker_image()
     image = np.repeat(marker[..., None], 3, -1)
-    examples = [{"image": image if layout == "stimulus" else image.astype(np.uint8),
-                 "heatmap": marker if layout == "stimulus" else marker.astype(np.uint8), "label": 0}] * 48
+    examples = [
+        {
+            "image": image if layout == "stimulus" else image.astype(np.uint8),
+            "heatmap": marker if layout == "stimulus" else marker.astype(np.uint8),
+            "label": 0,
+        }
+    ] * 48
     paths = write_clickme(examples, tmp_path, layout=layout)
-    got = collect(load_clickme(paths, split="train", batch_size=16, image_size=32, num_classes=1, seed=1,
-                               diffuse=False))
+    got = collect(
+        load_clickme(paths, split="train", batch_size=16, image_size=32, num_classes=1, seed=1, diffuse=False)
+    )
     tolerance = 1e-3 if layout == "stimulus" else 12.0  # JPEG: image and map are coded separately
     assert np.abs(got["image"][..., 0] - got["heatmap"][..., 0]).max() <= tolerance
     # The windows really vary (the marker moves and changes scale between samples).
@@ -64,8 +77,18 @@ def test_random_crop_and_flip_move_image_and_heatmap_together(tmp_path, layout):
 def test_flips_happen_and_are_shared(tmp_path):
     marker = marker_image(32)
     paths = write_raw(tmp_path, [marker] * 32, [0] * 32)
-    got = collect(load_clickme(paths, split="train", batch_size=32, image_size=32, num_classes=1, seed=2,
-                               crop_area=(1.0, 1.0), diffuse=False))
+    got = collect(
+        load_clickme(
+            paths,
+            split="train",
+            batch_size=32,
+            image_size=32,
+            num_classes=1,
+            seed=2,
+            crop_area=(1.0, 1.0),
+            diffuse=False,
+        )
+    )
     flipped = [np.allclose(img[..., 0], marker[:, ::-1], atol=1e-3) for img in got["image"]]
     kept = [np.allclose(img[..., 0], marker, atol=1e-3) for img in got["image"]]
     assert all(f or k for f, k in zip(flipped, kept)) and 4 <= sum(flipped) <= 28
@@ -77,8 +100,9 @@ def test_val_split_takes_the_central_0875_crop(tmp_path):
     images = rng.uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     heatmaps = rng.uniform(0, 1, (3, 64, 64, 1)).astype(np.float32)
     paths = write_raw(tmp_path, images, range(3), heatmaps)
-    got = collect(load_clickme(paths, split="val", batch_size=8, image_size=56, num_classes=3,
-                               deterministic=True, diffuse=False))
+    got = collect(
+        load_clickme(paths, split="val", batch_size=8, image_size=56, num_classes=3, deterministic=True, diffuse=False)
+    )
     np.testing.assert_allclose(got["image"], images[:, 4:60, 4:60], atol=1e-3)
     np.testing.assert_allclose(got["heatmap"], heatmaps[:, 4:60, 4:60], atol=1e-5)
 
@@ -87,8 +111,9 @@ def test_test_split_only_resizes(tmp_path):
     rng = np.random.default_rng(4)
     images = rng.uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     paths = write_raw(tmp_path, images, range(2), images[..., :1])
-    got = collect(load_clickme(paths, split="test", batch_size=8, image_size=32, num_classes=2,
-                               deterministic=True, diffuse=False))
+    got = collect(
+        load_clickme(paths, split="test", batch_size=8, image_size=32, num_classes=2, deterministic=True, diffuse=False)
+    )
     halved = images.reshape(2, 32, 2, 32, 2, 3).mean(axis=(2, 4))  # bilinear 2x down = 2x2 mean
     np.testing.assert_allclose(got["image"], halved, atol=1e-3)
 
@@ -97,8 +122,7 @@ def reference_diffusion(heatmap, size):
     """scipy/skimage version of docs/method.md: bilinear to 64, 10x10 sigma-10 blur (SAME), bilinear back."""
     small = sk_resize(heatmap, (64, 64), order=1, mode="edge", anti_aliasing=False)
     # TensorFlow's SAME padding of an even kernel puts 4 rows before and 5 after: origin -1.
-    blurred = ndimage.correlate(small, gaussian_kernel(10, 10.0).astype(np.float64), mode="constant",
-                                origin=-1)
+    blurred = ndimage.correlate(small, gaussian_kernel(10, 10.0).astype(np.float64), mode="constant", origin=-1)
     return sk_resize(blurred, size, order=1, mode="edge", anti_aliasing=False)
 
 
@@ -115,8 +139,11 @@ def test_diffusion_keeps_mass_away_from_borders_and_is_applied_by_default(tmp_pa
     diffused = diffuse_heatmaps(heatmap[..., None]).numpy()[..., 0]
     assert diffused.shape == (64, 64)
     assert diffused.sum() == pytest.approx(heatmap.sum(), rel=1e-3)  # a sum-1 kernel, no mass at the edges
-    clicks = write_clickme([{"image": np.zeros((64, 64, 3), np.uint8), "heatmap": heatmap.astype(np.uint8),
-                             "label": 0}], tmp_path, prefix="clicks")  # the JPEG layout: raw clicks
+    clicks = write_clickme(
+        [{"image": np.zeros((64, 64, 3), np.uint8), "heatmap": heatmap.astype(np.uint8), "label": 0}],
+        tmp_path,
+        prefix="clicks",
+    )  # the JPEG layout: raw clicks
     read = dict(split="test", batch_size=1, image_size=64, num_classes=1)
     raw = collect(load_clickme(clicks, diffuse=False, **read))["heatmap"]
     got = collect(load_clickme(clicks, **read))["heatmap"]
@@ -138,12 +165,21 @@ def test_cardinality_is_known_and_right(tmp_path):
 def test_order_is_reproducible_with_a_seed_and_file_order_for_eval(tmp_path):
     rng = np.random.default_rng(6)
     paths = write_raw(tmp_path, rng.uniform(0, 255, (24, 16, 16)), range(24))
-    paths = write_clickme([{"image": np.zeros((16, 16, 3)), "heatmap": np.zeros((16, 16)), "label": 24 + i}
-                           for i in range(6)], tmp_path, prefix="second") + paths
+    paths = (
+        write_clickme(
+            [{"image": np.zeros((16, 16, 3)), "heatmap": np.zeros((16, 16)), "label": 24 + i} for i in range(6)],
+            tmp_path,
+            prefix="second",
+        )
+        + paths
+    )
 
     def train(seed):
-        return collect(load_clickme(paths, split="train", batch_size=6, image_size=16, num_classes=30,
-                                    deterministic=True, seed=seed))
+        return collect(
+            load_clickme(
+                paths, split="train", batch_size=6, image_size=16, num_classes=30, deterministic=True, seed=seed
+            )
+        )
 
     first, again, other = train(7), train(7), train(8)
     np.testing.assert_array_equal(first["label"], again["label"])
@@ -159,8 +195,10 @@ def write_imagenet_slim(path, labels, size=48):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for label in labels:
             image = tf.io.encode_jpeg(np.full((size, size, 3), 90, np.uint8)).numpy()
-            feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
-                       "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label + 1]))}
+            feature = {
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label + 1])),
+            }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
 
 
@@ -170,9 +208,19 @@ def test_mixing_with_imagenet_style_shards(tmp_path):
     with tf.io.TFRecordWriter(str(tmp_path / "plain.tfrecords")) as writer:
         for _ in range(100):
             writer.write(encode_imagenet(np.full((40, 40, 3), 60, np.uint8), 4))
-    got = collect(load_clickme(clickme, split="train", batch_size=50, image_size=24, num_classes=6, seed=0,
-                               mix_with=[str(tmp_path / "slim.tfrecords"), str(tmp_path / "plain.tfrecords")],
-                               clickme_fraction=0.25, drop_remainder=False))
+    got = collect(
+        load_clickme(
+            clickme,
+            split="train",
+            batch_size=50,
+            image_size=24,
+            num_classes=6,
+            seed=0,
+            mix_with=[str(tmp_path / "slim.tfrecords"), str(tmp_path / "plain.tfrecords")],
+            clickme_fraction=0.25,
+            drop_remainder=False,
+        )
+    )
     imagenet = got["token"] == 0.0
     assert imagenet.sum() == 400  # one pass over the ImageNet-style shards is the epoch
     assert abs((~imagenet).sum() / len(imagenet) - 0.25) < 0.06  # the ClickMe share; it repeats as needed
@@ -181,12 +229,15 @@ def test_mixing_with_imagenet_style_shards(tmp_path):
     assert set(np.unique(got["token"])) == {0.0, 1.0}
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(split="bogus"), "split must be one of"),
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(crop_area=(0.5, 0.2)), "crop_area"),
-    (dict(mix_with="x", clickme_fraction=1.0), "clickme_fraction must lie in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(split="bogus"), "split must be one of"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(crop_area=(0.5, 0.2)), "crop_area"),
+        (dict(mix_with="x", clickme_fraction=1.0), "clickme_fraction must lie in"),
+    ],
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, message):
     paths = write_raw(tmp_path, np.zeros((1, 16, 16)), [0])
     with pytest.raises(ValueError, match=message):

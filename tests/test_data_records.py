@@ -1,4 +1,5 @@
 """ClickMe records and shards: framing checksums, write -> read round trips, the writer's checks."""
+
 import os
 import struct
 
@@ -24,8 +25,9 @@ def smooth_examples(count, seed=0, size=SIZE):
         center = rng.uniform(6, size - 6, 2)
         blob = np.exp(-((rows - center[0]) ** 2 + (cols - center[1]) ** 2) / (2 * 5.0**2))
         image = 40 + 180 * blob[..., None] * rng.uniform(0.5, 1.0, 3)
-        examples.append({"image": np.rint(image).astype(np.uint8),
-                         "heatmap": np.rint(255 * blob).astype(np.uint8), "label": i % 7})
+        examples.append(
+            {"image": np.rint(image).astype(np.uint8), "heatmap": np.rint(255 * blob).astype(np.uint8), "label": i % 7}
+        )
     return examples
 
 
@@ -50,10 +52,10 @@ def test_masked_crc_matches_headers_written_by_tensorflow(tmp_path):
     data = open(path, "rb").read()
     offset = 0
     for payload in payloads:
-        length, length_crc = struct.unpack("<QI", data[offset:offset + 12])
+        length, length_crc = struct.unpack("<QI", data[offset : offset + 12])
         assert length == len(payload)
-        assert masked_crc32c(data[offset:offset + 8]) == length_crc
-        (data_crc,) = struct.unpack("<I", data[offset + 12 + length:offset + 16 + length])
+        assert masked_crc32c(data[offset : offset + 8]) == length_crc
+        (data_crc,) = struct.unpack("<I", data[offset + 12 + length : offset + 16 + length])
         assert masked_crc32c(payload) == data_crc
         offset += 16 + length
     index = scan_shard(path)
@@ -77,8 +79,14 @@ def test_jpeg_round_trip_keeps_labels_and_heatmaps_within_jpeg_loss(tmp_path):
 
 def test_stimulus_layout_round_trip_is_exact(tmp_path):
     rng = np.random.default_rng(1)
-    examples = [{"image": rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32),
-                 "heatmap": rng.uniform(0, 3, (SIZE, SIZE, 1)).astype(np.float32), "label": i} for i in range(5)]
+    examples = [
+        {
+            "image": rng.uniform(0, 255, (SIZE, SIZE, 3)).astype(np.float32),
+            "heatmap": rng.uniform(0, 3, (SIZE, SIZE, 1)).astype(np.float32),
+            "label": i,
+        }
+        for i in range(5)
+    ]
     paths = write_clickme(examples, tmp_path, layout="stimulus", prefix="stim")
     record = next(iter(tf.data.TFRecordDataset(paths)))
     features = tf.train.Example.FromString(record.numpy()).features.feature
@@ -92,8 +100,10 @@ def test_stimulus_layout_round_trip_is_exact(tmp_path):
 
 def test_both_layouts_read_together_from_a_directory(tmp_path):
     write_clickme(smooth_examples(3), tmp_path, prefix="a")
-    stimuli = [{"image": e["image"].astype(np.float32), "heatmap": e["heatmap"].astype(np.float32),
-                "label": e["label"]} for e in smooth_examples(2, seed=5)]
+    stimuli = [
+        {"image": e["image"].astype(np.float32), "heatmap": e["heatmap"].astype(np.float32), "label": e["label"]}
+        for e in smooth_examples(2, seed=5)
+    ]
     write_clickme(stimuli, tmp_path, layout="stimulus", prefix="b")
     got = read_all(str(tmp_path))
     assert got["image"].shape == (5, SIZE, SIZE, 3) and got["heatmap"].shape == (5, SIZE, SIZE, 1)
@@ -101,8 +111,10 @@ def test_both_layouts_read_together_from_a_directory(tmp_path):
 
 def test_only_raw_clicks_are_diffused_and_stimulus_maps_are_kept_as_they_are(tmp_path):
     write_clickme(smooth_examples(3), tmp_path, prefix="a")  # JPEG layout: raw clicks
-    stimuli = [{"image": e["image"].astype(np.float32), "heatmap": e["heatmap"].astype(np.float32),
-                "label": e["label"]} for e in smooth_examples(2, seed=5)]
+    stimuli = [
+        {"image": e["image"].astype(np.float32), "heatmap": e["heatmap"].astype(np.float32), "label": e["label"]}
+        for e in smooth_examples(2, seed=5)
+    ]
     write_clickme(stimuli, tmp_path, layout="stimulus", prefix="b")  # already diffused
     raw = read_all(str(tmp_path))
     got = read_all(str(tmp_path), diffuse=True)
@@ -127,17 +139,22 @@ def test_rewriting_a_prefix_replaces_its_older_shards(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths + other)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda e: e.pop("heatmap"), "example 2: missing key"),
-    (lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)),
-     "example 2: heatmap 32x31 does not match image 32x32"),
-    (lambda e: e.update(label=-1), r"example 2: label -1 is outside \[0, 7\)"),
-    (lambda e: e.update(label=9), r"example 2: label 9 is outside \[0, 7\)"),
-    (lambda e: e.update(label=1.5), "example 2: label must be an integer"),
-    (lambda e: e.update(image=np.full((SIZE, SIZE, 3), 300.0)), r"example 2: image values lie outside \[0, 255\]"),
-    (lambda e: e.update(heatmap=-np.ones((SIZE, SIZE))), "example 2: heatmap holds negative values"),
-    (lambda e: e.update(image=np.zeros((SIZE, SIZE))), "example 2: image must be HxWx3"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: e.pop("heatmap"), "example 2: missing key"),
+        (
+            lambda e: e.update(heatmap=np.zeros((SIZE, SIZE - 1), np.uint8)),
+            "example 2: heatmap 32x31 does not match image 32x32",
+        ),
+        (lambda e: e.update(label=-1), r"example 2: label -1 is outside \[0, 7\)"),
+        (lambda e: e.update(label=9), r"example 2: label 9 is outside \[0, 7\)"),
+        (lambda e: e.update(label=1.5), "example 2: label must be an integer"),
+        (lambda e: e.update(image=np.full((SIZE, SIZE, 3), 300.0)), r"example 2: image values lie outside \[0, 255\]"),
+        (lambda e: e.update(heatmap=-np.ones((SIZE, SIZE))), "example 2: heatmap holds negative values"),
+        (lambda e: e.update(image=np.zeros((SIZE, SIZE))), "example 2: image must be HxWx3"),
+    ],
+)
 def test_writer_rejects_bad_examples_naming_them_and_leaves_no_files(tmp_path, change, message):
     examples = smooth_examples(4)
     change(examples[2])

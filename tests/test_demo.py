@@ -1,5 +1,6 @@
 """`make demo` at a reduced size: every stage's artefact is written, the table has a row per model,
 a second run reuses the finished stages, and `--fresh` starts over."""
+
 import csv
 import importlib.util
 import math
@@ -13,8 +14,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_demo(out: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(ROOT / "scripts" / "demo.py"), "--out", str(out), "--epochs", "1",
-               "--n-train", "128", "--n-val", "32", "--stimuli-per-class", "2", "--photos", "1"]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "demo.py"),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--n-train",
+        "128",
+        "--n-val",
+        "32",
+        "--stimuli-per-class",
+        "2",
+        "--photos",
+        "1",
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=ROOT)
 
 

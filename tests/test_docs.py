@@ -2,6 +2,7 @@
 (in the docs or in the code) is there, a section cited by its heading has that heading, the README
 indexes every doc and names every extra and make target, and docs/architecture.md names every
 module of both packages and no file that is gone. Reading text only: fast."""
+
 from __future__ import annotations
 
 import re
@@ -22,13 +23,18 @@ SKIPPED = {".venv", ".reference-env", ".git", "__pycache__", "node_modules"}
 
 def repository_files() -> list[Path]:
     """Every file of the checkout but environments, caches and git's own."""
-    return [path for path in ROOT.rglob("*")
-            if path.is_file() and not SKIPPED.intersection(path.relative_to(ROOT).parts)]
+    return [
+        path for path in ROOT.rglob("*") if path.is_file() and not SKIPPED.intersection(path.relative_to(ROOT).parts)
+    ]
 
 
 def code_and_pages() -> list[Path]:
-    code = [path for folder in CODE_FOLDERS for path in (ROOT / folder).rglob("*")
-            if path.suffix in (".py", ".md", ".ipynb", ".sh") and "__pycache__" not in path.parts]
+    code = [
+        path
+        for folder in CODE_FOLDERS
+        for path in (ROOT / folder).rglob("*")
+        if path.suffix in (".py", ".md", ".ipynb", ".sh") and "__pycache__" not in path.parts
+    ]
     return [*PAGES, ROOT / "Makefile", ROOT / "pyproject.toml", *code]
 
 
@@ -39,8 +45,11 @@ def headings(doc: Path) -> list[str]:
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_relative_link_resolves(page):
     text = page.read_text()
-    targets = [target.split("#", 1)[0] for target in LINK.findall(text)
-               if not target.startswith(("http://", "https://", "mailto:", "#"))]
+    targets = [
+        target.split("#", 1)[0]
+        for target in LINK.findall(text)
+        if not target.startswith(("http://", "https://", "mailto:", "#"))
+    ]
     missing = [target for target in targets if not (page.parent / target).exists()]
     assert not missing, f"{page.relative_to(ROOT)} links to missing files: {missing}"
     assert "../shared" not in text and "/work/shared" not in text
@@ -55,8 +64,9 @@ def test_every_docs_file_named_exists_and_every_cited_heading_is_there():
         missing |= {(where, name) for name in DOC_NAME.findall(text) if name not in docs}
         for name, heading in CITATION.findall(text):
             # a heading is cited whole, or by the part before its colon or its parenthesis
-            if name in docs and not any(h == heading or h.startswith((heading + ":", heading + " ("))
-                                        for h in docs[name]):
+            if name in docs and not any(
+                h == heading or h.startswith((heading + ":", heading + " (")) for h in docs[name]
+            ):
                 unknown.add((where, name, heading))
     assert not missing, sorted(missing)
     assert not unknown, sorted(unknown)
@@ -91,7 +101,7 @@ def tree_entries(tree: str) -> dict[str, dict[str, str]]:
 def test_the_architecture_names_every_module_and_no_missing_file():
     text = (ROOT / "docs" / "architecture.md").read_text()
     start = text.index("## The tree")
-    tree = text[start:text.index("\n## ", start + 1)]
+    tree = text[start : text.index("\n## ", start + 1)]
     entries = tree_entries(tree)
     unnamed = []
     for package in ("harmonization", "attacks_torch"):
@@ -107,10 +117,13 @@ def test_the_architecture_names_every_module_and_no_missing_file():
             if not named:
                 unnamed.append(str(path.relative_to(ROOT)))
     assert not unnamed, f"docs/architecture.md does not name: {unnamed}"
-    stale = [f"{package}/{key if key.endswith('/') else ''}{name}" for package in ("harmonization", "attacks_torch")
-             for key, entry in entries[package].items()
-             for name in re.findall(r"(?<![/\w])[\w-]+\.py\b", entry if key.endswith("/") else key)
-             if not (ROOT / package / (key if key.endswith("/") else "") / name).is_file()]
+    stale = [
+        f"{package}/{key if key.endswith('/') else ''}{name}"
+        for package in ("harmonization", "attacks_torch")
+        for key, entry in entries[package].items()
+        for name in re.findall(r"(?<![/\w])[\w-]+\.py\b", entry if key.endswith("/") else key)
+        if not (ROOT / package / (key if key.endswith("/") else "") / name).is_file()
+    ]
     assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
     present = {path.name for path in repository_files()}
     gone = sorted(set(re.findall(r"\b[\w-]+\.(?:py|sh)\b", tree)) - present)

@@ -1,4 +1,5 @@
 """ClickMe evaluation: saliency, Spearman / Dice / IoU against scipy and closed forms; gaming."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -33,17 +34,21 @@ def arrays(n: int = 10, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     heatmaps = rng.uniform(0, 1, (n, SIZE, SIZE, 1)).astype(np.float32)
     heatmaps[:, 2:6, 2:6] += 2.0  # an object in the middle
-    return {"image": rng.uniform(0, 255, (n, SIZE, SIZE, 3)).astype(np.float32),
-            "heatmap": heatmaps, "label": rng.integers(0, CLASSES, n).astype(np.int64),
-            "token": np.ones(n, np.float32)}
+    return {
+        "image": rng.uniform(0, 255, (n, SIZE, SIZE, 3)).astype(np.float32),
+        "heatmap": heatmaps,
+        "label": rng.integers(0, CLASSES, n).astype(np.int64),
+        "token": np.ones(n, np.float32),
+    }
 
 
 def test_linear_model_matches_closed_form_saliency_and_scipy_statistics():
     rng = np.random.default_rng(1)
     kernel = rng.normal(size=(SIZE * SIZE * 3, CLASSES)).astype(np.float32)
     bias = rng.normal(size=CLASSES).astype(np.float32)
-    model = pixel_model([keras.layers.Normalization(mean=list(MEAN), variance=list(STD ** 2))],
-                        linear_backbone(kernel, bias))
+    model = pixel_model(
+        [keras.layers.Normalization(mean=list(MEAN), variance=list(STD**2))], linear_backbone(kernel, bias)
+    )
     data = arrays()
     data["token"][[2, 7]] = 0.0  # no human map: counted for accuracy only
     result = evaluate_clickme(model, as_dataset(data, 4))
@@ -60,15 +65,14 @@ def test_linear_model_matches_closed_form_saliency_and_scipy_statistics():
 
     mapped = data["token"] > 0
     heat = data["heatmap"][mapped, ..., 0]
-    expected = [stats.spearmanr(s.ravel(), h.ravel()).statistic
-                for s, h in zip(as_maps(columns)[mapped], heat)]
-    expected_log_prob = [stats.spearmanr(s.ravel(), h.ravel()).statistic
-                         for s, h in zip(as_maps(log_prob_grads)[mapped], heat)]
+    expected = [stats.spearmanr(s.ravel(), h.ravel()).statistic for s, h in zip(as_maps(columns)[mapped], heat)]
+    expected_log_prob = [
+        stats.spearmanr(s.ravel(), h.ravel()).statistic for s, h in zip(as_maps(log_prob_grads)[mapped], heat)
+    ]
 
     assert result["count"] == 10 and result["mapped"] == 8
     np.testing.assert_allclose(result["per_image"]["spearman"], expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(result["per_image"]["spearman_log_prob"], expected_log_prob,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(result["per_image"]["spearman_log_prob"], expected_log_prob, rtol=1e-4, atol=1e-5)
     assert result["accuracy"] == pytest.approx((logits.argmax(1) == data["label"]).mean())
     assert result["alignment_score"] == pytest.approx(np.mean(expected) / metrics.HUMAN_CEILING, rel=1e-5)
     assert result["spearman"]["sem"] == pytest.approx(stats.sem(expected), rel=1e-4)
@@ -79,7 +83,7 @@ def test_linear_model_matches_closed_form_saliency_and_scipy_statistics():
 def test_the_models_own_preprocessing_is_the_default():
     rng = np.random.default_rng(2)
     kernel = rng.normal(size=(SIZE * SIZE * 3, CLASSES)).astype(np.float32)
-    normalize = keras.layers.Normalization(mean=list(MEAN), variance=list(STD ** 2))
+    normalize = keras.layers.Normalization(mean=list(MEAN), variance=list(STD**2))
     backbone = linear_backbone(kernel, np.zeros(CLASSES, np.float32))
     model = pixel_model([normalize], backbone)
     dataset = as_dataset(arrays(6, 3), 6)
@@ -116,8 +120,9 @@ def test_a_model_that_games_the_logit_saliency_is_flagged():
     assert gamed["accuracy"] == plain["accuracy"]  # same decisions
     assert gamed["spearman"]["mean"] > 0.5  # the logit saliency looks human-aligned...
     assert gamed["gaming_gap"] > GAMING_MARGIN and gamed["gaming"]  # ...and is flagged
-    np.testing.assert_allclose(gamed["per_image"]["spearman_log_prob"],
-                               plain["per_image"]["spearman_log_prob"], atol=1e-3)
+    np.testing.assert_allclose(
+        gamed["per_image"]["spearman_log_prob"], plain["per_image"]["spearman_log_prob"], atol=1e-3
+    )
     assert abs(plain["gaming_gap"]) < GAMING_MARGIN and not plain["gaming"]
     assert not evaluate_clickme(gaming, dataset, gaming_margin=10.0)["gaming"]
 
@@ -130,8 +135,9 @@ def test_centered_training_saliency_ignores_a_term_common_to_all_classes():
     saliency = {}
     for name, model in (("shortcut", shortcut), ("gaming", gaming)):
         for centered in (False, True):
-            saliency[name, centered] = signed_saliency(model.get_layer("backbone"), inputs, labels,
-                                                       centered_logits=centered)[0].numpy()
+            saliency[name, centered] = signed_saliency(
+                model.get_layer("backbone"), inputs, labels, centered_logits=centered
+            )[0].numpy()
     np.testing.assert_allclose(saliency["gaming", True], saliency["shortcut", True], atol=1e-5)
     assert not np.allclose(saliency["gaming", False], saliency["shortcut", False], atol=1e-2)
 
@@ -145,8 +151,12 @@ def test_training_saliency_reduces_the_input_gradient_signed_or_absolute():
     data = arrays(4, 7)
     columns = kernel.T[data["label"]].reshape(4, SIZE, SIZE, 3)
     labels = tf.one_hot(data["label"], CLASSES)
-    maps = {kind: saliency_of(lambda x: (network(x, training=True), None), tf.constant(data["image"]),
-                              labels, saliency=kind)[0].numpy() for kind in ("signed", "absolute")}
+    maps = {
+        kind: saliency_of(
+            lambda x: (network(x, training=True), None), tf.constant(data["image"]), labels, saliency=kind
+        )[0].numpy()
+        for kind in ("signed", "absolute")
+    }
     np.testing.assert_allclose(maps["signed"], columns.mean(-1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(maps["absolute"], np.abs(columns).max(-1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="saliency must be one of"):
@@ -157,8 +167,7 @@ def test_malformed_or_empty_data_is_refused():
     shortcut, _ = shortcut_and_gaming_models()
     data = arrays(4)
     with pytest.raises(ValueError, match="keys image, heatmap, label"):
-        evaluate_clickme(shortcut, tf.data.Dataset.from_tensor_slices(
-            (data["image"], data["label"])).batch(2))
+        evaluate_clickme(shortcut, tf.data.Dataset.from_tensor_slices((data["image"], data["label"])).batch(2))
     with pytest.raises(ValueError, match="empty"):
         evaluate_clickme(shortcut, as_dataset(data, 2).take(0))
 
@@ -183,7 +192,10 @@ def test_a_model_below_the_chance_threshold_is_flagged_near_chance():
 def test_images_of_another_size_than_the_model_takes_are_refused_in_one_line():
     kernel = np.zeros((SIZE * SIZE * 3, CLASSES), np.float32)
     model = pixel_model([], linear_backbone(kernel, np.zeros(CLASSES, np.float32)))
-    bigger = {**arrays(4), "image": np.zeros((4, 2 * SIZE, 2 * SIZE, 3), np.float32),
-              "heatmap": np.zeros((4, 2 * SIZE, 2 * SIZE, 1), np.float32)}
+    bigger = {
+        **arrays(4),
+        "image": np.zeros((4, 2 * SIZE, 2 * SIZE, 3), np.float32),
+        "heatmap": np.zeros((4, 2 * SIZE, 2 * SIZE, 1), np.float32),
+    }
     with pytest.raises(ValueError, match=f"^images are 16x16 pixels but model '{model.name}' takes 8x8$"):
         evaluate_clickme(model, as_dataset(bigger, 4))

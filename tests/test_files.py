@@ -1,4 +1,5 @@
 """Atomic writes: a failed write leaves the old file, final files follow the umask, errors are one line."""
+
 import errno
 import os
 import stat

@@ -1,4 +1,5 @@
 """The collapse guard's judgement, epoch by epoch, on constructed training logs (no training)."""
+
 import math
 
 import pytest
@@ -35,8 +36,12 @@ def test_a_run_held_at_chance_is_stopped_after_the_warm_up_and_the_patience():
 
 def test_a_learning_run_is_not_stopped():
     guard = CollapseGuard(num_classes=4, start_epoch=1, patience=2)
-    epochs = [{"accuracy": 0.3, "ce": 1.38}, {"accuracy": 0.35, "ce": 1.3}, {"accuracy": 0.6, "ce": 1.0},
-              {"accuracy": 0.9, "ce": 0.5}]
+    epochs = [
+        {"accuracy": 0.3, "ce": 1.38},
+        {"accuracy": 0.35, "ce": 1.3},
+        {"accuracy": 0.6, "ce": 1.0},
+        {"accuracy": 0.9, "ce": 0.5},
+    ]
     model = feed(guard, epochs)
     assert not model.stop_training and guard.message is None
 
@@ -57,8 +62,7 @@ def test_cross_entropy_stuck_at_ln_c_counts_as_chance_even_above_the_accuracy_th
 
 
 def test_a_resumed_run_continues_the_count_from_its_history():
-    guard = CollapseGuard(num_classes=4, start_epoch=0, patience=3,
-                          history=[{"accuracy": 0.25, "ce": LN4}] * 2)
+    guard = CollapseGuard(num_classes=4, start_epoch=0, patience=3, history=[{"accuracy": 0.25, "ce": LN4}] * 2)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
     model.stop_training = False
     guard.set_model(model)
@@ -83,8 +87,9 @@ def test_a_collapse_after_the_adaptive_gate_opened_is_still_stopped():
     assert "with the harmonization term on" in guard.message
     # the epoch in which the gate opened is not judged: it ran mostly as plain training
     late = CollapseGuard(num_classes=4, start_epoch=0, patience=2, gated=True)
-    assert not feed(late, [{"accuracy": 0.3, "ce": LN4, "lambda": 0.0},
-                           {"accuracy": 0.3, "ce": LN4, "lambda": 0.01}, fallen]).stop_training
+    assert not feed(
+        late, [{"accuracy": 0.3, "ce": LN4, "lambda": 0.0}, {"accuracy": 0.3, "ce": LN4, "lambda": 0.01}, fallen]
+    ).stop_training
 
 
 def test_a_gated_run_resumed_after_the_gate_opened_judges_from_its_first_new_epoch():
@@ -128,7 +133,8 @@ def test_chance_comes_from_the_classes_present_in_the_labels(tmp_path, caplog):
         assert data_classes(shards, 100) == 4
     assert [r.getMessage() for r in caplog.records] == [
         "num_classes 100 exceeds the 4 classes present in the training data: chance is taken as 1/4 "
-        "(the head is wider than the data)"]
+        "(the head is wider than the data)"
+    ]
     caplog.clear()
     assert data_classes(shards, 4) == 4 and not caplog.records
     assert data_classes(shards, 1000, mix_with="imagenet-*") == 1000  # mixed ImageNet: the head's width

@@ -1,4 +1,5 @@
 """The `harmonize` console script on ClickMe-mini: mini, train, evaluate, and its error lines."""
+
 import csv
 import errno
 import json
@@ -16,8 +17,7 @@ from harmonization.cli import main
 from harmonization.clickme import iter_clickme
 from harmonization.models import build_model
 
-MINI_SIZES = ["--train-size", "96", "--val-size", "48", "--conflict-size", "32",
-              "--stimuli-per-class", "2"]
+MINI_SIZES = ["--train-size", "96", "--val-size", "48", "--conflict-size", "32", "--stimuli-per-class", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,33 @@ def test_zoo_lists_the_seven_published_files_with_their_download_location(capsys
 
 
 def train_argv(mini, out) -> list[str]:
-    return ["train", "--model", "small_cnn", "--train", str(mini / "train-*"),
-            "--val", str(mini / "val-*"), "--epochs", "2", "--out", str(out), "--image-size", "32",
-            "--num-classes", "4", "--batch-size", "32", "--lambda", "0.5", "--seed", "1",
-            "--min-crop-area", "0.5", "--verbose", "0"]
+    return [
+        "train",
+        "--model",
+        "small_cnn",
+        "--train",
+        str(mini / "train-*"),
+        "--val",
+        str(mini / "val-*"),
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "32",
+        "--lambda",
+        "0.5",
+        "--seed",
+        "1",
+        "--min-crop-area",
+        "0.5",
+        "--verbose",
+        "0",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +117,16 @@ def test_train_writes_model_history_and_summary(trained, capsys):
     with open(trained / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert {"loss", "ce", "harmonization", "accuracy", "val_accuracy", "val_alignment",
-            "val_alignment_log_prob", "val_gaming_gap"} <= set(rows[0])
+    assert {
+        "loss",
+        "ce",
+        "harmonization",
+        "accuracy",
+        "val_accuracy",
+        "val_alignment",
+        "val_alignment_log_prob",
+        "val_gaming_gap",
+    } <= set(rows[0])
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["settings"]["lambda_harmonization"] == 0.5 and summary["settings"]["model"] == "small_cnn"
     assert summary["settings"]["lambda_schedule"] == "adaptive"  # the default
@@ -111,15 +142,31 @@ def test_train_again_says_complete_and_refuses_other_settings(mini, trained, cap
     assert "the run is already complete (2 epochs" in capsys.readouterr().out
     code, line, _ = one_line_exit(train_argv(mini, trained) + ["--lr", "0.01", "--lambda", "1"], capsys)
     assert code == 2
-    assert line == (f"harmonize: error: {trained} holds a run started with other settings: "
-                    "--lambda 0.5 (now 1.0), --lr 0.1 (now 0.01); --fresh starts over")
+    assert line == (
+        f"harmonize: error: {trained} holds a run started with other settings: "
+        "--lambda 0.5 (now 1.0), --lr 0.1 (now 0.01); --fresh starts over"
+    )
     assert {name: (trained / name).read_bytes() for name in os.listdir(trained)} == before
 
 
 def test_evaluate_reports_alignment_gaming_and_conflict_accuracy(trained, mini, tmp_path, capsys):
     out = tmp_path / "evaluation.json"
-    assert main(["evaluate", "--weights", str(trained / "model.keras"), "--data", str(mini / "val-*"),
-                 "--conflict", str(mini / "conflict-*"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--weights",
+                str(trained / "model.keras"),
+                "--data",
+                str(mini / "val-*"),
+                "--conflict",
+                str(mini / "conflict-*"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "alignment score (log p)" in printed and "conflict-split accuracy" in printed
     result = json.loads(out.read_text())
@@ -145,15 +192,49 @@ def test_evaluate_reports_alignment_gaming_and_conflict_accuracy(trained, mini, 
 
 
 def test_val_split_test_validates_on_uncropped_images_as_evaluate_split_test(mini, tmp_path, capsys):
-    argv = ["train", "--model", "small_cnn_plain", "--train", str(mini / "train-*"), "--val", str(mini / "val-*"),
-            "--val-split", "test", "--epochs", "1", "--out", str(tmp_path), "--image-size", "32",
-            "--num-classes", "4", "--batch-size", "32", "--verbose", "0"]
+    argv = [
+        "train",
+        "--model",
+        "small_cnn_plain",
+        "--train",
+        str(mini / "train-*"),
+        "--val",
+        str(mini / "val-*"),
+        "--val-split",
+        "test",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "32",
+        "--verbose",
+        "0",
+    ]
     assert main(argv) == 0
     validation = json.loads((tmp_path / "summary.json").read_text())["validation"]
     for split, same in (("test", True), ("val", False)):  # "val" reads the central crop: other maps
         out = tmp_path / f"{split}.json"
-        assert main(["evaluate", "--weights", str(tmp_path / "model.keras"), "--data", str(mini / "val-*"),
-                     "--split", split, "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--weights",
+                    str(tmp_path / "model.keras"),
+                    "--data",
+                    str(mini / "val-*"),
+                    "--split",
+                    split,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         score = json.loads(out.read_text())["evaluation"]["alignment_score"]
         assert (score == pytest.approx(validation["alignment_score"], rel=1e-5)) is same, split
 
@@ -170,8 +251,22 @@ def model_at_chance(path):
 
 def test_evaluate_marks_a_model_at_chance_and_its_alignment_as_unreliable(mini, tmp_path, capsys):
     out = tmp_path / "evaluation.json"
-    assert main(["evaluate", "--weights", str(model_at_chance(tmp_path / "chance.keras")),
-                 "--data", str(mini / "val-*"), "--split", "test", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--weights",
+                str(model_at_chance(tmp_path / "chance.keras")),
+                "--data",
+                str(mini / "val-*"),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     evaluation = json.loads(out.read_text())["evaluation"]
     assert evaluation["near_chance"] is True and evaluation["accuracy"] < evaluation["chance_threshold"] == 0.4
@@ -179,15 +274,16 @@ def test_evaluate_marks_a_model_at_chance_and_its_alignment_as_unreliable(mini, 
     assert printed.count("(unreliable: near chance)") == 3  # both alignment scores, Dice and IoU
 
 
-def test_evaluate_on_a_full_disk_keeps_the_old_file_and_prints_the_results(trained, mini, tmp_path,
-                                                                          monkeypatch, capsys):
+def test_evaluate_on_a_full_disk_keeps_the_old_file_and_prints_the_results(
+    trained, mini, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "evaluation.json"
     out.write_text('{"old": true}')
-    argv = ["evaluate", "--weights", str(trained / "model.keras"), "--data", str(mini / "val-*"),
-            "--out", str(out)]
+    argv = ["evaluate", "--weights", str(trained / "model.keras"), "--data", str(mini / "val-*"), "--out", str(out)]
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(os, "fsync", full)
     code, line, printed = one_line_exit(argv, capsys)
     monkeypatch.undo()
@@ -201,42 +297,78 @@ def bad_invocations(mini, trained, tmp_path):
     keras.saving.load_model(trained / "model.keras").save_weights(weights_only)
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    train = ["train", "--train", str(mini / "train-*"), "--val", str(mini / "val-*"),
-             "--out", str(tmp_path / "out"), "--image-size", "32", "--num-classes", "4"]
+    train = [
+        "train",
+        "--train",
+        str(mini / "train-*"),
+        "--val",
+        str(mini / "val-*"),
+        "--out",
+        str(tmp_path / "out"),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+    ]
     evaluate = ["evaluate", "--weights", str(trained / "model.keras"), "--data", str(mini / "val-*")]
     return {
-        "missing weights": (["evaluate", "--weights", str(tmp_path / "none.keras"), "--data",
-                             str(mini / "val-*")], "weights file not found"),
-        "weights only": (["evaluate", "--weights", str(weights_only), "--data", str(mini / "val-*")],
-                         "pass --model"),
-        "unknown model": (train + ["--model", "resnet9", "--epochs", "1"],
-                          "unknown --model 'resnet9'; known models: small_cnn, small_cnn_plain, vgg16"),
-        "image size": (evaluate + ["--image-size", "64"],
-                       f"--image-size 64 does not fit {trained / 'model.keras'}, which takes 32x32 pixels"),
-        "out is a file": (train + ["--model", "small_cnn", "--epochs", "1", "--out", str(a_file)],
-                          f"cannot write {a_file}: Not a directory"),
+        "missing weights": (
+            ["evaluate", "--weights", str(tmp_path / "none.keras"), "--data", str(mini / "val-*")],
+            "weights file not found",
+        ),
+        "weights only": (["evaluate", "--weights", str(weights_only), "--data", str(mini / "val-*")], "pass --model"),
+        "unknown model": (
+            train + ["--model", "resnet9", "--epochs", "1"],
+            "unknown --model 'resnet9'; known models: small_cnn, small_cnn_plain, vgg16",
+        ),
+        "image size": (
+            evaluate + ["--image-size", "64"],
+            f"--image-size 64 does not fit {trained / 'model.keras'}, which takes 32x32 pixels",
+        ),
+        "out is a file": (
+            train + ["--model", "small_cnn", "--epochs", "1", "--out", str(a_file)],
+            f"cannot write {a_file}: Not a directory",
+        ),
         "evaluation out is a folder": (evaluate + ["--out", str(tmp_path)], f"--out {tmp_path} is a folder"),
         "evaluation out under a file": (evaluate + ["--out", str(a_file / "e.json")], f"{a_file} is not a folder"),
-        "lambda schedule": (train + ["--model", "small_cnn", "--epochs", "1", "--lambda-schedule", "cosine"],
-                            "--lambda-schedule must be one of adaptive, linear, got 'cosine'"),
-        "saliency": (train + ["--model", "small_cnn", "--epochs", "1", "--saliency", "squared"],
-                     "--saliency must be one of signed, absolute, got 'squared'"),
-        "empty glob": (["evaluate", "--weights", str(trained / "model.keras"), "--data",
-                        str(tmp_path / "nothing-*")], str(tmp_path / "nothing-*")),
+        "lambda schedule": (
+            train + ["--model", "small_cnn", "--epochs", "1", "--lambda-schedule", "cosine"],
+            "--lambda-schedule must be one of adaptive, linear, got 'cosine'",
+        ),
+        "saliency": (
+            train + ["--model", "small_cnn", "--epochs", "1", "--saliency", "squared"],
+            "--saliency must be one of signed, absolute, got 'squared'",
+        ),
+        "empty glob": (
+            ["evaluate", "--weights", str(trained / "model.keras"), "--data", str(tmp_path / "nothing-*")],
+            str(tmp_path / "nothing-*"),
+        ),
         "zero epochs": (train + ["--model", "small_cnn", "--epochs", "0"], "--epochs: 0 must be >= 1"),
-        "negative lambda": (train + ["--model", "small_cnn", "--epochs", "1", "--lambda", "-1"],
-                            "--lambda: -1 must be >= 0.0"),
+        "negative lambda": (
+            train + ["--model", "small_cnn", "--epochs", "1", "--lambda", "-1"],
+            "--lambda: -1 must be >= 0.0",
+        ),
         "not a number": (train + ["--model", "small_cnn", "--epochs", "x"], "not a number: 'x'"),
-        "cue agreement": (["mini", "--out", str(tmp_path / "m"), "--cue-agreement", "1.5"],
-                          "--cue-agreement: 1.5 must be in (0, 1]"),
-        "long warm-up": (train + ["--model", "small_cnn", "--epochs", "1", "--warmup-epochs", "3"],
-                         "--warmup-epochs 3.0 exceeds --epochs 1"),
-        "not a published spec": (["check-accuracy", "--model", "vgg16", "--imagenet-val", str(tmp_path)],
-                                 "--model 'vgg16': expected published:NAME:PATH"),
-        "unknown kind": (["mini", "--out", str(tmp_path / "k"), "--kind", "dots"],
-                         "kind must be one of mini, edges, stripes, neighbour, got 'dots'"),
-        "missing published file": (["check-accuracy", "--model", f"published:vgg16:{tmp_path / 'no.h5'}",
-                                    "--imagenet-val", str(tmp_path)], str(tmp_path / "no.h5")),
+        "cue agreement": (
+            ["mini", "--out", str(tmp_path / "m"), "--cue-agreement", "1.5"],
+            "--cue-agreement: 1.5 must be in (0, 1]",
+        ),
+        "long warm-up": (
+            train + ["--model", "small_cnn", "--epochs", "1", "--warmup-epochs", "3"],
+            "--warmup-epochs 3.0 exceeds --epochs 1",
+        ),
+        "not a published spec": (
+            ["check-accuracy", "--model", "vgg16", "--imagenet-val", str(tmp_path)],
+            "--model 'vgg16': expected published:NAME:PATH",
+        ),
+        "unknown kind": (
+            ["mini", "--out", str(tmp_path / "k"), "--kind", "dots"],
+            "kind must be one of mini, edges, stripes, neighbour, got 'dots'",
+        ),
+        "missing published file": (
+            ["check-accuracy", "--model", f"published:vgg16:{tmp_path / 'no.h5'}", "--imagenet-val", str(tmp_path)],
+            str(tmp_path / "no.h5"),
+        ),
     }
 
 
@@ -250,10 +382,15 @@ def test_bad_arguments_give_one_line_and_exit_code_2(mini, trained, tmp_path, ca
 def test_console_script_exit_codes(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "harmonize")
     assert subprocess.run([script, "--help"], capture_output=True, timeout=120).returncode == 0
-    as_module = subprocess.run([sys.executable, "-m", "harmonization.cli", "train", "--help"],
-                               capture_output=True, text=True, timeout=120)
+    as_module = subprocess.run(
+        [sys.executable, "-m", "harmonization.cli", "train", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert as_module.returncode == 0 and "--lambda-schedule" in as_module.stdout
-    result = subprocess.run([script, "evaluate", "--weights", str(tmp_path / "x.keras"), "--data",
-                             "y"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [script, "evaluate", "--weights", str(tmp_path / "x.keras"), "--data", "y"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"harmonize: error: weights file not found: {tmp_path / 'x.keras'}"

@@ -1,4 +1,5 @@
 """The Harmonizer model: its gradients, its logs, callbacks, saving, resuming; the recipe."""
+
 import csv
 import glob
 import json
@@ -57,18 +58,19 @@ def test_harmonization_term_reaches_resnet50v2_weights():
     assert len(gradients) == 174
 
 
-def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, lam: float,
-                         training: bool) -> dict:
+def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, lam: float, training: bool) -> dict:
     """Per-sample means of the terms, computed outside the Harmonizer (numpy CE, batch MSE)."""
     classes = harmonizer.num_classes
-    decay = sum(0.5 * np.sum(v.numpy().astype(np.float64) ** 2)
-                for v in decayed_variables(harmonizer.trainable_variables))
+    decay = sum(
+        0.5 * np.sum(v.numpy().astype(np.float64) ** 2) for v in decayed_variables(harmonizer.trainable_variables)
+    )
     ce, harm, correct = [], [], []
     for start in range(0, len(arrays["label"]), batch_size):
-        part = {k: v[start:start + batch_size] for k, v in arrays.items()}
+        part = {k: v[start : start + batch_size] for k, v in arrays.items()}
         inputs = harmonizer.preprocess(part["image"])
-        saliency, logits = signed_saliency(harmonizer.backbone, inputs,
-                                           tf.one_hot(part["label"], classes), training=training)
+        saliency, logits = signed_saliency(
+            harmonizer.backbone, inputs, tf.one_hot(part["label"], classes), training=training
+        )
         logits = logits.numpy().astype(np.float64)  # batch statistics in training mode
         smooth = np.eye(classes)[part["label"]] * 0.9 + 0.1 / classes
         log_p = logits - logits.max(1, keepdims=True)
@@ -77,16 +79,19 @@ def reference_epoch_logs(harmonizer: Harmonizer, arrays: dict, batch_size: int, 
         harm += [float(harmonization_loss(saliency, part["heatmap"], part["token"]))] * len(logits)
         correct += list(logits.argmax(1) == part["label"])
     ce, harm = np.array(ce), np.array(harm)
-    return {"ce": ce.mean(), "harmonization": harm.mean(),
-            "loss": (ce + 1e-5 * decay + lam * harm).mean(), "accuracy": np.mean(correct)}
+    return {
+        "ce": ce.mean(),
+        "harmonization": harm.mean(),
+        "loss": (ce + 1e-5 * decay + lam * harm).mean(),
+        "accuracy": np.mean(correct),
+    }
 
 
 def test_epoch_logs_are_per_sample_means_on_a_dataset_of_unknown_length():
     arrays = clickme_arrays(20, 16, 3, seed=1)  # batches of 8, 8 and 4
     dataset = as_dataset(arrays, 8).filter(lambda batch: True)
     assert dataset.cardinality() == tf.data.UNKNOWN_CARDINALITY
-    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
-                            lambda_schedule="linear")
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0, lambda_schedule="linear")
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=2, verbose=0).history
     np.testing.assert_allclose(history["lambda"], [2.0, 2.0])
@@ -120,36 +125,38 @@ def test_one_step_follows_the_gradient_of_the_full_objective():
     arrays = clickme_arrays(6, 16, 3, seed=2)
     model = build_model("small_cnn", 3, 16)
     start = [v.numpy() for v in model.trainable_variables]
-    harmonizer = Harmonizer(model, lambda_harmonization=3.0, lambda_weights=1e-2,
-                            label_smoothing=0.2, lambda_schedule="linear")
+    harmonizer = Harmonizer(
+        model, lambda_harmonization=3.0, lambda_weights=1e-2, label_smoothing=0.2, lambda_schedule="linear"
+    )
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.5))
     variables = harmonizer.trainable_variables
     with tf.GradientTape() as tape:
         inputs = harmonizer.preprocess(arrays["image"])
         saliency, logits = signed_saliency(harmonizer.backbone, inputs, tf.one_hot(arrays["label"], 3))
         ce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
-            tf.one_hot(arrays["label"], 3), logits)
-        decay = tf.add_n([tf.reduce_sum(tf.square(v)) / 2 for v in variables
-                          if "batch_normalization" not in v.path])
+            tf.one_hot(arrays["label"], 3), logits
+        )
+        decay = tf.add_n([tf.reduce_sum(tf.square(v)) / 2 for v in variables if "batch_normalization" not in v.path])
         total = ce + 1e-2 * decay + 3.0 * harmonization_loss(saliency, arrays["heatmap"], None)
     gradients = tape.gradient(total, variables)
     harmonizer.fit(as_dataset(arrays, 6), epochs=1, verbose=0)
     for before, gradient, variable in zip(start, gradients, variables):
-        np.testing.assert_allclose(variable.numpy(), before - 0.5 * gradient.numpy(),
-                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
+        np.testing.assert_allclose(
+            variable.numpy(), before - 0.5 * gradient.numpy(), rtol=1e-4, atol=1e-6, err_msg=variable.path
+        )
 
 
 def test_lambda_ramps_up_linearly_over_the_first_steps():
     arrays = clickme_arrays(4, 16, 3, seed=4)
     dataset = as_dataset(arrays, 4).repeat(4)  # the same batch four times
-    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
-                            lambda_ramp_steps=2, lambda_schedule="linear")
+    harmonizer = Harmonizer(
+        build_model("small_cnn", 3, 16), lambda_harmonization=2.0, lambda_ramp_steps=2, lambda_schedule="linear"
+    )
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0))
     history = harmonizer.fit(dataset, epochs=1, verbose=0).history
     terms = reference_epoch_logs(harmonizer, arrays, 4, 0.0, training=True)
     ramp = np.mean([0.0, 1.0, 2.0, 2.0])  # lambda at optimizer steps 0, 1, 2, 3
-    np.testing.assert_allclose(history["loss"][0], terms["loss"] + ramp * terms["harmonization"],
-                               rtol=2e-5)
+    np.testing.assert_allclose(history["loss"][0], terms["loss"] + ramp * terms["harmonization"], rtol=2e-5)
 
 
 def gate_batch(harmonizer: Harmonizer, seed: int, correct: bool) -> dict:
@@ -162,20 +169,17 @@ def gate_batch(harmonizer: Harmonizer, seed: int, correct: bool) -> dict:
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path, jit_compile):
-    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
-                            lambda_ramp_steps=2)
+    harmonizer = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0, lambda_ramp_steps=2)
     assert harmonizer.lambda_schedule == "adaptive"
     # frozen weights: every step sees accuracy 1
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
-    history = harmonizer.fit(as_dataset(gate_batch(harmonizer, 4, True), 4).repeat(6), epochs=1,
-                             verbose=0).history
+    history = harmonizer.fit(as_dataset(gate_batch(harmonizer, 4, True), 4).repeat(6), epochs=1, verbose=0).history
     # Running accuracy 1/3 -> 0.400, 0.460, 0.514 (steps 0-2): the gate (7/15) opens at step 2,
     # so lambda is 0, 0, 0, then ramps over 2 steps: 1.0 at step 3, 2.0 from step 4.
     np.testing.assert_allclose(history["lambda"][0], np.mean([0, 0, 0, 1.0, 2.0, 2.0]), rtol=1e-6)
     assert int(harmonizer._gate_step.numpy()) == 2
     harmonizer.save_weights(tmp_path / "gate.weights.h5")  # what BackupAndRestore writes
-    resumed = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0,
-                         lambda_ramp_steps=2)
+    resumed = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0, lambda_ramp_steps=2)
     resumed.compile(optimizer=keras.optimizers.SGD(0.0))
     resumed.load_weights(tmp_path / "gate.weights.h5")
     assert int(resumed._gate_step.numpy()) == 2
@@ -183,8 +187,7 @@ def test_adaptive_lambda_waits_until_the_running_accuracy_leaves_chance(tmp_path
 
     wrong = Harmonizer(build_model("small_cnn", 3, 16), lambda_harmonization=2.0)
     wrong.compile(optimizer=keras.optimizers.SGD(0.0))
-    history = wrong.fit(as_dataset(gate_batch(wrong, 4, False), 4).repeat(6), epochs=2,
-                        verbose=0).history
+    history = wrong.fit(as_dataset(gate_batch(wrong, 4, False), 4).repeat(6), epochs=2, verbose=0).history
     assert history["lambda"] == [0.0, 0.0] and int(wrong._gate_step.numpy()) == -1
     assert history["harmonization"][0] > 0  # the term is still measured while it waits
 
@@ -245,8 +248,7 @@ def test_lambda_schedule_and_saliency_must_be_known_and_survive_the_config():
         Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="cosine")
     with pytest.raises(ValueError, match="saliency must be one of signed, absolute, got 'sum'"):
         Harmonizer(build_model("small_cnn", 3, 16), saliency="sum")
-    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear",
-                        saliency="absolute").get_config()
+    config = Harmonizer(build_model("small_cnn", 3, 16), lambda_schedule="linear", saliency="absolute").get_config()
     restored = Harmonizer.from_config(config)
     assert (restored.lambda_schedule, restored.saliency) == ("linear", "absolute")
 
@@ -257,11 +259,17 @@ def test_a_saved_harmonizer_holds_its_format_and_another_format_is_refused():
     unnumbered = {key: value for key, value in config.items() if key != "format"}  # as 0.1.0 saved
     assert Harmonizer.from_config(unnumbered).lambda_schedule == "linear"
     older = {key: value for key, value in unnumbered.items() if key != "lambda_schedule"}
-    with pytest.raises(ValueError, match=r"^a saved Harmonizer: no format number and no "
-                                         r"lambda_schedule: written before harmonization 0\.1\.0;"):
+    with pytest.raises(
+        ValueError,
+        match=r"^a saved Harmonizer: no format number and no "
+        r"lambda_schedule: written before harmonization 0\.1\.0;",
+    ):
         Harmonizer.from_config(older)
-    with pytest.raises(ValueError, match=r"^a saved Harmonizer: format 2, but this version of "
-                                         r"harmonization reads format 1"):
+    with pytest.raises(
+        ValueError,
+        match=r"^a saved Harmonizer: format 2, but this version of "
+        r"harmonization reads format 1",
+    ):
         Harmonizer.from_config({**config, "format": 2})
 
 
@@ -281,8 +289,19 @@ def test_standard_callbacks_and_saving(tmp_path):
     with open(tmp_path / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
-    assert {"loss", "ce", "harmonization", "accuracy", "val_loss", "val_ce", "val_harmonization",
-            "val_accuracy", "val_alignment", "val_alignment_log_prob", "val_gaming_gap"} <= set(rows[0])
+    assert {
+        "loss",
+        "ce",
+        "harmonization",
+        "accuracy",
+        "val_loss",
+        "val_ce",
+        "val_harmonization",
+        "val_accuracy",
+        "val_alignment",
+        "val_alignment_log_prob",
+        "val_gaming_gap",
+    } <= set(rows[0])
     assert all(np.isfinite(float(value)) for row in rows for value in row.values())
     assert glob.glob(str(tmp_path / "tensorboard" / "train" / "events.out.tfevents.*"))
     images = clickme_arrays(4, 16, 3, 7)["image"]
@@ -318,8 +337,9 @@ def test_saved_pixel_model_loads_without_project_code(tmp_path):
         np.save(sys.argv[3], out.detach().cpu().numpy())
         assert not any(name.startswith("harmonization") for name in sys.modules)
     """
-    result = run_python(code, env={"KERAS_BACKEND": "torch"},
-                        args=(path, str(tmp_path / "images.npy"), str(tmp_path / "torch.npy")))
+    result = run_python(
+        code, env={"KERAS_BACKEND": "torch"}, args=(path, str(tmp_path / "images.npy"), str(tmp_path / "torch.npy"))
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "torch.npy"), expected, rtol=1e-5, atol=1e-5)
 
@@ -344,8 +364,7 @@ def test_separate_backbone_and_preprocess_are_assembled_into_a_pixel_model():
     harmonizer = Harmonizer(net, preprocess=keras.layers.Rescaling(1 / 255.0))
     assert {layer.name for layer in harmonizer.pixel_model.layers} >= {"preprocess", "backbone"}
     images = clickme_arrays(2, 16, 3)["image"]
-    np.testing.assert_allclose(harmonizer.predict(images, verbose=0), net(images / 255.0).numpy(),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(harmonizer.predict(images, verbose=0), net(images / 255.0).numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="pass preprocess="):
         Harmonizer(net)
 
@@ -366,8 +385,11 @@ def test_bad_batches_and_arguments_are_refused():
     harmonizer.compile(optimizer=keras.optimizers.SGD(0.01))
     arrays = clickme_arrays(4, 16, 3)
     with pytest.raises(ValueError, match="keys image, heatmap, label"):
-        harmonizer.fit(tf.data.Dataset.from_tensor_slices(
-            {"image": arrays["image"], "label": arrays["label"]}).batch(4), epochs=1, verbose=0)
+        harmonizer.fit(
+            tf.data.Dataset.from_tensor_slices({"image": arrays["image"], "label": arrays["label"]}).batch(4),
+            epochs=1,
+            verbose=0,
+        )
 
 
 KILL_AND_RESUME = """
@@ -415,8 +437,7 @@ def test_fit_killed_mid_run_resumes_from_the_backup(tmp_path):
         directory.mkdir()
 
     def run(*jobs):
-        return run_python(KILL_AND_RESUME,
-                          args=(TESTS, *(f"{runs[name]}:{kill}" for name, kill in jobs)))
+        return run_python(KILL_AND_RESUME, args=(TESTS, *(f"{runs[name]}:{kill}" for name, kill in jobs)))
 
     # one interpreter runs the uninterrupted fit, then the one it kills; a fresh one resumes
     killed = run(("straight", -1), ("killed", 1))
@@ -435,8 +456,17 @@ def test_recipe_schedule_follows_warmup_and_step_decay():
     optimizer = recipe(0.4, epochs=90, steps_per_epoch=10)
     schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
     assert isinstance(schedule, WarmupStepDecay)
-    expected = {0: 0.4 / 50, 24: 0.4 * 25 / 50, 49: 0.4, 299: 0.4, 300: 0.04, 599: 0.04,
-                600: 0.004, 800: 0.0004, 899: 0.0004}
+    expected = {
+        0: 0.4 / 50,
+        24: 0.4 * 25 / 50,
+        49: 0.4,
+        299: 0.4,
+        300: 0.04,
+        599: 0.04,
+        600: 0.004,
+        800: 0.0004,
+        899: 0.0004,
+    }
     for step, value in expected.items():
         np.testing.assert_allclose(float(schedule(step)), value, rtol=1e-6, err_msg=str(step))
     assert optimizer.nesterov and optimizer.momentum == 0.9
@@ -456,9 +486,12 @@ def test_recipe_schedule_follows_warmup_and_step_decay():
 
 def test_mixup_mixes_images_heatmaps_and_labels_with_one_weight():
     n = 6
-    arrays = {"image": np.repeat(10.0 * np.arange(n), 4 * 4 * 3).reshape(n, 4, 4, 3).astype("float32"),
-              "heatmap": np.repeat(np.arange(n, dtype="float32"), 16).reshape(n, 4, 4, 1),
-              "label": np.arange(n, dtype="int64"), "token": np.array([1, 1, 1, 1, 0, 1], "float32")}
+    arrays = {
+        "image": np.repeat(10.0 * np.arange(n), 4 * 4 * 3).reshape(n, 4, 4, 3).astype("float32"),
+        "heatmap": np.repeat(np.arange(n, dtype="float32"), 16).reshape(n, 4, 4, 1),
+        "label": np.arange(n, dtype="int64"),
+        "token": np.array([1, 1, 1, 1, 0, 1], "float32"),
+    }
     mixed = next(iter(mixup(as_dataset(arrays, n), num_classes=n, alpha=0.4, seed=3)))
     heat = mixed["heatmap"].numpy()[:, 0, 0, 0]
     labels = mixed["label"].numpy()

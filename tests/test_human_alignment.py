@@ -1,5 +1,6 @@
 """Human alignment of PyTorch models (attacks_torch.human): the evaluation saliency of
 ``harmonize evaluate``, scored by the shared definition, in the library and in the sweep."""
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,8 @@ def _squares(n: int, size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     side = size // 4
     for i in range(n):
         top, left = torch.randint(0, size - side, (2,), generator=generator).tolist()
-        images[i, :, top:top + side, left:left + side] += 0.6
-        maps[i, top:top + side, left:left + side] = 1.0
+        images[i, :, top : top + side, left : left + side] += 0.6
+        maps[i, top : top + side, left : left + side] = 1.0
     return images, maps
 
 
@@ -48,10 +49,12 @@ def test_timm_model_equals_plain_torch(timm_model):
     mean = torch.tensor(timm_model.data_config["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(timm_model.data_config["std"]).view(1, 3, 1, 1)
     for i in range(3):
-        inputs = ((images[i:i + 1] - mean) / std).requires_grad_(True)
+        inputs = ((images[i : i + 1] - mean) / std).requires_grad_(True)
         logits = timm_model.network(inputs)
-        for score, column in ((logits[0, labels[i]], result.spearman),
-                              (torch.log_softmax(logits, 1)[0, labels[i]], result.spearman_log_prob)):
+        for score, column in (
+            (logits[0, labels[i]], result.spearman),
+            (torch.log_softmax(logits, 1)[0, labels[i]], result.spearman_log_prob),
+        ):
             (gradient,) = torch.autograd.grad(score, inputs, retain_graph=True)
             saliency = gradient[0].abs().amax(dim=0).numpy().ravel()
             expected = stats.spearmanr(saliency, maps[i].numpy().ravel()).statistic
@@ -65,10 +68,11 @@ def test_batch_equals_single_images_and_unmapped_images_are_not_scored():
     maps[2] = 0.0  # an image without a human map
     labels = torch.tensor([0, 1, 2, 3, 0])
     batch = human_alignment(model, images, maps, labels)
-    singles = [human_alignment(model, images[i:i + 1], maps[i:i + 1], labels[i:i + 1]) for i in range(5)]
+    singles = [human_alignment(model, images[i : i + 1], maps[i : i + 1], labels[i : i + 1]) for i in range(5)]
     for key in ("spearman", "spearman_log_prob", "dice", "iou"):
-        np.testing.assert_allclose(getattr(batch, key), np.concatenate([getattr(s, key) for s in singles]),
-                                   atol=1e-6, equal_nan=True)
+        np.testing.assert_allclose(
+            getattr(batch, key), np.concatenate([getattr(s, key) for s in singles]), atol=1e-6, equal_nan=True
+        )
     assert np.isnan(batch.spearman[2]) and batch.mapped.tolist() == [True, True, False, True, True]
     assert not np.isnan(np.delete(batch.spearman, 2)).any()
     summary = summarize_human(batch, num_classes=4)
@@ -118,8 +122,11 @@ def test_a_softmax_head_is_flagged_and_a_logit_head_is_not():
     labels = torch.tensor([0, 1, 2, 3])
     torch.manual_seed(0)
     linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 4))
-    heads = {"logits": linear, "softmax": nn.Sequential(linear, nn.Softmax(dim=1)),
-             "log_softmax": nn.Sequential(linear, nn.LogSoftmax(dim=1))}
+    heads = {
+        "logits": linear,
+        "softmax": nn.Sequential(linear, nn.Softmax(dim=1)),
+        "log_softmax": nn.Sequential(linear, nn.LogSoftmax(dim=1)),
+    }
     summaries = {}
     for kind, network in heads.items():
         model = PixelModel(network, name=kind, input_size=None, mean=(0.0,) * 3, std=(1.0,) * 3)
@@ -140,7 +147,7 @@ def _write_keras_model_and_stimuli(directory) -> tuple[str, str, list[float]]:
         import numpy as np
         import keras
         import tensorflow as tf
-        sys.path.insert(0, {str(builders.ROOT / 'tests')!r})
+        sys.path.insert(0, {str(builders.ROOT / "tests")!r})
         import builders
         from attacks_torch.stimuli import load_stimuli
         from harmonization.clickme import encode_example, write_records
@@ -172,8 +179,7 @@ def _write_keras_model_and_stimuli(directory) -> tuple[str, str, list[float]]:
     assert done.returncode == 0, done.stderr[-3000:]
     values = json.loads(done.stdout.strip().splitlines()[-1])
     spearman = [np.nan if v is None else v for v in values]
-    return str(directory / "norm_cnn.keras"), str(directory / "stim-00000-of-00001.tfrecords"), \
-        spearman
+    return str(directory / "norm_cnn.keras"), str(directory / "stim-00000-of-00001.tfrecords"), spearman
 
 
 @pytest.fixture(scope="module")
@@ -184,10 +190,31 @@ def keras_files(tmp_path_factory):
 def test_keras_pixel_model_sweep_equals_harmonize_evaluate(keras_files, tmp_path):
     model_path, stimuli, keras_values = keras_files
     out = tmp_path / "out"
-    args = ["attack", "--models", f"norm_cnn={model_path}", "--stimuli", stimuli, "--out", str(out), "--batch-size",
-            "4", "--hi", "4", "--tol", "0.1", "--pgd-steps", "2", "--threads", "1", "--no-progress"]
-    done = builders.run_python("import sys; from attacks_torch.cli import main; sys.exit(main(sys.argv[1:]))",
-                               env={"KERAS_BACKEND": "torch"}, args=tuple(args))
+    args = [
+        "attack",
+        "--models",
+        f"norm_cnn={model_path}",
+        "--stimuli",
+        stimuli,
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--hi",
+        "4",
+        "--tol",
+        "0.1",
+        "--pgd-steps",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    done = builders.run_python(
+        "import sys; from attacks_torch.cli import main; sys.exit(main(sys.argv[1:]))",
+        env={"KERAS_BACKEND": "torch"},
+        args=tuple(args),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = read_rows(out / "norm_cnn" / "l2_pgd" / "results.csv")
     torch_values = [float(r["human_alignment"]) for r in rows]
@@ -202,12 +229,15 @@ def read_rows(path) -> list[dict[str, str]]:
 
 # --- the sweep ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     directory = tmp_path_factory.mktemp("human_assets")
     checkpoint = builders.make_checkpoint(directory)
-    return {"models": f"convnext={builders.SWEEP_MODEL}@{checkpoint}",
-            "stimuli": builders.make_stimuli(directory, checkpoint, relabelled=2)}  # 2 classes, accuracy 0.75
+    return {
+        "models": f"convnext={builders.SWEEP_MODEL}@{checkpoint}",
+        "stimuli": builders.make_stimuli(directory, checkpoint, relabelled=2),
+    }  # 2 classes, accuracy 0.75
 
 
 @pytest.fixture(scope="module")
@@ -229,13 +259,12 @@ def test_sweep_writes_human_alignment_beside_alignment_and_summarises_it(swept, 
 
     rows = read_rows(swept / "convnext" / "l2_pgd" / "results.csv")
     columns = list(rows[0])
-    assert columns[columns.index("alignment") + 1:][:2] == ["human_alignment", "human_alignment_logprob"]
+    assert columns[columns.index("alignment") + 1 :][:2] == ["human_alignment", "human_alignment_logprob"]
     stimuli = load_stimuli(assets["stimuli"])
     model = load_model(builders.SWEEP_MODEL, checkpoint=assets["models"].split("@")[1], num_classes=4)
     direct = human_alignment(model, stimuli.images, stimuli.heatmaps, stimuli.labels)
     np.testing.assert_allclose([float(r["human_alignment"]) for r in rows], direct.spearman, atol=1e-6)
-    np.testing.assert_allclose([float(r["human_alignment_logprob"]) for r in rows], direct.spearman_log_prob,
-                               atol=1e-6)
+    np.testing.assert_allclose([float(r["human_alignment_logprob"]) for r in rows], direct.spearman_log_prob, atol=1e-6)
     (summary,) = read_rows(swept / "summary.csv")
     values = np.array([float(r["human_alignment"]) for r in rows])
     assert float(summary["human_alignment_mean"]) == pytest.approx(values.mean(), rel=1e-9)
@@ -252,8 +281,12 @@ def test_sweep_killed_after_its_first_human_batch_resumes_to_the_same_table(swep
 
     killed = tmp_path / "killed"
     human = killed / "convnext" / "human"
-    command = [sys.executable, "-m", "attacks_torch.cli",
-               *builders.cli_args(assets["models"], assets["stimuli"], killed, "--batch-size", "2")]
+    command = [
+        sys.executable,
+        "-m",
+        "attacks_torch.cli",
+        *builders.cli_args(assets["models"], assets["stimuli"], killed, "--batch-size", "2"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not _batches(human) and process.poll() is None and time.monotonic() < deadline:
@@ -276,8 +309,10 @@ def test_a_folder_written_before_human_alignment_is_extended_not_attacked_again(
     from attacks_torch.sweep.store import BATCH_COLUMNS
 
     old = tmp_path / "old"
-    assert main(builders.cli_args(assets["models"], assets["stimuli"], old, "--batch-size", "2",
-                                  "--no-human-alignment")) == 0
+    assert (
+        main(builders.cli_args(assets["models"], assets["stimuli"], old, "--batch-size", "2", "--no-human-alignment"))
+        == 0
+    )
     folder = old / "convnext" / "l2_pgd"
     assert not (old / "convnext" / "human").exists()
     rows = read_rows(folder / "results.csv")  # as the sweep wrote it before: no human columns at all
@@ -289,6 +324,7 @@ def test_a_folder_written_before_human_alignment_is_extended_not_attacked_again(
 
     from attacks_torch.sweep import SweepFolder
     from attacks_torch.report import build_report
+
     assert SweepFolder(old).model("convnext", "l2_pgd").read_results()[0]["human_alignment"] == ""
     build_report(old, tmp_path / "report")  # the old folder still reports
 
@@ -302,8 +338,23 @@ def test_score_alone_and_its_fingerprint(swept, assets, tmp_path, capsys):
     from attacks_torch.cli import main
 
     out = tmp_path / "scores"
-    args = ["score", "--models", assets["models"], "--stimuli", assets["stimuli"], "--out", str(out),
-            "--weights", "random", "--num-classes", "4", "--batch-size", "2", "--threads", "1"]
+    args = [
+        "score",
+        "--models",
+        assets["models"],
+        "--stimuli",
+        assets["stimuli"],
+        "--out",
+        str(out),
+        "--weights",
+        "random",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     assert (out / "human.csv").read_bytes() == (swept / "human.csv").read_bytes()
     assert not (out / "convnext" / "l2_pgd").exists()  # nothing attacked
@@ -318,6 +369,7 @@ def test_score_alone_and_its_fingerprint(swept, assets, tmp_path, capsys):
 
 
 # --- checkpoints of the robustness library and torchvision ----------------------------------------
+
 
 class _Pickled:
     """Not a tensor nor a plain container: a safe loader must refuse a file holding it."""
@@ -337,8 +389,17 @@ def _robustness_checkpoint(path: Path, network: nn.Module, mean: tuple, std: tup
     network(torch.rand(2, 3, 32, 32)).sum().backward()
     optimizer.step()
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30)
-    torch.save({"model": state, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "epoch": 3, "amp": None, **(extra or {})}, path)
+    torch.save(
+        {
+            "model": state,
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "epoch": 3,
+            "amp": None,
+            **(extra or {}),
+        },
+        path,
+    )
 
 
 def test_robustness_checkpoint_loads_with_its_normalisation_and_is_scored(tmp_path):
@@ -365,11 +426,14 @@ def test_robustness_checkpoint_loads_with_its_normalisation_and_is_scored(tmp_pa
 
     plain = tmp_path / "plain.safetensors"  # a torchvision state dict: ImageNet normalisation
     from safetensors.torch import save_file
+
     save_file(network.state_dict(), str(plain))
-    imagenet = ((images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-                / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-    torch.testing.assert_close(load_model(f"torchvision:resnet18:{plain}")(images), network(imagenet),
-                               rtol=1e-5, atol=1e-5)
+    imagenet = (images - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(
+        load_model(f"torchvision:resnet18:{plain}")(images), network(imagenet), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_a_checkpoint_holding_an_object_or_another_layout_is_refused_in_one_line(tmp_path):
@@ -415,16 +479,40 @@ def test_a_zoo_scored_alone_reports_accuracy_against_human_alignment(assets, tmp
     generator = torch.Generator().manual_seed(0)
     models = []
     for k in range(3):  # the same classifier with its weights nudged: the same predictions, other saliency
-        nudged = {key: value + 0.02 * (k + 1) * value.std().nan_to_num() * torch.randn(value.shape, generator=generator)
-                  if value.is_floating_point() and value.numel() > 1 else value for key, value in state.items()}
+        nudged = {
+            key: value + 0.02 * (k + 1) * value.std().nan_to_num() * torch.randn(value.shape, generator=generator)
+            if value.is_floating_point() and value.numel() > 1
+            else value
+            for key, value in state.items()
+        }
         torch.save(nudged, tmp_path / f"nudged{k}.pth")
         models.append(f"nudged{k}={builders.SWEEP_MODEL}@{tmp_path / f'nudged{k}.pth'}")
     wrong = {**state, "head.fc.bias": state["head.fc.bias"] + torch.tensor([100.0, 0.0, 0.0, 0.0])}
     torch.save(wrong, tmp_path / "wrong.pth")  # always class 0, which no stimulus is: below chance
     models.append(f"untrained={builders.SWEEP_MODEL}@{tmp_path / 'wrong.pth'}")
     out = tmp_path / "zoo"
-    assert main(["score", "--models", ",".join(models), "--stimuli", assets["stimuli"], "--out", str(out),
-                 "--weights", "random", "--num-classes", "4", "--batch-size", "8", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--models",
+                ",".join(models),
+                "--stimuli",
+                assets["stimuli"],
+                "--out",
+                str(out),
+                "--weights",
+                "random",
+                "--num-classes",
+                "4",
+                "--batch-size",
+                "8",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     accuracy = tmp_path / "top1.csv"
     accuracy.write_text("model,top1\nnudged0,70.0\nnudged1,75.0\nnudged2,80.0\nuntrained,90.0\n")
     report = build_report(out, tmp_path / "report", accuracy_csv=accuracy)
@@ -432,8 +520,9 @@ def test_a_zoo_scored_alone_reports_accuracy_against_human_alignment(assets, tmp
     scored = {r["model"]: r for r in read_rows(out / "human.csv")}
     assert scored["untrained"]["near_chance"] == "True" and list(stats["unreliable"]) == ["untrained"]
     correlation = stats["accuracy_vs_human_alignment"]
-    expected = stats_spearman([70.0, 75.0, 80.0], [float(scored[f"nudged{k}"]["human_alignment_score"])
-                                                   for k in range(3)])
+    expected = stats_spearman(
+        [70.0, 75.0, 80.0], [float(scored[f"nudged{k}"]["human_alignment_score"]) for k in range(3)]
+    )
     assert correlation["n"] == 3 and correlation["rho"] == pytest.approx(expected)
     assert (tmp_path / "report" / "human_accuracy_vs_human_alignment.png").stat().st_size > 0
     assert "| untrained |" in report.read_text()

@@ -3,6 +3,7 @@
 Loading triton after TensorFlow segfaults the process (tensorflow#124205); the library must survive
 any order in which a user imports TensorFlow, Keras, torch, timm and the two packages.
 """
+
 import subprocess
 import sys
 
@@ -10,8 +11,13 @@ import pytest
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env={"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_metrics_loads_neither_tensorflow_nor_torch():

@@ -1,4 +1,5 @@
 """The framework-neutral ClickMe input core and its torch adapter, against tf.data's reader."""
+
 import numpy as np
 import pytest
 
@@ -22,20 +23,20 @@ def examples(n, size=40, seed=0, labels=None):
         image = rng.uniform(0, 255, (size + i % 3, size, 3)).astype(np.uint8)
         heatmap = np.zeros(image.shape[:2], np.uint8)
         top, left = rng.integers(0, size // 2, 2)
-        heatmap[top:top + size // 3, left:left + size // 4] = 255
+        heatmap[top : top + size // 3, left : left + size // 4] = 255
         out.append({"image": image, "heatmap": heatmap, "label": i if labels is None else labels[i]})
     return out
 
 
 def square(records):
-    return [{**r, "image": r["image"][:40, :40].astype(np.float32), "heatmap": r["heatmap"][:40, :40]}
-            for r in records]
+    return [{**r, "image": r["image"][:40, :40].astype(np.float32), "heatmap": r["heatmap"][:40, :40]} for r in records]
 
 
 def write(tmp_path, layout, n=10, **kwargs):
     records = examples(n, **kwargs)
-    return write_clickme(records if layout == "jpeg" else square(records), tmp_path / layout, shard_size=4,
-                         layout=layout)
+    return write_clickme(
+        records if layout == "jpeg" else square(records), tmp_path / layout, shard_size=4, layout=layout
+    )
 
 
 def tf_batches(dataset):
@@ -74,7 +75,7 @@ def test_train_crop_and_flip_match_tensorflow_for_the_same_window(flip):
     top, left, height, width = transforms.window_from_draws(transforms.crop_draws(rng), 50, 60, area_range=(0.2, 0.5))
     got = transforms.crop_resize_flip(image, heatmap, (top, left, height, width), flip, 32)
     for ours, array in zip(got, (image, heatmap)):
-        expected = tf.image.resize(array[top:top + height, left:left + width], (32, 32)).numpy()
+        expected = tf.image.resize(array[top : top + height, left : left + width], (32, 32)).numpy()
         np.testing.assert_allclose(ours, expected[:, ::-1] if flip else expected, atol=2e-4, rtol=0)
 
 
@@ -108,15 +109,16 @@ def test_mixed_examples_equal_tf_data_record_by_record(tmp_path, layout):
     the same record (whole batches: ``test_train_batches_equal_tf_data_with_mixing``)."""
     clickme = write(tmp_path, layout, n=4)
     rng = np.random.default_rng(4)
-    mix = write_imagenet(rng.uniform(0, 255, (12, 44, 36, 3)).astype(np.uint8), range(4, 16), tmp_path / "mix",
-                         shard_size=5)
+    mix = write_imagenet(
+        rng.uniform(0, 255, (12, 44, 36, 3)).astype(np.uint8), range(4, 16), tmp_path / "mix", shard_size=5
+    )
     read = dict(split="val", batch_size=4, image_size=24, num_classes=16, mix_with=mix, clickme_fraction=0.3)
 
     def by_label(batches):
         found = {}
         for b in batches:
             for i, label in enumerate(b["label"]):
-                found.setdefault(int(label), {k: v[i:i + 1] for k, v in b.items()})
+                found.setdefault(int(label), {k: v[i : i + 1] for k, v in b.items()})
         return found
 
     theirs = by_label(tf_batches(load_clickme(clickme, deterministic=True, seed=0, **read)))
@@ -133,10 +135,23 @@ def test_train_batches_equal_tf_data_with_mixing(tmp_path, layout, mixup):
     """The train split with ImageNet mixing (and mixup): tf.data and torch read the same records in
     the same order with the same crops, flips and mixup, two epochs running."""
     clickme = write(tmp_path, layout, n=6)
-    mix = write_imagenet(np.random.default_rng(7).uniform(0, 255, (10, 44, 36, 3)).astype(np.uint8),
-                         range(6, 16), tmp_path / "mix", shard_size=4)
-    read = dict(split="train", batch_size=4, image_size=24, num_classes=16, mix_with=mix, clickme_fraction=0.4,
-                seed=3, crop_area=(0.3, 1.0), mixup=mixup)
+    mix = write_imagenet(
+        np.random.default_rng(7).uniform(0, 255, (10, 44, 36, 3)).astype(np.uint8),
+        range(6, 16),
+        tmp_path / "mix",
+        shard_size=4,
+    )
+    read = dict(
+        split="train",
+        batch_size=4,
+        image_size=24,
+        num_classes=16,
+        mix_with=mix,
+        clickme_fraction=0.4,
+        seed=3,
+        crop_area=(0.3, 1.0),
+        mixup=mixup,
+    )
     dataset = load_clickme(clickme, deterministic=True, **read)
     torch_epochs = ClickMeBatches(ClickMeInputs(clickme, **read))
     for epoch in range(2):
@@ -152,8 +167,9 @@ def test_train_batches_equal_tf_data_with_mixing(tmp_path, layout, mixup):
 def test_mixing_ends_with_the_imagenet_shards_and_keeps_the_share(tmp_path):
     clickme = write(tmp_path, "stimulus", n=5)
     mix = write_imagenet(np.full((400, 20, 20, 3), 60, np.uint8), [7] * 400, tmp_path / "mix", shard_size=100)
-    inputs = ClickMeInputs(clickme, split="train", batch_size=8, image_size=16, num_classes=10, seed=3,
-                           mix_with=mix, clickme_fraction=0.25)
+    inputs = ClickMeInputs(
+        clickme, split="train", batch_size=8, image_size=16, num_classes=10, seed=3, mix_with=mix, clickme_fraction=0.25
+    )
     plan = inputs.plan(0)
     assert np.count_nonzero(plan.token == 0) == 400 and sorted(plan.record[plan.token == 0]) == list(range(400))
     assert plan.token[-1] == 0 and abs(plan.token.mean() - 0.25) < 0.06
@@ -161,8 +177,7 @@ def test_mixing_ends_with_the_imagenet_shards_and_keeps_the_share(tmp_path):
 
 
 def train_batches(paths, world_size=1, rank=0, workers=0, batch_size=4, epoch=0, **kwargs):
-    inputs = ClickMeInputs(paths, split="train", batch_size=batch_size, image_size=16, num_classes=12, seed=5,
-                           **kwargs)
+    inputs = ClickMeInputs(paths, split="train", batch_size=batch_size, image_size=16, num_classes=12, seed=5, **kwargs)
     dataset = ClickMeBatches(inputs, rank=rank, world_size=world_size)
     dataset.set_epoch(epoch)
     return [{k: v.numpy() for k, v in b.items()} for b in DataLoader(dataset, batch_size=None, num_workers=workers)]
@@ -192,15 +207,26 @@ def test_train_crop_and_flip_move_image_and_map_together(tmp_path, layout):
     marker = np.zeros((64, 64), np.float32)
     marker[8:30, 6:12], marker[24:30, 6:26] = 200.0, 120.0
     image = np.repeat(marker[..., None], 3, -1)
-    records = [{"image": image if layout == "stimulus" else image.astype(np.uint8),
-                "heatmap": marker if layout == "stimulus" else marker.astype(np.uint8), "label": 0}] * 24
+    records = [
+        {
+            "image": image if layout == "stimulus" else image.astype(np.uint8),
+            "heatmap": marker if layout == "stimulus" else marker.astype(np.uint8),
+            "label": 0,
+        }
+    ] * 24
     paths = write_clickme(records, tmp_path, layout=layout)
-    got = np.concatenate([b["image"][..., :1] - b["heatmap"] for b in
-                          ClickMeBatches(ClickMeInputs(paths, batch_size=8, image_size=32, num_classes=1,
-                                                       diffuse=False, seed=1))])
+    got = np.concatenate(
+        [
+            b["image"][..., :1] - b["heatmap"]
+            for b in ClickMeBatches(
+                ClickMeInputs(paths, batch_size=8, image_size=32, num_classes=1, diffuse=False, seed=1)
+            )
+        ]
+    )
     assert np.abs(got).max() <= (1e-3 if layout == "stimulus" else 12.0)  # JPEG codes image and map apart
-    batch = next(iter(ClickMeBatches(ClickMeInputs(paths, batch_size=24, image_size=32, num_classes=1,
-                                                   diffuse=False, seed=1))))
+    batch = next(
+        iter(ClickMeBatches(ClickMeInputs(paths, batch_size=24, image_size=32, num_classes=1, diffuse=False, seed=1)))
+    )
     columns = batch["heatmap"][..., 0].sum(dim=1).argmax(dim=1)
     assert len(set(columns.tolist())) > 3  # the windows and flips vary
 
@@ -213,12 +239,15 @@ def test_mixup_mixes_images_maps_and_labels_alike(tmp_path):
     assert batch["image"].dtype == np.float32 and (batch["label"].max(1) < 1).any()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(split="bogus"), "split must be one of"),
-    (dict(batch_size=0), "batch_size must be a positive integer"),
-    (dict(crop_area=(0.5, 0.2)), "crop_area"),
-    (dict(mixup=0.0), "mixup alpha must be positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(split="bogus"), "split must be one of"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(crop_area=(0.5, 0.2)), "crop_area"),
+        (dict(mixup=0.0), "mixup alpha must be positive"),
+    ],
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, message):
     paths = write(tmp_path, "stimulus", n=1)
     with pytest.raises(ValueError, match=message):
@@ -227,8 +256,11 @@ def test_bad_arguments_are_refused(tmp_path, kwargs, message):
 
 def test_a_bad_record_is_named(tmp_path):
     paths = write(tmp_path, "jpeg", n=3)
-    with pytest.raises(ClickMeDataError, match=r"bad ClickMe record: .*-00000-of-00001.tfrecords record 2: "
-                                               r"label 2 is outside \[0, 2\)"):
+    with pytest.raises(
+        ClickMeDataError,
+        match=r"bad ClickMe record: .*-00000-of-00001.tfrecords record 2: "
+        r"label 2 is outside \[0, 2\)",
+    ):
         list(ClickMeBatches(ClickMeInputs(paths, split="test", batch_size=3, image_size=16, num_classes=2)))
 
 
@@ -269,8 +301,9 @@ def test_images_stored_in_unit_range_are_warned_about_as_by_tf_data(tmp_path, ca
 def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batch(tmp_path):
     from harmonization.inputs.keras_data import EpochBatches, TrainingBatches
 
-    inputs = ClickMeInputs(write(tmp_path, "stimulus", n=10), "train", batch_size=3, image_size=16, num_classes=10,
-                           seed=5)  # 3 whole batches per epoch, one example dropped
+    inputs = ClickMeInputs(
+        write(tmp_path, "stimulus", n=10), "train", batch_size=3, image_size=16, num_classes=10, seed=5
+    )  # 3 whole batches per epoch, one example dropped
     expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
     assert TrainingBatches(inputs).num_batches is None
     for start in (0, 2, 4):
@@ -280,9 +313,11 @@ def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batc
             for name in batch:
                 np.testing.assert_array_equal(ours[name], batch[name], err_msg=f"{start} {index} {name}")
     assert not np.array_equal(expected[0]["label"], expected[3]["label"]) or not np.array_equal(
-        expected[0]["image"], expected[3]["image"])  # each epoch is drawn anew
-    epoch = EpochBatches(ClickMeInputs(write(tmp_path / "val", "stimulus", n=10), "test", batch_size=4, image_size=16,
-                                       num_classes=10))
+        expected[0]["image"], expected[3]["image"]
+    )  # each epoch is drawn anew
+    epoch = EpochBatches(
+        ClickMeInputs(write(tmp_path / "val", "stimulus", n=10), "test", batch_size=4, image_size=16, num_classes=10)
+    )
     assert len(epoch) == 3 and [len(b["label"]) for b in epoch] == [4, 4, 2] == [len(b["label"]) for b in epoch]
     with pytest.raises(IndexError):
         epoch[3]
@@ -290,8 +325,9 @@ def test_the_keras_training_stream_crosses_epochs_and_resumes_at_any_global_batc
 
 def test_repeated_epochs_come_in_order_whatever_the_workers(tmp_path):
     """3 batches per epoch over 2 DataLoader workers: the stream still runs epoch 0, then epoch 1, in order."""
-    inputs = ClickMeInputs(write(tmp_path, "jpeg", n=12), split="train", batch_size=4, image_size=16, num_classes=12,
-                           seed=5)
+    inputs = ClickMeInputs(
+        write(tmp_path, "jpeg", n=12), split="train", batch_size=4, image_size=16, num_classes=12, seed=5
+    )
     expected = [inputs.batch(inputs.plan(epoch), epoch, index) for epoch in range(3) for index in range(3)]
     for workers in (0, 2):
         loader = iter(DataLoader(ClickMeBatches(inputs, repeat=True), batch_size=None, num_workers=workers))

@@ -1,4 +1,5 @@
 """The Keras model zoo: pixel models whose preprocessing matches keras.applications."""
+
 import numpy as np
 import pytest
 
@@ -36,8 +37,7 @@ def test_zoo_model_is_a_pixel_model_with_the_networks_preprocessing(name):
     pixels = clickme_arrays(2, size, 5)["image"]
     logits = model(pixels).numpy()
     assert logits.shape == (2, 5) and np.isfinite(logits).all()
-    np.testing.assert_allclose(preprocess(pixels).numpy(), keras_preprocessing(name, pixels),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(preprocess(pixels).numpy(), keras_preprocessing(name, pixels), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(backbone(preprocess(pixels)).numpy(), logits, rtol=1e-5, atol=1e-5)
     assert all(type(layer).__module__.startswith("keras.") for layer in preprocess.layers)
     assert not preprocess.trainable_weights
@@ -46,8 +46,9 @@ def test_zoo_model_is_a_pixel_model_with_the_networks_preprocessing(name):
 @pytest.mark.parametrize("name", ["small_cnn", "small_cnn_plain"])
 def test_small_cnn_ends_with_log_probabilities(name):
     model = build_model(name, 4, 32)
-    assert any(isinstance(layer, keras.layers.BatchNormalization)
-               for layer in model.get_layer("backbone").layers) == (name == "small_cnn")
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.get_layer("backbone").layers) == (
+        name == "small_cnn"
+    )
     logits = model(clickme_arrays(3, 32, 4)["image"]).numpy()
     np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, rtol=1e-5)
     assert model.count_params() < 100_000
@@ -87,8 +88,11 @@ def test_files_that_are_not_what_their_name_says_get_one_line(tmp_path):
     model = build_model("small_cnn", 4, 32)
     model.save(tmp_path / "good.keras")
     no_config, bad_layer = tmp_path / "no_config.keras", tmp_path / "bad_layer.keras"
-    with zipfile.ZipFile(tmp_path / "good.keras") as good, \
-            zipfile.ZipFile(no_config, "w") as first, zipfile.ZipFile(bad_layer, "w") as second:
+    with (
+        zipfile.ZipFile(tmp_path / "good.keras") as good,
+        zipfile.ZipFile(no_config, "w") as first,
+        zipfile.ZipFile(bad_layer, "w") as second,
+    ):
         for item in good.namelist():
             data = good.read(item)
             if item != "config.json":
@@ -98,8 +102,12 @@ def test_files_that_are_not_what_their_name_says_get_one_line(tmp_path):
                 config["config"]["layers"][1]["class_name"] = "NoSuchLayer"
                 data = json.dumps(config)
             second.writestr(item, data)
-    for path, fault in [(text_h5, "not a readable HDF5 file"), (text_keras, "not a zip file"),
-                        (no_config, "without config.json"), (bad_layer, "cannot be rebuilt")]:
+    for path, fault in [
+        (text_h5, "not a readable HDF5 file"),
+        (text_keras, "not a zip file"),
+        (no_config, "without config.json"),
+        (bad_layer, "cannot be rebuilt"),
+    ]:
         with pytest.raises(ModelFileError) as caught:
             load_harmonized(path)
         _one_line_naming(caught, path, fault)
@@ -128,11 +136,10 @@ def test_load_harmonized_reads_every_saved_format(tmp_path, suffix):
 
 
 def test_a_keras_notop_weights_file_initialises_the_base_network(tmp_path):
-    base = keras.applications.EfficientNetB0(include_top=False, weights=None,
-                                             input_shape=(64, 64, 3), pooling="avg")
+    base = keras.applications.EfficientNetB0(include_top=False, weights=None, input_shape=(64, 64, 3), pooling="avg")
     base.save(tmp_path / "efficientnetb0_notop.h5")  # the legacy format Keras' own files use
     model = build_model("efficientnetb0", 3, 64, weights=str(tmp_path / "efficientnetb0_notop.h5"))
     loaded = model.get_layer("backbone").weights
-    assert [v.path for v in loaded[len(base.weights):]] == ["logits/kernel", "logits/bias"]
+    assert [v.path for v in loaded[len(base.weights) :]] == ["logits/kernel", "logits/bias"]
     for variable, expected in zip(loaded, base.weights):  # same constructor, same order
         np.testing.assert_array_equal(variable.numpy(), expected.numpy())

@@ -2,6 +2,7 @@
 
 Each framework runs in its own interpreter (the Keras backend is fixed per process).
 """
+
 import json
 import os
 import subprocess
@@ -103,8 +104,12 @@ print(json.dumps({"models": report, "bad": bad}))
 def _run(code: str, *args: str, backend: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": backend, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True, timeout=600,
-        env=env, cwd=ROOT,
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
     )
 
 

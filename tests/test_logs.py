@@ -1,5 +1,6 @@
 """Logs that read well: progress bars only for a person (a terminal or a notebook), one line per
 model or epoch in a log."""
+
 import io
 import sys
 
@@ -56,12 +57,14 @@ def test_tensorflow_start_up_lines_appear_once_per_command_and_not_at_all_when_a
     assert done.returncode == 0 and "vgg16" in done.stdout, done.stderr[-2000:]
     lines = [line.split("] ", 1)[-1] for line in done.stderr.splitlines()]
     assert len(lines) == len(set(lines)), done.stderr  # each start-up line once
-    own = subprocess.run([sys.executable, "-c", "import harmonization, tensorflow"], capture_output=True,
-                         text=True, env=env, timeout=300)  # any program importing harmonization first
+    own = subprocess.run(
+        [sys.executable, "-c", "import harmonization, tensorflow"], capture_output=True, text=True, env=env, timeout=300
+    )  # any program importing harmonization first
     assert own.returncode == 0, own.stderr[-2000:]
     own_lines = [line.split("] ", 1)[-1] for line in own.stderr.splitlines()]
     assert len(own_lines) == len(set(own_lines)), own.stderr
-    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                           env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    quiet = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
     assert quiet.returncode == 0 and "absl::InitializeLog" not in quiet.stderr
     assert not [line for line in quiet.stderr.splitlines() if line.startswith("I0")], quiet.stderr

@@ -1,4 +1,5 @@
 """The harmonization term against the published formulas (numpy / scipy references)."""
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -7,8 +8,7 @@ import builders  # noqa: F401  (loads harmonization before TensorFlow)
 import keras
 import tensorflow as tf
 
-from harmonization.loss import (decayed_variables, harmonization_loss, pyramid, standardize_cut,
-                                weight_decay)
+from harmonization.loss import decayed_variables, harmonization_loss, pyramid, standardize_cut, weight_decay
 
 KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
 
@@ -46,8 +46,7 @@ def random_maps(shape, seed):
 
 def test_standardize_cut_matches_population_std_formula():
     maps = random_maps((3, 9, 7), 0) * 5 + 2
-    np.testing.assert_allclose(standardize_cut(maps).numpy(), reference_standardize_cut(maps),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(standardize_cut(maps).numpy(), reference_standardize_cut(maps), rtol=1e-5, atol=1e-6)
 
 
 def test_pyramid_levels_of_a_224_map():

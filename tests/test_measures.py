@@ -1,4 +1,5 @@
 """Per-image perturbation measures against numpy and scipy, computed independently."""
+
 import warnings
 
 import numpy as np
@@ -44,7 +45,9 @@ def test_torch_tensors_and_channel_heatmaps_are_accepted(batch):
     images, adversarials, heatmaps, fooled = batch
     from_numpy = perturbation_measures(images, adversarials, heatmaps, fooled)
     from_torch = perturbation_measures(
-        torch.from_numpy(images), torch.from_numpy(adversarials), torch.from_numpy(heatmaps)[:, None],
+        torch.from_numpy(images),
+        torch.from_numpy(adversarials),
+        torch.from_numpy(heatmaps)[:, None],
         torch.from_numpy(fooled),
     )
     for name in from_numpy:

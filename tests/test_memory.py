@@ -1,4 +1,5 @@
 """Malloc tuning: freed memory is reused without page faults, and Spearman's numbers do not move."""
+
 import platform
 import subprocess
 import sys

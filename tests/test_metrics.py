@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -124,6 +123,7 @@ def test_gaussian_kernel_sums_to_one_and_is_symmetric():
     np.testing.assert_allclose(k, k.T)
     np.testing.assert_allclose(k, k[::-1, ::-1])
     from scipy.signal.windows import gaussian
+
     g = gaussian(10, 10.0)
     np.testing.assert_allclose(k, np.outer(g, g) / np.outer(g, g).sum(), rtol=1e-6)
 
@@ -160,6 +160,7 @@ def test_spearman_every_tie_regime_matches_scipy_in_any_chunking(rng, rows_per_c
 
 def test_near_chance_marks_accuracies_close_to_one_over_the_class_count():
     from harmonization.metrics import chance_threshold, near_chance
+
     assert chance_threshold(4) == pytest.approx(0.25 + 0.2 * 0.75)
     assert near_chance(0.30, 4) and near_chance(0.25, 4) and near_chance(float("nan"), 4)
     assert not near_chance(0.41, 4) and not near_chance(0.95, 4)

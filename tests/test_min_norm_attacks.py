@@ -1,4 +1,5 @@
 """DDN and Carlini-Wagner L2 against foolbox's implementations, and what their outputs guarantee."""
+
 import foolbox
 import torch
 from builders import synthetic_images
@@ -54,8 +55,9 @@ def test_cw_finds_adversarials_and_early_abort_spends_fewer_passes(cnn):  # noqa
     runs = {}
     for abort_early in (False, True):
         counter = CountingModel(cnn, len(images))
-        adversarial = carlini_wagner_l2(counter, images, labels, binary_search_steps=3, steps=40, step_size=0.05,
-                                        abort_early=abort_early)
+        adversarial = carlini_wagner_l2(
+            counter, images, labels, binary_search_steps=3, steps=40, step_size=0.05, abort_early=abort_early
+        )
         runs[abort_early] = (adversarial, counter.forward_passes)
     for adversarial, _passes in runs.values():
         fooled = _fooled(cnn, adversarial, labels)

@@ -1,5 +1,6 @@
 """The table of model sources: every spec form is one entry that matches, loads and identifies itself;
 one timm checkpoint loader; one ``published:NAME:PATH`` parser."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,13 @@ def test_an_unknown_spec_is_one_line_listing_every_source():
     for source in registry.known_sources():
         assert source.form in message
     assert {s.kind for s in registry.known_sources()} == {
-        "published", "robustness", "torchvision", "keras", "lite0", "timm"}
+        "published",
+        "robustness",
+        "torchvision",
+        "keras",
+        "lite0",
+        "timm",
+    }
 
 
 def test_every_source_identifies_itself_by_content_and_stably(tmp_path):
@@ -47,24 +54,59 @@ def test_every_source_identifies_itself_by_content_and_stably(tmp_path):
         files[name] = tmp_path / name
         files[name].write_bytes(name.encode() * 3)
     expected = {  # spec, keyword arguments -> the identity, computed here from the files' bytes
-        f"published:vgg16:{files['v.h5']}": ({}, {"kind": "published", "architecture": "vgg16",
-                                                 "sha256": _sha(files["v.h5"])}),
-        f"robustness:resnet18:{files['robust.pt']}": ({}, {
-            "kind": "robustness", "architecture": "resnet18", "torchvision": torchvision.__version__,
-            "sha256": _sha(files["robust.pt"])}),
-        f"torchvision:resnet34:{files['plain.pt']}": ({}, {
-            "kind": "torchvision", "architecture": "resnet34", "torchvision": torchvision.__version__,
-            "sha256": _sha(files["plain.pt"])}),
+        f"published:vgg16:{files['v.h5']}": (
+            {},
+            {"kind": "published", "architecture": "vgg16", "sha256": _sha(files["v.h5"])},
+        ),
+        f"robustness:resnet18:{files['robust.pt']}": (
+            {},
+            {
+                "kind": "robustness",
+                "architecture": "resnet18",
+                "torchvision": torchvision.__version__,
+                "sha256": _sha(files["robust.pt"]),
+            },
+        ),
+        f"torchvision:resnet34:{files['plain.pt']}": (
+            {},
+            {
+                "kind": "torchvision",
+                "architecture": "resnet34",
+                "torchvision": torchvision.__version__,
+                "sha256": _sha(files["plain.pt"]),
+            },
+        ),
         str(files["m.keras"]): ({}, {"kind": "keras", "sha256": _sha(files["m.keras"])}),
-        "efficientnet_lite0_imagenet": ({}, {"kind": "lite0", "timm": timm.__version__,
-                                             "name": "tf_efficientnet_lite0",
-                                             "checkpoint_sha256": _sha(lite0_checkpoint_path())}),
-        "test_resnet": ({"weights": "random", "seed": 4, "num_classes": 5}, {
-            "kind": "timm", "timm": timm.__version__, "name": "test_resnet", "num_classes": 5,
-            "weights": "random", "seed": 4}),
-        "test_vit": ({"checkpoint": str(files["w.pth"])}, {
-            "kind": "timm", "timm": timm.__version__, "name": "test_vit", "num_classes": None,
-            "checkpoint_sha256": _sha(files["w.pth"])}),
+        "efficientnet_lite0_imagenet": (
+            {},
+            {
+                "kind": "lite0",
+                "timm": timm.__version__,
+                "name": "tf_efficientnet_lite0",
+                "checkpoint_sha256": _sha(lite0_checkpoint_path()),
+            },
+        ),
+        "test_resnet": (
+            {"weights": "random", "seed": 4, "num_classes": 5},
+            {
+                "kind": "timm",
+                "timm": timm.__version__,
+                "name": "test_resnet",
+                "num_classes": 5,
+                "weights": "random",
+                "seed": 4,
+            },
+        ),
+        "test_vit": (
+            {"checkpoint": str(files["w.pth"])},
+            {
+                "kind": "timm",
+                "timm": timm.__version__,
+                "name": "test_vit",
+                "num_classes": None,
+                "checkpoint_sha256": _sha(files["w.pth"]),
+            },
+        ),
     }
     for spec, (arguments, identity) in expected.items():
         assert model_identity(spec, **arguments) == identity, spec
@@ -87,17 +129,25 @@ def test_a_registered_source_is_loaded_and_identified(monkeypatch):
     monkeypatch.setattr(registry, "SOURCES", list(registry.SOURCES))
 
     def check(spec: str) -> None:
-        if not spec[len("tiny:"):].isdigit():
+        if not spec[len("tiny:") :].isdigit():
             raise ValueError(f"model {spec!r}: expected tiny:CLASSES")
 
     def load(spec: str, options) -> PixelModel:
-        classes = int(spec[len("tiny:"):])
-        return PixelModel(_Tiny(classes), name=spec, input_size=None, mean=(0.5,) * 3,
-                          std=(0.5,) * 3, num_classes=classes)
+        classes = int(spec[len("tiny:") :])
+        return PixelModel(
+            _Tiny(classes), name=spec, input_size=None, mean=(0.5,) * 3, std=(0.5,) * 3, num_classes=classes
+        )
 
-    tiny = register_source(ModelSource("tiny", "tiny:CLASSES", lambda s: s.startswith("tiny:"),
-                                       load=load, identity=lambda s, o: {"classes": int(s[5:])},
-                                       check=check))
+    tiny = register_source(
+        ModelSource(
+            "tiny",
+            "tiny:CLASSES",
+            lambda s: s.startswith("tiny:"),
+            load=load,
+            identity=lambda s, o: {"classes": int(s[5:])},
+            check=check,
+        )
+    )
     assert model_source("tiny:4") is tiny and model_kind("tiny:4") == "tiny"
     model = load_model("tiny:4")
     assert isinstance(model, PixelModel) and model(torch.rand(2, 3, 8, 8)).shape == (2, 4)
@@ -117,8 +167,10 @@ def test_one_timm_loader_refuses_missing_or_extra_keys_in_one_line_naming_the_fi
     torch.manual_seed(0)
     state = timm.create_model("test_resnet", num_classes=5).state_dict()
     first = next(iter(state))
-    for name, broken in (("missing.pth", {k: v for k, v in state.items() if k != first}),
-                         ("extra.pth", {**state, "extra.weight": torch.zeros(2)})):
+    for name, broken in (
+        ("missing.pth", {k: v for k, v in state.items() if k != first}),
+        ("extra.pth", {**state, "extra.weight": torch.zeros(2)}),
+    ):
         torch.save(broken, tmp_path / name)
         with pytest.raises(ValueError) as refused:
             load_timm("test_resnet", checkpoint=tmp_path / name, num_classes=5)
@@ -134,8 +186,9 @@ def test_one_timm_loader_refuses_missing_or_extra_keys_in_one_line_naming_the_fi
     loaded = network.state_dict()
     assert torch.equal(loaded["fc.weight"], fresh_head) and torch.equal(loaded[first], state[first])
     with pytest.raises(ValueError, match="missing.pth.*missing"):  # a fresh head only, nothing else
-        load_timm_weights(timm.create_model("test_resnet", num_classes=3), "test_resnet",
-                          tmp_path / "missing.pth", new_head=True)
+        load_timm_weights(
+            timm.create_model("test_resnet", num_classes=3), "test_resnet", tmp_path / "missing.pth", new_head=True
+        )
 
 
 def test_one_parser_of_published_specs():

@@ -2,6 +2,7 @@
 TensorFlow: they read ClickMe through ``harmonization.inputs``, and still train, resume and
 evaluate. Each command runs in a fresh interpreter that reports, last, whether ``tensorflow`` is in
 ``sys.modules``. The shards are written here, in the test process (by the TensorFlow writer)."""
+
 from __future__ import annotations
 
 import csv
@@ -46,12 +47,50 @@ def harmonize(argv: list[str], kill_epoch: int = -1, backend: str | None = None)
 
 
 def train_argv(mini: str, out, backend: str, model: str = "small_cnn_plain", epochs: int = 2) -> list[str]:
-    return ["train", "--backend", backend, "--model", model, "--train", f"{mini}/train-*",
-            "--val", f"{mini}/val-*", "--val-split", "test", "--conflict", f"{mini}/conflict-*",
-            "--epochs", str(epochs), "--out", str(out), "--image-size", "32", "--num-classes", "4",
-            "--batch-size", "16", "--optimizer", "adam", "--lr", "1e-3", "--lambda", "1",
-            "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0", "--warmup-epochs", "0",
-            "--min-crop-area", "1", "--no-collapse-guard", "--seed", "0", "--verbose", "0"]
+    return [
+        "train",
+        "--backend",
+        backend,
+        "--model",
+        model,
+        "--train",
+        f"{mini}/train-*",
+        "--val",
+        f"{mini}/val-*",
+        "--val-split",
+        "test",
+        "--conflict",
+        f"{mini}/conflict-*",
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--lambda",
+        "1",
+        "--lambda-schedule",
+        "linear",
+        "--lambda-ramp-epochs",
+        "0",
+        "--warmup-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--no-collapse-guard",
+        "--seed",
+        "0",
+        "--verbose",
+        "0",
+    ]
 
 
 def assert_without_tensorflow(result) -> None:
@@ -82,8 +121,20 @@ def test_a_torch_run_trains_and_evaluates_without_tensorflow(torch_run, mini):
     assert [row["epoch"] for row in rows] == [0, 1] and all(row["lambda"] == 1.0 for row in rows)
     assert {"val_accuracy", "val_alignment", "val_harmonization"} <= set(rows[0])
     # the saved model, evaluated on torch in a new process, gives what the run's final evaluation gave
-    evaluated = harmonize(["evaluate", "--weights", str(out / "model.keras"), "--data", f"{mini}/val-*",
-                           "--split", "test", "--batch-size", "16"], backend="torch")
+    evaluated = harmonize(
+        [
+            "evaluate",
+            "--weights",
+            str(out / "model.keras"),
+            "--data",
+            f"{mini}/val-*",
+            "--split",
+            "test",
+            "--batch-size",
+            "16",
+        ],
+        backend="torch",
+    )
     assert_without_tensorflow(evaluated)
     assert "32 images, 32 with a human map" in evaluated.stdout
     assert f"{summary['validation']['accuracy']:.4f}" in evaluated.stdout
@@ -126,10 +177,19 @@ def test_a_torch_run_mixing_imagenet_shards_with_mixup_trains_without_tensorflow
     from harmonization.clickme import write_imagenet
 
     rng = np.random.default_rng(0)
-    write_imagenet([rng.integers(0, 255, (36, 36, 3), dtype=np.uint8) for _ in range(48)],
-                   [i % 4 for i in range(48)], tmp_path / "imagenet")
+    write_imagenet(
+        [rng.integers(0, 255, (36, 36, 3), dtype=np.uint8) for _ in range(48)],
+        [i % 4 for i in range(48)],
+        tmp_path / "imagenet",
+    )
     argv = train_argv(mini, tmp_path / "run", "torch", epochs=1) + [
-        "--mix-with", str(tmp_path / "imagenet" / "imagenet-*"), "--mixup", "0.2", "--min-crop-area", "0.5"]
+        "--mix-with",
+        str(tmp_path / "imagenet" / "imagenet-*"),
+        "--mixup",
+        "0.2",
+        "--min-crop-area",
+        "0.5",
+    ]
     refused = harmonize(argv)  # as on TensorFlow: a mixed epoch's length is unknown
     assert refused.returncode == 2 and "pass --steps-per-epoch" in refused.stderr.strip().splitlines()[-1]
     result = harmonize(argv + ["--steps-per-epoch", "3"])

@@ -4,6 +4,7 @@ Each notebook runs in a fresh kernel of this interpreter (a kernelspec written t
 folder names ``sys.executable``), with ``HARMONIZATION_SMALL=1`` and its outputs in a temporary
 folder; the tests check the artefacts a user gets from it.
 """
+
 import csv
 import json
 import sys
@@ -42,8 +43,9 @@ def execute(path: Path, workdir: Path, kernel_name: str, then: str | None = None
     notebook = nbformat.read(path, as_version=4)
     if then is not None:
         notebook.cells.append(nbformat.v4.new_code_cell(then))
-    client = NotebookClient(notebook, timeout=TIMEOUT_S, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        notebook, timeout=TIMEOUT_S, kernel_name=kernel_name, resources={"metadata": {"path": str(workdir)}}
+    )
     client.execute()
     return notebook
 
@@ -57,8 +59,12 @@ def small_mode(monkeypatch, out: Path) -> None:
 
 
 def displayed_images(notebook: nbformat.NotebookNode) -> int:
-    return sum("image/png" in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.outputs)
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
 
 
 @pytest.mark.parametrize("path", [TRAINING, ATTACKS], ids=lambda p: p.stem)

@@ -1,4 +1,5 @@
 """PGD: equal to foolbox where the protocols coincide, and its geometric guarantees on random inputs."""
+
 import foolbox
 import pytest
 import torch
@@ -68,13 +69,22 @@ def test_l2_sphere_has_norm_exactly_eps_before_clipping(seed, eps, steps):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), eps=st.lists(st.floats(0.001, 0.5), min_size=1, max_size=5),
-       projection=st.sampled_from(["ball", "sphere"]))
+@given(
+    seed=st.integers(0, 10_000),
+    eps=st.lists(st.floats(0.001, 0.5), min_size=1, max_size=5),
+    projection=st.sampled_from(["ball", "sphere"]),
+)
 def test_linf_respects_each_samples_eps(seed, eps, projection):
     images, labels = _random_batch(seed, len(eps))
     budget = torch.tensor(eps)
     adversarial = pgd(
-        _random_model(seed), images, labels, budget, norm="linf", rel_step_size=0.3, projection=projection,
+        _random_model(seed),
+        images,
+        labels,
+        budget,
+        norm="linf",
+        rel_step_size=0.3,
+        projection=projection,
         bounds=(-100.0, 100.0),
     )
     linf = (adversarial - images).flatten(1).abs().max(1).values
@@ -95,8 +105,9 @@ def test_random_start_stays_in_the_ball(cnn, test_batch):  # noqa: F811
 def test_samples_are_attacked_independently_of_their_batch(cnn, test_batch):  # noqa: F811
     images, labels = test_batch
     batched = pgd(cnn, images, labels, torch.linspace(0.2, 2.0, len(images)))
-    alone = torch.cat([pgd(cnn, images[i : i + 1], labels[i : i + 1], 0.2 + 1.8 * i / (len(images) - 1))
-                       for i in range(len(images))])
+    alone = torch.cat(
+        [pgd(cnn, images[i : i + 1], labels[i : i + 1], 0.2 + 1.8 * i / (len(images) - 1)) for i in range(len(images))]
+    )
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
 
 

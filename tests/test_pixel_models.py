@@ -1,4 +1,5 @@
 """Pixel-model wrappers: normalisation and resize inside, eval mode, timm loading, the offline ImageNet model."""
+
 import hashlib
 import pickle
 
@@ -17,8 +18,9 @@ from attacks_torch.models import keras_loader
 
 def _network(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
 
 
 def test_normalisation_and_resize_happen_inside_and_gradients_reach_pixels():
@@ -52,8 +54,9 @@ def test_an_interpolation_the_wrapper_cannot_reproduce_is_refused():
 
 
 def test_images_take_the_model_interpolation_and_maps_bilinear_in_one_place():
-    model = PixelModel(_network(), name="net", input_size=(24, 24), mean=(0.5,) * 3, std=(0.5,) * 3,
-                       interpolation="bicubic")
+    model = PixelModel(
+        _network(), name="net", input_size=(24, 24), mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic"
+    )
     images, maps = torch.rand(2, 3, 12, 12), torch.rand(2, 12, 12)
     bicubic = TF.resize(images, [24, 24], TF.InterpolationMode.BICUBIC, antialias=True)
     torch.testing.assert_close(model.resize_images(images), bicubic.clamp(0, 1), atol=1e-5, rtol=1e-5)
@@ -73,8 +76,7 @@ def test_bad_images_name_the_model():
 def test_timm_model_keeps_its_whole_data_config():
     model = load_timm("test_resnet", num_classes=7)
     config = timm.data.resolve_data_config({}, model=timm.create_model("test_resnet"))
-    assert model.data_config == {key: config[key] for key in ("input_size", "interpolation", "crop_pct", "mean",
-                                                              "std")}
+    assert model.data_config == {key: config[key] for key in ("input_size", "interpolation", "crop_pct", "mean", "std")}
     assert model.num_classes == 7
     x = torch.rand(2, 3, 40, 40, requires_grad=True)
     logits = model(x)
@@ -135,8 +137,9 @@ def test_load_model_dispatches_on_the_spec(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="num_classes is for timm names only"):
         load_model("efficientnet_lite0_imagenet", num_classes=4)
     calls = []
-    monkeypatch.setattr(keras_loader, "load_published", lambda name, path: calls.append((name, path)) or "model",
-                        raising=False)
+    monkeypatch.setattr(
+        keras_loader, "load_published", lambda name, path: calls.append((name, path)) or "model", raising=False
+    )
     assert load_model("published:vgg16:/w/vgg16_harmonized.h5") == "model"
     assert calls == [("vgg16", "/w/vgg16_harmonized.h5")]
     with pytest.raises(ValueError, match="published:NAME:PATH"):
@@ -176,6 +179,6 @@ def test_offline_efficientnet_lite0_labels_the_bundled_photos():
     photos = bundled_photos()
     with torch.no_grad():
         predictions = lite0()(photos.images).argmax(1).tolist()
-    assert [p in accepted for p, accepted in zip(predictions, photos.accepted)] == [True] * len(photos.names), (
-        dict(zip(photos.names, predictions))
+    assert [p in accepted for p, accepted in zip(predictions, photos.accepted)] == [True] * len(photos.names), dict(
+        zip(photos.names, predictions)
     )

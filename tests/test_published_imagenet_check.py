@@ -1,4 +1,5 @@
 """ImageNet check: top-1 / top-5 on class folders and TFRecords built here, and the zoo listing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,7 @@ from harmonization.imagenet_check import ImageNetDataError, top_k_accuracy, vali
 from harmonization.models import PUBLISHED_NAMES  # noqa: E402
 
 # class folders in sorted order: red, green, blue; the last "blue" image is green (a miss)
-COLOURS = {"n01_red": [(220, 20, 20)] * 2, "n02_green": [(20, 220, 20)] * 2,
-           "n03_blue": [(20, 20, 220), (20, 220, 20)]}
+COLOURS = {"n01_red": [(220, 20, 20)] * 2, "n02_green": [(20, 220, 20)] * 2, "n03_blue": [(20, 20, 220), (20, 220, 20)]}
 
 
 def channel_mean_model(size: int = 32) -> keras.Model:
@@ -51,8 +51,10 @@ def test_tfrecord_shards_give_the_same_figures(class_folders, tmp_path):
     with tf.io.TFRecordWriter(str(path)) as writer:  # the slim layout: 1-based labels
         for label, colours in enumerate(COLOURS.values()):
             for colour in colours:
-                feature = {"image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg(colour)])),
-                           "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label + 1]))}
+                feature = {
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg(colour)])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label + 1])),
+                }
                 writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     result = top_k_accuracy(channel_mean_model(), validation_batches(str(tmp_path), 3, 32, batch_size=4))
     assert result == {"images": 6, "top1": pytest.approx(500 / 6), "top5": 100.0}
@@ -77,6 +79,15 @@ def test_zoo_listing_and_check_summary():
         assert name in listing
     assert "https://storage.googleapis.com/serrelab/prj_harmonization/models/vgg16_harmonized.h5" in listing
     assert "levit_small_harmonized.h5" in listing and "69.3 / 62" in listing
-    summary = format_check({"model": "vgg16", "file": "v.h5", "images": 50000, "top1": 69.0, "top5": 89.0,
-                            "reported_top1": 69.3, "top1_minus_reported": -0.3})
+    summary = format_check(
+        {
+            "model": "vgg16",
+            "file": "v.h5",
+            "images": 50000,
+            "top1": 69.0,
+            "top5": 89.0,
+            "reported_top1": 69.3,
+            "top1_minus_reported": -0.3,
+        }
+    )
     assert "top-1 69.00%" in summary and "reported 69.3" in summary and "-0.3" in summary

@@ -11,6 +11,7 @@ Reduced depth, because full-size forward passes in three models and two backends
 published 224 px (their attention-bias tables depend on the grid sizes). The full-size networks
 are compared by layout: names, shapes, order and parameter count.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,8 +28,7 @@ RTOL = 1e-4  # of the largest reference logit, elementwise
 
 # name -> (module, builder, the reduced configuration that kecam_fixtures.py builds in kecam)
 REDUCED = {
-    "convnext_tiny": ("harmonization.models.convnext", "convnext_tiny",
-                      {"image_size": 64, "depths": [1, 1, 2, 1]}),
+    "convnext_tiny": ("harmonization.models.convnext", "convnext_tiny", {"image_size": 64, "depths": [1, 1, 2, 1]}),
     "levit128": ("harmonization.models.levit", "levit128", {"depths": [1, 2, 1]}),
     "maxvit_tiny": ("harmonization.models.maxvit", "maxvit_tiny", {"depths": [1, 2, 1, 1]}),
 }
@@ -41,13 +41,11 @@ def build(name: str, reduced: bool = True) -> keras.Model:
 
 def assert_logits_match(logits: np.ndarray, reference: np.ndarray) -> None:
     assert logits.shape == reference.shape
-    np.testing.assert_allclose(logits, reference, rtol=RTOL,
-                               atol=RTOL * float(np.abs(reference).max()))
+    np.testing.assert_allclose(logits, reference, rtol=RTOL, atol=RTOL * float(np.abs(reference).max()))
 
 
 def weighted_layout(model: keras.Model) -> list:
-    return [[layer.name, [list(w.shape) for w in layer.weights]]
-            for layer in model.layers if layer.weights]
+    return [[layer.name, [list(w.shape) for w in layer.weights]] for layer in model.layers if layer.weights]
 
 
 @pytest.mark.parametrize("name", sorted(REDUCED))
@@ -55,8 +53,7 @@ def test_full_size_layout_is_kecams(kecam_files, name):
     """The full-size network has kecam's weighted layers ('/' read as '_'), shapes and order."""
     expected = json.loads((kecam_files / f"{name}_layout.json").read_text())
     model = build(name, reduced=False)
-    kecam_layers = [[layer_name.replace("/", "_"), shapes]
-                    for layer_name, shapes in expected["layers"]]
+    kecam_layers = [[layer_name.replace("/", "_"), shapes] for layer_name, shapes in expected["layers"]]
     assert weighted_layout(model) == kecam_layers
     assert model.count_params() == expected["params"]
 
@@ -89,12 +86,12 @@ def test_logits_match_kecam_under_torch(kecam_files, tmp_path):
             logits = model(np.load(fixtures / f"{name}_images.npy"), training=False)
             np.save(out / f"{name}.npy", keras.ops.convert_to_numpy(logits))
     """
-    result = run_python(code, env={"KERAS_BACKEND": "torch"},
-                        args=(str(kecam_files), str(tmp_path), json.dumps(REDUCED)))
+    result = run_python(
+        code, env={"KERAS_BACKEND": "torch"}, args=(str(kecam_files), str(tmp_path), json.dumps(REDUCED))
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     for name in REDUCED:
-        assert_logits_match(np.load(tmp_path / f"{name}.npy"),
-                            np.load(kecam_files / f"{name}_logits.npy"))
+        assert_logits_match(np.load(tmp_path / f"{name}.npy"), np.load(kecam_files / f"{name}_logits.npy"))
 
 
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis -1")  # 1-token grids at 64 px
@@ -106,7 +103,8 @@ def test_a_new_network_has_saliency_and_reloads_from_a_keras_file(tmp_path, name
 
     module, builder, config = REDUCED[name]
     model = getattr(importlib.import_module(module), builder)(
-        num_classes=3, image_size=64, depths=[1] * len(config["depths"]))
+        num_classes=3, image_size=64, depths=[1] * len(config["depths"])
+    )
     images = tf.constant(np.random.default_rng(0).normal(0, 1, (2, 64, 64, 3)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(images)
@@ -116,5 +114,6 @@ def test_a_new_network_has_saliency_and_reloads_from_a_keras_file(tmp_path, name
     assert (np.abs(saliency).max(axis=(1, 2, 3)) > 0).all()  # every image has a saliency map
     model.save(tmp_path / "model.keras")
     reloaded = keras.saving.load_model(tmp_path / "model.keras")
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(reloaded(images)),
-                                  keras.ops.convert_to_numpy(model(images)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(reloaded(images)), keras.ops.convert_to_numpy(model(images))
+    )

@@ -5,6 +5,7 @@ with random weights, ImageNet's 1000 classes) in the published full-model format
 through the ``published:vgg16:PATH`` spec under Keras's torch backend, in a subprocess (the backend
 is fixed per process), beside timm's ``test_vit`` with random weights as the control.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,10 +42,13 @@ SWEEP = textwrap.dedent("""
 
 
 def test_a_published_file_and_its_control_are_attacked_in_one_sweep(published_files, tmp_path):
-    result = subprocess.run([sys.executable, "-c", SWEEP, str(published_files / "vgg16.h5"),
-                             str(tmp_path)], capture_output=True, text=True, timeout=900,
-                            env={"KERAS_BACKEND": "torch", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                                 "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run(
+        [sys.executable, "-c", SWEEP, str(published_files / "vgg16.h5"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"KERAS_BACKEND": "torch", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "sweep" / "summary.csv", newline="") as handle:
         rows = {row["model"]: row for row in csv.DictReader(handle)}

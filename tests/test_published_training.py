@@ -3,6 +3,7 @@
 Each is built as the zoo builds it, at a small image size and (for the transformers) reduced depth
 and width, so that the check runs in seconds on 2 cores; the layer types are the full network's.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,8 +27,7 @@ CLASSES = 4
 
 def small_vit() -> keras.Model:
     inputs = keras.Input((32, 32, 3))
-    network = keras.Model(inputs, vit_network(inputs, CLASSES, num_layers=1, hidden_size=64,
-                                              num_heads=2, mlp_dim=128))
+    network = keras.Model(inputs, vit_network(inputs, CLASSES, num_layers=1, hidden_size=64, num_heads=2, mlp_dim=128))
     return assemble("vit_b16", imagenet_normalize(), network, 32)
 
 
@@ -47,12 +47,16 @@ def biases(gradients: dict) -> set:
 MODELS = {
     "vit_b16": (small_vit, 32, fixed("head/bias", "Transformer_encoder_norm/beta")),
     "vgg16": (lambda: build_model("vgg16", CLASSES, 32), 32, biases),
-    "maxvit_tiny": (lambda: assemble("maxvit_tiny", imagenet_normalize(),
-                                     maxvit_tiny(CLASSES, 64, depths=[1, 1, 1, 1]), 64), 64,
-                    fixed("predictions/bias")),
-    "levit128": (lambda: assemble("levit128", imagenet_normalize(),
-                                  levit128(CLASSES, 128, depths=[1, 1, 1]), 128), 128,
-                 fixed("head/bias", "head_bn/beta")),
+    "maxvit_tiny": (
+        lambda: assemble("maxvit_tiny", imagenet_normalize(), maxvit_tiny(CLASSES, 64, depths=[1, 1, 1, 1]), 64),
+        64,
+        fixed("predictions/bias"),
+    ),
+    "levit128": (
+        lambda: assemble("levit128", imagenet_normalize(), levit128(CLASSES, 128, depths=[1, 1, 1]), 128),
+        128,
+        fixed("head/bias", "head_bn/beta"),
+    ),
 }
 
 
@@ -76,12 +80,15 @@ def harmonization_gradients(model: keras.Model, size: int) -> dict:
     data = clickme_arrays(2, size, CLASSES, seed=3)
     backbone = model.get_layer("backbone")
     with tf.GradientTape() as tape:
-        saliency, _ = signed_saliency(backbone, model.get_layer("preprocess")(data["image"]),
-                                      tf.one_hot(data["label"], CLASSES))
+        saliency, _ = signed_saliency(
+            backbone, model.get_layer("preprocess")(data["image"]), tf.one_hot(data["label"], CLASSES)
+        )
         value = harmonization_loss(saliency, data["heatmap"], data["token"])
     gradients = tape.gradient(value, backbone.trainable_variables)
-    return {v.path: None if g is None else tf.convert_to_tensor(g)  # gathers give IndexedSlices
-            for v, g in zip(backbone.trainable_variables, gradients)}
+    return {
+        v.path: None if g is None else tf.convert_to_tensor(g)  # gathers give IndexedSlices
+        for v, g in zip(backbone.trainable_variables, gradients)
+    }
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -104,5 +111,6 @@ def test_a_trained_vit_saves_and_loads_as_a_keras_file(tmp_path):
     redraw_constants(model)
     model.save(tmp_path / "model.keras")
     pixels = clickme_arrays(2, 32, CLASSES)["image"]
-    np.testing.assert_allclose(load_harmonized(tmp_path / "model.keras")(pixels).numpy(),
-                               model(pixels).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        load_harmonized(tmp_path / "model.keras")(pixels).numpy(), model(pixels).numpy(), rtol=1e-5, atol=1e-5
+    )

@@ -8,6 +8,7 @@ them under the TensorFlow backend here and under the torch backend in a subproce
 match the reference's to 1e-4 of the largest logit, with the published preprocessing (x / 255,
 ImageNet mean / std) applied once.
 """
+
 from __future__ import annotations
 
 import json
@@ -105,6 +106,7 @@ def reorder_stored_weights(source: Path, target: Path) -> None:
     shutil.copy(source, target)
     with h5py.File(target, "r+") as handle:
         group = handle["model_weights"] if "model_weights" in handle else handle
+
         def as_bytes(names: list) -> np.ndarray:
             return np.array([n if isinstance(n, bytes) else str(n).encode() for n in names], dtype="S")
 
@@ -201,9 +203,18 @@ print(json.dumps({"models": report, "refused": refused}))
 def test_attack_ready_under_torch_with_tensorflows_logits(published_files, kecam_files):
     """[0, 1] NCHW input, the published mean / std inside the PixelModel, gradients reach pixels."""
     files = {fixture: name for fixture, name in FILES.items() if fixture != "resnet50"}  # one ResNet
-    result = run_python(UNDER_TORCH, env={"KERAS_BACKEND": "torch"}, timeout=600,
-                        args=(str(published_files), json.dumps(files), str(kecam_files),
-                              ",".join(map(str, PUBLISHED_MEAN)), ",".join(map(str, PUBLISHED_STD))))
+    result = run_python(
+        UNDER_TORCH,
+        env={"KERAS_BACKEND": "torch"},
+        timeout=600,
+        args=(
+            str(published_files),
+            json.dumps(files),
+            str(kecam_files),
+            ",".join(map(str, PUBLISHED_MEAN)),
+            ",".join(map(str, PUBLISHED_STD)),
+        ),
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for fixture, entry in report["models"].items():

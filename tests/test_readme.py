@@ -6,6 +6,7 @@ few sizes (``SMALL``: each text must still be in the README, so a changed README
 than running unshrunk). A block that cannot run here (the network, the published data, GPUs) carries
 ``<!-- readme-test: skip (why) -->`` on the line before it; there must be few of them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,9 +25,8 @@ FENCE = re.compile(r"^```(?P<language>[a-z]*)\n(?P<code>.*?)^```$", re.S | re.M)
 RUNNABLE = ("bash", "python")
 MAX_SKIPPED = 6
 SMALL = {
-    "harmonize mini --out data/mini --seed 0":
-        "harmonize mini --out data/mini --seed 0 --train-size 128 --val-size 64 --conflict-size 64 "
-        "--stimuli-per-class 2",
+    "harmonize mini --out data/mini --seed 0": "harmonize mini --out data/mini --seed 0 --train-size 128 --val-size 64 --conflict-size 64 "
+    "--stimuli-per-class 2",
     "--num-classes 4 --epochs 8 --lambda 0.5": "--num-classes 4 --epochs 1 --lambda 0.5",
 }
 """README text -> its small-mode form (sizes only: the commands stay as written)."""
@@ -47,10 +47,16 @@ def readme_blocks(text: str) -> list[Block]:
     """The fenced blocks of ``text``, each with the reason of a skip marker right above it."""
     blocks = []
     for match in FENCE.finditer(text):
-        above = text[:match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        above = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         marker = SKIP.fullmatch(above.strip())
-        blocks.append(Block(text.count("\n", 0, match.start()) + 1, match["language"], match["code"],
-                            marker["why"] if marker else None))
+        blocks.append(
+            Block(
+                text.count("\n", 0, match.start()) + 1,
+                match["language"],
+                match["code"],
+                marker["why"] if marker else None,
+            )
+        )
     return blocks
 
 
@@ -66,16 +72,21 @@ RUN = [block for block in BLOCKS if block.language in RUNNABLE and block.skip is
 
 def test_every_block_is_code_or_text_and_the_skipped_ones_are_few_and_say_why():
     assert BLOCKS and RUN
-    assert all(block.language in (*RUNNABLE, "text") for block in BLOCKS), \
-        [str(b) for b in BLOCKS if b.language not in (*RUNNABLE, "text")]
+    assert all(block.language in (*RUNNABLE, "text") for block in BLOCKS), [
+        str(b) for b in BLOCKS if b.language not in (*RUNNABLE, "text")
+    ]
     skipped = [block for block in BLOCKS if block.skip is not None]
     assert 0 < len(skipped) <= MAX_SKIPPED and all(len(block.skip.split()) >= 2 for block in skipped)
     assert README.read_text().count("readme-test:") == len(skipped)  # no marker off its block
     for text in SMALL:
         assert sum(text in block.code for block in RUN) == 1, f"SMALL no longer matches the README: {text!r}"
-    commands = [line.split()[0] for block in BLOCKS if block.language == "bash"
-                for line in block.code.splitlines()
-                if line.strip() and not line.startswith((" ", "#"))]
+    commands = [
+        line.split()[0]
+        for block in BLOCKS
+        if block.language == "bash"
+        for line in block.code.splitlines()
+        if line.strip() and not line.startswith((" ", "#"))
+    ]
     assert all(c.startswith(".venv/bin/") or c in ("make", "pip") for c in commands), commands
 
 
@@ -115,11 +126,17 @@ def test_the_report_writes_the_figures_the_docs_name(workdir):
     if not report.is_dir():
         pytest.skip("the README block writing report/mini did not run")
     text = (ROOT / "docs" / "attacks.md").read_text()
-    section = text[text.index("## What the report draws"):]
-    section = section[:section.index("\n## ", 1)]
+    section = text[text.index("## What the report draws") :]
+    section = section[: section.index("\n## ", 1)]
     names = re.findall(r"`<attack>(_[a-z_0-9]+)`", section)
-    drawn = {"_panels", "_accuracy_vs_tolerance", "_accuracy_vs_alignment", "_tolerance_vs_alignment",
-             "_accuracy_vs_human_alignment", "_human_vs_adversarial_alignment"}
+    drawn = {
+        "_panels",
+        "_accuracy_vs_tolerance",
+        "_accuracy_vs_alignment",
+        "_tolerance_vs_alignment",
+        "_accuracy_vs_human_alignment",
+        "_human_vs_adversarial_alignment",
+    }
     assert drawn <= set(names), drawn - set(names)
     for name in drawn:  # an L2 PGD sweep with human alignment draws these (C&W's comparison needs C&W)
         assert (report / f"l2_pgd{name}.png").is_file() and (report / f"l2_pgd{name}.svg").is_file(), name

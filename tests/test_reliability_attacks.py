@@ -1,5 +1,6 @@
 """Issue #22, attack side: numbers that should not be accepted or printed (NaN where a measure is
 undefined, exact ranks of huge integers, refused heads and images)."""
+
 import numpy as np
 import pytest
 import torch
@@ -25,12 +26,15 @@ def test_dice_and_iou_are_nan_where_undefined_and_unchanged_elsewhere():
         assert values[2] == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.parametrize("values", [
-    np.array([2**53 + 1, 2**53 + 3, 2**53 + 2, 2**53 + 4], dtype=np.int64),
-    np.array([2**64 - 1, 2**63, 2**63 + 1, 5], dtype=np.uint64),
-    np.array([-2**63, 0, -2**63 + 1, 2**63 - 1], dtype=np.int64),
-    np.array([10**30, 3 * 10**30, 2 * 10**30, 10**30 + 1], dtype=object),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([2**53 + 1, 2**53 + 3, 2**53 + 2, 2**53 + 4], dtype=np.int64),
+        np.array([2**64 - 1, 2**63, 2**63 + 1, 5], dtype=np.uint64),
+        np.array([-(2**63), 0, -(2**63) + 1, 2**63 - 1], dtype=np.int64),
+        np.array([10**30, 3 * 10**30, 2 * 10**30, 10**30 + 1], dtype=object),
+    ],
+)
 def test_spearman_is_exact_for_integers_float64_cannot_hold(values):
     other = np.array([1.0, 4.0, 2.0, 3.0])
     # scipy on the integers' order, computed independently from Python's exact comparisons

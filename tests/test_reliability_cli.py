@@ -1,5 +1,6 @@
 """Issue #22, attack side: ``adv-align`` never writes over what it reads, bounds every number, names
 files that it cannot use in one line (exit 2), stops cleanly on Ctrl-C; ids, globs and model lists."""
+
 import glob
 import os
 import subprocess
@@ -36,19 +37,39 @@ def _snapshot(folder):
     return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("flag, value, says", [
-    ("--tol", "inf", "argument --tol: expected a finite number"), ("--hi", "1e300", "argument --hi: expected a finite"),
-    ("--lo=-1e300", None, "argument --lo: expected a finite"), ("--lo", "nan", "argument --lo: expected a finite"),
-    ("--seed", str(2**64), "argument --seed: expected an integer from 0"),
-    ("--threads", "100000", "argument --threads: expected an integer from 1 to 1024"),
-    ("--num-classes", str(2**40), "argument --num-classes: expected an integer from 2"),
-    ("--batch-size", "0", "argument --batch-size"), ("--pgd-steps", "-1", "argument --pgd-steps"),
-    ("--keep-maps", "-1", "argument --keep-maps"), ("--limit", "1e3", "argument --limit: expected an integer"),
-    ("--pgd-step-size", "-0.5", "argument --pgd-step-size"), ("--ddn-gamma", "1", "argument --ddn-gamma"),
-])
+@pytest.mark.parametrize(
+    "flag, value, says",
+    [
+        ("--tol", "inf", "argument --tol: expected a finite number"),
+        ("--hi", "1e300", "argument --hi: expected a finite"),
+        ("--lo=-1e300", None, "argument --lo: expected a finite"),
+        ("--lo", "nan", "argument --lo: expected a finite"),
+        ("--seed", str(2**64), "argument --seed: expected an integer from 0"),
+        ("--threads", "100000", "argument --threads: expected an integer from 1 to 1024"),
+        ("--num-classes", str(2**40), "argument --num-classes: expected an integer from 2"),
+        ("--batch-size", "0", "argument --batch-size"),
+        ("--pgd-steps", "-1", "argument --pgd-steps"),
+        ("--keep-maps", "-1", "argument --keep-maps"),
+        ("--limit", "1e3", "argument --limit: expected an integer"),
+        ("--pgd-step-size", "-0.5", "argument --pgd-step-size"),
+        ("--ddn-gamma", "1", "argument --ddn-gamma"),
+    ],
+)
 def test_every_numeric_flag_is_bounded_in_one_line(capsys, tmp_path, flag, value, says):
-    code, err = _error(capsys, ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path / "o"),
-                                flag, *([] if value is None else [value])])
+    code, err = _error(
+        capsys,
+        [
+            "attack",
+            "--models",
+            "m",
+            "--stimuli",
+            "x",
+            "--out",
+            str(tmp_path / "o"),
+            flag,
+            *([] if value is None else [value]),
+        ],
+    )
     assert code == 2 and len(err) == 1 and says in err[0]
     assert not (tmp_path / "o").exists()
 
@@ -61,8 +82,10 @@ def test_report_panels_and_empty_or_overlong_outputs_are_refused(capsys, tmp_pat
     code, err = _error(capsys, ["attack", "--models", "m", "--stimuli", "x", "--out", ""])
     assert code == 2 and err == ["adv-align attack: error: --out: an empty path (give a folder to write into)"]
     long_name = "n" * 300
-    for argv in (["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path / long_name)],
-                 ["report", str(tmp_path), "--out", str(tmp_path / long_name / "r")]):
+    for argv in (
+        ["attack", "--models", "m", "--stimuli", "x", "--out", str(tmp_path / long_name)],
+        ["report", str(tmp_path), "--out", str(tmp_path / long_name / "r")],
+    ):
         code, err = _error(capsys, argv)
         assert code == 2 and len(err) == 1 and "is 300 bytes long, more than the 255" in err[0]
     assert _snapshot(tmp_path) == before and sorted(os.listdir()) == cwd  # nothing written into the cwd
@@ -73,12 +96,29 @@ def test_out_over_an_input_is_refused_keeping_the_input(capsys, tmp_path, assets
     model.parent.mkdir()
     model.write_bytes(b"PK\x03\x04 a trained model")
     shard = glob.glob(assets["stimuli"])[0]
-    for out, culprit in ((str(model), "is the model file"), (shard, "is the stimulus file"),
-                         (assets["checkpoint"], "is the checkpoint")):
+    for out, culprit in (
+        (str(model), "is the model file"),
+        (shard, "is the stimulus file"),
+        (assets["checkpoint"], "is the checkpoint"),
+    ):
         models = f"m={model}" if "model file" in culprit else f"c={MODEL}@{assets['checkpoint']}"
         before = open(out, "rb").read()
-        code, err = _error(capsys, ["attack", "--models", models, "--stimuli", assets["stimuli"], "--out", out,
-                                    "--weights", "random", "--num-classes", "4"])
+        code, err = _error(
+            capsys,
+            [
+                "attack",
+                "--models",
+                models,
+                "--stimuli",
+                assets["stimuli"],
+                "--out",
+                out,
+                "--weights",
+                "random",
+                "--num-classes",
+                "4",
+            ],
+        )
         assert code == 2 and len(err) == 1 and culprit in err[0] and out in err[0]
         assert open(out, "rb").read() == before
     sweep = tmp_path / "sweep"
@@ -113,13 +153,18 @@ sys.exit(main(sys.argv[1:]))
 def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path, assets):
     out = tmp_path / "out"
     argv = cli_args(f"c={MODEL}@{assets['checkpoint']}", assets["stimuli"], out, "--batch-size", "1")
-    process = subprocess.Popen([sys.executable, "-c", INTERRUPTED_AFTER_FIRST_BATCH, *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_AFTER_FIRST_BATCH, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     batches = out / "c" / "l2_pgd" / "batches"
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and err.splitlines() == [
         "adv-align attack: interrupted; what was written is kept (every file is written whole), and the same "
-        "command resumes"]
+        "command resumes"
+    ]
     kept = {p.name: p.read_bytes() for p in batches.glob("*.csv")}
     assert kept and not (out / "c" / "l2_pgd" / "summary.json").exists()
     assert main(argv) == 0
@@ -130,8 +175,15 @@ def test_ctrl_c_prints_one_line_exits_130_and_the_same_command_resumes(tmp_path,
 def _shard(path, labels, value=0.0):
     path.parent.mkdir(parents=True, exist_ok=True)
     image = np.full((8, 8, 3), 50.0 + value, np.float32)
-    write_records(path, [encode_example({"image": image.tobytes(), "heatmap": np.ones((8, 8, 1), np.float32)
-                                         .tobytes(), "label": label}) for label in labels])
+    write_records(
+        path,
+        [
+            encode_example(
+                {"image": image.tobytes(), "heatmap": np.ones((8, 8, 1), np.float32).tobytes(), "label": label}
+            )
+            for label in labels
+        ],
+    )
 
 
 def test_image_ids_stay_unique_across_folders_and_literal_names_win_over_globs(tmp_path):

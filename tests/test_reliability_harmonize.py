@@ -1,5 +1,6 @@
 """Issue #22, harmonization side: chance from the data, no output over an input, bounded numeric
 flags, one-line errors for models the evaluation cannot take (each case builds its bad input)."""
+
 import json
 import os
 
@@ -39,8 +40,7 @@ def constant_model(path, num_classes: int):
 
 
 def evaluate(weights, data, out) -> dict:
-    assert main(["evaluate", "--weights", str(weights), "--data", data, "--split", "test",
-                 "--out", str(out)]) == 0
+    assert main(["evaluate", "--weights", str(weights), "--data", data, "--split", "test", "--out", str(out)]) == 0
     return json.loads(out.read_text())["evaluation"]
 
 
@@ -102,9 +102,11 @@ def test_evaluate_refuses_an_out_that_is_one_of_its_inputs(shards, tmp_path, cap
     shard_path = os.path.join(os.path.dirname(shards), shard)
     shard_bytes = open(shard_path, "rb").read()
     weights = ["evaluate", "--weights", str(tmp_path / "model.keras"), "--data", shards]
-    for out, culprit in ((tmp_path / "model.keras", tmp_path / "model.keras"),
-                         (tmp_path / "link.json", tmp_path / "model.keras"),
-                         (shard_path, shard_path)):
+    for out, culprit in (
+        (tmp_path / "model.keras", tmp_path / "model.keras"),
+        (tmp_path / "link.json", tmp_path / "model.keras"),
+        (shard_path, shard_path),
+    ):
         code, line = one_line_exit(weights + ["--out", str(out)], capsys)
         assert code == 2 and line.startswith(f"harmonize: error: --out {out} is an input of this command")
         assert str(culprit) in line
@@ -117,31 +119,62 @@ def test_train_refuses_a_run_folder_that_holds_its_weights(shards, tmp_path, cap
     run.mkdir()
     constant_model(run / "model.keras", 4)
     before = (run / "model.keras").read_bytes()
-    code, line = one_line_exit(["train", "--model", "small_cnn", "--train", shards, "--val", shards,
-                                "--epochs", "1", "--out", str(run), "--weights", str(run / "model.keras"),
-                                "--fresh"], capsys)
+    code, line = one_line_exit(
+        [
+            "train",
+            "--model",
+            "small_cnn",
+            "--train",
+            shards,
+            "--val",
+            shards,
+            "--epochs",
+            "1",
+            "--out",
+            str(run),
+            "--weights",
+            str(run / "model.keras"),
+            "--fresh",
+        ],
+        capsys,
+    )
     assert code == 2 and f"--out {run / 'model.keras'} is an input of this command" in line
     assert (run / "model.keras").read_bytes() == before
 
 
-@pytest.mark.parametrize("flag, value, expected", [
-    ("--num-classes", str(2**40), f"{2**40} must be <= 100000"),
-    ("--seed", str(2**64), f"{2**64} must be <= {2**32 - 1}"),
-    ("--image-size", "100000", "100000 must be <= 4096"),
-    ("--lambda-ramp-epochs", "1e308", "1e308 must be <= 100000"),
-    ("--steps-per-epoch", str(10**12), f"{10**12} must be <= 10000000"),
-    ("--steps-per-epoch", "1e12", "not a number: '1e12'"),
-    ("--lambda", "nan", "nan must be >= 0.0"),
-    ("--lr", "inf", "inf must be > 0.0"),
-    ("--batch-size", "0", "0 must be >= 1"),
-    ("--epochs", "-1", "-1 must be >= 1"),
-    ("--warmup-epochs", "-inf", "-inf must be >= 0.0"),
-    ("--label-smoothing", "1", "1 must be <= 0.99"),
-    ("--decay-epochs", "5,1e300", "1e300 must be <= 100000"),
-])
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--num-classes", str(2**40), f"{2**40} must be <= 100000"),
+        ("--seed", str(2**64), f"{2**64} must be <= {2**32 - 1}"),
+        ("--image-size", "100000", "100000 must be <= 4096"),
+        ("--lambda-ramp-epochs", "1e308", "1e308 must be <= 100000"),
+        ("--steps-per-epoch", str(10**12), f"{10**12} must be <= 10000000"),
+        ("--steps-per-epoch", "1e12", "not a number: '1e12'"),
+        ("--lambda", "nan", "nan must be >= 0.0"),
+        ("--lr", "inf", "inf must be > 0.0"),
+        ("--batch-size", "0", "0 must be >= 1"),
+        ("--epochs", "-1", "-1 must be >= 1"),
+        ("--warmup-epochs", "-inf", "-inf must be >= 0.0"),
+        ("--label-smoothing", "1", "1 must be <= 0.99"),
+        ("--decay-epochs", "5,1e300", "1e300 must be <= 100000"),
+    ],
+)
 def test_numeric_flags_are_bounded_in_one_line(flag, value, expected, tmp_path, capsys):
-    argv = ["train", "--model", "small_cnn", "--train", "x", "--val", "x", "--epochs", "1",
-            "--out", str(tmp_path / "run"), f"{flag}={value}"]
+    argv = [
+        "train",
+        "--model",
+        "small_cnn",
+        "--train",
+        "x",
+        "--val",
+        "x",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        f"{flag}={value}",
+    ]
     code, line = one_line_exit(argv, capsys)
     assert code == 2 and line.startswith(f"harmonize: error: argument {flag}: {expected}")
     assert os.listdir(tmp_path) == []
@@ -149,13 +182,12 @@ def test_numeric_flags_are_bounded_in_one_line(flag, value, expected, tmp_path, 
 
 def test_evaluate_and_mini_bound_their_numbers_too(tmp_path, capsys):
     for argv, expected in (
-            (["evaluate", "--weights", "w.keras", "--data", "d", "--num-classes", str(2**40)],
-             "argument --num-classes"),
-            (["evaluate", "--weights", "w.keras", "--data", "d", "--batch-size", str(10**9)],
-             "argument --batch-size"),
-            (["mini", "--out", str(tmp_path / "m"), "--seed", str(2**64)], "argument --seed"),
-            (["mini", "--out", str(tmp_path / "m"), "--image-size", "100000"], "argument --image-size"),
-            (["mini", "--out", str(tmp_path / "m"), "--train-size", str(10**12)], "argument --train-size")):
+        (["evaluate", "--weights", "w.keras", "--data", "d", "--num-classes", str(2**40)], "argument --num-classes"),
+        (["evaluate", "--weights", "w.keras", "--data", "d", "--batch-size", str(10**9)], "argument --batch-size"),
+        (["mini", "--out", str(tmp_path / "m"), "--seed", str(2**64)], "argument --seed"),
+        (["mini", "--out", str(tmp_path / "m"), "--image-size", "100000"], "argument --image-size"),
+        (["mini", "--out", str(tmp_path / "m"), "--train-size", str(10**12)], "argument --train-size"),
+    ):
         code, line = one_line_exit(argv, capsys)
         assert code == 2 and expected in line, line
     assert os.listdir(tmp_path) == []
@@ -170,8 +202,15 @@ def odd_models(tmp_path):
     keras.Model(pixels, heads, name="three").save(tmp_path / "three.keras")
     gray = keras.Input((32, 32, 1), name="pixels")
     preprocess = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Identity()], name="preprocess")
-    backbone = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(4, 3),
-                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4)], name="backbone")
+    backbone = keras.Sequential(
+        [
+            keras.Input((32, 32, 1)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4),
+        ],
+        name="backbone",
+    )
     keras.Model(gray, backbone(preprocess(gray)), name="gray").save(tmp_path / "gray.keras")
     return {"three": "has 3 outputs", "gray": "takes 1-channel images"}
 
@@ -180,8 +219,9 @@ def test_evaluate_refuses_models_it_cannot_take_in_one_line(shards, tmp_path, ca
     for name, expected in odd_models(tmp_path).items():
         weights = tmp_path / f"{name}.keras"
         before = weights.read_bytes()
-        code, line = one_line_exit(["evaluate", "--weights", str(weights), "--data", shards,
-                                    "--out", str(tmp_path / f"{name}.json")], capsys)
+        code, line = one_line_exit(
+            ["evaluate", "--weights", str(weights), "--data", shards, "--out", str(tmp_path / f"{name}.json")], capsys
+        )
         assert code == 2 and line.startswith("harmonize: error: ") and expected in line, line
         assert weights.read_bytes() == before and not (tmp_path / f"{name}.json").exists()
 
@@ -197,9 +237,11 @@ def test_ctrl_c_prints_one_line_exit_130_and_keeps_what_was_written(shards, tmp_
 
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered mid-evaluation
+
     monkeypatch.setattr(evaluation.ClickMeEvaluator, "__call__", interrupted)
-    code, line = one_line_exit(["evaluate", "--weights", str(tmp_path / "model.keras"), "--data",
-                                shards, "--out", str(out)], capsys)
+    code, line = one_line_exit(
+        ["evaluate", "--weights", str(tmp_path / "model.keras"), "--data", shards, "--out", str(out)], capsys
+    )
     assert code == 130 and line.startswith("harmonize: interrupted")
     assert out.read_text() == '{"old": true}' and sorted(os.listdir(tmp_path)) == ["evaluation.json", "model.keras"]
 
@@ -214,7 +256,9 @@ def test_chance_classes_counts_the_classes_present_at_most_the_head():
 def test_check_accuracy_refuses_an_out_that_is_its_model_file(tmp_path, capsys):
     model = tmp_path / "vgg16.h5"
     model.write_bytes(b"published weights")
-    code, line = one_line_exit(["check-accuracy", "--model", f"published:vgg16:{model}", "--imagenet-val",
-                                str(tmp_path), "--out", str(model)], capsys)
+    code, line = one_line_exit(
+        ["check-accuracy", "--model", f"published:vgg16:{model}", "--imagenet-val", str(tmp_path), "--out", str(model)],
+        capsys,
+    )
     assert code == 2 and line.startswith(f"harmonize: error: --out {model} is an input of this command")
     assert model.read_bytes() == b"published weights"

@@ -1,5 +1,6 @@
 """Issue #22, model files: readers that stay in their file, archive members capped before they
 are read, and a Keras 3 legacy .h5 (flat ``output_layers``) that loads (each case builds its file)."""
+
 import zipfile
 
 import h5py
@@ -39,7 +40,8 @@ def bad_files(tmp_path) -> dict:
     with h5py.File(other, "w") as handle:
         handle["kernel"] = np.ones((4, 4), np.float32)
     external = lambda group, name: group.create_dataset(  # noqa: E731
-        name, (4, 4), np.float32, external=[(str(elsewhere), 0, 64)])
+        name, (4, 4), np.float32, external=[(str(elsewhere), 0, 64)]
+    )
 
     def virtual(group, name):
         layout = h5py.VirtualLayout((4, 4), np.float32)
@@ -48,11 +50,14 @@ def bad_files(tmp_path) -> dict:
 
     def link(group, name):
         group[name] = h5py.ExternalLink(str(other), "kernel")
+
     huge = lambda group, name: group.create_dataset(name, (2**40,), np.float32, chunks=(1024,))  # noqa: E731
-    cases = {"external.h5": (external, "is stored in external files"),
-             "virtual.h5": (virtual, "is a virtual dataset"),
-             "link.h5": (link, f"is a link to '{other}'"),
-             "huge.h5": (huge, "declares 4096 GiB")}
+    cases = {
+        "external.h5": (external, "is stored in external files"),
+        "virtual.h5": (virtual, "is a virtual dataset"),
+        "link.h5": (link, f"is a link to '{other}'"),
+        "huge.h5": (huge, "declares 4096 GiB"),
+    }
     for name, (make, _) in cases.items():
         legacy_file(tmp_path / name, make)
     return {name: expected for name, (_, expected) in cases.items()}
@@ -86,8 +91,10 @@ def test_a_keras_archive_member_is_size_checked_before_it_is_read(shards, tmp_pa
         main(["evaluate", "--weights", str(path), "--data", shards])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert exit_info.value.code == 2 and len(lines) == 1
-    assert lines[0] == (f"harmonize: error: model file {path}: its member config.json declares "
-                        f"{65 * 2**20 + 2:,} bytes, more than a saved model holds ({64 * 2**20:,} at most)")
+    assert lines[0] == (
+        f"harmonize: error: model file {path}: its member config.json declares "
+        f"{65 * 2**20 + 2:,} bytes, more than a saved model holds ({64 * 2**20:,} at most)"
+    )
     assert path.read_bytes() == before
 
 
@@ -115,8 +122,10 @@ def test_a_raw_record_starting_with_jpeg_magic_bytes_is_read_as_raw(tmp_path):
     assert 128 < pixel < 129
     arrays = builders.clickme_arrays(2, size=16, seed=4)
     arrays["image"][:, 0, 0, 0] = pixel
-    examples = [{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0],
-                 "label": int(arrays["label"][i])} for i in range(2)]
+    examples = [
+        {"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0], "label": int(arrays["label"][i])}
+        for i in range(2)
+    ]
     (path,) = write_clickme(examples, tmp_path, layout="stimulus", num_classes=4)
     with open(path, "rb") as handle:
         assert b"\xff\xd8\x00\x43" in handle.read()
@@ -126,5 +135,4 @@ def test_a_raw_record_starting_with_jpeg_magic_bytes_is_read_as_raw(tmp_path):
     batch = next(iter(load_clickme(path, "test", batch_size=2, image_size=16, num_classes=4)))
     read = np.asarray(batch["image"])
     order = np.argsort(read.sum((1, 2, 3)))  # the reader may hand the two records in either order
-    np.testing.assert_allclose(read[order], arrays["image"][np.argsort(arrays["image"].sum((1, 2, 3)))],
-                               atol=1e-4)
+    np.testing.assert_allclose(read[order], arrays["image"][np.argsort(arrays["image"].sum((1, 2, 3)))], atol=1e-4)

@@ -1,5 +1,6 @@
 """Issue #22, attack side: the report judges chance from the stimuli's classes, refuses mixed stimulus
 sets and accuracy values that are not percentages, each in one line with exit code 2."""
+
 import json
 import math
 
@@ -15,15 +16,37 @@ def _summary(sweep, label, accuracy, num_classes, data_classes=None, stimuli="a"
     folder = sweep / label / "l2_pgd"
     folder.mkdir(parents=True)
     values = {m: {"mean": 0.5 + 0.1 * len(label), "sem": 0.01} for m in ("eps", "l2", "linf", "alignment")}
-    summary = {"model": label, "spec": "test_convnext", "attack": "l2_pgd", "norm": "l2", "status": "done",
-               "n_images": 100, "n_attacked": round(100 * accuracy), "n_fooled": 50, "accuracy": accuracy,
-               "num_classes": num_classes, "config": {"stimuli": {"n_images": 100, "sha256": stimuli}}, **values}
+    summary = {
+        "model": label,
+        "spec": "test_convnext",
+        "attack": "l2_pgd",
+        "norm": "l2",
+        "status": "done",
+        "n_images": 100,
+        "n_attacked": round(100 * accuracy),
+        "n_fooled": 50,
+        "accuracy": accuracy,
+        "num_classes": num_classes,
+        "config": {"stimuli": {"n_images": 100, "sha256": stimuli}},
+        **values,
+    }
     if data_classes is not None:
         summary["data_classes"] = data_classes
     (folder / "summary.json").write_text(json.dumps(summary))
     if labels is not None:  # an older sweep: no data_classes, the labels in results.csv
-        cells = [{"model": label, "image_id": f"s.tfrecords:{i}", "label": y, "clean_pred": 0, "clean_correct": y == 0,
-                  "fooled": False, "attack": "l2_pgd", "norm": "l2"} for i, y in enumerate(labels)]
+        cells = [
+            {
+                "model": label,
+                "image_id": f"s.tfrecords:{i}",
+                "label": y,
+                "clean_pred": 0,
+                "clean_correct": y == 0,
+                "fooled": False,
+                "attack": "l2_pgd",
+                "norm": "l2",
+            }
+            for i, y in enumerate(labels)
+        ]
         rows = [[row.get(column, math.nan) for column in RESULT_COLUMNS] for row in cells]  # measures NaN
         (folder / "results.csv").write_text(csv_text(RESULT_COLUMNS, rows))
 
@@ -60,8 +83,9 @@ def test_a_folder_of_two_stimulus_sets_is_refused_in_one_line(tmp_path, capsys):
     (report / "report.md").write_text("an earlier report\n")
     code, err = _run(capsys, "report", str(sweep), "--out", str(report))
     assert code == 2 and len(err) == 1
-    assert f"{sweep}: holds sweeps of 2 different stimulus sets (111111111111: a/l2_pgd; 222222222222: b/l2_pgd)" \
-        in err[0]
+    assert (
+        f"{sweep}: holds sweeps of 2 different stimulus sets (111111111111: a/l2_pgd; 222222222222: b/l2_pgd)" in err[0]
+    )
     assert (report / "report.md").read_text() == "an earlier report\n" and len(list(report.iterdir())) == 1
 
 
@@ -71,8 +95,9 @@ def test_an_accuracy_csv_in_another_encoding_is_named_in_one_line(tmp_path, caps
     accuracy = tmp_path / "acc.csv"
     accuracy.write_bytes("model,top1\nGrün,80\n".encode("latin-1"))
     code, err = _run(capsys, "report", str(sweep), "--accuracy", str(accuracy), "--out", str(tmp_path / "r"))
-    assert code == 2 and err == [f"adv-align report: error: {accuracy}: not UTF-8 text (byte 0xfc at offset 13); "
-                                 "save it as UTF-8"]
+    assert code == 2 and err == [
+        f"adv-align report: error: {accuracy}: not UTF-8 text (byte 0xfc at offset 13); save it as UTF-8"
+    ]
 
 
 @pytest.mark.parametrize("value", ["-5", "nan", "inf", "101"])

@@ -1,6 +1,7 @@
 """Issue #22, training resumes that verify: a run killed mid-epoch and resumed ends as the same run
 uninterrupted; a rerun refuses data regenerated under the same names and calls a run complete only
 while its model file is the one it wrote."""
+
 import os
 import shutil
 import signal
@@ -43,11 +44,44 @@ for job in jobs:
 
 def argv(data, out) -> list[str]:
     """The CLI form of CHILD's run."""
-    return ["train", "--model", "small_cnn", "--train", data, "--val", data, "--out", str(out),
-            "--epochs", "2", "--image-size", "32", "--num-classes", "4", "--batch-size", "16",
-            "--lambda", "0.5", "--lr", "0.01", "--seed", "3", "--warmup-epochs", "0",
-            "--lambda-ramp-epochs", "0", "--lambda-schedule", "linear", "--verbose", "0",
-            "--min-crop-area", "0.5", "--no-collapse-guard", "--backend", "tensorflow"]
+    return [
+        "train",
+        "--model",
+        "small_cnn",
+        "--train",
+        data,
+        "--val",
+        data,
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "16",
+        "--lambda",
+        "0.5",
+        "--lr",
+        "0.01",
+        "--seed",
+        "3",
+        "--warmup-epochs",
+        "0",
+        "--lambda-ramp-epochs",
+        "0",
+        "--lambda-schedule",
+        "linear",
+        "--verbose",
+        "0",
+        "--min-crop-area",
+        "0.5",
+        "--no-collapse-guard",
+        "--backend",
+        "tensorflow",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +91,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     data = builders.write_random_label_shards(root / "data", n=64, seed=1)
     finished = {name: root / name for name in ("uninterrupted", "resumed")}
-    killed = builders.run_python(CHILD, args=(data, f"{finished['uninterrupted']}:0",
-                                              f"{finished['resumed']}:6"))
+    killed = builders.run_python(CHILD, args=(data, f"{finished['uninterrupted']}:0", f"{finished['resumed']}:6"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (finished["uninterrupted"] / "model.keras").is_file()
     assert sorted(os.listdir(finished["resumed"])) == ["backup", "history.csv", "run.json"]
@@ -72,8 +105,7 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_as_the_uninterrupted_run(runs):
     _, finished = runs
     history = {name: (path / "history.csv").read_bytes() for name, path in finished.items()}
     assert history["resumed"] == history["uninterrupted"]
-    weights = {name: keras.saving.load_model(path / "model.keras").get_weights()
-               for name, path in finished.items()}
+    weights = {name: keras.saving.load_model(path / "model.keras").get_weights() for name, path in finished.items()}
     for a, b in zip(weights["uninterrupted"], weights["resumed"], strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -101,8 +133,9 @@ def test_complete_only_with_its_model_file_and_never_on_other_data(runs, tmp_pat
     model.unlink()
     before = contents(run)
     code, line = one_line_exit(argv(data, run), capsys)
-    assert code == 2 and line == (f"harmonize: error: {run}: the run is recorded complete but {model} "
-                                  "is missing; --fresh trains it again")
+    assert code == 2 and line == (
+        f"harmonize: error: {run}: the run is recorded complete but {model} is missing; --fresh trains it again"
+    )
     assert contents(run) == before
     model.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
     before = contents(run)
@@ -114,6 +147,7 @@ def test_complete_only_with_its_model_file_and_never_on_other_data(runs, tmp_pat
     builders.write_random_label_shards(os.path.dirname(data), n=64, seed=2)  # same names, new content
     code, line = one_line_exit(argv(data, run), capsys)
     shard = os.path.join(os.path.dirname(data), first)
-    assert code == 2 and line.startswith(f"harmonize: error: {run} holds a run trained on other data: "
-                                         f"--train: {shard} has other content")
+    assert code == 2 and line.startswith(
+        f"harmonize: error: {run} holds a run trained on other data: --train: {shard} has other content"
+    )
     assert line.endswith("; --fresh starts over") and contents(run) == {**before, model: saved}

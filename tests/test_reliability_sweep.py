@@ -1,5 +1,6 @@
 """Issue #22, attack side: a sweep records what the chance check needs, also after an interrupted run;
 it files rows under the hash of what it loaded; eps is NaN where the contract says so."""
+
 import csv
 import json
 import math
@@ -79,10 +80,19 @@ def test_a_100_unit_head_always_answering_class_0_on_4_class_stimuli_is_flagged_
     from harmonization.clickme import encode_example, write_records
 
     rng = np.random.default_rng(1)
-    write_records(tmp_path / "stim.tfrecords", [encode_example({
-        "image": rng.uniform(0, 255, (32, 32, 3)).astype(np.float32).tobytes(),
-        "heatmap": rng.uniform(0, 1, (32, 32, 1)).astype(np.float32).tobytes(), "label": label})
-        for label in [0, 1, 2, 3] * 2])
+    write_records(
+        tmp_path / "stim.tfrecords",
+        [
+            encode_example(
+                {
+                    "image": rng.uniform(0, 255, (32, 32, 3)).astype(np.float32).tobytes(),
+                    "heatmap": rng.uniform(0, 1, (32, 32, 1)).astype(np.float32).tobytes(),
+                    "label": label,
+                }
+            )
+            for label in [0, 1, 2, 3] * 2
+        ],
+    )
     network = load_model(MODEL, weights="random", num_classes=100).network
     with torch.no_grad():
         network.head.fc.weight.zero_()
@@ -90,8 +100,9 @@ def test_a_100_unit_head_always_answering_class_0_on_4_class_stimuli_is_flagged_
         network.head.fc.bias[0] = 100.0  # class 0 whatever the image
     torch.save(network.state_dict(), tmp_path / "wide.pth")
     config = SweepConfig(stimuli=str(tmp_path / "stim.tfrecords"), **{**FAST, "num_classes": 100})
-    assert run_sweep([ModelSpec("wide", MODEL, str(tmp_path / "wide.pth"))], config, tmp_path / "out")[0].status \
-        == "done"
+    assert (
+        run_sweep([ModelSpec("wide", MODEL, str(tmp_path / "wide.pth"))], config, tmp_path / "out")[0].status == "done"
+    )
     summary = json.loads((tmp_path / "out" / "wide" / "l2_pgd" / "summary.json").read_text())
     assert (summary["accuracy"], summary["num_classes"], summary["data_classes"]) == (0.25, 100, 4)
     build_report(tmp_path / "out", tmp_path / "report")

@@ -1,4 +1,5 @@
 """The report: every figure from a small finished sweep, statistics equal to scipy's, classes, pairs."""
+
 import errno
 import json
 import math
@@ -18,10 +19,15 @@ from attacks_torch.sweep import ModelSpec, SweepConfig, SweepError, run_sweep
 from harmonization.files import atomic_write
 
 ZOO = [  # label, spec, class
-    ("vgg16", "vgg16.tv_in1k", "CNN"), ("resnet50", "resnet50.a1_in1k", "CNN"), ("dla34", "dla34.in1k", "CNN"),
-    ("mixnet_l", "mixnet_l.ft_in1k", "CNN"), ("vit_b16", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT"),
-    ("deit_s", "deit_small_patch16_224.fb_in1k", "ViT"), ("swin_t", "swin_tiny_patch4_window7_224.ms_in1k", "ViT"),
-    ("volo_d1", "volo_d1_224.sail_in1k", "hybrid"), ("maxvit_harmonized", "published:maxvit_tiny:/w/m.h5", "ViT"),
+    ("vgg16", "vgg16.tv_in1k", "CNN"),
+    ("resnet50", "resnet50.a1_in1k", "CNN"),
+    ("dla34", "dla34.in1k", "CNN"),
+    ("mixnet_l", "mixnet_l.ft_in1k", "CNN"),
+    ("vit_b16", "vit_base_patch16_224.augreg2_in21k_ft_in1k", "ViT"),
+    ("deit_s", "deit_small_patch16_224.fb_in1k", "ViT"),
+    ("swin_t", "swin_tiny_patch4_window7_224.ms_in1k", "ViT"),
+    ("volo_d1", "volo_d1_224.sail_in1k", "hybrid"),
+    ("maxvit_harmonized", "published:maxvit_tiny:/w/m.h5", "ViT"),
     ("harmonized_vit", "runs/harmonized_vit.keras", None),
 ]
 
@@ -34,19 +40,51 @@ def _write_synthetic_sweep(out: Path) -> dict:
         for label, spec, _ in ZOO:
             folder = out / label / attack
             folder.mkdir(parents=True)
-            values = {m: {"mean": float(rng.uniform(0.1, 3)), "sem": float(rng.uniform(0.01, 0.1)),
-                          "count": 90, "std": 0.5, "median": 1.0} for m in ("eps", "l2", "linf")}
-            values["alignment"] = {"mean": float(rng.uniform(-0.2, 0.5)), "sem": 0.02, "count": 90, "std": 0.1,
-                                   "median": 0.1}
-            summary = {"model": label, "spec": spec, "attack": attack, "norm": norm, "status": "done",
-                       "n_images": 100, "n_attacked": 90, "n_fooled": 90, "accuracy": 0.9, **values}
+            values = {
+                m: {
+                    "mean": float(rng.uniform(0.1, 3)),
+                    "sem": float(rng.uniform(0.01, 0.1)),
+                    "count": 90,
+                    "std": 0.5,
+                    "median": 1.0,
+                }
+                for m in ("eps", "l2", "linf")
+            }
+            values["alignment"] = {
+                "mean": float(rng.uniform(-0.2, 0.5)),
+                "sem": 0.02,
+                "count": 90,
+                "std": 0.1,
+                "median": 0.1,
+            }
+            summary = {
+                "model": label,
+                "spec": spec,
+                "attack": attack,
+                "norm": norm,
+                "status": "done",
+                "n_images": 100,
+                "n_attacked": 90,
+                "n_fooled": 90,
+                "accuracy": 0.9,
+                **values,
+            }
             (folder / "summary.json").write_text(json.dumps(summary))
             truth[(label, attack)] = summary
     failed = out / "broken" / "l2_pgd"
     failed.mkdir(parents=True)
-    (failed / "failed.json").write_text(json.dumps({"model": "broken", "spec": "x", "attack": "l2_pgd",
-                                                    "status": "failed", "error_type": "OutOfMemoryError",
-                                                    "message": "CUDA out of memory"}))
+    (failed / "failed.json").write_text(
+        json.dumps(
+            {
+                "model": "broken",
+                "spec": "x",
+                "attack": "l2_pgd",
+                "status": "failed",
+                "error_type": "OutOfMemoryError",
+                "message": "CUDA out of memory",
+            }
+        )
+    )
     (out / "pairs.csv").write_text("control,harmonized\nvit_b16,harmonized_vit\n")
     return truth
 
@@ -74,9 +112,11 @@ def test_statistics_equal_scipy_on_the_same_numbers(synthetic):
         tolerance = [truth[(label, attack)][measure]["mean"] for label in labels]
         alignment = [truth[(label, attack)]["alignment"]["mean"] for label in labels]
         got = computed[attack]
-        for key, (x, y) in {"accuracy_vs_tolerance": (accuracy, tolerance),
-                            "accuracy_vs_alignment": (accuracy, alignment),
-                            "tolerance_vs_alignment": (tolerance, alignment)}.items():
+        for key, (x, y) in {
+            "accuracy_vs_tolerance": (accuracy, tolerance),
+            "accuracy_vs_alignment": (accuracy, alignment),
+            "tolerance_vs_alignment": (tolerance, alignment),
+        }.items():
             expected = stats.spearmanr(x, y)
             assert got[key]["rho"] == pytest.approx(expected.statistic, rel=1e-12)
             assert got[key]["p"] == pytest.approx(expected.pvalue, rel=1e-9)
@@ -90,8 +130,9 @@ def test_statistics_equal_scipy_on_the_same_numbers(synthetic):
             assert got[key]["df"] == pytest.approx(expected.df, rel=1e-9)
     for attack in ("linf_pgd", "cw_l2"):
         for measure, column in (("tolerance", "linf" if attack == "linf_pgd" else "l2"), ("alignment", "alignment")):
-            reference = [truth[(label, "l2_pgd")]["l2" if measure == "tolerance" else "alignment"]["mean"]
-                         for label, _, _ in ZOO]
+            reference = [
+                truth[(label, "l2_pgd")]["l2" if measure == "tolerance" else "alignment"]["mean"] for label, _, _ in ZOO
+            ]
             other = [truth[(label, attack)][column]["mean"] for label, _, _ in ZOO]
             expected = stats.spearmanr(reference, other)
             assert computed[attack][f"{measure}_vs_l2_pgd"]["rho"] == pytest.approx(expected.statistic, rel=1e-12)
@@ -100,8 +141,11 @@ def test_statistics_equal_scipy_on_the_same_numbers(synthetic):
 def test_every_figure_and_the_report_are_written(synthetic):
     _, _, _, report = synthetic
     out = report.parent
-    figures = [f"{a}_{f}" for a in ("l2_pgd", "linf_pgd", "cw_l2")
-               for f in ("accuracy_vs_tolerance", "accuracy_vs_alignment", "tolerance_vs_alignment")]
+    figures = [
+        f"{a}_{f}"
+        for a in ("l2_pgd", "linf_pgd", "cw_l2")
+        for f in ("accuracy_vs_tolerance", "accuracy_vs_alignment", "tolerance_vs_alignment")
+    ]
     figures += [f"{a}_vs_l2_pgd_{m}" for a in ("linf_pgd", "cw_l2") for m in ("tolerance", "alignment")]
     for name in figures:
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -141,6 +185,7 @@ def test_missing_sweep_is_a_clear_error(tmp_path):
         build_report(tmp_path / "empty", tmp_path / "report")
     with pytest.raises(SweepError, match="LABEL=CNN"):
         from attacks_torch.report import parse_arch_overrides
+
         parse_arch_overrides("a=transformer")
 
 
@@ -149,8 +194,9 @@ def test_report_on_a_small_real_sweep_with_panels(tmp_path):
     control = make_checkpoint(tmp_path, seed=0)
     stimuli = make_stimuli(tmp_path, control, n=4, shards=1)
     specs = [ModelSpec("control", MODEL, control), ModelSpec("harmonized", MODEL, make_checkpoint(tmp_path, seed=1))]
-    outcomes = run_sweep(specs, SweepConfig(stimuli=stimuli, keep_maps=2, **FAST), tmp_path / "sweep",
-                         pairs=[("control", "harmonized")])
+    outcomes = run_sweep(
+        specs, SweepConfig(stimuli=stimuli, keep_maps=2, **FAST), tmp_path / "sweep", pairs=[("control", "harmonized")]
+    )
     assert [o.status for o in outcomes] == ["done", "done"]
     out = tmp_path / "report"
     report = build_report(tmp_path / "sweep", out, panels=2)
@@ -168,10 +214,23 @@ def _write_four_class_sweep(sweep: Path, accuracy: dict[str, float]) -> dict:
         values = {m: {"mean": float(rng.uniform(0.1, 3)), "sem": 0.01} for m in ("eps", "l2", "linf", "alignment")}
         truth[label] = values
         (sweep / label / "l2_pgd").mkdir(parents=True)
-        (sweep / label / "l2_pgd" / "summary.json").write_text(json.dumps({
-            "model": label, "spec": "test_convnext", "attack": "l2_pgd", "norm": "l2", "status": "done",
-            "n_images": 100, "n_attacked": round(100 * acc), "n_fooled": 50, "accuracy": acc, "num_classes": 4,
-            **values}))
+        (sweep / label / "l2_pgd" / "summary.json").write_text(
+            json.dumps(
+                {
+                    "model": label,
+                    "spec": "test_convnext",
+                    "attack": "l2_pgd",
+                    "norm": "l2",
+                    "status": "done",
+                    "n_images": 100,
+                    "n_attacked": round(100 * acc),
+                    "n_fooled": 50,
+                    "accuracy": acc,
+                    "num_classes": 4,
+                    **values,
+                }
+            )
+        )
     return truth
 
 
@@ -200,8 +259,15 @@ def test_a_model_at_chance_gets_no_control_to_harmonized_arrow(tmp_path):
     _write_four_class_sweep(sweep, {"a": 0.9, "b": 0.8, "c": 0.95, "dead": 0.26})
     results, _ = load_results(sweep)
     at = {r.label: accuracy_point(r)[0] for r in results}
-    figure = scatter(results, accuracy_point, tolerance_point, "accuracy", "tolerance", "t",
-                     pairs=[("a", "dead"), ("dead", "c"), ("b", "c")])
+    figure = scatter(
+        results,
+        accuracy_point,
+        tolerance_point,
+        "accuracy",
+        "tolerance",
+        "t",
+        pairs=[("a", "dead"), ("dead", "c"), ("b", "c")],
+    )
     arrows = [text for text in figure.axes[0].texts if getattr(text, "arrow_patch", None) is not None]
     # only b -> c: both pairs with the near-chance model are left out
     assert [(arrow.xyann[0], arrow.xy[0]) for arrow in arrows] == [(at["b"], at["c"])]

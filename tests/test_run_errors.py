@@ -1,5 +1,6 @@
 """Run errors whose message is built after the ``except`` block that caught the cause: the cause's
 text must have been bound before Python unbinds the exception name at the end of that block."""
+
 import json
 
 import pytest

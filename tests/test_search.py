@@ -1,4 +1,5 @@
 """The minimal-eps search: what it returns is true, what it spends is counted, and what each schedule finds."""
+
 import functools
 import inspect
 import math
@@ -173,8 +174,11 @@ def test_ladder_fools_images_the_reference_schedule_gives_up_on():
 @pytest.mark.parametrize("attack", ATTACKS)
 def test_find_minimal_runs_every_attack(cnn, attack):  # noqa: F811
     images, labels = synthetic_images(4, seed=21)
-    options = {"cw_l2": {"steps": 20, "binary_search_steps": 2, "step_size": 0.05}, "ddn": {"steps": 20},
-               "linf_pgd": {"rel_step_size": 0.5}}.get(attack)
+    options = {
+        "cw_l2": {"steps": 20, "binary_search_steps": 2, "step_size": 0.05},
+        "ddn": {"steps": 20},
+        "linf_pgd": {"rel_step_size": 0.5},
+    }.get(attack)
     settings = {"hi": 0.5} if attack == "linf_pgd" else {}
     result = find_minimal(cnn, images, labels, attack, attack_options=options, **settings)
     assert result.attack == attack and len(result) == 4 and result.fooled.any()
@@ -196,8 +200,12 @@ def _random_model(seed: int) -> PixelModel:
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 6), projection=st.sampled_from(["sphere", "ball"]),
-       schedule=st.sampled_from(["ladder", "secant"]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 6),
+    projection=st.sampled_from(["sphere", "ball"]),
+    schedule=st.sampled_from(["ladder", "secant"]),
+)
 def test_search_invariants_on_random_models(seed, n, projection, schedule):
     model = _random_model(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -205,8 +213,9 @@ def test_search_invariants_on_random_models(seed, n, projection, schedule):
     with torch.no_grad():
         labels = model(images).argmax(1)
     labels[0] = (labels[0] + 1) % 3
-    result = minimal_epsilon(model, images, labels, lo=0.01, hi=4.0, schedule=schedule,
-                             attack_options={"projection": projection})
+    result = minimal_epsilon(
+        model, images, labels, lo=0.01, hi=4.0, schedule=schedule, attack_options={"projection": projection}
+    )
     assert not result.attacked[0] and result.attacked[1:].all()
     assert torch.isnan(result.eps[~result.attacked]).all() and not torch.isnan(result.eps[result.attacked]).any()
     assert torch.equal(result.fooled, torch.isfinite(result.eps))
@@ -216,8 +225,9 @@ def test_search_invariants_on_random_models(seed, n, projection, schedule):
     assert result.adversarial.min() >= 0 and result.adversarial.max() <= 1
     for i in range(1, n):
         if result.fooled[i] and result.eps_lower[i] > 0.01:
-            assert not _fools(model, images[i : i + 1], labels[i : i + 1], float(result.eps_lower[i]),
-                              projection=projection)
+            assert not _fools(
+                model, images[i : i + 1], labels[i : i + 1], float(result.eps_lower[i]), projection=projection
+            )
 
 
 @pytest.mark.parametrize(
@@ -278,14 +288,24 @@ def _ladder_tol(eps: float, hi: float = 10.0) -> float:
 def _assert_same_answers(ladder, secant):
     assert torch.equal(ladder.fooled, secant.fooled) and torch.equal(ladder.attacked, secant.attacked)
     for i in torch.nonzero(ladder.fooled).flatten().tolist():
-        assert abs(ladder.eps[i] - secant.eps[i]) <= _ladder_tol(float(ladder.eps[i])), (i, ladder.eps[i], secant.eps[i])
+        assert abs(ladder.eps[i] - secant.eps[i]) <= _ladder_tol(float(ladder.eps[i])), (
+            i,
+            ladder.eps[i],
+            secant.eps[i],
+        )
 
 
 @settings(max_examples=60, deadline=None)
-@given(threshold=st.floats(0.0015, 9.9), curvature=st.floats(0.0, 3.0), slope=st.floats(0.2, 20.0),
-       guess_error=st.sampled_from([math.inf, 0.5, 1.0, 2.0]), tol=st.sampled_from([None, 0.05]))
+@given(
+    threshold=st.floats(0.0015, 9.9),
+    curvature=st.floats(0.0, 3.0),
+    slope=st.floats(0.2, 20.0),
+    guess_error=st.sampled_from([math.inf, 0.5, 1.0, 2.0]),
+    tol=st.sampled_from([None, 0.05]),
+)
 def test_secant_brackets_the_crossing_of_a_falling_margin_in_fewer_tries_than_the_ladder(
-        threshold, curvature, slope, guess_error, tol):
+    threshold, curvature, slope, guess_error, tol
+):
     def margin(eps):  # falls with eps, crossing 0 at threshold; curvature bends it
         return slope * (threshold - eps) + curvature * (threshold**2 - eps**2)
 
@@ -311,13 +331,14 @@ def _grid_points(grid, k):
 @given(seed=st.integers(0, 10**6), tol=st.sampled_from([None, 0.05, 0.003]), start=st.sampled_from([10.0 / 64, 0.3]))
 def test_the_ladder_grid_holds_every_eps_the_ladder_bisection_tries(seed, tol, start):
     generator = torch.Generator().manual_seed(seed)  # success at random: the grid must not assume monotone
-    tried, outcome = _drive(ladder_schedule(0.001, 10.0, tol, start),
-                            lambda eps: bool(torch.rand(1, generator=generator) < 0.5))
+    tried, outcome = _drive(
+        ladder_schedule(0.001, 10.0, tol, start), lambda eps: bool(torch.rand(1, generator=generator) < 0.5)
+    )
     if not math.isfinite(outcome.eps):
         return
     grid = LadderGrid(0.001, 10.0, tol, start)
     k = grid.rungs.index(next(e for e in tried if e in grid.rungs and e >= outcome.eps))
-    bisection = tried[tried.index(10.0) + 1:] if grid.rungs[k] != 10.0 else tried[k + 1:]
+    bisection = tried[tried.index(10.0) + 1 :] if grid.rungs[k] != 10.0 else tried[k + 1 :]
     assert set(bisection) <= _grid_points(grid, k) and {outcome.lower, outcome.eps} <= _grid_points(grid, k)
 
 
@@ -330,8 +351,11 @@ def test_secant_tries_only_ladder_points_and_ends_on_a_tried_cell_when_success_i
     def fools(eps):
         return outcomes.setdefault(eps, bool(torch.rand(1, generator=generator) < 0.5))
 
-    tried, outcome = _drive(secant_schedule(0.001, 10.0, tol, 10.0 / 64, 1.0, guess), fools,
-                            lambda eps: float(torch.randn(1, generator=generator)))
+    tried, outcome = _drive(
+        secant_schedule(0.001, 10.0, tol, 10.0 / 64, 1.0, guess),
+        fools,
+        lambda eps: float(torch.randn(1, generator=generator)),
+    )
     grid = LadderGrid(0.001, 10.0, tol, 10.0 / 64)
     every_point = set().union(*(_grid_points(grid, k) for k in range(len(grid.rungs))))
     assert set(tried) <= every_point and len(tried) == len(set(tried))
@@ -343,8 +367,9 @@ def test_secant_tries_only_ladder_points_and_ends_on_a_tried_cell_when_success_i
 
 
 def test_secant_gives_up_where_no_eps_up_to_hi_fools():
-    tried, outcome = _drive(secant_schedule(0.001, 10.0, None, 10.0 / 64, 5.0), lambda eps: False,
-                            lambda eps: 5.0 - 0.1 * eps)
+    tried, outcome = _drive(
+        secant_schedule(0.001, 10.0, None, 10.0 / 64, 5.0), lambda eps: False, lambda eps: 5.0 - 0.1 * eps
+    )
     assert outcome.eps == math.inf and tried[-1] == 10.0 and not outcome.fooled_at_hi
 
 

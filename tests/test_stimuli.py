@@ -1,4 +1,5 @@
 """The torch stimulus reader: the same shards, pixels, maps, checks and messages as the tf.data reader."""
+
 import json
 import logging
 import os
@@ -22,8 +23,13 @@ NUM_CLASSES = 4
 
 
 def _stimulus_record(image: np.ndarray, heatmap: np.ndarray, label: int) -> bytes:
-    return clickme.encode_example({"image": np.asarray(image, "<f4").tobytes(),
-                                   "heatmap": np.asarray(heatmap, "<f4").tobytes(), "label": np.int64(label)})
+    return clickme.encode_example(
+        {
+            "image": np.asarray(image, "<f4").tobytes(),
+            "heatmap": np.asarray(heatmap, "<f4").tobytes(),
+            "label": np.int64(label),
+        }
+    )
 
 
 def _write_stimulus_shards(directory, n_per_shard=(3, 2), size=12):
@@ -36,8 +42,9 @@ def _write_stimulus_shards(directory, n_per_shard=(3, 2), size=12):
             label = int(RNG.integers(0, 1000))
             images.append(image), heatmaps.append(heatmap), labels.append(label)
             payloads.append(_stimulus_record(image, heatmap, label))
-        clickme.write_records(os.path.join(directory, f"stim-{shard:05d}-of-{len(n_per_shard):05d}.tfrecords"),
-                              payloads)
+        clickme.write_records(
+            os.path.join(directory, f"stim-{shard:05d}-of-{len(n_per_shard):05d}.tfrecords"), payloads
+        )
     return np.stack(images), np.stack(heatmaps)[..., 0], np.array(labels)
 
 
@@ -48,9 +55,14 @@ def _textured_examples(count: int, seed: int) -> list[dict]:
     for i in range(count):
         clicks = np.zeros((SIZE, SIZE), np.uint8)
         top, left = rng.integers(0, SIZE - 12, 2)
-        clicks[top:top + 12, left:left + 9] = 255
-        examples.append({"image": rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8), "heatmap": clicks,
-                         "label": i % NUM_CLASSES})
+        clicks[top : top + 12, left : left + 9] = 255
+        examples.append(
+            {
+                "image": rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8),
+                "heatmap": clicks,
+                "label": i % NUM_CLASSES,
+            }
+        )
     return examples
 
 
@@ -62,8 +74,9 @@ def _bytes_record(**features) -> bytes:
     return clickme.encode_example({k: (np.int64(v) if k == "label" else v) for k, v in features.items()})
 
 
-_GOOD_RAW = dict(image=np.full((12, 12, 3), 100.0, "<f4").tobytes(), heatmap=np.ones((12, 12), "<f4").tobytes(),
-                 label=1)
+_GOOD_RAW = dict(
+    image=np.full((12, 12, 3), 100.0, "<f4").tobytes(), heatmap=np.ones((12, 12), "<f4").tobytes(), label=1
+)
 BAD = {  # records both readers must refuse with the same line
     "label range": dict(_GOOD_RAW, label=9),
     "negative label": dict(_GOOD_RAW, label=-1),
@@ -130,19 +143,35 @@ TF_SIDE = textwrap.dedent("""
 def tf_side(tmp_path_factory):
     """Shards written here without TensorFlow, then read (and some written) by TensorFlow in a subprocess."""
     directory = tmp_path_factory.mktemp("interop")
-    clickme.write_records(directory / "ours.tfrecords", [
-        clickme.encode_example({"b": b"hello", "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25])}),
-        clickme.encode_example({"b": b"x" * 5000, "i": 7, "f": np.zeros(3000, np.float32)}),
-    ])
+    clickme.write_records(
+        directory / "ours.tfrecords",
+        [
+            clickme.encode_example({"b": b"hello", "i": np.array([-3, 0, 2**40]), "f": np.array([0.5, -1.25])}),
+            clickme.encode_example({"b": b"x" * 5000, "i": 7, "f": np.zeros(3000, np.float32)}),
+        ],
+    )
     clickme.write_clickme(_textured_examples(3, seed=2), directory / "jpeg", shard_size=2)
-    clickme.write_clickme([{"image": RNG.uniform(0, 255, (SIZE, SIZE, 3)), "heatmap": RNG.uniform(0, 3, (SIZE, SIZE)),
-                            "label": i} for i in range(3)], directory / "stimulus", layout="stimulus", shard_size=2)
+    clickme.write_clickme(
+        [
+            {"image": RNG.uniform(0, 255, (SIZE, SIZE, 3)), "heatmap": RNG.uniform(0, 3, (SIZE, SIZE)), "label": i}
+            for i in range(3)
+        ],
+        directory / "stimulus",
+        layout="stimulus",
+        shard_size=2,
+    )
     (directory / "bad").mkdir()
     for case, features in BAD.items():
-        clickme.write_records(directory / "bad" / f"{case}.tfrecords",
-                              [_bytes_record(**_GOOD_RAW), _bytes_record(**features)])
-    result = subprocess.run([sys.executable, "-c", TF_SIDE, str(directory), *BAD], capture_output=True, text=True,
-                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        clickme.write_records(
+            directory / "bad" / f"{case}.tfrecords", [_bytes_record(**_GOOD_RAW), _bytes_record(**features)]
+        )
+    result = subprocess.run(
+        [sys.executable, "-c", TF_SIDE, str(directory), *BAD],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return directory
 
@@ -194,8 +223,12 @@ def test_stimulus_layout_round_trips_across_shards(tmp_path):
     images, heatmaps, labels = _write_stimulus_shards(tmp_path)
     stimuli = load_stimuli(str(tmp_path / "stim-*.tfrecords"))
     assert len(stimuli) == 5
-    assert stimuli.ids[:4] == ["stim-00000-of-00002.tfrecords:0", "stim-00000-of-00002.tfrecords:1",
-                               "stim-00000-of-00002.tfrecords:2", "stim-00001-of-00002.tfrecords:0"]
+    assert stimuli.ids[:4] == [
+        "stim-00000-of-00002.tfrecords:0",
+        "stim-00000-of-00002.tfrecords:1",
+        "stim-00000-of-00002.tfrecords:2",
+        "stim-00001-of-00002.tfrecords:0",
+    ]
     assert stimuli.images.dtype == torch.float32 and stimuli.images.shape == (5, 3, 12, 12)
     np.testing.assert_allclose(stimuli.images.permute(0, 2, 3, 1).numpy(), images / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(stimuli.heatmaps.numpy(), heatmaps)
@@ -213,8 +246,9 @@ def test_labels_are_checked_against_the_number_of_classes(tmp_path):
 
 
 def test_unit_range_images_are_warned_about(tmp_path, caplog):
-    clickme.write_records(tmp_path / "unit.tfrecords",
-                          [_stimulus_record(np.full((12, 12, 3), 0.5), np.ones((12, 12)), 0)])
+    clickme.write_records(
+        tmp_path / "unit.tfrecords", [_stimulus_record(np.full((12, 12, 3), 0.5), np.ones((12, 12)), 0)]
+    )
     with caplog.at_level(logging.WARNING, logger="attacks_torch.stimuli"):
         stimuli = load_stimuli(tmp_path / "unit.tfrecords")
     assert len(stimuli) == 1  # a warning, not an error
@@ -223,9 +257,11 @@ def test_unit_range_images_are_warned_about(tmp_path, caplog):
 
 def test_bad_paths_and_damaged_files_get_one_line_errors(tmp_path):
     (tmp_path / "empty").mkdir()
-    for item, message in [(tmp_path / "nothing-here*.tfrecords", "no stimulus file matches"),
-                          (tmp_path / "missing.tfrecords", "no stimulus file at"),
-                          (tmp_path / "empty", "no stimulus file in directory")]:
+    for item, message in [
+        (tmp_path / "nothing-here*.tfrecords", "no stimulus file matches"),
+        (tmp_path / "missing.tfrecords", "no stimulus file at"),
+        (tmp_path / "empty", "no stimulus file in directory"),
+    ]:
         with pytest.raises(FileNotFoundError, match=message) as error:
             load_stimuli(item)
         assert "\n" not in str(error.value)
@@ -243,7 +279,12 @@ def test_bad_paths_and_damaged_files_get_one_line_errors(tmp_path):
     (tmp_path / "huge.tfrecords").write_bytes(header + struct.pack("<I", masked_crc32c(header)) + bytes(20))
     with pytest.raises(clickme.ClickMeDataError, match=r"huge\.tfrecords: record 0 is truncated .*1099511627776"):
         load_stimuli(tmp_path / "huge.tfrecords")
-    clickme.write_records(tmp_path / "sizes.tfrecords", [_stimulus_record(np.zeros((12, 12, 3)), np.zeros((12, 12)), 0),
-                                                         _stimulus_record(np.zeros((8, 8, 3)), np.zeros((8, 8)), 0)])
+    clickme.write_records(
+        tmp_path / "sizes.tfrecords",
+        [
+            _stimulus_record(np.zeros((12, 12, 3)), np.zeros((12, 12)), 0),
+            _stimulus_record(np.zeros((8, 8, 3)), np.zeros((8, 8)), 0),
+        ],
+    )
     with pytest.raises(clickme.ClickMeDataError, match=r"sizes\.tfrecords record 1: image is 8x8, the first one 12x12"):
         load_stimuli(tmp_path / "sizes.tfrecords")

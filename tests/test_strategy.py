@@ -1,4 +1,5 @@
 """Distribution: the strategy choice, and replicas / workers that train like one device."""
+
 import json
 import os
 import socket
@@ -80,8 +81,7 @@ def test_tpu_is_looked_for_only_where_the_environment_names_one(monkeypatch):
     assert distribute._tpu_name(None) == "pod"
     monkeypatch.delenv("TPU_NAME")
     monkeypatch.delenv("COLAB_TPU_ADDR")
-    monkeypatch.setattr(distribute.glob, "glob",
-                        lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    monkeypatch.setattr(distribute.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
     assert distribute._tpu_name(None) == "local"
 
 
@@ -177,11 +177,14 @@ def test_two_workers_on_localhost_train_like_one_device(tmp_path):
         print(json.dumps(history))
     """)
     initial = str(tmp_path / "initial.weights.h5")
-    result = run_python(script("""
+    result = run_python(
+        script("""
         model = build()
         model.save_weights(sys.argv[1])
         np.savez(sys.argv[2], *[v.numpy() for v in model.weights])
-    """), args=(initial, str(tmp_path / "initial.npz")))
+    """),
+        args=(initial, str(tmp_path / "initial.npz")),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     cluster = {"worker": [f"localhost:{_reserved_port()}" for _ in range(2)]}
     base_env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
@@ -194,8 +197,12 @@ def test_two_workers_on_localhost_train_like_one_device(tmp_path):
     try:
         for name, env in envs.items():
             runs[name] = subprocess.Popen(
-                [sys.executable, "-c", code, initial, str(tmp_path / f"{name}.npz")], env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                [sys.executable, "-c", code, initial, str(tmp_path / f"{name}.npz")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         outputs = {name: run.communicate(timeout=400) for name, run in runs.items()}
     finally:
         for run in runs.values():

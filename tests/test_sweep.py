@@ -1,4 +1,5 @@
 """The sweep: result tables, summaries, resuming after SIGKILL, failures, jobs sharing a folder."""
+
 import csv
 import dataclasses
 import errno
@@ -21,7 +22,13 @@ from builders import cli_args, make_checkpoint, make_stimuli
 from attacks_torch.models import load_model
 from attacks_torch.stimuli import load_stimuli
 from attacks_torch.sweep import (
-    ModelSpec, SweepConfig, SweepError, SweepFolder, parse_model_spec, parse_models, parse_pairs,
+    ModelSpec,
+    SweepConfig,
+    SweepError,
+    SweepFolder,
+    parse_model_spec,
+    parse_models,
+    parse_pairs,
     run_sweep,
 )
 from harmonization.clickme import encode_example, write_records
@@ -30,8 +37,22 @@ from harmonization.files import atomic_write
 
 # results.csv's header as docs/data-contracts.md documents it, written out here (not
 # taken from the code) so that dropping, renaming or moving a column fails.
-DOCUMENTED_COLUMNS = ["model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
-                      "alignment", "human_alignment", "human_alignment_logprob", "attack", "norm"]
+DOCUMENTED_COLUMNS = [
+    "model",
+    "image_id",
+    "label",
+    "clean_pred",
+    "clean_correct",
+    "fooled",
+    "eps",
+    "l2",
+    "linf",
+    "alignment",
+    "human_alignment",
+    "human_alignment_logprob",
+    "attack",
+    "norm",
+]
 
 # A child that runs the CLI and SIGKILLs itself as soon as its first batch file is committed: the
 # kill lands at the same point on every machine, however fast or busy.
@@ -77,8 +98,9 @@ def finished(assets, tmp_path_factory):
 def test_model_specs_and_pairs(tmp_path):
     assert parse_model_spec("resnet18") == ModelSpec("resnet18", "resnet18")
     assert parse_model_spec("ctrl = test_vit @ w.pth") == ModelSpec("ctrl", "test_vit", "w.pth")
-    assert parse_model_spec("runs/harmonized_vgg16.keras") == ModelSpec("harmonized_vgg16",
-                                                                        "runs/harmonized_vgg16.keras")
+    assert parse_model_spec("runs/harmonized_vgg16.keras") == ModelSpec(
+        "harmonized_vgg16", "runs/harmonized_vgg16.keras"
+    )
     assert ModelSpec("a/b c", "x").slug == "a_b_c"
     listing = tmp_path / "models.txt"
     listing.write_text("# the control and its harmonized twin\nctrl=test_vit\n\nharm=runs/h.keras  # ours\n")
@@ -88,11 +110,16 @@ def test_model_specs_and_pairs(tmp_path):
     with pytest.raises(SweepError, match="for timm models only"):
         parse_model_spec("h=runs/h.keras@w.pth")
     assert parse_model_spec("vgg16_harmonized=published:vgg16:/w/vgg16_harmonized.h5") == ModelSpec(
-        "vgg16_harmonized", "published:vgg16:/w/vgg16_harmonized.h5")
+        "vgg16_harmonized", "published:vgg16:/w/vgg16_harmonized.h5"
+    )
     assert parse_model_spec("published:vgg16:/w/vgg16_harmonized.h5").label == "vgg16_harmonized"
     # num_classes sizes timm heads only: a Keras file or lite0 in the same sweep keeps its own head
     assert parse_model_spec("c=test_vit@w.pth").load_arguments("random", 4, 3) == {
-        "weights": "random", "checkpoint": "w.pth", "seed": 3, "num_classes": 4}
+        "weights": "random",
+        "checkpoint": "w.pth",
+        "seed": 3,
+        "num_classes": 4,
+    }
     for spec in ("runs/h.keras", "published:vgg16:/w/v.h5", "efficientnet_lite0_imagenet"):
         assert parse_model_spec(spec).load_arguments("random", 4, 3)["num_classes"] is None
     with pytest.raises(SweepError, match="models: .*published:NAME:PATH"):
@@ -107,12 +134,19 @@ def test_model_specs_and_pairs(tmp_path):
         parse_pairs("ctrl")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("attack", "fgsm", "^attack must be one of"), ("batch_size", 0, "^batch_size must be at least 1"),
-    ("lo", 20.0, "lo < hi"), ("schedule", "linear", "^schedule"), ("weights", "imagenet", "^weights"),
-    ("device", "tpu", "^device"), ("tol", 1e-20, "^tol 1e-20 is below the float32 resolution"),
-    ("attack_options", {"stepz": 3}, "^attack_options: unknown option 'stepz'"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("attack", "fgsm", "^attack must be one of"),
+        ("batch_size", 0, "^batch_size must be at least 1"),
+        ("lo", 20.0, "lo < hi"),
+        ("schedule", "linear", "^schedule"),
+        ("weights", "imagenet", "^weights"),
+        ("device", "tpu", "^device"),
+        ("tol", 1e-20, "^tol 1e-20 is below the float32 resolution"),
+        ("attack_options", {"stepz": 3}, "^attack_options: unknown option 'stepz'"),
+    ],
+)
 def test_config_rejects_bad_settings_naming_the_library_argument(field, value, message):
     with pytest.raises(SweepError, match=message) as error:
         SweepConfig(stimuli="x", **{field: value})
@@ -185,8 +219,11 @@ def test_rerun_skips_finished_work_and_refuses_other_settings(finished, assets):
 
 def test_a_failing_model_is_recorded_and_the_sweep_goes_on(assets, tmp_path):
     config = SweepConfig(stimuli=assets["stimuli"], limit=4, **FAST)
-    specs = [ModelSpec("broken", "no_such_net"), ModelSpec("missing", MODEL, str(tmp_path / "none.pth")),
-             ModelSpec("ok", MODEL, assets["checkpoint"])]
+    specs = [
+        ModelSpec("broken", "no_such_net"),
+        ModelSpec("missing", MODEL, str(tmp_path / "none.pth")),
+        ModelSpec("ok", MODEL, assets["checkpoint"]),
+    ]
     outcomes = run_sweep(specs, config, tmp_path / "out")
     assert [o.status for o in outcomes] == ["failed", "failed", "done"]
     failed = json.loads((tmp_path / "out" / "broken" / "l2_pgd" / "failed.json").read_text())
@@ -207,10 +244,15 @@ def test_sigkill_in_the_middle_of_a_model_then_restart_gives_the_uninterrupted_t
     models = f"convnext={MODEL}@{assets['checkpoint']}"
     killed = tmp_path / "killed"
     folder = killed / "convnext" / "l2_pgd"
-    command = [sys.executable, "-c", KILLED_AFTER_FIRST_BATCH, *cli_args(models, assets["stimuli"], killed,
-                                                                        "--batch-size", "2")]
-    process = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-c",
+        KILLED_AFTER_FIRST_BATCH,
+        *cli_args(models, assets["stimuli"], killed, "--batch-size", "2"),
+    ]
+    process = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert process.returncode == -signal.SIGKILL, process.stderr[-3000:]
     done = _batches(folder)
     assert len(done) == 1 and not (folder / "results.csv").exists(), "the run was not stopped mid-model"
@@ -227,11 +269,28 @@ def test_sigkill_in_the_middle_of_a_model_then_restart_gives_the_uninterrupted_t
 
 def test_independent_jobs_share_an_output_folder(assets, tmp_path):
     out = tmp_path / "shared"
-    jobs = [subprocess.Popen([sys.executable, "-m", "attacks_torch.cli",
-                              *cli_args(f"{label}={MODEL}@{assets['checkpoint']}", assets["stimuli"], out,
-                                        "--limit", "2", "--pairs", f"{label}=harmonized_{label}")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            for label in ("job_a", "job_b")]
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "attacks_torch.cli",
+                *cli_args(
+                    f"{label}={MODEL}@{assets['checkpoint']}",
+                    assets["stimuli"],
+                    out,
+                    "--limit",
+                    "2",
+                    "--pairs",
+                    f"{label}=harmonized_{label}",
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        for label in ("job_a", "job_b")
+    ]
     for job in jobs:
         _, err = job.communicate(timeout=600)
         assert job.returncode == 0, err.decode()[-2000:]
@@ -241,7 +300,9 @@ def test_independent_jobs_share_an_output_folder(assets, tmp_path):
     first, second = (out / f"job_{x}" / "l2_pgd" / "results.csv" for x in "ab")
     assert first.read_text().replace("job_a", "job_b") == second.read_text()
     assert sorted(read_rows(out / "pairs.csv"), key=lambda r: r["control"]) == [
-        {"control": "job_a", "harmonized": "harmonized_job_a"}, {"control": "job_b", "harmonized": "harmonized_job_b"}]
+        {"control": "job_a", "harmonized": "harmonized_job_a"},
+        {"control": "job_b", "harmonized": "harmonized_job_b"},
+    ]
 
 
 def _copy_interrupted(finished, tmp_path: Path) -> tuple[Path, Path]:
@@ -271,20 +332,25 @@ def test_a_changed_model_stimuli_or_attack_option_refuses_to_resume_naming_it(fi
     shutil.copy(assets["checkpoint"], checkpoint)  # the same content elsewhere: resumes
     models = f"convnext={MODEL}@{checkpoint}"
     shutil.copy(make_checkpoint(tmp_path, seed=5), checkpoint)  # retrained into the same file
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), "model checkpoint changed", "--fresh",
-                          "--out", str(folder))
+    _exit_2_with_one_line(
+        capsys, cli_args(models, assets["stimuli"], out), "model checkpoint changed", "--fresh", "--out", str(folder)
+    )
     other = tmp_path / "other-stimuli"
     other.mkdir()
     models = f"convnext={MODEL}@{assets['checkpoint']}"
     stimuli = make_stimuli(other, assets["checkpoint"], seed=1)  # same names and count, other pixels
     _exit_2_with_one_line(capsys, cli_args(models, stimuli, out), "stimuli changed")
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--pgd-steps", "5"),
-                          "attack option steps: 3 -> 5")
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--attack-options",
-                                           '{"projection": "ball"}'),
-                          "attack option projection: sphere -> ball")
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out, "--cw-steps", "5"),
-                          "--cw-steps is an option of cw_l2")
+    _exit_2_with_one_line(
+        capsys, cli_args(models, assets["stimuli"], out, "--pgd-steps", "5"), "attack option steps: 3 -> 5"
+    )
+    _exit_2_with_one_line(
+        capsys,
+        cli_args(models, assets["stimuli"], out, "--attack-options", '{"projection": "ball"}'),
+        "attack option projection: sphere -> ball",
+    )
+    _exit_2_with_one_line(
+        capsys, cli_args(models, assets["stimuli"], out, "--cw-steps", "5"), "--cw-steps is an option of cw_l2"
+    )
     assert (folder / "batches" / "000000.csv").read_bytes() == kept and not (folder / "results.csv").exists()
 
 
@@ -293,8 +359,9 @@ def test_fresh_starts_only_the_changed_model_over(finished, assets, tmp_path, ca
 
     out, folder = _copy_interrupted(finished, tmp_path)
     (out / "other" / "l2_pgd").mkdir(parents=True)
-    (out / "other" / "l2_pgd" / "failed.json").write_text('{"model": "other", "attack": "l2_pgd", '
-                                                          '"error_type": "E", "message": "m"}')
+    (out / "other" / "l2_pgd" / "failed.json").write_text(
+        '{"model": "other", "attack": "l2_pgd", "error_type": "E", "message": "m"}'
+    )
     models = f"convnext={MODEL}@{assets['checkpoint']}"
     assert main(cli_args(models, assets["stimuli"], out, "--pgd-steps", "2", "--limit", "4", "--fresh")) == 0
     assert json.loads((folder / "config.json").read_text())["attack_options"]["steps"] == 2
@@ -315,12 +382,16 @@ def test_out_that_is_a_file_or_cannot_be_written_exits_2_naming_it(assets, tmp_p
         raise PermissionError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr("harmonization.files.tempfile.mkstemp", refuse)  # root ignores chmod: refuse the write
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], tmp_path / "locked"), "cannot write",
-                          str(tmp_path / "locked"), "Permission denied")
+    _exit_2_with_one_line(
+        capsys,
+        cli_args(models, assets["stimuli"], tmp_path / "locked"),
+        "cannot write",
+        str(tmp_path / "locked"),
+        "Permission denied",
+    )
 
 
-def test_a_full_disk_keeps_the_committed_batches_and_the_rerun_resumes(finished, assets, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_a_full_disk_keeps_the_committed_batches_and_the_rerun_resumes(finished, assets, tmp_path, capsys, monkeypatch):
     from attacks_torch.cli import main
     from attacks_torch.sweep import store
 
@@ -337,8 +408,13 @@ def test_a_full_disk_keeps_the_committed_batches_and_the_rerun_resumes(finished,
         real(path, text)
 
     monkeypatch.setattr(store, "write_text", full_disk)
-    _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), "cannot write",
-                          str(folder / "batches" / "000004.csv"), "No space left on device")
+    _exit_2_with_one_line(
+        capsys,
+        cli_args(models, assets["stimuli"], out),
+        "cannot write",
+        str(folder / "batches" / "000004.csv"),
+        "No space left on device",
+    )
     assert sorted(p.name for p in (folder / "batches").iterdir()) == ["000000.csv"]  # no temporary file left
     stamp = (folder / "batches" / "000000.csv").stat().st_mtime_ns
     monkeypatch.setattr(store, "write_text", real)
@@ -368,8 +444,9 @@ def test_bad_files_in_a_sweep_folder_are_named_or_recomputed(finished, assets, t
     _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(summary), "missing key(s) spec")
     _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(summary), "missing key")
     summary.write_bytes(b"\x00garbage")
-    _exit_2_with_one_line(capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(summary),
-                          "not a readable JSON file")
+    _exit_2_with_one_line(
+        capsys, ["report", str(out), "--out", str(tmp_path / "report")], str(summary), "not a readable JSON file"
+    )
     config = folder / "config.json"
     config.write_text("{not json")
     _exit_2_with_one_line(capsys, cli_args(models, assets["stimuli"], out), str(config), "not a readable JSON file")
@@ -386,8 +463,10 @@ def test_a_garbage_map_file_is_named_by_the_report(finished, tmp_path, capsys):
 
 def test_stimulus_labels_outside_the_model_classes_fail_that_model_before_any_attack(tmp_path):
     image, heatmap = np.full((32, 32, 3), 128, np.float32), np.ones((32, 32, 1), np.float32)
-    write_records(tmp_path / "stim.tfrecords", [encode_example({"image": image.tobytes(), "heatmap": heatmap.tobytes(),
-                                                                 "label": 3})])
+    write_records(
+        tmp_path / "stim.tfrecords",
+        [encode_example({"image": image.tobytes(), "heatmap": heatmap.tobytes(), "label": 3})],
+    )
     config = SweepConfig(stimuli=str(tmp_path / "stim.tfrecords"), **{**FAST, "num_classes": 2})
     (outcome,) = run_sweep([ModelSpec("two", MODEL)], config, tmp_path / "out")
     assert outcome.status == "failed" and "labels go up to 3, but model 'two' has 2 classes" in outcome.error

@@ -1,4 +1,5 @@
 """The sweep under torchrun (2 processes, gloo on CPU) gives the rows of one process, and resumes."""
+
 import os
 import subprocess
 import sys
@@ -30,8 +31,17 @@ def mini(tmp_path_factory):
 
 
 def _torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "attacks_torch.cli", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "attacks_torch.cli",
+        *args,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
 

@@ -1,6 +1,7 @@
 """TF32 is a ``SweepConfig`` setting that ``run_sweep`` applies for the length of a sweep (so the
 library and ``adv-align`` compute alike), and a folder attacked without it is not resumed with
 it."""
+
 import pytest
 import torch
 from builders import FAST_SWEEP as FAST

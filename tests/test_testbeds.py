@@ -1,6 +1,7 @@
 """The test beds beside ClickMe-mini: deterministic, written in ClickMe-mini's splits, and built as
 documented (the shortcut, read back from the pixels, agrees with the label in ~90% of train images
 and is independent of it in "conflict"; it lies off the human map; the object names the class)."""
+
 import glob
 import os
 
@@ -41,8 +42,7 @@ def test_mini_is_clickme_mini_and_kinds_differ(tmp_path):
     assert files(tmp_path / "mini") == files(tmp_path / "direct")
     write_testbed("edges", tmp_path / "edges", seed=1, **dict(SMALL, num_classes=4))
     edges = files(tmp_path / "edges")
-    assert all(edges[name] != data for name, data in files(tmp_path / "mini").items()
-               if name.endswith(".tfrecords"))
+    assert all(edges[name] != data for name, data in files(tmp_path / "mini").items() if name.endswith(".tfrecords"))
 
 
 def test_bad_kinds_and_settings_are_refused(tmp_path):
@@ -61,12 +61,28 @@ def test_bad_kinds_and_settings_are_refused(tmp_path):
 def bed(request, tmp_path_factory):
     """A test bed of each kind, decoded in file order (the order of cues.npz)."""
     kind = request.param
-    info = write_testbed(kind, tmp_path_factory.mktemp(kind), seed=0, train_size=1000, val_size=100, conflict_size=400,
-                         stimuli_per_class=2)
+    info = write_testbed(
+        kind,
+        tmp_path_factory.mktemp(kind),
+        seed=0,
+        train_size=1000,
+        val_size=100,
+        conflict_size=400,
+        stimuli_per_class=2,
+    )
     splits = {}
     for split in ("train", "conflict"):
-        batches = list(load_clickme(info[split], split="test", batch_size=1000, image_size=32,
-                                    num_classes=info["num_classes"], deterministic=True, diffuse=False))
+        batches = list(
+            load_clickme(
+                info[split],
+                split="test",
+                batch_size=1000,
+                image_size=32,
+                num_classes=info["num_classes"],
+                deterministic=True,
+                diffuse=False,
+            )
+        )
         splits[split] = {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
     return kind, info, splits, np.load(info["cues"])
 
@@ -102,10 +118,12 @@ def neighbour_cue(images, masks):
         scores = []
         for direction in np.array([(-1, 0), (1, 0), (0, -1), (0, 1)]):
             across = direction[::-1]
-            spots = {tuple(np.clip(np.rint(center + direction * t + across * o).astype(int), 0, 30))
-                     for t in np.arange(half + 1, half + 8) for o in (-1, 0, 1)}
-            scores.append(max((box[r, c] for r, c in spots if not mask[r:r + 2, c:c + 2].any()),
-                              default=-np.inf))
+            spots = {
+                tuple(np.clip(np.rint(center + direction * t + across * o).astype(int), 0, 30))
+                for t in np.arange(half + 1, half + 8)
+                for o in (-1, 0, 1)
+            }
+            scores.append(max((box[r, c] for r, c in spots if not mask[r : r + 2, c : c + 2].any()), default=-np.inf))
         cues.append(int(np.argmax(scores)))
     return np.array(cues)
 

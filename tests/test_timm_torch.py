@@ -4,6 +4,7 @@ checkpoint attacked by adv-align (docs/backends.md, "timm models").
 The Keras parts run in fresh interpreters with KERAS_BACKEND=torch (the backend is fixed per
 process); the attack side runs here.
 """
+
 import csv
 import json
 import os
@@ -133,30 +134,64 @@ def timm_run(tmp_path_factory) -> dict:
     from harmonization.data.mini import clickme_mini
 
     root = tmp_path_factory.mktemp("timm_run")
-    mini = clickme_mini(str(root / "mini"), seed=0, train_size=32, val_size=16, conflict_size=8,
-                        stimuli_per_class=1)
+    mini = clickme_mini(str(root / "mini"), seed=0, train_size=32, val_size=16, conflict_size=8, stimuli_per_class=1)
     out = root / "run"
     pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     np.save(root / "pixels.npy", pixels)
-    argv = ["train", "--backend", "torch", "--model", "timm:test_resnet", "--train", mini["train"],
-            "--val", mini["val"], "--val-split", "test", "--epochs", "1", "--out", str(out),
-            "--image-size", "32", "--num-classes", "4", "--batch-size", "16", "--lr", "0.01",
-            "--lambda", "1", "--lambda-schedule", "linear", "--lambda-ramp-epochs", "0",
-            "--warmup-epochs", "0", "--min-crop-area", "1", "--no-collapse-guard", "--verbose", "0"]
-    settings = {"argv": argv, "checkpoint": str(out / "model.safetensors"), "val": mini["val"],
-                "pixels": str(root / "pixels.npy")}
+    argv = [
+        "train",
+        "--backend",
+        "torch",
+        "--model",
+        "timm:test_resnet",
+        "--train",
+        mini["train"],
+        "--val",
+        mini["val"],
+        "--val-split",
+        "test",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.01",
+        "--lambda",
+        "1",
+        "--lambda-schedule",
+        "linear",
+        "--lambda-ramp-epochs",
+        "0",
+        "--warmup-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--no-collapse-guard",
+        "--verbose",
+        "0",
+    ]
+    settings = {
+        "argv": argv,
+        "checkpoint": str(out / "model.safetensors"),
+        "val": mini["val"],
+        "pixels": str(root / "pixels.npy"),
+    }
     result = run_python(RUN, env=TORCH, args=(json.dumps(settings),))
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"root": root, "out": out, "pixels": pixels,
-            **json.loads(result.stdout.strip().splitlines()[-1])}
+    return {"root": root, "out": out, "pixels": pixels, **json.loads(result.stdout.strip().splitlines()[-1])}
 
 
 def test_harmonize_train_saves_the_timm_network_as_safetensors(timm_run):
     from safetensors import safe_open
 
     out = timm_run["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.safetensors", "run.json",
-                                                     "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.safetensors", "run.json", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["model"] == "timm:test_resnet" and summary["settings"]["backend"] == "torch"
     assert summary["model_path"] == str(out / "model.safetensors")
@@ -166,7 +201,8 @@ def test_harmonize_train_saves_the_timm_network_as_safetensors(timm_run):
     for key in ("accuracy", "count"):
         assert timm_run["validation"][key] == summary["validation"][key]
     assert timm_run["validation"]["spearman"]["mean"] == pytest.approx(
-        summary["validation"]["spearman"]["mean"], abs=1e-6)
+        summary["validation"]["spearman"]["mean"], abs=1e-6
+    )
 
 
 EVALUATE = """
@@ -193,12 +229,19 @@ def test_harmonize_evaluate_reads_the_timm_run_without_tensorflow(timm_run, tmp_
     tensors = load_file(out / "model.safetensors")
     save_file(tensors, tmp_path / "unnamed.safetensors")  # no metadata: no timm name
     missing = "layer1.0.bn1.running_mean"
-    save_file({k: v for k, v in tensors.items() if k != missing}, tmp_path / "missing.safetensors",
-              metadata={"format": "pt", "timm_model": "test_resnet", "image_size": "32"})
+    save_file(
+        {k: v for k, v in tensors.items() if k != missing},
+        tmp_path / "missing.safetensors",
+        metadata={"format": "pt", "timm_model": "test_resnet", "image_size": "32"},
+    )
     data = ["--data", str(root / "mini" / "val-*"), "--split", "test"]
-    runs = {"folder": ["evaluate", "--weights", str(out), *data, "--out", str(tmp_path / "e.json")],
-            **{name: ["evaluate", "--weights", str(tmp_path / f"{name}.safetensors"), *data]
-               for name in ("unnamed", "missing")}}
+    runs = {
+        "folder": ["evaluate", "--weights", str(out), *data, "--out", str(tmp_path / "e.json")],
+        **{
+            name: ["evaluate", "--weights", str(tmp_path / f"{name}.safetensors"), *data]
+            for name in ("unnamed", "missing")
+        },
+    }
     result = run_python(EVALUATE, env=TORCH, args=(json.dumps(runs),))
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -212,9 +255,12 @@ def test_harmonize_evaluate_reads_the_timm_run_without_tensorflow(timm_run, tmp_
         assert evaluation[key]["mean"] == pytest.approx(reported[key]["mean"], abs=1e-6), key
     assert evaluation["dice"] == pytest.approx(reported["dice"], abs=1e-6)
     unnamed = tmp_path / "unnamed.safetensors"
-    assert report["unnamed"] == [2, f"harmonize: error: model file {unnamed}: its metadata names "
-                                    "no timm model (files that `harmonize train --model timm:NAME` "
-                                    "writes do)\n"]
+    assert report["unnamed"] == [
+        2,
+        f"harmonize: error: model file {unnamed}: its metadata names "
+        "no timm model (files that `harmonize train --model timm:NAME` "
+        "writes do)\n",
+    ]
     code, error = report["missing"]
     assert code == 2 and error.count("\n") == 1, error
     assert f"weights '{tmp_path / 'missing.safetensors'}' do not fit: missing ['{missing}']" in error
@@ -241,13 +287,25 @@ def test_the_attack_side_loads_the_checkpoint_with_the_same_logits_and_attacks_i
 def test_timm_models_need_the_torch_backend(tmp_path, capsys):
     from harmonization.cli import main
 
-    argv = ["train", "--model", "timm:test_resnet", "--train", "x", "--val", "x", "--epochs", "1",
-            "--out", str(tmp_path / "run")]
+    argv = [
+        "train",
+        "--model",
+        "timm:test_resnet",
+        "--train",
+        "x",
+        "--val",
+        "x",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     for extra in ([], ["--backend", "tensorflow"]):
         with pytest.raises(SystemExit) as stopped:
             main(argv + extra)
         assert stopped.value.code == 2
         error = capsys.readouterr().err
-        assert error == ("harmonize: error: --model timm:test_resnet: timm models train on "
-                         "--backend torch only, not on tensorflow\n")
+        assert error == (
+            "harmonize: error: --model timm:test_resnet: timm models train on --backend torch only, not on tensorflow\n"
+        )
     assert not (tmp_path / "run").exists()

@@ -1,5 +1,6 @@
 """harmonizer_loss in a plain PyTorch loop: the Keras Harmonizer's terms and gradients, and the
 same gradients on two torchrun processes (gloo) as on one."""
+
 import json
 import os
 import subprocess
@@ -72,8 +73,19 @@ def test_two_torchrun_processes_give_the_gradients_of_the_global_batch(tmp_path)
     runs = {}
     for procs, batch in ((2, 4), (1, 8)):
         out = tmp_path / f"p{procs}"
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-                   script, "--out", str(out), "--batch-size", str(batch), *common]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={procs}",
+            script,
+            "--out",
+            str(out),
+            "--batch-size",
+            str(batch),
+            *common,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[procs] = json.loads((out / "step.json").read_text())

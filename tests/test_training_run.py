@@ -1,5 +1,6 @@
 """``harmonization.training.run``: one call trains, saves, evaluates and summarises; its run folder
 resumes after a kill, a full disk or a truncated backup, and refuses a stale or finished run."""
+
 import csv
 import errno
 import importlib
@@ -28,10 +29,25 @@ def shards(tmp_path_factory):
 
 def config(shards, out, **changes) -> TrainConfig:
     """A tiny plain run (lambda 0: no saliency pass) of 2 steps per epoch at 32 px."""
-    settings = dict(model="small_cnn_plain", train=shards, val=shards, out=str(out), epochs=3,
-                    image_size=32, num_classes=4, batch_size=32, lambda_harmonization=0.0,
-                    optimizer="adam", lr=1e-3, warmup_epochs=0, lambda_ramp_epochs=0,
-                    min_crop_area=1.0, val_split="test", alignment_batches=1, verbose=0)
+    settings = dict(
+        model="small_cnn_plain",
+        train=shards,
+        val=shards,
+        out=str(out),
+        epochs=3,
+        image_size=32,
+        num_classes=4,
+        batch_size=32,
+        lambda_harmonization=0.0,
+        optimizer="adam",
+        lr=1e-3,
+        warmup_epochs=0,
+        lambda_ramp_epochs=0,
+        min_crop_area=1.0,
+        val_split="test",
+        alignment_batches=1,
+        verbose=0,
+    )
     return TrainConfig(**{**settings, **changes})
 
 
@@ -56,6 +72,7 @@ def kill_after_epoch(monkeypatch, index: int) -> None:
         save(self, epoch, logs)
         if epoch == index:
             raise Killed
+
     monkeypatch.setattr(Backup, "on_epoch_end", dying)
 
 
@@ -68,6 +85,7 @@ def disk_full_on_call(monkeypatch, owner, name: str, call: int) -> None:
         if len(calls) == call:
             raise OSError(errno.ENOSPC, "No space left on device")
         return original(*args, **kwargs)
+
     monkeypatch.setattr(owner, name, filling)
 
 
@@ -146,6 +164,7 @@ def test_a_full_disk_keeps_earlier_files_and_the_same_call_then_finishes(shards,
         if path == out / "summary.json":
             disk_full_on_call(monkeypatch, os, "fsync", 1)
         write_json(path, data)
+
     monkeypatch.setattr(training_run, "write_json", disk_fills_at_the_summary)
     with pytest.raises(OutputError, match="summary.json: No space left on device"):
         run(config(shards, out))  # trained and evaluated, but the summary cannot be written
@@ -162,11 +181,47 @@ def test_a_full_disk_keeps_earlier_files_and_the_same_call_then_finishes(shards,
 
 def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards, tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["train", "--model", "small_cnn", "--train", shards, "--val", shards, "--out", str(out),
-            "--epochs", "6", "--image-size", "32", "--num-classes", "4", "--batch-size", "32",
-            "--lambda", "0.5", "--lambda-schedule", "linear", "--optimizer", "adam", "--lr", "1e-3",
-            "--warmup-epochs", "0", "--lambda-ramp-epochs", "0", "--min-crop-area", "1",
-            "--val-split", "test", "--alignment-batches", "1", "--verbose", "0", "--collapse-patience", "2"]
+    argv = [
+        "train",
+        "--model",
+        "small_cnn",
+        "--train",
+        shards,
+        "--val",
+        shards,
+        "--out",
+        str(out),
+        "--epochs",
+        "6",
+        "--image-size",
+        "32",
+        "--num-classes",
+        "4",
+        "--batch-size",
+        "32",
+        "--lambda",
+        "0.5",
+        "--lambda-schedule",
+        "linear",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "0",
+        "--lambda-ramp-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--val-split",
+        "test",
+        "--alignment-batches",
+        "1",
+        "--verbose",
+        "0",
+        "--collapse-patience",
+        "2",
+    ]
     with pytest.raises(SystemExit) as stopped:  # the labels are random: nothing to learn
         main(argv)
     assert stopped.value.code == 3
@@ -179,8 +234,15 @@ def test_a_harmonized_run_held_at_chance_is_stopped_and_keeps_its_history(shards
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "collapsed" and not (out / "model.keras").exists()
 
-    same = config(shards, out, model="small_cnn", epochs=6, lambda_harmonization=0.5,
-                  lambda_schedule="linear", collapse_patience=2)
+    same = config(
+        shards,
+        out,
+        model="small_cnn",
+        epochs=6,
+        lambda_harmonization=0.5,
+        lambda_schedule="linear",
+        collapse_patience=2,
+    )
     with pytest.raises(TrainingCollapsed, match="collapse_guard=False continues it"):
         run(same)  # the same settings through the library: the collapsed run is not trained again
     assert [row["epoch"] for row in history(out)] == ["0", "1"]
@@ -191,18 +253,54 @@ def test_a_slow_run_whose_gate_never_opened_is_not_stopped_and_says_so(shards, t
     nothing to judge; the run ends, saying it never left chance. The 4-class data with a 100-unit
     head: chance is 1/4 (with 1/100 the gate would have opened at once at 0.25)."""
     out = tmp_path / "run"
-    argv = ["train", "--model", "small_cnn", "--train", shards, "--val", shards, "--out", str(out),
-            "--epochs", "3", "--image-size", "32", "--num-classes", "100", "--batch-size", "32",
-            "--lambda", "0.5", "--optimizer", "adam", "--lr", "1e-7", "--warmup-epochs", "0",
-            "--lambda-ramp-epochs", "0", "--min-crop-area", "1", "--val-split", "test",
-            "--alignment-batches", "1", "--verbose", "0", "--collapse-patience", "2"]
+    argv = [
+        "train",
+        "--model",
+        "small_cnn",
+        "--train",
+        shards,
+        "--val",
+        shards,
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--image-size",
+        "32",
+        "--num-classes",
+        "100",
+        "--batch-size",
+        "32",
+        "--lambda",
+        "0.5",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-7",
+        "--warmup-epochs",
+        "0",
+        "--lambda-ramp-epochs",
+        "0",
+        "--min-crop-area",
+        "1",
+        "--val-split",
+        "test",
+        "--alignment-batches",
+        "1",
+        "--verbose",
+        "0",
+        "--collapse-patience",
+        "2",
+    ]
     with caplog.at_level(logging.WARNING, logger="harmonization.training"):
         assert main(argv) == 0
     err = [record.getMessage() for record in caplog.records if record.name.startswith("harmonization.training")]
     assert all("\n" not in line for line in err)
     head = [line for line in err if "exceeds" in line]
-    assert head == ["--num-classes 100 exceeds the 4 classes present in the training data: chance is "
-                    "taken as 1/4 (the head is wider than the data)"]
+    assert head == [
+        "--num-classes 100 exceeds the 4 classes present in the training data: chance is "
+        "taken as 1/4 (the head is wider than the data)"
+    ]
     stuck = [line for line in err if "never left chance" in line]
     assert len(stuck) == 1 and "in 3 epochs" in stuck[0] and "below 0.400" in stuck[0]
     assert "slow learning, not a collapse" in stuck[0] and "--lr" in stuck[0] and "--min-crop-area 1" in stuck[0]
@@ -218,8 +316,12 @@ def test_a_single_class_training_set_is_refused(tmp_path):
     from harmonization.data import write_clickme
 
     arrays = builders.clickme_arrays(8, 32, 4, 0)
-    write_clickme([{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0], "label": 2}
-                   for i in range(8)], tmp_path / "one", num_classes=4, prefix="one")
+    write_clickme(
+        [{"image": arrays["image"][i], "heatmap": arrays["heatmap"][i, ..., 0], "label": 2} for i in range(8)],
+        tmp_path / "one",
+        num_classes=4,
+        prefix="one",
+    )
     with pytest.raises(ConfigError, match=r"the training labels hold 1 class\(es\)"):
         run(config(str(tmp_path / "one" / "one-*"), tmp_path / "run"))
 
@@ -245,8 +347,10 @@ def test_the_same_seed_repeats_a_harmonized_run_exactly_and_another_seed_does_no
     """Training batches come in a fixed order with fixed crops per seed (``deterministic_data``),
     so a rerun gives the same history, not one within noise of it."""
     harmonized = dict(epochs=2, lambda_harmonization=0.5, min_crop_area=0.5, collapse_guard=False)
-    histories = [run(config(shards, tmp_path / name, seed=seed, **harmonized)).history
-                 for name, seed in (("a", 1), ("b", 1), ("c", 2))]
+    histories = [
+        run(config(shards, tmp_path / name, seed=seed, **harmonized)).history
+        for name, seed in (("a", 1), ("b", 1), ("c", 2))
+    ]
     assert histories[0] == histories[1]
     assert histories[0][-1]["loss"] != histories[2][-1]["loss"]
 
@@ -263,15 +367,19 @@ def test_run_json_holds_its_format_and_a_record_of_another_format_is_refused(sha
         run(config(shards, out, epochs=1, saliency="absolute"))
     del unnumbered["settings"]["saliency"]  # as a version older than 0.1.0 wrote it
     older = {key: value for key, value in unnumbered.items() if key != "data"}
-    cases = {"older": (older, "no format number and no data, settings.saliency: written before "
-                              "harmonization 0.1.0"),
-             "newer": ({**record, "format": 2}, "format 2, but this version of harmonization "
-                                                 "reads format 1 (a newer version wrote it?)")}
+    cases = {
+        "older": (older, "no format number and no data, settings.saliency: written before harmonization 0.1.0"),
+        "newer": (
+            {**record, "format": 2},
+            "format 2, but this version of harmonization reads format 1 (a newer version wrote it?)",
+        ),
+    }
     for written, message in cases.values():
         (out / "run.json").write_text(json.dumps(written))
         files = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
         with pytest.raises(ConfigError) as refused:
             run(config(shards, out, epochs=1))
         assert str(refused.value) == f"{out / 'run.json'}: {message}; fresh=True starts over"
-        assert files == {path: path.read_bytes() for path in sorted(out.rglob("*"))
-                         if path.is_file()}  # nothing written or lost
+        assert files == {
+            path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()
+        }  # nothing written or lost

@@ -1,5 +1,6 @@
 """The wheel holds every module and data file of the packages and both console scripts
 (scripts/check_wheel.py), so that an install outside the repository runs."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,8 +21,23 @@ spec.loader.exec_module(check_wheel)
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     # the installed setuptools builds it, offline (no build isolation)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(ROOT)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (built,) = out.glob("*.whl")
     return built
 

@@ -1,4 +1,5 @@
 """The model zoo of Table S1: families, classes, the default list, accuracy CSVs."""
+
 from collections import Counter
 
 import pytest
@@ -9,13 +10,34 @@ from attacks_torch import zoo
 from attacks_torch.report.accuracy import lookup_accuracy, read_accuracy_csv
 
 TABLE_S1 = {  # the paper's Table S1: family -> (class, versions)
-    "VGG": ("CNN", 8), "ResNet": ("CNN", 8), "EfficientNet": ("CNN", 7), "ConvNext": ("CNN", 6),
-    "MobileNet": ("CNN", 10), "Inception": ("CNN", 3), "DenseNet": ("CNN", 4), "RegNet": ("CNN", 22),
-    "Xception": ("CNN", 4), "MixNet": ("CNN", 4), "DPN": ("CNN", 6), "DarkNet": ("CNN", 1),
-    "NFNet": ("CNN", 11), "TinyNet": ("CNN", 5), "LCNet": ("CNN", 3), "DLA": ("CNN", 12),
-    "MnasNet": ("CNN", 4), "CSPNet": ("CNN", 3), "General ViT": ("ViT", 8), "MobileViT": ("ViT", 10),
-    "Swin": ("ViT", 22), "MaxViT": ("ViT", 14), "DeiT": ("ViT", 24), "CaiT": ("ViT", 10),
-    "XCiT": ("ViT", 28), "EVA": ("ViT", 5), "VOLO": ("hybrid", 8), "CoAtNet": ("hybrid", 13),
+    "VGG": ("CNN", 8),
+    "ResNet": ("CNN", 8),
+    "EfficientNet": ("CNN", 7),
+    "ConvNext": ("CNN", 6),
+    "MobileNet": ("CNN", 10),
+    "Inception": ("CNN", 3),
+    "DenseNet": ("CNN", 4),
+    "RegNet": ("CNN", 22),
+    "Xception": ("CNN", 4),
+    "MixNet": ("CNN", 4),
+    "DPN": ("CNN", 6),
+    "DarkNet": ("CNN", 1),
+    "NFNet": ("CNN", 11),
+    "TinyNet": ("CNN", 5),
+    "LCNet": ("CNN", 3),
+    "DLA": ("CNN", 12),
+    "MnasNet": ("CNN", 4),
+    "CSPNet": ("CNN", 3),
+    "General ViT": ("ViT", 8),
+    "MobileViT": ("ViT", 10),
+    "Swin": ("ViT", 22),
+    "MaxViT": ("ViT", 14),
+    "DeiT": ("ViT", 24),
+    "CaiT": ("ViT", 10),
+    "XCiT": ("ViT", 28),
+    "EVA": ("ViT", 5),
+    "VOLO": ("hybrid", 8),
+    "CoAtNet": ("hybrid", 13),
 }
 
 
@@ -50,12 +72,22 @@ def test_filters_by_family_and_class():
         zoo.default_models(arch="mlp")
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("vgg16.tv_in1k", "CNN"), ("test_resnet", "CNN"), ("test_vit", "ViT"), ("test_coatnet", "hybrid"),
-    ("eva_giant_patch14_336.m30m_ft_in22k_in1k", "ViT"), ("mobilevit_s", "ViT"),
-    ("runs/harmonized_vit_b16.keras", "ViT"), ("runs/convnext_tiny.keras", "CNN"),
-    ("maxvit_tiny_harmonized.h5", "ViT"), ("efficientnetb0", "CNN"), ("some_new_net", "CNN"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("vgg16.tv_in1k", "CNN"),
+        ("test_resnet", "CNN"),
+        ("test_vit", "ViT"),
+        ("test_coatnet", "hybrid"),
+        ("eva_giant_patch14_336.m30m_ft_in22k_in1k", "ViT"),
+        ("mobilevit_s", "ViT"),
+        ("runs/harmonized_vit_b16.keras", "ViT"),
+        ("runs/convnext_tiny.keras", "CNN"),
+        ("maxvit_tiny_harmonized.h5", "ViT"),
+        ("efficientnetb0", "CNN"),
+        ("some_new_net", "CNN"),
+    ],
+)
 def test_classify(name, expected):
     assert zoo.classify(name) == expected
 

@@ -1,4 +1,5 @@
 """Input checks and tensor helpers shared by the attacks."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

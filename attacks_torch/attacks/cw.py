@@ -1,4 +1,5 @@
 """Carlini-Wagner L2 (2017), untargeted, with its search over the constant c."""
+
 from __future__ import annotations
 
 import math
@@ -88,9 +89,7 @@ def carlini_wagner_l2(
                 progressing = loss <= 0.9999 * previous_loss[active]
                 previous_loss[active] = loss
                 active, perturbed, logits = active[progressing], perturbed[progressing], logits[progressing]
-            shifted = logits.scatter_add(
-                1, labels[active, None], torch.full_like(logits[:, :1], float(confidence))
-            )
+            shifted = logits.scatter_add(1, labels[active, None], torch.full_like(logits[:, :1], float(confidence)))
             adversarial = shifted.argmax(1) != labels[active]
             found[active] |= adversarial
             norms = flat_norms(perturbed - x[active])

@@ -1,4 +1,5 @@
 """Decoupled Direction and Norm (Rony et al., 2019): a minimum-norm L2 attack."""
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ One loop for both norms; what depends on the norm is three small pieces per norm
 :class:`Linf`): the step's direction from the gradient, the projection of the perturbation, and the
 random start.
 """
+
 from __future__ import annotations
 
 import torch
@@ -82,15 +83,21 @@ NORMS: dict[str, type[L2] | type[Linf]] = {"l2": L2, "linf": Linf}
 
 def cross_entropy_gradient(model: Model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """d sum(cross-entropy(model(images), labels)) / d images: the direction of PGD's first step."""
-    _, grad = input_gradient(
-        model, images, lambda logits: F.cross_entropy(logits, labels, reduction="none")
-    )
+    _, grad = input_gradient(model, images, lambda logits: F.cross_entropy(logits, labels, reduction="none"))
     return grad
 
 
-def _check(norm: str, projection: str, steps: int, rel_step_size: float | None,
-           images: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float],
-           random_start: bool, first_gradient: torch.Tensor | None) -> None:
+def _check(
+    norm: str,
+    projection: str,
+    steps: int,
+    rel_step_size: float | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bounds: tuple[float, float],
+    random_start: bool,
+    first_gradient: torch.Tensor | None,
+) -> None:
     if norm not in NORMS:
         raise ValueError(f"norm: expected one of {sorted(NORMS)}, got {norm!r}")
     if projection not in PROJECTIONS:
@@ -101,8 +108,9 @@ def _check(norm: str, projection: str, steps: int, rel_step_size: float | None,
         raise ValueError(f"rel_step_size: expected > 0, got {rel_step_size}")
     check_batch(images, labels, bounds)
     if first_gradient is not None and (random_start or first_gradient.shape != images.shape):
-        raise ValueError("first_gradient: expected the gradient at the clean images (same shape), "
-                         "which a random start does not use")
+        raise ValueError(
+            "first_gradient: expected the gradient at the clean images (same shape), which a random start does not use"
+        )
 
 
 def pgd(
@@ -131,8 +139,7 @@ def pgd(
     not depend on eps, so a search computes it once per image); saves the first step's passes.
     Every forward pass sees the whole batch: call it on the samples that still need attacking.
     """
-    _check(norm, projection, steps, rel_step_size, images, labels, bounds, random_start,
-           first_gradient)
+    _check(norm, projection, steps, rel_step_size, images, labels, bounds, random_start, first_gradient)
     pieces = NORMS[norm]
     x0 = images.detach()
     eps = per_sample(eps, x0, "eps")

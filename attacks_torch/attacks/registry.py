@@ -6,6 +6,7 @@ are its function's own keyword defaults (read from its signature, so they cannot
 arguments the search sets itself. :func:`resolve_attack_options` merges overrides into them and
 checks every value; its result is what a run used, and what a resume fingerprint should record.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -94,8 +95,11 @@ _NULLABLE = {"rel_step_size"}
 
 def _keyword_defaults(function: Callable[..., Any], set_by_search: tuple[str, ...] = ()) -> Mapping[str, Any]:
     parameters = inspect.signature(function).parameters.values()
-    defaults = {p.name: p.default for p in parameters
-                if p.default is not inspect.Parameter.empty and p.name not in set_by_search}
+    defaults = {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty and p.name not in set_by_search
+    }
     return MappingProxyType(defaults)
 
 
@@ -129,7 +133,8 @@ def resolve_attack_options(attack: str, options: Mapping[str, Any] | None) -> di
         check, expected = _CHECKS[key]
         normalised = check(value)
         if normalised is None and not (value is None and key in _NULLABLE):
-            raise ValueError(f"attack_options: {key} of {attack} must be {expected}, got {value!r} "
-                             f"(options of {attack}: {known})")
+            raise ValueError(
+                f"attack_options: {key} of {attack} must be {expected}, got {value!r} (options of {attack}: {known})"
+            )
         resolved[key] = normalised
     return resolved

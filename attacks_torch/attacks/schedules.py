@@ -5,6 +5,7 @@ that eps (fooled or not, and the final margin: logit of the true class minus the
 and returns an :class:`Outcome`. It sees only its own image's trials, so an image's eps never
 depends on the other images of its batch. docs/search.md compares the schedules and their cost.
 """
+
 from __future__ import annotations
 
 import math
@@ -173,8 +174,9 @@ class LadderGrid:
         return self.point(k, min(max(round(self.position(k, eps)), first), last))
 
 
-def secant_schedule(lo: float, hi: float, tol: float | None, start: float, clean_margin: float,
-                    first_guess: float = math.inf) -> Schedule:
+def secant_schedule(
+    lo: float, hi: float, tol: float | None, start: float, clean_margin: float, first_guess: float = math.inf
+) -> Schedule:
     """Bracket the margin's zero crossing from estimates, then close the bracket by regula falsi,
     trying only the eps the ladder's bisection can try (:class:`LadderGrid`).
 

@@ -5,6 +5,7 @@ efficientnet-lite0, Keras files, published harmonized models, robustness and tor
 checkpoints); :func:`model_identity` says by content what it would build. Both read the table of
 model sources (:mod:`.registry`); :func:`register_source` adds one.
 """
+
 from __future__ import annotations
 
 from attacks_torch.models.factory import WEIGHTS, load_model, model_identity, model_kind
@@ -35,4 +36,3 @@ __all__ = [
     "read_state_dict",
     "register_source",
 ]
-

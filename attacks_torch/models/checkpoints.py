@@ -13,6 +13,7 @@ The network is loaded from ``module.model.*`` and the wrapper applies the mean a
 (the library clamps its input to [0, 1] first, which pixel-space inputs already are). A torchvision state
 dict is normalised with the ImageNet mean and std torchvision's weights use.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,22 +44,27 @@ def parse_checkpoint_spec(spec: str) -> tuple[str, str, str]:
 
 
 def _prefixed(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
-def split_robustness_state(state: Mapping[str, torch.Tensor], where: str
-                           ) -> tuple[dict[str, torch.Tensor], tuple[float, ...], tuple[float, ...]]:
+def split_robustness_state(
+    state: Mapping[str, torch.Tensor], where: str
+) -> tuple[dict[str, torch.Tensor], tuple[float, ...], tuple[float, ...]]:
     """(network state dict, mean, std) of a ``robustness`` attacker model's state dict (with or
     without DataParallel's ``module.``); a ValueError naming ``where`` when it is not one."""
     outer = "module." if any(key.startswith("module.") for key in state) else ""
     network = _prefixed(state, f"{outer}model.")
     mean, std = (state.get(f"{outer}normalizer.new_{name}") for name in ("mean", "std"))
     if not network or mean is None or std is None:
-        raise ValueError(f"checkpoint {where}: not a robustness attacker model (expected {outer}model.* "
-                         f"and {outer}normalizer.new_mean / new_std)")
+        raise ValueError(
+            f"checkpoint {where}: not a robustness attacker model (expected {outer}model.* "
+            f"and {outer}normalizer.new_mean / new_std)"
+        )
     if mean.numel() != 3 or std.numel() != 3 or bool((std <= 0).any()):
-        raise ValueError(f"checkpoint {where}: normalizer mean and std need 3 values each (std > 0), got "
-                         f"shapes {tuple(mean.shape)} and {tuple(std.shape)}")
+        raise ValueError(
+            f"checkpoint {where}: normalizer mean and std need 3 values each (std > 0), got "
+            f"shapes {tuple(mean.shape)} and {tuple(std.shape)}"
+        )
     return network, tuple(mean.flatten().tolist()), tuple(std.flatten().tolist())
 
 
@@ -83,7 +89,16 @@ def load_checkpoint_model(spec: str) -> PixelModel:
         network = torchvision.models.get_model(arch, weights=None, num_classes=_num_classes(state))
         network.load_state_dict(state)
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"checkpoint {where} does not fit torchvision {arch}: "
-                         f"{' '.join(str(error).split())[:300]}") from error
-    return PixelModel(network.eval(), name=f"{Path(path).stem}", input_size=INPUT_SIZE, mean=mean, std=std,
-                      interpolation="bilinear", crop_pct=0.875, num_classes=_num_classes(state))
+        raise ValueError(
+            f"checkpoint {where} does not fit torchvision {arch}: {' '.join(str(error).split())[:300]}"
+        ) from error
+    return PixelModel(
+        network.eval(),
+        name=f"{Path(path).stem}",
+        input_size=INPUT_SIZE,
+        mean=mean,
+        std=std,
+        interpolation="bilinear",
+        crop_pct=0.875,
+        num_classes=_num_classes(state),
+    )

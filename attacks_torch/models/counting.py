@@ -1,4 +1,5 @@
 """Per-sample accounting of the forward and backward passes an attack actually spends."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

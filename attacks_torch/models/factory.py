@@ -4,6 +4,7 @@ Which specs there are, and how each is matched, loaded and identified, is the ta
 sources (:mod:`.registry`, the built-in ones in :mod:`.sources`); this module checks the arguments
 and asks the spec's source.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -27,25 +28,36 @@ def _with_options() -> str:
     return " and ".join(f"{source.kind} names" for source in known_sources() if source.options)
 
 
-def _check(spec: str, weights: str, checkpoint: str | None, num_classes: int | None, seed: int
-           ) -> tuple[ModelSource, LoadOptions]:
+def _check(
+    spec: str, weights: str, checkpoint: str | None, num_classes: int | None, seed: int
+) -> tuple[ModelSource, LoadOptions]:
     source = model_source(spec)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if not source.options and checkpoint is not None:
         raise ValueError(f"model {spec!r}: a checkpoint is for {_with_options()} only")
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-                                    or not 2 <= num_classes <= MAX_CLASSES):
-        raise ValueError(f"model {spec!r}: num_classes must be an integer from 2 to {MAX_CLASSES} (or None), "
-                         f"got {num_classes!r}")
+    if num_classes is not None and (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or not 2 <= num_classes <= MAX_CLASSES
+    ):
+        raise ValueError(
+            f"model {spec!r}: num_classes must be an integer from 2 to {MAX_CLASSES} (or None), got {num_classes!r}"
+        )
     if not source.options and num_classes is not None:
         raise ValueError(f"model {spec!r}: num_classes is for {_with_options()} only (its weights fix its head)")
     source.check(spec)
     return source, LoadOptions(weights, checkpoint, num_classes, seed)
 
 
-def load_model(spec: str, *, weights: str = "pretrained", checkpoint: str | None = None,
-               num_classes: int | None = None, seed: int = 0) -> PixelModel:
+def load_model(
+    spec: str,
+    *,
+    weights: str = "pretrained",
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> PixelModel:
     """The :class:`PixelModel` of ``spec`` (see :mod:`.sources`).
 
     For a timm name: ``checkpoint`` (a local file) wins; else ``weights="pretrained"`` takes the
@@ -57,8 +69,14 @@ def load_model(spec: str, *, weights: str = "pretrained", checkpoint: str | None
     return source.load(spec, options)
 
 
-def model_identity(spec: str, *, weights: str = "pretrained", checkpoint: str | None = None,
-                   num_classes: int | None = None, seed: int = 0) -> dict:
+def model_identity(
+    spec: str,
+    *,
+    weights: str = "pretrained",
+    checkpoint: str | None = None,
+    num_classes: int | None = None,
+    seed: int = 0,
+) -> dict:
     """What :func:`load_model` with these arguments builds, by content: equal identities, equal models.
 
     ``{"kind": the source's kind, **its identity}``: a file (Keras, published, checkpoint, the

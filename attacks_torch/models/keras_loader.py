@@ -5,6 +5,7 @@ Two kinds of file: this project's pixel models (``.keras`` / ``.h5`` with ``prep
 harmonized files (fed ImageNet-normalised images) through :func:`load_published`. A file of the
 second kind given to the first is refused, never fed x * 255.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -119,7 +120,8 @@ def _refuse_foreign_model(path: Path, names: set[str]) -> None:
     raise ValueError(
         f"Keras model file {str(path)!r} is not a pixel model of this project (no 'preprocess' and "
         "'backbone' parts), so its input scale is unknown; for a published harmonized file use "
-        f"{PUBLISHED_PREFIX}NAME:{path} with NAME one of {', '.join(PUBLISHED_NAMES)}")
+        f"{PUBLISHED_PREFIX}NAME:{path} with NAME one of {', '.join(PUBLISHED_NAMES)}"
+    )
 
 
 def load_keras(path: str | Path) -> PixelModel:
@@ -177,5 +179,11 @@ def load_published(name: str, path: str | Path) -> PixelModel:
     model = load_keras_published(name, path)
     _, backbone = split_pixel_model(model)
     height, width = _image_size(Path(path), model)
-    return PixelModel(_ChannelsLast(backbone), name=f"{name}_harmonized", input_size=(height, width),
-                      mean=IMAGENET_MEAN, std=IMAGENET_STD, num_classes=int(model.output_shape[-1]))
+    return PixelModel(
+        _ChannelsLast(backbone),
+        name=f"{name}_harmonized",
+        input_size=(height, width),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        num_classes=int(model.output_shape[-1]),
+    )

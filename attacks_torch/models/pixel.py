@@ -1,4 +1,5 @@
 """The pixel-space wrapper every attack runs on: [0, 1] RGB in, logits out."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -62,8 +63,13 @@ class PixelModel(nn.Module):
     def data_config(self) -> dict:
         """The input pipeline as timm names it: input_size (3, H, W), interpolation, crop_pct, mean, std."""
         size = None if self.input_size is None else (3, *self.input_size)
-        return {"input_size": size, "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "mean": self.mean, "std": self.std}
+        return {
+            "input_size": size,
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     def train(self, mode: bool = True) -> PixelModel:
         """Stay in eval mode: attacks and their measurements need the deterministic network."""
@@ -88,8 +94,7 @@ class PixelModel(nn.Module):
         """What ``forward`` feeds the network for images ``x``: resized, then ``(x - mean) / std``."""
         if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
             raise ValueError(
-                f"model {self.name!r}: expected float images (N, 3, H, W) in [0, 1], "
-                f"got {tuple(x.shape)} {x.dtype}"
+                f"model {self.name!r}: expected float images (N, 3, H, W) in [0, 1], got {tuple(x.shape)} {x.dtype}"
             )
         if self.input_size is not None:
             x = resize(x, self.input_size, self.interpolation)
@@ -99,5 +104,7 @@ class PixelModel(nn.Module):
         return self.network(self.network_input(x))
 
     def extra_repr(self) -> str:
-        return (f"name={self.name!r}, input_size={self.input_size}, interpolation={self.interpolation!r}, "
-                f"crop_pct={self.crop_pct}, mean={self.mean}, std={self.std}")
+        return (
+            f"name={self.name!r}, input_size={self.input_size}, interpolation={self.interpolation!r}, "
+            f"crop_pct={self.crop_pct}, mean={self.mean}, std={self.std}"
+        )

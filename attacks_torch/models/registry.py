@@ -7,6 +7,7 @@ were registered (the built-in ones: :mod:`attacks_torch.models.sources`); a spec
 is a timm name (:data:`FALLBACK`), so a misspelt name is reported by timm with its closest names and
 the forms every source takes. docs/data-contracts.md, "Model sources, and adding one", says how to add one.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -12,6 +12,7 @@
 A file counts in an identity by its sha256, so a renamed file keeps its identity and a rewritten
 one does not; hub weights count by the timm name and timm's version.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,11 @@ def _checkpoint_identity(spec: str, options: LoadOptions) -> dict:
 
 
 def _lite0_identity(spec: str, options: LoadOptions) -> dict:
-    return {"timm": timm.__version__, "name": LITE0_TIMM_NAME,
-            "checkpoint_sha256": file_sha256(lite0_checkpoint_path())}
+    return {
+        "timm": timm.__version__,
+        "name": LITE0_TIMM_NAME,
+        "checkpoint_sha256": file_sha256(lite0_checkpoint_path()),
+    }
 
 
 def _load_timm_name(spec: str, options: LoadOptions) -> PixelModel:
@@ -65,8 +69,7 @@ def _load_timm_name(spec: str, options: LoadOptions) -> PixelModel:
     with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
         torch.manual_seed(options.seed)
         pretrained = options.checkpoint is None and options.weights == "pretrained"
-        return load_timm(spec, pretrained=pretrained, checkpoint=options.checkpoint,
-                         num_classes=options.num_classes)
+        return load_timm(spec, pretrained=pretrained, checkpoint=options.checkpoint, num_classes=options.num_classes)
 
 
 def _timm_identity(spec: str, options: LoadOptions) -> dict:
@@ -77,25 +80,53 @@ def _timm_identity(spec: str, options: LoadOptions) -> dict:
     return {**identity, "weights": options.weights, **seed}
 
 
-register_source(ModelSource(
-    "published", f"{PUBLISHED_PREFIX}NAME:PATH", lambda spec: spec.startswith(PUBLISHED_PREFIX),
-    load=lambda spec, options: keras_loader.load_published(*parse_published(spec)),
-    identity=_published_identity, check=parse_published))
+register_source(
+    ModelSource(
+        "published",
+        f"{PUBLISHED_PREFIX}NAME:PATH",
+        lambda spec: spec.startswith(PUBLISHED_PREFIX),
+        load=lambda spec, options: keras_loader.load_published(*parse_published(spec)),
+        identity=_published_identity,
+        check=parse_published,
+    )
+)
 for _kind in KINDS:
-    register_source(ModelSource(
-        _kind, f"{_kind}:ARCH:PATH", lambda spec, kind=_kind: spec.partition(":")[0] == kind,
-        load=lambda spec, options: load_checkpoint_model(spec), identity=_checkpoint_identity,
-        check=parse_checkpoint_spec))
-register_source(ModelSource(
-    "keras", f"a {' or '.join(keras_loader.KERAS_SUFFIXES)} file",
-    lambda spec: Path(spec).suffix in keras_loader.KERAS_SUFFIXES,
-    load=lambda spec, options: keras_loader.load_keras(spec),
-    identity=lambda spec, options: {"sha256": file_sha256(spec)}))
-register_source(ModelSource(
-    "lite0", LITE0_NAME, lambda spec: spec == LITE0_NAME,
-    load=lambda spec, options: load_timm(LITE0_TIMM_NAME, checkpoint=lite0_state_dict(),
-                                         label=LITE0_NAME),
-    identity=_lite0_identity))
-register_source(ModelSource(
-    "timm", "a timm name (resnet50.a1_in1k)", lambda spec: True, load=_load_timm_name,
-    identity=_timm_identity, options=True), fallback=True)
+    register_source(
+        ModelSource(
+            _kind,
+            f"{_kind}:ARCH:PATH",
+            lambda spec, kind=_kind: spec.partition(":")[0] == kind,
+            load=lambda spec, options: load_checkpoint_model(spec),
+            identity=_checkpoint_identity,
+            check=parse_checkpoint_spec,
+        )
+    )
+register_source(
+    ModelSource(
+        "keras",
+        f"a {' or '.join(keras_loader.KERAS_SUFFIXES)} file",
+        lambda spec: Path(spec).suffix in keras_loader.KERAS_SUFFIXES,
+        load=lambda spec, options: keras_loader.load_keras(spec),
+        identity=lambda spec, options: {"sha256": file_sha256(spec)},
+    )
+)
+register_source(
+    ModelSource(
+        "lite0",
+        LITE0_NAME,
+        lambda spec: spec == LITE0_NAME,
+        load=lambda spec, options: load_timm(LITE0_TIMM_NAME, checkpoint=lite0_state_dict(), label=LITE0_NAME),
+        identity=_lite0_identity,
+    )
+)
+register_source(
+    ModelSource(
+        "timm",
+        "a timm name (resnet50.a1_in1k)",
+        lambda spec: True,
+        load=_load_timm_name,
+        identity=_timm_identity,
+        options=True,
+    ),
+    fallback=True,
+)

@@ -1,4 +1,5 @@
 """timm models as pixel models, with local checkpoints loaded safely (``harmonization.timm_models``)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -39,5 +40,6 @@ def load_timm(
         ) from error
     if checkpoint is not None:
         load_timm_weights(network, name, checkpoint)
-    return PixelModel(network, name=label or name, num_classes=getattr(network, "num_classes", None),
-                      **data_config(network))
+    return PixelModel(
+        network, name=label or name, num_classes=getattr(network, "num_classes", None), **data_config(network)
+    )

@@ -27,6 +27,7 @@ classes is noted. A folder holding sweeps of different stimulus sets is refused 
 sweep folder is read only through :class:`attacks_torch.sweep.SweepFolder`; every file is written
 atomically.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,15 @@ from attacks_torch.report.results import (
 from attacks_torch.sweep import SweepError, SweepFolder
 from harmonization.files import write_json, write_text
 
-__all__ = ["ModelResult", "build_report", "load_results", "pareto_front", "parse_arch_overrides", "statistics",
-           "unreliable_reason"]
+__all__ = [
+    "ModelResult",
+    "build_report",
+    "load_results",
+    "pareto_front",
+    "parse_arch_overrides",
+    "statistics",
+    "unreliable_reason",
+]
 
 
 def _p(value: float) -> str:
@@ -71,45 +79,92 @@ def _statistics_markdown(stats: dict[str, dict[str, float]]) -> list[str]:
     lines = ["| test | statistic | p | n or df |", "|---|---|---|---|"]
     for name, values in stats.items():
         if "rho" in values:
-            lines.append(f"| Spearman {name.replace('_', ' ')} | rho = {number_text(values['rho'])} | "
-                         f"{_p(values['p'])} | n = {values['n']} |")
+            lines.append(
+                f"| Spearman {name.replace('_', ' ')} | rho = {number_text(values['rho'])} | "
+                f"{_p(values['p'])} | n = {values['n']} |"
+            )
         else:
-            lines.append(f"| Welch t-test {name.replace('_', ' ')} | t = {number_text(values['t'])} | "
-                         f"{_p(values['p'])} | df = {number_text(values['df'], digits=1)} |")
+            lines.append(
+                f"| Welch t-test {name.replace('_', ' ')} | t = {number_text(values['t'])} | "
+                f"{_p(values['p'])} | df = {number_text(values['df'], digits=1)} |"
+            )
     return lines
 
 
 def _models_markdown(results: Sequence[ModelResult]) -> list[str]:
-    lines = ["| model | class | accuracy (%) | source | images | attacked | fooled | tolerance | L-inf | alignment "
-             "| human alignment score | reliable |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | class | accuracy (%) | source | images | attacked | fooled | tolerance | L-inf | alignment "
+        "| human alignment score | reliable |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(results, key=lambda r: r.label):
         reliable = "yes" if r.unreliable is None else f"no: {r.unreliable}; left out of the statistics"
-        lines.append(f"| {r.label} | {r.arch} | {number_text(r.accuracy, digits=2)} | {r.accuracy_source} | "
-                     f"{r.n_images} | {r.n_attacked} | {r.n_fooled} | {number_text(r.tolerance, r.tolerance_sem)} | "
-                     f"{number_text(r.linf, r.linf_sem)} | {number_text(r.alignment, r.alignment_sem)} | "
-                     f"{number_text(r.human_alignment_score)}{' (gaming)' if r.gaming else ''} | {reliable} |")
+        lines.append(
+            f"| {r.label} | {r.arch} | {number_text(r.accuracy, digits=2)} | {r.accuracy_source} | "
+            f"{r.n_images} | {r.n_attacked} | {r.n_fooled} | {number_text(r.tolerance, r.tolerance_sem)} | "
+            f"{number_text(r.linf, r.linf_sem)} | {number_text(r.alignment, r.alignment_sem)} | "
+            f"{number_text(r.human_alignment_score)}{' (gaming)' if r.gaming else ''} | {reliable} |"
+        )
     return lines
 
 
-def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Sequence[ModelResult],
-                    pairs: Sequence[tuple[str, str]], store: SweepFolder, out: Path, panels: int,
-                    ) -> tuple[dict, list[str]]:
+def _attack_section(
+    attack: str,
+    chosen: Sequence[ModelResult],
+    reference: Sequence[ModelResult],
+    pairs: Sequence[tuple[str, str]],
+    store: SweepFolder,
+    out: Path,
+    panels: int,
+) -> tuple[dict, list[str]]:
     """Figures of one attack written to ``out``; returns its statistics and its report.md lines."""
     tolerance_label = f"perturbation tolerance ({'L-inf' if chosen[0].norm == 'linf' else 'L2'})"
     reliable = [r for r in chosen if r.unreliable is None]
     stats: dict = {**statistics(reliable), **human_statistics(reliable)}
     figures = [
-        ("accuracy_vs_tolerance", scatter(chosen, accuracy_point, tolerance_point, "accuracy (%)", tolerance_label,
-                                          f"{attack}: accuracy vs tolerance", pairs)),
-        ("accuracy_vs_alignment", scatter(chosen, accuracy_point, alignment_point, "accuracy (%)",
-                                          "adversarial alignment", f"{attack}: accuracy vs alignment", pairs)),
-        ("tolerance_vs_alignment", scatter(chosen, tolerance_point, alignment_point, tolerance_label,
-                                           "adversarial alignment", f"{attack}: the trade-off", pairs, front=True)),
+        (
+            "accuracy_vs_tolerance",
+            scatter(
+                chosen,
+                accuracy_point,
+                tolerance_point,
+                "accuracy (%)",
+                tolerance_label,
+                f"{attack}: accuracy vs tolerance",
+                pairs,
+            ),
+        ),
+        (
+            "accuracy_vs_alignment",
+            scatter(
+                chosen,
+                accuracy_point,
+                alignment_point,
+                "accuracy (%)",
+                "adversarial alignment",
+                f"{attack}: accuracy vs alignment",
+                pairs,
+            ),
+        ),
+        (
+            "tolerance_vs_alignment",
+            scatter(
+                chosen,
+                tolerance_point,
+                alignment_point,
+                tolerance_label,
+                "adversarial alignment",
+                f"{attack}: the trade-off",
+                pairs,
+                front=True,
+            ),
+        ),
     ]
     if attack != "l2_pgd" and reference:
         for measure in ("tolerance", "alignment"):
             stats[f"{measure}_vs_l2_pgd"], figure = versus(
-                reliable, {r.label: r for r in reference if r.unreliable is None}, attack, measure)
+                reliable, {r.label: r for r in reference if r.unreliable is None}, attack, measure
+            )
             figures.append((f"vs_l2_pgd_{measure}", figure))
     figures += human_figures(attack, chosen, stats, pairs)
     panel = panels_figure(store, chosen, panels)
@@ -118,13 +173,19 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
     md = [f"## {attack}", "", *_statistics_markdown(stats), ""]
     unreliable = {r.label: r.unreliable for r in chosen if r.unreliable is not None}
     if unreliable:
-        md += [f"Left out of the statistics and the arrows as unreliable: "
-               f"{'; '.join(f'{label} ({why})' for label, why in unreliable.items())}.", ""]
+        md += [
+            f"Left out of the statistics and the arrows as unreliable: "
+            f"{'; '.join(f'{label} ({why})' for label, why in unreliable.items())}.",
+            "",
+        ]
     stats["unreliable"] = unreliable
     wider = {r.label: note for r in chosen if (note := wider_head(r.num_classes, r.data_classes)) is not None}
     if wider:
-        md += [f"Heads wider than the stimuli's classes (chance is judged from the classes in the stimuli): "
-               f"{'; '.join(f'{label} ({note})' for label, note in wider.items())}.", ""]
+        md += [
+            f"Heads wider than the stimuli's classes (chance is judged from the classes in the stimuli): "
+            f"{'; '.join(f'{label} ({note})' for label, note in wider.items())}.",
+            "",
+        ]
     for name, figure in figures:
         png, svg = save_figure(figure, out, f"{attack}_{name}")
         md += [f"![{attack} {name.replace('_', ' ')}]({png}) ([svg]({svg}))", ""]
@@ -132,15 +193,21 @@ def _attack_section(attack: str, chosen: Sequence[ModelResult], reference: Seque
     return stats, md
 
 
-def _scored_report(store: SweepFolder, out: Path, scored: Sequence[ModelResult],
-                   pairs: Sequence[tuple[str, str]]) -> Path:
+def _scored_report(
+    store: SweepFolder, out: Path, scored: Sequence[ModelResult], pairs: Sequence[tuple[str, str]]
+) -> Path:
     """The report of a folder whose models were measured for human alignment alone (``adv-align score``)."""
     stats, figures, table = scored_section(scored, pairs)
-    md = ["# Human alignment report", "",
-          f"Sweep `{store.root}`: {len(scored)} models measured for human alignment alone (no attacks). The "
-          "human alignment score is the mean Spearman correlation of the evaluation saliency with the human "
-          "map over the human ceiling (docs/method.md); near-chance models are left out of the statistics.", "",
-          *_statistics_markdown({k: v for k, v in stats.items() if k != "unreliable"}), ""]
+    md = [
+        "# Human alignment report",
+        "",
+        f"Sweep `{store.root}`: {len(scored)} models measured for human alignment alone (no attacks). The "
+        "human alignment score is the mean Spearman correlation of the evaluation saliency with the human "
+        "map over the human ceiling (docs/method.md); near-chance models are left out of the statistics.",
+        "",
+        *_statistics_markdown({k: v for k, v in stats.items() if k != "unreliable"}),
+        "",
+    ]
     for name, figure in figures:
         png, svg = save_figure(figure, out, f"human_{name}")
         md += [f"![{name.replace('_', ' ')}]({png}) ([svg]({svg}))", ""]
@@ -150,9 +217,14 @@ def _scored_report(store: SweepFolder, out: Path, scored: Sequence[ModelResult],
     return out / "report.md"
 
 
-def build_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                 accuracy_csv: str | os.PathLike | None = None, pairs: Sequence[tuple[str, str]] = (),
-                 arch_overrides: dict[str, str] | None = None, panels: int = 4) -> Path:
+def build_report(
+    sweep_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    accuracy_csv: str | os.PathLike | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
+    arch_overrides: dict[str, str] | None = None,
+    panels: int = 4,
+) -> Path:
     """Write figures (PNG and SVG), ``statistics.json`` and ``report.md`` for a sweep; returns report.md.
 
     ``pairs`` (control, harmonized) add to the sweep's own ``pairs.csv``.
@@ -173,23 +245,31 @@ def build_report(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise SweepError(f"{out}: is a file, not a folder")
     if scored:
         return _scored_report(store, out, scored, pairs)
-    by_attack = {a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY
-                 if any(r.attack == a for r in results)}
-    md = ["# Adversarial alignment report", "",
-          f"Sweep `{store.root}`: {len({r.label for r in results})} models finished, {len(failed)} failed. "
-          "Tolerance is the mean perturbation norm of the fooled images in the attack's norm ([0, 1] pixel "
-          "units), alignment the mean Spearman correlation of |mean over channels of delta| with the human "
-          "map; ± is the standard error. Correlations are across models; the t-tests compare ViTs with CNNs. "
-          "A model whose accuracy on the stimuli is near chance is marked unreliable and left out of both.", ""]
+    by_attack = {
+        a: [r for r in results if r.attack == a] for a in ATTACK_REGISTRY if any(r.attack == a for r in results)
+    }
+    md = [
+        "# Adversarial alignment report",
+        "",
+        f"Sweep `{store.root}`: {len({r.label for r in results})} models finished, {len(failed)} failed. "
+        "Tolerance is the mean perturbation norm of the fooled images in the attack's norm ([0, 1] pixel "
+        "units), alignment the mean Spearman correlation of |mean over channels of delta| with the human "
+        "map; ± is the standard error. Correlations are across models; the t-tests compare ViTs with CNNs. "
+        "A model whose accuracy on the stimuli is near chance is marked unreliable and left out of both.",
+        "",
+    ]
     all_stats = {}
     for attack, chosen in by_attack.items():
-        all_stats[attack], lines = _attack_section(attack, chosen, by_attack.get("l2_pgd", []), pairs, store, out,
-                                                   panels)
+        all_stats[attack], lines = _attack_section(
+            attack, chosen, by_attack.get("l2_pgd", []), pairs, store, out, panels
+        )
         md += lines
     if failed:
         md += ["## Failed models", "", "| model | attack | error |", "|---|---|---|"]
-        md += [f"| {f['model']} | {f['attack']} | {f['error_type']}: {' '.join(str(f['message']).split())[:200]} |"
-               for f in failed]
+        md += [
+            f"| {f['model']} | {f['attack']} | {f['error_type']}: {' '.join(str(f['message']).split())[:200]} |"
+            for f in failed
+        ]
         md.append("")
     write_json(out / "statistics.json", all_stats)
     write_text(out / "report.md", "\n".join(md))

@@ -1,5 +1,6 @@
 """The models' ImageNet accuracy for the report: a CSV in the format of timm's published
 ``results-imagenet.csv`` (columns ``model`` and ``top1``, in percent)."""
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +17,9 @@ def read_accuracy_csv(path: str | os.PathLike) -> dict[str, float]:
     try:
         return _read(path)
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
-                         f"{error.start}); save it as UTF-8") from None
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8"
+        ) from None
 
 
 def _read(path: str) -> dict[str, float]:

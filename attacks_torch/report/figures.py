@@ -1,4 +1,5 @@
 """The report's figures: scatters with error bars, arrows and a Pareto front, and perturbation panels."""
+
 from __future__ import annotations
 
 import math
@@ -63,16 +64,29 @@ def alignment_point(r: ModelResult) -> tuple[float, float]:
     return r.alignment, r.alignment_sem
 
 
-def scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: str, title: str,
-            pairs: Sequence[tuple[str, str]], front: bool = False) -> Figure:
+def scatter(
+    results: Sequence[ModelResult],
+    x_of,
+    y_of,
+    x_label: str,
+    y_label: str,
+    title: str,
+    pairs: Sequence[tuple[str, str]],
+    front: bool = False,
+) -> Figure:
     """Each model at (x_of, y_of) with its standard errors, coloured by class; unreliable models as
     grey crosses, kept out of the arrows (control -> harmonized) and of the Pareto front."""
     figure = Figure(figsize=(6.4, 4.8))
     axes = figure.add_subplot()
     unreliable = [r for r in results if r.unreliable is not None]
     if unreliable:
-        axes.scatter([x_of(r)[0] for r in unreliable], [y_of(r)[0] for r in unreliable], marker="x", color="gray",
-                     label=f"unreliable: near chance ({len(unreliable)})")
+        axes.scatter(
+            [x_of(r)[0] for r in unreliable],
+            [y_of(r)[0] for r in unreliable],
+            marker="x",
+            color="gray",
+            label=f"unreliable: near chance ({len(unreliable)})",
+        )
     results = [r for r in results if r.unreliable is None]
     for arch, color in COLORS.items():
         chosen = [r for r in results if r.arch == arch]
@@ -80,8 +94,18 @@ def scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: s
             continue
         xs, xerr = zip(*(x_of(r) for r in chosen))
         ys, yerr = zip(*(y_of(r) for r in chosen))
-        axes.errorbar(xs, ys, xerr=[_finite(e) for e in xerr], yerr=[_finite(e) for e in yerr], fmt="o",
-                      color=color, ecolor=color, alpha=0.85, capsize=2, label=f"{arch} ({len(chosen)})")
+        axes.errorbar(
+            xs,
+            ys,
+            xerr=[_finite(e) for e in xerr],
+            yerr=[_finite(e) for e in yerr],
+            fmt="o",
+            color=color,
+            ecolor=color,
+            alpha=0.85,
+            capsize=2,
+            label=f"{arch} ({len(chosen)})",
+        )
     if len(results) + len(unreliable) <= 30:
         for r in [*results, *unreliable]:
             axes.annotate(r.label, (x_of(r)[0], y_of(r)[0]), fontsize=6, xytext=(3, 3), textcoords="offset points")
@@ -89,13 +113,23 @@ def scatter(results: Sequence[ModelResult], x_of, y_of, x_label: str, y_label: s
     for control, harmonized in pairs:
         if control in by_label and harmonized in by_label:
             start, end = by_label[control], by_label[harmonized]
-            axes.annotate("", xy=(x_of(end)[0], y_of(end)[0]), xytext=(x_of(start)[0], y_of(start)[0]),
-                          arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2})
+            axes.annotate(
+                "",
+                xy=(x_of(end)[0], y_of(end)[0]),
+                xytext=(x_of(start)[0], y_of(start)[0]),
+                arrowprops={"arrowstyle": "->", "color": "black", "lw": 1.2},
+            )
     if front:
         index = pareto_front([x_of(r)[0] for r in results], [y_of(r)[0] for r in results])
         if index:
-            axes.step([x_of(results[i])[0] for i in index], [y_of(results[i])[0] for i in index], where="post",
-                      color="gray", linestyle="--", label="Pareto front")
+            axes.step(
+                [x_of(results[i])[0] for i in index],
+                [y_of(results[i])[0] for i in index],
+                where="post",
+                color="gray",
+                linestyle="--",
+                label="Pareto front",
+            )
     axes.set_xlabel(x_label)
     axes.set_ylabel(y_label)
     axes.set_title(title, fontsize=10)
@@ -117,8 +151,9 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
     if preview is None:
         return None
     count = min(count, len(preview["ids"]))
-    saliency = {r.label: HumanFolder(store.root, r.folder.path.parent.name) for r in results
-                if math.isfinite(r.human_alignment)}
+    saliency = {
+        r.label: HumanFolder(store.root, r.folder.path.parent.name) for r in results if math.isfinite(r.human_alignment)
+    }
     rows = {r.label: r.folder.read_results() for r in results}
     columns = 2 + len(results) + len(saliency)
     figure = Figure(figsize=(1.6 * columns, 1.9 * count))
@@ -128,8 +163,13 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
         for r in results:
             shown = preview["stimuli_sha256"]
             same = None in (r.stimuli_sha256, shown) or r.stimuli_sha256 == shown
-            cells.append((_perturbation_label(r, rows[r.label], row),
-                          r.folder.read_map(row) if same else "attacked on\nother stimuli", "magma"))
+            cells.append(
+                (
+                    _perturbation_label(r, rows[r.label], row),
+                    r.folder.read_map(row) if same else "attacked on\nother stimuli",
+                    "magma",
+                )
+            )
             if r.label in saliency:
                 human = rows[r.label][row].get("human_alignment", "") if row < len(rows[r.label]) else ""
                 title = f"{r.label} saliency" + (f"\nrho {float(human):.2f}" if human else "")
@@ -147,12 +187,17 @@ def panels_figure(store: SweepFolder, results: Sequence[ModelResult], count: int
     return figure
 
 
-def versus(chosen: Sequence[ModelResult], reference: dict[str, ModelResult], attack: str, measure: str,
-            ) -> tuple[dict[str, float], Figure]:
+def versus(
+    chosen: Sequence[ModelResult],
+    reference: dict[str, ModelResult],
+    attack: str,
+    measure: str,
+) -> tuple[dict[str, float], Figure]:
     """The same models' ``measure`` under ``attack`` against l2_pgd: Spearman rho and a scatter (Fig. S4, S5)."""
     common = [r for r in chosen if r.label in reference]
-    stats = model_correlation([getattr(reference[r.label], measure) for r in common],
-                              [getattr(r, measure) for r in common])
+    stats = model_correlation(
+        [getattr(reference[r.label], measure) for r in common], [getattr(r, measure) for r in common]
+    )
 
     def on_l2_pgd(r: ModelResult) -> tuple[float, float]:
         return getattr(reference[r.label], measure), getattr(reference[r.label], f"{measure}_sem")
@@ -160,6 +205,13 @@ def versus(chosen: Sequence[ModelResult], reference: dict[str, ModelResult], att
     def on_attack(r: ModelResult) -> tuple[float, float]:
         return getattr(r, measure), getattr(r, f"{measure}_sem")
 
-    figure = scatter(common, on_l2_pgd, on_attack, f"l2_pgd {measure}", f"{attack} {measure}",
-                      f"{attack} vs l2_pgd: {measure} (rho = {number_text(stats['rho'])})", [])
+    figure = scatter(
+        common,
+        on_l2_pgd,
+        on_attack,
+        f"l2_pgd {measure}",
+        f"{attack} {measure}",
+        f"{attack} vs l2_pgd: {measure} (rho = {number_text(stats['rho'])})",
+        [],
+    )
     return stats, figure

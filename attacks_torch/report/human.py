@@ -1,5 +1,6 @@
 """The report's human-alignment part: accuracy against the human alignment score (the Harmonization
 paper's figure) and human against adversarial alignment across models, with their statistics."""
+
 from __future__ import annotations
 
 import math
@@ -34,12 +35,15 @@ def human_statistics(reliable: Sequence[ModelResult]) -> dict[str, dict[str, flo
     if not chosen:
         return {}
     score = [r.human_alignment_score for r in chosen]
-    return {"accuracy_vs_human_alignment": model_correlation([r.accuracy for r in chosen], score),
-            "human_vs_adversarial_alignment": model_correlation(score, [r.alignment for r in chosen])}
+    return {
+        "accuracy_vs_human_alignment": model_correlation([r.accuracy for r in chosen], score),
+        "human_vs_adversarial_alignment": model_correlation(score, [r.alignment for r in chosen]),
+    }
 
 
-def human_figures(attack: str, results: Sequence[ModelResult], stats: dict,
-                  pairs: Sequence[tuple[str, str]]) -> list[tuple[str, Figure]]:
+def human_figures(
+    attack: str, results: Sequence[ModelResult], stats: dict, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[str, Figure]]:
     """(name, figure) of the two scatters (near-chance models grey, out of the arrows), or none when no
     model has a human alignment."""
     chosen = measured(results)
@@ -51,18 +55,39 @@ def human_figures(attack: str, results: Sequence[ModelResult], stats: dict,
         return f"rho = {values['rho']:.2f}, p = {values['p']:.2g}" if math.isfinite(values["rho"]) else "rho n/a"
 
     return [
-        ("accuracy_vs_human_alignment", scatter(
-            chosen, accuracy_point, human_point, "accuracy (%)", "human alignment score (Spearman / ceiling)",
-            f"accuracy vs human alignment ({rho('accuracy_vs_human_alignment')})", pairs)),
-        ("human_vs_adversarial_alignment", scatter(
-            chosen, human_point, alignment_point, "human alignment score", "adversarial alignment",
-            f"{attack}: human vs adversarial alignment ({rho('human_vs_adversarial_alignment')})", pairs)),
+        (
+            "accuracy_vs_human_alignment",
+            scatter(
+                chosen,
+                accuracy_point,
+                human_point,
+                "accuracy (%)",
+                "human alignment score (Spearman / ceiling)",
+                f"accuracy vs human alignment ({rho('accuracy_vs_human_alignment')})",
+                pairs,
+            ),
+        ),
+        (
+            "human_vs_adversarial_alignment",
+            scatter(
+                chosen,
+                human_point,
+                alignment_point,
+                "human alignment score",
+                "adversarial alignment",
+                f"{attack}: human vs adversarial alignment ({rho('human_vs_adversarial_alignment')})",
+                pairs,
+            ),
+        ),
     ]
 
 
-def load_scored(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
-                pairs: Sequence[tuple[str, str]] = (), arch_overrides: dict[str, str] | None = None,
-                ) -> list[ModelResult]:
+def load_scored(
+    sweep_dir: str | os.PathLike,
+    accuracy_csv: str | os.PathLike | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
+    arch_overrides: dict[str, str] | None = None,
+) -> list[ModelResult]:
     """The models of a sweep folder measured for human alignment alone (``adv-align score``), as
     ModelResults with attack "human" and no attack measures (NaN)."""
     store = SweepFolder(sweep_dir)
@@ -75,31 +100,55 @@ def load_scored(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | 
         human, spec = s["human"], specs[s["model"]]
         given = lookup_accuracy(table, spec)
         given = lookup_accuracy(table, s["model"]) if given is None else given
-        results.append(ModelResult(
-            label=s["model"], spec=spec, attack="human", norm="", arch=_classify(s["model"], spec, pairs,
-                                                                                 arch_overrides or {}, specs),
-            accuracy=100.0 * human["accuracy"] if given is None else given,
-            accuracy_source="stimuli" if given is None else "csv", n_images=human["count"], n_attacked=0,
-            n_fooled=0, tolerance=math.nan, tolerance_sem=math.nan, alignment=math.nan, alignment_sem=math.nan,
-            linf=math.nan, linf_sem=math.nan, folder=ModelFolder(path.parent),
-            stimulus_accuracy=human["accuracy"], num_classes=human["num_classes"],
-            unreliable=unreliable_reason(human["accuracy"], human["num_classes"]), **human_fields(s)))
+        results.append(
+            ModelResult(
+                label=s["model"],
+                spec=spec,
+                attack="human",
+                norm="",
+                arch=_classify(s["model"], spec, pairs, arch_overrides or {}, specs),
+                accuracy=100.0 * human["accuracy"] if given is None else given,
+                accuracy_source="stimuli" if given is None else "csv",
+                n_images=human["count"],
+                n_attacked=0,
+                n_fooled=0,
+                tolerance=math.nan,
+                tolerance_sem=math.nan,
+                alignment=math.nan,
+                alignment_sem=math.nan,
+                linf=math.nan,
+                linf_sem=math.nan,
+                folder=ModelFolder(path.parent),
+                stimulus_accuracy=human["accuracy"],
+                num_classes=human["num_classes"],
+                unreliable=unreliable_reason(human["accuracy"], human["num_classes"]),
+                **human_fields(s),
+            )
+        )
     return results
 
 
-def scored_section(results: Sequence[ModelResult], pairs: Sequence[tuple[str, str]]
-                   ) -> tuple[dict, list[tuple[str, Figure]], list[str]]:
+def scored_section(
+    results: Sequence[ModelResult], pairs: Sequence[tuple[str, str]]
+) -> tuple[dict, list[tuple[str, Figure]], list[str]]:
     """Statistics, figure and models table of models measured for human alignment alone."""
     reliable = [r for r in results if r.unreliable is None]
     stats = {key: value for key, value in human_statistics(reliable).items() if key.startswith("accuracy")}
     stats["unreliable"] = {r.label: r.unreliable for r in results if r.unreliable is not None}
-    figures = [(name, figure) for name, figure in human_figures("human", results, stats, pairs)
-               if name == "accuracy_vs_human_alignment"]
-    lines = ["| model | class | accuracy (%) | source | images | human alignment score | gaming | reliable |",
-             "|---|---|---|---|---|---|---|---|"]
+    figures = [
+        (name, figure)
+        for name, figure in human_figures("human", results, stats, pairs)
+        if name == "accuracy_vs_human_alignment"
+    ]
+    lines = [
+        "| model | class | accuracy (%) | source | images | human alignment score | gaming | reliable |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(results, key=lambda r: r.label):
         reliable_text = "yes" if r.unreliable is None else f"no: {r.unreliable}; left out of the statistics"
-        lines.append(f"| {r.label} | {r.arch} | {number_text(r.accuracy, digits=2)} | {r.accuracy_source} | "
-                     f"{r.n_images} | {number_text(r.human_alignment_score)} | {'yes' if r.gaming else 'no'} | "
-                     f"{reliable_text} |")
+        lines.append(
+            f"| {r.label} | {r.arch} | {number_text(r.accuracy, digits=2)} | {r.accuracy_source} | "
+            f"{r.n_images} | {number_text(r.human_alignment_score)} | {'yes' if r.gaming else 'no'} | "
+            f"{reliable_text} |"
+        )
     return stats, figures, lines

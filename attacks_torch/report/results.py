@@ -1,5 +1,6 @@
 """The finished results of a sweep as the report uses them: one :class:`ModelResult` per model and
 attack, its class (CNN, ViT, hybrid), whether it is reliable, and the statistics across models."""
+
 from __future__ import annotations
 
 import math
@@ -66,8 +67,9 @@ def parse_arch_overrides(argument: str) -> dict[str, str]:
     return overrides
 
 
-def _classify(label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides: dict[str, str],
-              specs: dict[str, str]) -> str:
+def _classify(
+    label: str, spec: str, pairs: Sequence[tuple[str, str]], overrides: dict[str, str], specs: dict[str, str]
+) -> str:
     if label in overrides:
         return overrides[label]
     for control, harmonized in pairs:
@@ -101,8 +103,10 @@ def unreliable_reason(accuracy: float, num_classes: int | None, data_classes: in
     if classes < 2:
         return "the stimuli hold one class only: accuracy cannot tell a trained model from a constant answer"
     if near_chance(accuracy, classes):
-        return (f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / classes:.3f} for {classes} "
-                f"classes; below {chance_threshold(classes):.3f})")
+        return (
+            f"accuracy {accuracy:.3f} on the stimuli is near chance ({1 / classes:.3f} for {classes} "
+            f"classes; below {chance_threshold(classes):.3f})"
+        )
     return None
 
 
@@ -120,13 +124,20 @@ def human_fields(summary: dict) -> dict:
     human = summary.get("human_alignment") or {}
     if not human:
         return {}
-    return {"human_alignment": human["mean"], "human_alignment_sem": human["sem"],
-            "human_alignment_score": human["score"], "gaming": (summary.get("human") or {}).get("gaming")}
+    return {
+        "human_alignment": human["mean"],
+        "human_alignment_sem": human["sem"],
+        "human_alignment_score": human["score"],
+        "gaming": (summary.get("human") or {}).get("gaming"),
+    }
 
 
-def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike | None = None,
-                 pairs: Sequence[tuple[str, str]] = (), arch_overrides: dict[str, str] | None = None,
-                 ) -> tuple[list[ModelResult], list[dict]]:
+def load_results(
+    sweep_dir: str | os.PathLike,
+    accuracy_csv: str | os.PathLike | None = None,
+    pairs: Sequence[tuple[str, str]] = (),
+    arch_overrides: dict[str, str] | None = None,
+) -> tuple[list[ModelResult], list[dict]]:
     """The finished (model, attack) results of a sweep folder, and the failed ones' records."""
     store = SweepFolder(sweep_dir)
     finished, failed = store.finished(), store.failures()
@@ -141,20 +152,33 @@ def load_results(sweep_dir: str | os.PathLike, accuracy_csv: str | os.PathLike |
         given = lookup_accuracy(table, s["model"]) if given is None else given
         tolerance = s[TOLERANCE_MEASURE.get(s["norm"], "l2")]
         num_classes, data_classes = s.get("num_classes"), _data_classes(folder, s)
-        results.append(ModelResult(
-            label=s["model"], spec=s["spec"], attack=s["attack"], norm=s["norm"],
-            arch=_classify(s["model"], s["spec"], pairs, overrides, specs),
-            accuracy=100.0 * s["accuracy"] if given is None else given,
-            accuracy_source="stimuli" if given is None else "csv",
-            n_images=s["n_images"], n_attacked=s["n_attacked"], n_fooled=s["n_fooled"],
-            tolerance=tolerance["mean"], tolerance_sem=tolerance["sem"],
-            alignment=s["alignment"]["mean"], alignment_sem=s["alignment"]["sem"],
-            linf=s["linf"]["mean"], linf_sem=s["linf"]["sem"], folder=folder,
-            stimulus_accuracy=s["accuracy"], num_classes=num_classes, data_classes=data_classes,
-            stimuli_sha256=((s.get("config") or {}).get("stimuli") or {}).get("sha256"),
-            unreliable=unreliable_reason(s["accuracy"], num_classes, data_classes),
-            **human_fields(s),
-        ))
+        results.append(
+            ModelResult(
+                label=s["model"],
+                spec=s["spec"],
+                attack=s["attack"],
+                norm=s["norm"],
+                arch=_classify(s["model"], s["spec"], pairs, overrides, specs),
+                accuracy=100.0 * s["accuracy"] if given is None else given,
+                accuracy_source="stimuli" if given is None else "csv",
+                n_images=s["n_images"],
+                n_attacked=s["n_attacked"],
+                n_fooled=s["n_fooled"],
+                tolerance=tolerance["mean"],
+                tolerance_sem=tolerance["sem"],
+                alignment=s["alignment"]["mean"],
+                alignment_sem=s["alignment"]["sem"],
+                linf=s["linf"]["mean"],
+                linf_sem=s["linf"]["sem"],
+                folder=folder,
+                stimulus_accuracy=s["accuracy"],
+                num_classes=num_classes,
+                data_classes=data_classes,
+                stimuli_sha256=((s.get("config") or {}).get("stimuli") or {}).get("sha256"),
+                unreliable=unreliable_reason(s["accuracy"], num_classes, data_classes),
+                **human_fields(s),
+            )
+        )
     return results, failed
 
 
@@ -167,8 +191,10 @@ def one_stimulus_set(results: Sequence[ModelResult], where: str | os.PathLike) -
             sets.setdefault(r.stimuli_sha256, []).append(f"{r.label}/{r.attack}")
     if len(sets) > 1:
         listed = "; ".join(f"{sha[:12]}: {', '.join(labels)}" for sha, labels in sets.items())
-        raise SweepError(f"{where}: holds sweeps of {len(sets)} different stimulus sets ({listed}); "
-                         "report each set from its own folder")
+        raise SweepError(
+            f"{where}: holds sweeps of {len(sets)} different stimulus sets ({listed}); "
+            "report each set from its own folder"
+        )
 
 
 def statistics(results: Sequence[ModelResult]) -> dict[str, dict[str, float]]:

@@ -2,6 +2,7 @@
 the output folder that owns every path (``store``) and its files' columns and format (``tables``),
 the resume fingerprint (``fingerprint``), the runner (``runner``, with ``resume``, ``batches`` and
 ``summary``) and the ``torchrun`` helper (``distributed``)."""
+
 from attacks_torch.sweep.config import SweepConfig
 from attacks_torch.sweep.errors import SweepError
 from attacks_torch.sweep.runner import ModelOutcome, run_sweep

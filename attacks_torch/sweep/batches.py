@@ -1,4 +1,5 @@
 """One model's batches of the sweep: each batch attacked, measured, and written with its maps."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,17 @@ def check_labels(model: PixelModel, spec: ModelSpec, stimuli: Stimuli) -> None:
         raise ValueError(f"stimuli: labels go up to {top}, but model {spec.label!r} has {model.num_classes} classes")
 
 
-def run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder,
-                starts: list[int], device: torch.device, bar: tqdm, timing: dict[str, float]) -> None:
+def run_batches(
+    model: PixelModel,
+    spec: ModelSpec,
+    config: SweepConfig,
+    stimuli: Stimuli,
+    folder: ModelFolder,
+    starts: list[int],
+    device: torch.device,
+    bar: tqdm,
+    timing: dict[str, float],
+) -> None:
     """Attack the batches that begin at ``starts`` and write their rows and maps into ``folder``;
     adds the attack time to ``timing["attack_s"]``."""
     options = config.resolved_attack_options()
@@ -34,8 +44,14 @@ def run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli
         images, heatmaps = model.resize_images(batch.images), model.resize_maps(batch.heatmaps)
         torch.manual_seed(config.seed + start)
         began = time.perf_counter()
-        result = find_minimal(model, images.to(device), batch.labels.to(device), config.attack,
-                              attack_options=options, **config.search_settings())
+        result = find_minimal(
+            model,
+            images.to(device),
+            batch.labels.to(device),
+            config.attack,
+            attack_options=options,
+            **config.search_settings(),
+        )
         check_labels(model, spec, stimuli)  # else once the first pass has shown the width of the logits
         adversarial = result.adversarial.detach().cpu()
         timing["attack_s"] += time.perf_counter() - began
@@ -45,12 +61,26 @@ def run_batches(model: PixelModel, spec: ModelSpec, config: SweepConfig, stimuli
             if fooled[offset]:
                 delta = (adversarial[offset] - images[offset]).mean(dim=0).abs()
                 folder.write_map(start + offset, delta.numpy())
-        folder.write_batch(start, [
-            (spec.label, batch.ids[i], int(batch.labels[i]), int(result.clean_pred[i]), bool(result.attacked[i]),
-             fooled[i], float(result.eps[i]) if fooled[i] else math.nan, float(measures["l2"][i]),
-             float(measures["linf"][i]), float(measures["alignment"][i]), config.attack, result.norm)
-            for i in range(len(batch))
-        ])
+        folder.write_batch(
+            start,
+            [
+                (
+                    spec.label,
+                    batch.ids[i],
+                    int(batch.labels[i]),
+                    int(result.clean_pred[i]),
+                    bool(result.attacked[i]),
+                    fooled[i],
+                    float(result.eps[i]) if fooled[i] else math.nan,
+                    float(measures["l2"][i]),
+                    float(measures["linf"][i]),
+                    float(measures["alignment"][i]),
+                    config.attack,
+                    result.norm,
+                )
+                for i in range(len(batch))
+            ],
+        )
         bar.update(len(batch))
 
 

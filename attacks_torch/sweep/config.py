@@ -1,4 +1,5 @@
 """The settings of a sweep, checked once, with the attack's options resolved against its defaults."""
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,11 @@ class SweepConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (self.attack in ATTACK_REGISTRY, "attack",
-             f"must be one of {', '.join(ATTACK_REGISTRY)}, got {self.attack!r}"),
+            (
+                self.attack in ATTACK_REGISTRY,
+                "attack",
+                f"must be one of {', '.join(ATTACK_REGISTRY)}, got {self.attack!r}",
+            ),
             (self.schedule in SCHEDULES, "schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
             (self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}, got {self.weights!r}"),
             (self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}"),
@@ -69,15 +73,17 @@ class SweepConfig:
             if not ok:
                 raise SweepError.about(argument, f" {message}")
         if self.tol is not None and self.tol >= self.hi:
-            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is not below {name('hi')} "
-                                          f"{self.hi:g}")
+            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is not below {name('hi')} {self.hi:g}")
         if not (0 < self.lo < self.hi and math.isfinite(self.hi)):
-            raise SweepError(lambda name: f"need 0 < {name('lo')} < {name('hi')}, got {self.lo}, "
-                                          f"{self.hi}")
+            raise SweepError(lambda name: f"need 0 < {name('lo')} < {name('hi')}, got {self.lo}, {self.hi}")
         if self.tol is not None and self.tol < minimum_tol(self.hi):
-            raise SweepError(lambda name: f"{name('tol')} {self.tol:g} is below the float32 "
-                                          f"resolution of eps at {name('hi')} {self.hi:g}; use at "
-                                          f"least {minimum_tol(self.hi):.3g}")
+            raise SweepError(
+                lambda name: (
+                    f"{name('tol')} {self.tol:g} is below the float32 "
+                    f"resolution of eps at {name('hi')} {self.hi:g}; use at "
+                    f"least {minimum_tol(self.hi):.3g}"
+                )
+            )
         self.resolved_attack_options()
 
     @contextmanager

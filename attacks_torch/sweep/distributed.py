@@ -1,4 +1,5 @@
 """Rank, world size and device of a sweep process under ``torchrun`` (or alone)."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The one error of bad sweep input, whose message names library arguments that a CLI can rename."""
+
 from __future__ import annotations
 
 from harmonization.errors import ArgumentError

@@ -1,6 +1,7 @@
 """What fixes a model's rows: the model's content, the stimuli's content, the search, the attack's
 resolved options and TF32. A folder resumes only under an equal fingerprint; otherwise the
 difference is named."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,10 +36,17 @@ def fingerprint(spec: ModelSpec, config: SweepConfig, stimuli: dict[str, Any]) -
     Raises what :func:`attacks_torch.models.model_identity` raises for a model file that is missing.
     """
     model = model_identity(spec.spec, **spec.load_arguments(config.weights, config.num_classes, config.seed))
-    data = {"format": FORMAT, "model": model, "stimuli": stimuli, "attack": config.attack,
-            "attack_options": config.resolved_attack_options(), "search": config.search_settings(),
-            "batch_size": config.batch_size, "seed": config.seed,
-            **({"tf32": True} if config.tf32 else {})}  # absent when off: older folders resume
+    data = {
+        "format": FORMAT,
+        "model": model,
+        "stimuli": stimuli,
+        "attack": config.attack,
+        "attack_options": config.resolved_attack_options(),
+        "search": config.search_settings(),
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        **({"tf32": True} if config.tf32 else {}),
+    }  # absent when off: older folders resume
     return json.loads(json.dumps(data))  # tuples become lists: equal to what config.json reads back
 
 
@@ -54,8 +62,11 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def _describe(key: str, before: Any, after: Any) -> str:
     section, _, name = key.partition(".")
     if key.endswith("sha256"):
-        return {"model.sha256": "model file changed", "model.checkpoint_sha256": "model checkpoint changed",
-                "stimuli.sha256": "stimuli changed"}.get(key, f"{key} changed")
+        return {
+            "model.sha256": "model file changed",
+            "model.checkpoint_sha256": "model checkpoint changed",
+            "stimuli.sha256": "stimuli changed",
+        }.get(key, f"{key} changed")
     label = {"attack_options": "attack option", "search": "search setting", "model": "model"}.get(section)
     return f"{label} {name}: {before} -> {after}" if label else f"{key}: {before} -> {after}"
 
@@ -66,5 +77,8 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         return ["the folder was written by another version of the sweep"]
     old, new = _flatten(before), _flatten(after)
     missing = object()
-    return [_describe(key, old.get(key, "unset"), new.get(key, "unset"))
-            for key in sorted(set(old) | set(new)) if old.get(key, missing) != new.get(key, missing)]
+    return [
+        _describe(key, old.get(key, "unset"), new.get(key, "unset"))
+        for key in sorted(set(old) | set(new))
+        if old.get(key, missing) != new.get(key, missing)
+    ]

@@ -12,6 +12,7 @@ Batches are written and read back as in :mod:`attacks_torch.sweep.store` (atomic
 short counts as not written). :func:`merge_into` puts the per-image measures into an attack's
 results.csv and their summaries into its summary.json (and so summary.csv).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,20 +37,49 @@ FORMAT = 1
 """Version of the human folder's layout and definition; a folder of another one is not resumed."""
 PERCENTILE = 10
 """Dice and IoU compare the top 10 % pixels, as ``harmonize evaluate`` does by default."""
-SCORE_COLUMNS = ("model", "image_id", "label", "prediction", "correct", "mapped", *HUMAN_MEASURES, "human_dice",
-                 "human_iou", "forward_passes", "backward_passes")
+SCORE_COLUMNS = (
+    "model",
+    "image_id",
+    "label",
+    "prediction",
+    "correct",
+    "mapped",
+    *HUMAN_MEASURES,
+    "human_dice",
+    "human_iou",
+    "forward_passes",
+    "backward_passes",
+)
 _PER_IMAGE_COLUMNS = dict(zip(PER_IMAGE, (*HUMAN_MEASURES, "human_dice", "human_iou")))
-TABLE_COLUMNS = ("model", "spec", "n_images", "mapped", "accuracy", "num_classes", "near_chance",
-                 *(f"{m}_{s}" for m in HUMAN_MEASURES for s in ("mean", "sem", "score")), "dice", "iou",
-                 "gaming_gap", "gaming", "forward_passes", "backward_passes")
+TABLE_COLUMNS = (
+    "model",
+    "spec",
+    "n_images",
+    "mapped",
+    "accuracy",
+    "num_classes",
+    "near_chance",
+    *(f"{m}_{s}" for m in HUMAN_MEASURES for s in ("mean", "sem", "score")),
+    "dice",
+    "iou",
+    "gaming_gap",
+    "gaming",
+    "forward_passes",
+    "backward_passes",
+)
 
 
 def human_fingerprint(spec: ModelSpec, config: SweepConfig, stimuli: dict[str, Any]) -> dict[str, Any]:
     """What fixes a model's human-alignment rows: its content, the stimuli's, the batch size and the
     definition's version (raises what ``model_identity`` raises for a missing model file)."""
     model = model_identity(spec.spec, **spec.load_arguments(config.weights, config.num_classes, config.seed))
-    data = {"format": FORMAT, "model": model, "stimuli": stimuli, "batch_size": config.batch_size,
-            "percentile": PERCENTILE}
+    data = {
+        "format": FORMAT,
+        "model": model,
+        "stimuli": stimuli,
+        "batch_size": config.batch_size,
+        "percentile": PERCENTILE,
+    }
     return json.loads(json.dumps(data))
 
 
@@ -96,8 +126,7 @@ class HumanFolder:
 
     def write_model_info(self, logits: np.ndarray) -> None:
         """The width of the model's logits and what they are, from the first scored batch."""
-        write_json(self.model_info, {"num_classes": int(logits.shape[1]),
-                                     "head_activation": output_activation(logits)})
+        write_json(self.model_info, {"num_classes": int(logits.shape[1]), "head_activation": output_activation(logits)})
 
     def read_batch(self, start: int, label: str, ids: Sequence[str]) -> list[dict[str, str]] | None:
         """The rows of the batch at ``start``, or None when not written or cut short; a SweepError when
@@ -110,16 +139,32 @@ class HumanFolder:
             return None  # a half-written file of a killed run: computed again
         rows = read_table(path, SCORE_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(lambda name: f"{path}: holds rows that are not model {label!r} on "
-                                          f"stimuli {ids[0]} .. {ids[-1]}; remove it, or start the "
-                                          f"model over ({name('fresh')})")
+            raise SweepError(
+                lambda name: (
+                    f"{path}: holds rows that are not model {label!r} on "
+                    f"stimuli {ids[0]} .. {ids[-1]}; remove it, or start the "
+                    f"model over ({name('fresh')})"
+                )
+            )
         return rows
 
-    def write_batch(self, start: int, label: str, ids: Sequence[str], labels: Sequence[int],
-                    result: HumanAlignment) -> None:
-        rows = [(label, ids[i], int(labels[i]), int(result.predictions[i]), bool(result.correct[i]),
-                 bool(result.mapped[i]), *(float(getattr(result, key)[i]) for key in PER_IMAGE),
-                 int(result.forward_passes[i]), int(result.backward_passes[i])) for i in range(len(result))]
+    def write_batch(
+        self, start: int, label: str, ids: Sequence[str], labels: Sequence[int], result: HumanAlignment
+    ) -> None:
+        rows = [
+            (
+                label,
+                ids[i],
+                int(labels[i]),
+                int(result.predictions[i]),
+                bool(result.correct[i]),
+                bool(result.mapped[i]),
+                *(float(getattr(result, key)[i]) for key in PER_IMAGE),
+                int(result.forward_passes[i]),
+                int(result.backward_passes[i]),
+            )
+            for i in range(len(result))
+        ]
         write_text(self.batch_path(start), csv_text(SCORE_COLUMNS, rows))
 
     def read_scores(self) -> list[dict[str, str]]:
@@ -131,22 +176,26 @@ class HumanFolder:
     def finish(self, label: str, spec: str, rows: Sequence[dict[str, str]], num_classes: int) -> dict[str, Any]:
         """Write scores.csv and scores.json from every row; returns the summary."""
         write_text(self.scores, csv_text(SCORE_COLUMNS, [[r[c] for c in SCORE_COLUMNS] for r in rows]))
-        summary = {"model": label, "spec": spec,
-                   **summarize_scores(rows, num_classes, self.read_head_activation())}
+        summary = {"model": label, "spec": spec, **summarize_scores(rows, num_classes, self.read_head_activation())}
         write_json(self.summary, summary)
         return summary
 
 
-def summarize_scores(rows: Sequence[dict[str, str]], num_classes: int,
-                     head_activation: str | None = None) -> dict[str, Any]:
+def summarize_scores(
+    rows: Sequence[dict[str, str]], num_classes: int, head_activation: str | None = None
+) -> dict[str, Any]:
     """Per measure ``summarize`` and the alignment score (mean / human ceiling) as ``score``, and under
     ``human`` what ``harmonize evaluate`` reports (``harmonization.alignment.alignment_result``)."""
     mapped = [r for r in rows if r["mapped"] == "True"]
     per_image = {key: np.array([float(r[column]) for r in mapped]) for key, column in _PER_IMAGE_COLUMNS.items()}
-    result = alignment_result(per_image, np.array([r["correct"] == "True" for r in rows]), num_classes,
-                              labels=np.array([int(r["label"]) for r in rows]), head_activation=head_activation)
-    human = {key: value for key, value in result.items()
-             if key not in ("per_image", "spearman", "spearman_log_prob")}
+    result = alignment_result(
+        per_image,
+        np.array([r["correct"] == "True" for r in rows]),
+        num_classes,
+        labels=np.array([int(r["label"]) for r in rows]),
+        head_activation=head_activation,
+    )
+    human = {key: value for key, value in result.items() if key not in ("per_image", "spearman", "spearman_log_prob")}
     human["forward_passes"] = float(np.mean([int(r["forward_passes"]) for r in rows]))
     human["backward_passes"] = float(np.mean([int(r["backward_passes"]) for r in rows]))
     return {
@@ -164,8 +213,9 @@ def merge_into(folder: ModelFolder, human_rows: Sequence[dict[str, str]], human:
         return False
     by_id = {r["image_id"]: r for r in human_rows}
     rows = folder.read_results()
-    merged = [{**r, **{m: by_id[r["image_id"]][m] if r["image_id"] in by_id else "" for m in HUMAN_MEASURES}}
-              for r in rows]
+    merged = [
+        {**r, **{m: by_id[r["image_id"]][m] if r["image_id"] in by_id else "" for m in HUMAN_MEASURES}} for r in rows
+    ]
     extended = {**summary, **{k: human[k] for k in (*HUMAN_MEASURES, "human")}}
     if merged == rows and json.dumps(extended, sort_keys=True) == json.dumps(summary, sort_keys=True):
         return False

@@ -14,6 +14,7 @@ folder, and the shared files are rebuilt under a lock. A model that fails to loa
 recorded in ``failed.json`` and the sweep goes on; a file that cannot be written (a full disk)
 stops the sweep with an :class:`~harmonization.files.OutputError`, keeping every committed batch.
 """
+
 from __future__ import annotations
 
 import gc
@@ -54,12 +55,23 @@ class ModelOutcome:
 
 
 def _error_record(env: Distributed, exc: Exception) -> dict[str, Any]:
-    return {"rank": env.rank, "error_type": type(exc).__name__, "message": " ".join(str(exc).split()),
-            "traceback": "".join(traceback.format_exception(exc, limit=-8))}
+    return {
+        "rank": env.rank,
+        "error_type": type(exc).__name__,
+        "message": " ".join(str(exc).split()),
+        "traceback": "".join(traceback.format_exception(exc, limit=-8)),
+    }
 
 
-def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, env: Distributed,
-               fp: dict[str, Any], denominator: Denominator | None = None) -> ModelOutcome:
+def _run_model(
+    spec: ModelSpec,
+    config: SweepConfig,
+    stimuli: Stimuli,
+    folder: ModelFolder,
+    env: Distributed,
+    fp: dict[str, Any],
+    denominator: Denominator | None = None,
+) -> ModelOutcome:
     summary = folder.read_summary()
     if summary is not None:
         if denominator is not None and env.is_main and summary.get("denominator") != denominator.describe():
@@ -67,14 +79,20 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
         return ModelOutcome(spec.label, config.attack, "cached")
     began = time.perf_counter()
     starts = list(range(0, len(stimuli), config.batch_size))
-    mine = starts[env.rank::env.world_size]
-    todo = [s for s in mine if folder.read_batch(s, spec.label, stimuli.ids[s:s + config.batch_size]) is None]
+    mine = starts[env.rank :: env.world_size]
+    todo = [s for s in mine if folder.read_batch(s, spec.label, stimuli.ids[s : s + config.batch_size]) is None]
     timing = {"load_s": 0.0, "attack_s": 0.0}
     sizes = {s: min(config.batch_size, len(stimuli) - s) for s in mine}
     error = None
-    with tqdm(total=sum(sizes.values()), initial=sum(sizes[s] for s in mine if s not in todo), desc=spec.label,
-              unit="img", position=1, leave=False,
-              disable=not (config.progress and env.is_main and interactive())) as bar:
+    with tqdm(
+        total=sum(sizes.values()),
+        initial=sum(sizes[s] for s in mine if s not in todo),
+        desc=spec.label,
+        unit="img",
+        position=1,
+        leave=False,
+        disable=not (config.progress and env.is_main and interactive()),
+    ) as bar:
         model = None
         try:
             if todo or not folder.model_info.exists():  # model.json also after a run killed before it
@@ -82,8 +100,9 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
                 model = load_checked(spec, config, fp).to(env.device)
                 timing["load_s"] = time.perf_counter() - loading
                 run_batches(model, spec, config, stimuli, folder, todo, env.device, bar, timing)
-                folder.write_model_info({"num_classes": head_width(model, stimuli, env.device),
-                                         "data_config": model.data_config})
+                folder.write_model_info(
+                    {"num_classes": head_width(model, stimuli, env.device), "data_config": model.data_config}
+                )
         except OutputError:
             raise  # not the model's fault: stop, keeping every committed batch
         except Exception as exc:  # a failing model is recorded and the sweep goes on
@@ -98,17 +117,23 @@ def _run_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: M
     if errors:
         first = errors[0]
         if env.is_main:
-            folder.write_failed({"model": spec.label, "spec": spec.spec, "attack": config.attack, "status": "failed",
-                                 **first})
+            folder.write_failed(
+                {"model": spec.label, "spec": spec.spec, "attack": config.attack, "status": "failed", **first}
+            )
         return ModelOutcome(spec.label, config.attack, "failed", f"{first['error_type']}: {first['message']}", timing)
     if env.is_main:
         merge(spec, config, stimuli, folder, fp, timing, denominator)
     return ModelOutcome(spec.label, config.attack, "done", None, timing)
 
 
-def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
-              pairs: Sequence[tuple[str, str]] = (), fresh: bool = False,
-              denominator: Denominator | None = None) -> list[ModelOutcome]:
+def run_sweep(
+    models: Sequence[ModelSpec],
+    config: SweepConfig,
+    out_dir: str | os.PathLike,
+    pairs: Sequence[tuple[str, str]] = (),
+    fresh: bool = False,
+    denominator: Denominator | None = None,
+) -> list[ModelOutcome]:
     """Attack every model on the stimuli and write the results under ``out_dir`` (see ``store.py``).
 
     Raises SweepError (or FileNotFoundError / ValueError for the stimuli) before any attack when
@@ -123,9 +148,14 @@ def run_sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | o
         return _sweep(models, config, out_dir, pairs, fresh, denominator)
 
 
-def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
-           pairs: Sequence[tuple[str, str]], fresh: bool, denominator: Denominator | None,
-           ) -> list[ModelOutcome]:
+def _sweep(
+    models: Sequence[ModelSpec],
+    config: SweepConfig,
+    out_dir: str | os.PathLike,
+    pairs: Sequence[tuple[str, str]],
+    fresh: bool,
+    denominator: Denominator | None,
+) -> list[ModelOutcome]:
     store = SweepFolder(out_dir)
     store.prepare()
     env = Distributed(config.device)
@@ -133,8 +163,12 @@ def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.P
         stimuli = load_stimuli(config.stimuli, limit=config.limit)
         digest = stimuli_digest(stimuli)
         prints = fingerprints(models, config, digest)
-        restart = [spec.slug for spec in models if not isinstance(prints[spec.slug], Exception)
-                   and must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)]
+        restart = [
+            spec.slug
+            for spec in models
+            if not isinstance(prints[spec.slug], Exception)
+            and must_start_over(store.model(spec.slug, config.attack), prints[spec.slug], fresh)
+        ]
         env.gather(None)  # every rank has checked before any folder changes
         if env.is_main:
             for slug in restart:
@@ -145,22 +179,35 @@ def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.P
             count = min(config.keep_maps, len(stimuli))
             if count:
                 part = stimuli.subset(slice(0, count))
-                store.write_preview(part.images.numpy(), part.heatmaps.numpy(), part.labels.numpy(), part.ids,
-                                    digest["sha256"])
+                store.write_preview(
+                    part.images.numpy(), part.heatmaps.numpy(), part.labels.numpy(), part.ids, digest["sha256"]
+                )
             store.record_pairs(pairs)
         env.gather(None)
         outcomes = []
         bars = interactive()  # in a log: one line per model instead (harmonization.console)
-        with tqdm(total=len(models), desc="models", unit="model", position=0,
-                  disable=not (config.progress and env.is_main and bars)) as bar:
+        with tqdm(
+            total=len(models),
+            desc="models",
+            unit="model",
+            position=0,
+            disable=not (config.progress and env.is_main and bars),
+        ) as bar:
             for number, spec in enumerate(models, 1):
                 folder = store.model(spec.slug, config.attack)
                 fp = prints[spec.slug]
                 if isinstance(fp, Exception):
                     outcome = ModelOutcome(spec.label, config.attack, "failed", f"{type(fp).__name__}: {fp}")
                     if env.is_main:
-                        folder.write_failed({"model": spec.label, "spec": spec.spec, "attack": config.attack,
-                                             "status": "failed", **_error_record(env, fp)})
+                        folder.write_failed(
+                            {
+                                "model": spec.label,
+                                "spec": spec.spec,
+                                "attack": config.attack,
+                                "status": "failed",
+                                **_error_record(env, fp),
+                            }
+                        )
                 else:
                     outcome = _run_model(spec, config, stimuli, folder, env, fp, denominator)
                 outcomes.append(outcome)
@@ -168,8 +215,12 @@ def _sweep(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.P
                     store.rebuild_summary()
                     if config.progress and not bars:
                         wall = outcome.timing.get("wall_s")
-                        print(f"[{number}/{len(models)}] {outcome.label} [{outcome.attack}]: {outcome.status}"
-                              + ("" if wall is None else f" ({wall:.0f} s)"), file=sys.stderr, flush=True)
+                        print(
+                            f"[{number}/{len(models)}] {outcome.label} [{outcome.attack}]: {outcome.status}"
+                            + ("" if wall is None else f" ({wall:.0f} s)"),
+                            file=sys.stderr,
+                            flush=True,
+                        )
                 bar.update(1)
         return outcomes
     finally:

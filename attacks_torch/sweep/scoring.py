@@ -8,6 +8,7 @@ the per-image measures in its results.csv and their summaries in its summary.jso
 an older version is extended rather than attacked again. :func:`attack_and_score` is the sweep with
 human alignment. Under ``torchrun`` batch k goes to rank k % WORLD_SIZE and rank 0 merges.
 """
+
 from __future__ import annotations
 
 import gc
@@ -37,8 +38,9 @@ ATTACK = "human"
 """The ``attack`` of the outcomes of :func:`score_models`."""
 
 
-def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, store: SweepFolder, stimuli: Stimuli,
-                  fresh: bool) -> tuple[dict[str, dict[str, Any] | Exception], list[str]]:
+def _fingerprints(
+    models: Sequence[ModelSpec], config: SweepConfig, store: SweepFolder, stimuli: Stimuli, fresh: bool
+) -> tuple[dict[str, dict[str, Any] | Exception], list[str]]:
     """Each model's fingerprint (or the error of a missing model file) and the folders to start over;
     refuses, writing nothing, a folder started with other settings unless ``fresh``."""
     digest = stimuli_digest(stimuli)
@@ -48,13 +50,22 @@ def _fingerprints(models: Sequence[ModelSpec], config: SweepConfig, store: Sweep
             prints[spec.slug] = human_fingerprint(spec, config, digest)
         except (OSError, ValueError) as error:
             prints[spec.slug] = error
-    restart = [slug for slug, fp in prints.items()
-               if not isinstance(fp, Exception) and must_start_over(HumanFolder(store.root, slug), fp, fresh)]
+    restart = [
+        slug
+        for slug, fp in prints.items()
+        if not isinstance(fp, Exception) and must_start_over(HumanFolder(store.root, slug), fp, fresh)
+    ]
     return prints, restart
 
 
-def _prepare(models: Sequence[ModelSpec], config: SweepConfig, store: SweepFolder, stimuli: Stimuli,
-             fresh: bool, env: Distributed) -> dict[str, dict[str, Any] | Exception]:
+def _prepare(
+    models: Sequence[ModelSpec],
+    config: SweepConfig,
+    store: SweepFolder,
+    stimuli: Stimuli,
+    fresh: bool,
+    env: Distributed,
+) -> dict[str, dict[str, Any] | Exception]:
     """:func:`_fingerprints`, then (rank 0) the folders to start over emptied and every config written."""
     prints, restart = _fingerprints(models, config, store, stimuli, fresh)
     env.gather(None)
@@ -68,11 +79,12 @@ def _prepare(models: Sequence[ModelSpec], config: SweepConfig, store: SweepFolde
     return prints
 
 
-def _score_batches(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: HumanFolder,
-                   env: Distributed) -> bool:
+def _score_batches(
+    spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: HumanFolder, env: Distributed
+) -> bool:
     """Computes this rank's missing batches; returns whether there were any."""
-    starts = list(range(0, len(stimuli), config.batch_size))[env.rank::env.world_size]
-    todo = [s for s in starts if folder.read_batch(s, spec.label, stimuli.ids[s:s + config.batch_size]) is None]
+    starts = list(range(0, len(stimuli), config.batch_size))[env.rank :: env.world_size]
+    todo = [s for s in starts if folder.read_batch(s, spec.label, stimuli.ids[s : s + config.batch_size]) is None]
     if not todo:
         return False
     model = load_model(spec.spec, **spec.load_arguments(config.weights, config.num_classes, config.seed))
@@ -94,8 +106,9 @@ def _score_batches(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folde
     return True
 
 
-def _score_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, store: SweepFolder,
-                 env: Distributed) -> ModelOutcome:
+def _score_model(
+    spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, store: SweepFolder, env: Distributed
+) -> ModelOutcome:
     folder = HumanFolder(store.root, spec.slug)
     began, error, computed = time.perf_counter(), None, False
     if folder.read_summary() is None:
@@ -123,8 +136,9 @@ def _score_model(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, store: 
     return ModelOutcome(spec.label, ATTACK, "done" if computed else "cached", None, timing)
 
 
-def score_models(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
-                 fresh: bool = False) -> list[ModelOutcome]:
+def score_models(
+    models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike, fresh: bool = False
+) -> list[ModelOutcome]:
     """Measure every model's human alignment on the stimuli into ``out_dir`` (see the module doc)."""
     store = SweepFolder(out_dir)
     store.prepare()
@@ -146,9 +160,15 @@ def score_models(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str 
         env.close()
 
 
-def attack_and_score(models: Sequence[ModelSpec], config: SweepConfig, out_dir: str | os.PathLike,
-                     pairs: Sequence[tuple[str, str]] = (), fresh: bool = False,
-                     human: bool = True, denominator: Denominator | None = None) -> list[ModelOutcome]:
+def attack_and_score(
+    models: Sequence[ModelSpec],
+    config: SweepConfig,
+    out_dir: str | os.PathLike,
+    pairs: Sequence[tuple[str, str]] = (),
+    fresh: bool = False,
+    human: bool = True,
+    denominator: Denominator | None = None,
+) -> list[ModelOutcome]:
     """``run_sweep``, then (``human``) :func:`score_models` on the models whose attack finished, whose
     per-image measures go into the attack's results.csv and summary. Both folders' fingerprints are
     checked before any attack. Outcomes: the attacks', then the failed human measurements.

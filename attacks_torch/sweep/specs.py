@@ -1,4 +1,5 @@
 """The sweep's model and pair grammar: ``[label=]spec[@checkpoint]`` and ``control=harmonized``."""
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,12 @@ class ModelSpec:
     def load_arguments(self, weights: str, num_classes: int | None, seed: int) -> dict[str, Any]:
         """Keyword arguments of ``load_model`` / ``model_identity`` for this model in a sweep with
         these settings: ``num_classes`` sizes timm heads only (Keras files and lite0 fix their own)."""
-        return {"weights": weights, "checkpoint": self.checkpoint, "seed": seed,
-                "num_classes": num_classes if model_kind(self.spec) == "timm" else None}
+        return {
+            "weights": weights,
+            "checkpoint": self.checkpoint,
+            "seed": seed,
+            "num_classes": num_classes if model_kind(self.spec) == "timm" else None,
+        }
 
 
 def _default_label(spec: str) -> str:
@@ -83,8 +88,7 @@ def _items_text(path: str, field: str) -> str:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        problem = (f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
-                   "save it as UTF-8")
+        problem = f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); save it as UTF-8"
     except OSError as error:
         problem = f"cannot be read ({error.strerror})"
     raise SweepError.about(field, f" {path}: {problem}")
@@ -101,11 +105,14 @@ def parse_models(argument: str) -> list[ModelSpec]:
     seen: dict[str, str] = {}
     for spec in specs:
         if spec.slug.casefold() in RESERVED_NAMES:
-            raise SweepError.about("models", f": label {spec.label!r} is reserved (the sweep "
-                                   f"folder's {spec.slug} file); choose another label")
+            raise SweepError.about(
+                "models",
+                f": label {spec.label!r} is reserved (the sweep folder's {spec.slug} file); choose another label",
+            )
         if spec.slug in seen:
-            raise SweepError.about("models", f": labels {seen[spec.slug]!r} and {spec.label!r} "
-                                   f"share the folder {spec.slug!r}")
+            raise SweepError.about(
+                "models", f": labels {seen[spec.slug]!r} and {spec.label!r} share the folder {spec.slug!r}"
+            )
         seen[spec.slug] = spec.label
     return specs
 

@@ -16,6 +16,7 @@ sees a whole file or none. A file that cannot be read as what it should be raise
 written (the runner computes it again). Each file's columns, and how a table is written and read:
 ``tables.py``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,7 +55,7 @@ def read_all_batches(folder: Any, label: str, ids: Sequence[str], batch_size: in
     images ``ids``, in order; a ``SweepError`` naming the first one missing or cut short."""
     rows: list[dict[str, str]] = []
     for start in range(0, len(ids), batch_size):
-        batch = folder.read_batch(start, label, ids[start:start + batch_size])
+        batch = folder.read_batch(start, label, ids[start : start + batch_size])
         if batch is None:
             raise SweepError(f"{folder.batch_path(start)}: missing or cut short after every rank finished")
         rows.extend(batch)
@@ -117,9 +118,13 @@ class ModelFolder:
             return None  # cut short after the header: computed again
         rows = read_table(path, BATCH_COLUMNS)
         if [r["image_id"] for r in rows] != list(ids) or any(r["model"] != label for r in rows):
-            raise SweepError(lambda name: f"{path}: holds {len(rows)} rows that are not model "
-                                          f"{label!r} on stimuli {ids[0]} .. {ids[-1]}; remove it, "
-                                          f"or start the model over ({name('fresh')})")
+            raise SweepError(
+                lambda name: (
+                    f"{path}: holds {len(rows)} rows that are not model "
+                    f"{label!r} on stimuli {ids[0]} .. {ids[-1]}; remove it, "
+                    f"or start the model over ({name('fresh')})"
+                )
+            )
         return rows
 
     def write_batch(self, start: int, rows: Sequence[Sequence[Any]]) -> None:
@@ -223,14 +228,21 @@ class SweepFolder:
         """The failure records of models that have not finished since."""
         return [r for f in self.model_folders() if not f.summary.exists() and (r := f.read_failed()) is not None]
 
-    def write_preview(self, images: np.ndarray, heatmaps: np.ndarray, labels: np.ndarray, ids: list[str],
-                      stimuli_sha256: str) -> None:
+    def write_preview(
+        self, images: np.ndarray, heatmaps: np.ndarray, labels: np.ndarray, ids: list[str], stimuli_sha256: str
+    ) -> None:
         """The first stimuli, for the report's panels: written when missing or of other stimuli."""
         if self.preview.exists() and (self.read_preview() or {}).get("stimuli_sha256") == stimuli_sha256:
             return
         with atomic_write(self.preview, "wb") as handle:
-            np.savez(handle, images=images, heatmaps=heatmaps, labels=labels, ids=np.array(ids),
-                     stimuli_sha256=np.array(stimuli_sha256))
+            np.savez(
+                handle,
+                images=images,
+                heatmaps=heatmaps,
+                labels=labels,
+                ids=np.array(ids),
+                stimuli_sha256=np.array(stimuli_sha256),
+            )
 
     def read_preview(self) -> dict[str, Any] | None:
         """images, heatmaps, labels, ids of the first stimuli and their set's ``stimuli_sha256``, or None."""

@@ -1,4 +1,5 @@
 """A finished model of the sweep merged: its batches into results.csv, their summary into summary.json."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,12 @@ def summarize_rows(rows: Sequence[dict[str, str]]) -> dict[str, Any]:
     """Counts, measured accuracy and ``summarize`` (mean, sem, ...) of each measure over fooled images."""
     fooled = [r for r in rows if r["fooled"] == "True"]
     n_attacked = sum(r["clean_correct"] == "True" for r in rows)
-    summary: dict[str, Any] = {"n_images": len(rows), "n_attacked": n_attacked, "n_fooled": len(fooled),
-                               "accuracy": n_attacked / len(rows) if rows else math.nan}
+    summary: dict[str, Any] = {
+        "n_images": len(rows),
+        "n_attacked": n_attacked,
+        "n_fooled": len(fooled),
+        "accuracy": n_attacked / len(rows) if rows else math.nan,
+    }
     for measure in MEASURES:
         summary[measure] = summarize([float(r[measure]) for r in fooled])
     return summary
@@ -34,13 +39,31 @@ def over_ceiling(rows: Sequence[dict[str, str]], denominator: Denominator | None
     return {"alignment_over_ceiling": summarize(values), "denominator": denominator.describe()}
 
 
-def merge(spec: ModelSpec, config: SweepConfig, stimuli: Stimuli, folder: ModelFolder, fp: dict[str, Any],
-          timing: dict[str, float], denominator: Denominator | None = None) -> None:
+def merge(
+    spec: ModelSpec,
+    config: SweepConfig,
+    stimuli: Stimuli,
+    folder: ModelFolder,
+    fp: dict[str, Any],
+    timing: dict[str, float],
+    denominator: Denominator | None = None,
+) -> None:
     """Write the model's results.csv from its batch files, then its summary.json."""
     rows = read_all_batches(folder, spec.label, stimuli.ids, config.batch_size)
     folder.write_results(rows)
-    folder.write_summary({"model": spec.label, "spec": spec.spec, "checkpoint": spec.checkpoint,
-                          "attack": config.attack, "norm": config.norm, "status": "done", **summarize_rows(rows),
-                          "num_classes": folder.read_model_info()["num_classes"],
-                          "data_classes": int(stimuli.labels.unique().numel()), "config": fp, "timing": timing,
-                          **over_ceiling(rows, denominator)})
+    folder.write_summary(
+        {
+            "model": spec.label,
+            "spec": spec.spec,
+            "checkpoint": spec.checkpoint,
+            "attack": config.attack,
+            "norm": config.norm,
+            "status": "done",
+            **summarize_rows(rows),
+            "num_classes": folder.read_model_info()["num_classes"],
+            "data_classes": int(stimuli.labels.unique().numel()),
+            "config": fp,
+            "timing": timing,
+            **over_ceiling(rows, denominator),
+        }
+    )

@@ -1,6 +1,7 @@
 """The sweep's tables: the columns and keys of each file of a sweep folder, and how a CSV or JSON
 file of them is written (numbers exactly) and read back (a :class:`SweepError` naming a file that
 is not what it should be). ``store.py`` says where each file lives."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,20 @@ import numpy as np
 
 from attacks_torch.sweep.errors import SweepError
 
-BATCH_COLUMNS = ("model", "image_id", "label", "clean_pred", "clean_correct", "fooled", "eps", "l2", "linf",
-                 "alignment", "attack", "norm")
+BATCH_COLUMNS = (
+    "model",
+    "image_id",
+    "label",
+    "clean_pred",
+    "clean_correct",
+    "fooled",
+    "eps",
+    "l2",
+    "linf",
+    "alignment",
+    "attack",
+    "norm",
+)
 HUMAN_MEASURES = ("human_alignment", "human_alignment_logprob")
 """Per-image Spearman of the logit and the log-probability evaluation saliency with the human map
 (``attacks_torch.human``); empty where not measured."""
@@ -23,13 +36,37 @@ RESULT_COLUMNS = (*BATCH_COLUMNS[:10], *HUMAN_MEASURES, *BATCH_COLUMNS[10:])
 """results.csv: an attack batch's columns with the human alignment beside the adversarial alignment
 (a results.csv with BATCH_COLUMNS, written before human alignment, reads with empty human cells)."""
 MEASURES = ("eps", "l2", "linf", "alignment")
-SUMMARY_KEYS = ("model", "spec", "attack", "norm", "status", "n_images", "n_attacked", "n_fooled", "accuracy",
-                *MEASURES)
-SUMMARY_COLUMNS = ("model", "attack", "norm", "status", "n_images", "n_attacked", "n_fooled", "accuracy",
-                   "num_classes", *(f"{m}_{s}" for m in MEASURES for s in ("mean", "sem")),
-                   *(f"{m}_{s}" for m in HUMAN_MEASURES for s in ("mean", "sem", "score")), "gaming", "spec", "error")
+SUMMARY_KEYS = (
+    "model",
+    "spec",
+    "attack",
+    "norm",
+    "status",
+    "n_images",
+    "n_attacked",
+    "n_fooled",
+    "accuracy",
+    *MEASURES,
+)
+SUMMARY_COLUMNS = (
+    "model",
+    "attack",
+    "norm",
+    "status",
+    "n_images",
+    "n_attacked",
+    "n_fooled",
+    "accuracy",
+    "num_classes",
+    *(f"{m}_{s}" for m in MEASURES for s in ("mean", "sem")),
+    *(f"{m}_{s}" for m in HUMAN_MEASURES for s in ("mean", "sem", "score")),
+    "gaming",
+    "spec",
+    "error",
+)
 FAILED_KEYS = ("model", "attack", "error_type", "message")
 PREVIEW_KEYS = ("images", "heatmaps", "labels", "ids")
+
 
 def _cell(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)):

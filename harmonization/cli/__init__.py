@@ -12,6 +12,7 @@ Exit codes: 0 done (also for a run that was already complete), 2 a bad argument,
 (one line on stderr naming it), 3 a training run stopped by the collapse guard (one line on stderr;
 its history.csv and backup are kept), 130 interrupted by Ctrl-C (one line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,14 @@ COLLAPSED = 3
 INTERRUPTED = 130
 """Exit code after Ctrl-C (SIGINT), as a shell reports it."""
 
-SUBCOMMANDS = (train.add_parser, evaluate.add_parser, mini.add_parser, zoo.add_zoo_parser,
-               zoo.add_check_parser, clickme2.add_parser)
+SUBCOMMANDS = (
+    train.add_parser,
+    evaluate.add_parser,
+    mini.add_parser,
+    zoo.add_zoo_parser,
+    zoo.add_check_parser,
+    clickme2.add_parser,
+)
 """One function per subcommand, each adding its parser (with ``run`` and ``flags`` defaults)."""
 
 
@@ -63,8 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except KeyboardInterrupt:  # files are written atomically: what was written is intact
-        parser.exit(INTERRUPTED, f"{PROG}: interrupted; files written so far are intact "
-                                 "(rerun to resume or redo)\n")
+        parser.exit(INTERRUPTED, f"{PROG}: interrupted; files written so far are intact (rerun to resume or redo)\n")
     except Exception as error:
         failure = _failure(error, args.flags)
         if failure is None:

@@ -1,4 +1,5 @@
 """``python -m harmonization.cli``: the ``harmonize`` command."""
+
 import sys
 
 from harmonization.extras import harmonize

@@ -1,5 +1,6 @@
 """What every ``harmonize`` subcommand shares: its bounds and argument types, display, and the
 refusal of an output that is an input (the parser and number types: ``toolkit``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,17 +48,23 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
     unreliable = " (unreliable: near chance)" if result["near_chance"] else ""
     lines = [f"{title}: {result['count']} images, {result['mapped']} with a human map"]
     if result["near_chance"]:
-        lines.append(f"  WARNING: accuracy {result['accuracy']:.4f} is near chance (below "
-                     f"{result['chance_threshold']:.4f} for {result['num_classes']} classes): the "
-                     "model has not learnt to classify, so its alignment numbers are unreliable")
+        lines.append(
+            f"  WARNING: accuracy {result['accuracy']:.4f} is near chance (below "
+            f"{result['chance_threshold']:.4f} for {result['num_classes']} classes): the "
+            "model has not learnt to classify, so its alignment numbers are unreliable"
+        )
     if result.get("head_wider_than_data"):
-        lines.append(f"  NOTE: the model's head has {result['head_classes']} classes, the evaluated "
-                     f"labels {result['num_classes']}: chance is taken from the labels' "
-                     f"{result['num_classes']}")
+        lines.append(
+            f"  NOTE: the model's head has {result['head_classes']} classes, the evaluated "
+            f"labels {result['num_classes']}: chance is taken from the labels' "
+            f"{result['num_classes']}"
+        )
     if result.get("saliency_of_logits") is False:
-        lines.append("  WARNING: the model's outputs are a softmax of its logits that cannot be "
-                     "removed: its logit saliency is a probability saliency and the gaming check "
-                     "does not compare what it should")
+        lines.append(
+            "  WARNING: the model's outputs are a softmax of its logits that cannot be "
+            "removed: its logit saliency is a probability saliency and the gaming check "
+            "does not compare what it should"
+        )
     lines += [
         f"  accuracy                  {result['accuracy']:.4f}",
         f"  alignment score (logit)   {result['alignment_score']:.4f}   "
@@ -68,8 +75,11 @@ def print_evaluation(title: str, result: dict, conflict: dict | None = None) -> 
         f"  alignment divided by the {result['denominator']['kind']} human ceiling "
         f"({result['denominator']['value']:.4f})",
         f"  gaming gap (logit - log p Spearman) {result['gaming_gap']:+.4f}: "
-        + ("FLAGGED, logit alignment is not backed by the log-probability saliency"
-           if result["gaming"] else f"ok (margin {result['gaming_margin']})"),
+        + (
+            "FLAGGED, logit alignment is not backed by the log-probability saliency"
+            if result["gaming"]
+            else f"ok (margin {result['gaming_margin']})"
+        ),
     ]
     if conflict is not None:
         lines.append(conflict_line(conflict))
@@ -101,5 +111,7 @@ def refuse_input_as_output(flag: str, outputs: Iterable[str], inputs: Iterable[s
     for out in outputs:
         for path in read:
             if _same(out, path):
-                raise UsageError(f"{flag} {out} is an input of this command ({path}): writing there "
-                                 "would destroy it; name another path")
+                raise UsageError(
+                    f"{flag} {out} is an input of this command ({path}): writing there "
+                    "would destroy it; name another path"
+                )

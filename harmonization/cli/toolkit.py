@@ -1,6 +1,7 @@
 """What the ``harmonize`` and ``adv-align`` command lines share: the parser whose errors are one
 line with exit code 2, bounded number types, the names of a parser's flags, and the one-line
 message of an error a command reports (a library error rendered with the command's flag names)."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,12 @@ def _parse(kind: Callable[[str], float], text: str) -> float | None:
         return None
 
 
-def number(kind: Callable[[str], float], low: float, inclusive: bool = True,
-           high: float | None = None) -> Callable[[str], float]:
+def number(
+    kind: Callable[[str], float], low: float, inclusive: bool = True, high: float | None = None
+) -> Callable[[str], float]:
     """An argument type: a finite ``kind`` number >= ``low`` (> ``low`` unless ``inclusive``) and,
     with ``high``, <= ``high``; a refusal names the bound crossed ("0 must be >= 1")."""
+
     def parse(text: str) -> float:
         value = _parse(kind, text)
         if value is None:
@@ -45,11 +48,13 @@ def number(kind: Callable[[str], float], low: float, inclusive: bool = True,
         if high is not None and value > high:
             raise argparse.ArgumentTypeError(f"{text} must be <= {high}")
         return value
+
     return parse
 
 
-def within(kind: Callable[[str], float], low: float, high: float, *, include_low: bool = True,
-           include_high: bool = True) -> Callable[[str], float]:
+def within(
+    kind: Callable[[str], float], low: float, high: float, *, include_low: bool = True, include_high: bool = True
+) -> Callable[[str], float]:
     """An argument type: a finite ``kind`` number between ``low`` and ``high`` (ends included as
     said); a refusal states the whole range ("expected an integer from 1 to 1024, got 0")."""
     if kind is int:
@@ -67,13 +72,13 @@ def within(kind: Callable[[str], float], low: float, high: float, *, include_low
         if not (math.isfinite(value) and above and below):
             raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
         return value
+
     return parse
 
 
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     """{destination: the flag that sets it} for the options of ``parser``."""
-    return {action.dest: max(action.option_strings, key=len)
-            for action in parser._actions if action.option_strings}
+    return {action.dest: max(action.option_strings, key=len) for action in parser._actions if action.option_strings}
 
 
 def one_line(error: BaseException, flags: Mapping[str, str]) -> str | None:

@@ -1,4 +1,5 @@
 """``harmonize zoo`` and ``harmonize check-accuracy``: the published harmonized models."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from harmonization.model_names import parse_published
 
 def add_zoo_parser(commands) -> None:
     """Add the ``zoo`` subcommand: list the published files and where to download them."""
-    listing = commands.add_parser("zoo", help="list the published harmonized models (names, files, "
-                                              "sizes, download location)")
+    listing = commands.add_parser(
+        "zoo", help="list the published harmonized models (names, files, sizes, download location)"
+    )
     listing.add_argument("--json", action="store_true", help="print the table as JSON")
     listing.set_defaults(run=zoo, flags=flag_names(listing))
 
@@ -26,11 +28,16 @@ def zoo(args: argparse.Namespace) -> None:
 def add_check_parser(commands) -> None:
     """Add the ``check-accuracy`` subcommand: a published file's ImageNet top-1 / top-5."""
     check = commands.add_parser(
-        "check-accuracy", help="top-1 / top-5 of a published model on ImageNet validation images, "
-                               "beside the accuracy the Harmonization paper reports")
+        "check-accuracy",
+        help="top-1 / top-5 of a published model on ImageNet validation images, "
+        "beside the accuracy the Harmonization paper reports",
+    )
     check.add_argument("--model", required=True, help="published:NAME:PATH (harmonize zoo lists the names)")
-    check.add_argument("--imagenet-val", required=True,
-                       help="ImageNet validation images: a folder of class folders, or TFRecord shards")
+    check.add_argument(
+        "--imagenet-val",
+        required=True,
+        help="ImageNet validation images: a folder of class folders, or TFRecord shards",
+    )
     check.add_argument("--batch-size", type=positive_int, default=32)
     check.add_argument("--limit", type=positive_int, default=None, help="stop after this many images")
     check.add_argument("--out", default=None, help="also write the result as JSON here")
@@ -46,8 +53,9 @@ def published_model(text: str) -> tuple[str, str]:
     except ValueError as error:
         raise UsageError(str(error)) from None
     if name not in PUBLISHED_NAMES:
-        raise UsageError(f"--model {text!r}: unknown published model {name!r}; "
-                         f"expected one of {', '.join(PUBLISHED_NAMES)}")
+        raise UsageError(
+            f"--model {text!r}: unknown published model {name!r}; expected one of {', '.join(PUBLISHED_NAMES)}"
+        )
     return name, path
 
 
@@ -68,23 +76,34 @@ def check_accuracy(args: argparse.Namespace) -> dict:
 def format_check(result: dict) -> str:
     """The one-paragraph summary ``harmonize check-accuracy`` prints."""
     reported = result["reported_top1"]
-    versus = ("no top-1 reported for this model" if reported is None else
-              f"reported {reported:.1f} (read off the reference's figure, about +-0.5); "
-              f"difference {result['top1_minus_reported']:+.1f}")
-    return (f"{result['model']} ({result['file']}) on {result['images']} ImageNet validation images: "
-            f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%; {versus}")
+    versus = (
+        "no top-1 reported for this model"
+        if reported is None
+        else f"reported {reported:.1f} (read off the reference's figure, about +-0.5); "
+        f"difference {result['top1_minus_reported']:+.1f}"
+    )
+    return (
+        f"{result['model']} ({result['file']}) on {result['images']} ImageNet validation images: "
+        f"top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%; {versus}"
+    )
 
 
 def format_zoo() -> str:
     """The ``harmonize zoo`` listing: the published files, their size, where to download them."""
     from harmonization.models.published import zoo_table
 
-    lines = ["name            file                            size (float32 weights)  reported top-1 / alignment  download"]
+    lines = [
+        "name            file                            size (float32 weights)  reported top-1 / alignment  download"
+    ]
     for row in zoo_table():
-        reported = ("-" if row["reported_top1"] is None
-                    else f"{row['reported_top1']:.1f} / {row['reported_alignment']:.0f}")
-        lines.append(f"{row['name']:15s} {row['file']:31s} about {row['approximate_megabytes']:4d} MB"
-                     f"{'':11s} {reported:27s} {row['url']}")
-    lines.append("Download a file yourself (nothing here downloads), then load it with "
-                 "published:NAME:PATH; any file name works.")
+        reported = (
+            "-" if row["reported_top1"] is None else f"{row['reported_top1']:.1f} / {row['reported_alignment']:.0f}"
+        )
+        lines.append(
+            f"{row['name']:15s} {row['file']:31s} about {row['approximate_megabytes']:4d} MB"
+            f"{'':11s} {reported:27s} {row['url']}"
+        )
+    lines.append(
+        "Download a file yourself (nothing here downloads), then load it with published:NAME:PATH; any file name works."
+    )
     return "\n".join(lines)

@@ -6,6 +6,7 @@ The training reader (``harmonization.data``, tf.data) and the attack reader
 (``attacks_torch.stimuli``, torch) are adapters over this package. Importing it loads neither
 TensorFlow nor torch.
 """
+
 from harmonization.clickme.errors import ClickMeDataError, bad_record
 from harmonization.clickme.example import encode_example, parse_example
 from harmonization.clickme.layout import LAYOUTS, ClickMeRecord, decode_record, unit_range_warning

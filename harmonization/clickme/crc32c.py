@@ -4,6 +4,7 @@ Short inputs (the 8-byte length headers) go through a byte table in Python. Larg
 computed with numpy: the payload is cut into equal chunks whose CRCs advance in parallel, then
 combined with the GF(2) operators that append zeros.
 """
+
 from __future__ import annotations
 
 import functools
@@ -43,7 +44,7 @@ class _Operator:
     def __init__(self, columns: np.ndarray):
         self.columns = columns.astype(np.uint32)  # columns[i] = image of the state 1 << i
         self.tables = [
-            np.bitwise_xor.reduce(np.where(_BITS, self.columns[8 * j: 8 * j + 8], 0), axis=1).astype(np.uint32)
+            np.bitwise_xor.reduce(np.where(_BITS, self.columns[8 * j : 8 * j + 8], 0), axis=1).astype(np.uint32)
             for j in range(4)
         ]
 
@@ -77,7 +78,7 @@ def _crc_raw_numpy(data: np.ndarray) -> int:
     lanes = 1 << max(6, min(13, int(np.log2(max(n, 1))) - 7))  # about 128 bytes per lane: few numpy steps
     chunk = -(-n // lanes)
     padded = np.zeros(lanes * chunk, dtype=np.uint8)
-    padded[lanes * chunk - n:] = data  # leading zeros leave a zero raw state unchanged
+    padded[lanes * chunk - n :] = data  # leading zeros leave a zero raw state unchanged
     columns = np.ascontiguousarray(padded.reshape(lanes, chunk).T)
     state = np.zeros(lanes, dtype=np.uint32)
     for column in columns:

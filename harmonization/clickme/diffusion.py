@@ -5,6 +5,7 @@ convolution with the ``KERNEL_SIZE`` x ``KERNEL_SIZE`` Gaussian of sigma ``KERNE
 TensorFlow's SAME zero padding, bilinear resize back to the image grid. The TensorFlow and the
 torch readers each run these steps in their own framework, from these constants.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """The one error type of bad ClickMe input, and the one-line wording of a bad record."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ An Example is the protobuf message ``Example{features: Features{map<string, Feat
 whose ``Feature`` holds one of a ``BytesList``, ``FloatList`` (float32) or ``Int64List``; this
 module reads and writes that wire format directly.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -41,12 +42,12 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             size, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ClickMeDataError(f"unsupported protobuf wire type {wire}")
         if pos > len(buf):

@@ -4,6 +4,7 @@ A network's head may be wider than the classes its data hold (``--num-classes 10
 test bed); chance is then 1/4, not 1/1000, and a guard that took it from the head would pass a
 network that always answers one class. One pass over the labels (no image is decoded) gives it.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -19,6 +19,7 @@ a JPEG under ``image`` with a 0-based ``label``, or under ``image/encoded`` with
 ``PROBLEMS`` words every way a record can be bad; the numpy reader here and the TensorFlow reader
 (which fills the same templates in its graph) give the same text for the same record.
 """
+
 from __future__ import annotations
 
 import io
@@ -78,7 +79,7 @@ def is_jpeg(data: bytes, channels: int) -> bool:
 
 
 def layout_of(data: bytes, channels: int) -> str | None:
-    """"jpeg", "stimulus" (raw square float32) or None for the bytes of one key."""
+    """ "jpeg", "stimulus" (raw square float32) or None for the bytes of one key."""
     if is_jpeg(data, channels):
         return "jpeg"
     return "stimulus" if raw_side(len(data), channels) > 0 else None
@@ -139,8 +140,7 @@ def _decode_pixels(data: bytes, channels: int) -> np.ndarray:
 def array_problem(image: np.ndarray, heatmap: np.ndarray) -> str | None:
     """The first problem of a decoded image (H, W, 3) and heatmap (H, W), or None."""
     if heatmap.shape != image.shape[:2]:
-        return problem("shape", heatmap="x".join(map(str, heatmap.shape)),
-                       image="x".join(map(str, image.shape[:2])))
+        return problem("shape", heatmap="x".join(map(str, heatmap.shape)), image="x".join(map(str, image.shape[:2])))
     finite_image = bool(np.isfinite(image).all())
     finite_heatmap = bool(np.isfinite(heatmap).all())
     if not finite_image:
@@ -175,5 +175,7 @@ def unit_range_warning(brightest: float, where: str) -> str | None:
     """A warning when the brightest pixel of a [0, 255] set is at most 1 (images stored in [0, 1])."""
     if brightest > UNIT_RANGE_MAX:
         return None
-    return (f"{where}: the brightest pixel is {brightest:g}: these images look like [0, 1] data stored in "
-            f"the [0, 255] layout (models would see near-black images); scale them by 255")
+    return (
+        f"{where}: the brightest pixel is {brightest:g}: these images look like [0, 1] data stored in "
+        f"the [0, 255] layout (models would see near-black images); scale them by 255"
+    )

@@ -4,6 +4,7 @@ A path may be a file, a directory (its ``*.tfrecord*`` files), a glob, or a list
 files come back sorted within each item, in the order of the items, without repeats. A name that
 exists as a file is that file, even when it holds glob characters (``s[12].tfrecords``).
 """
+
 from __future__ import annotations
 
 import glob
@@ -30,8 +31,7 @@ def resolve_shards(paths_or_glob: ShardPaths, what: str) -> list[str]:
     found: list[str] = []
     for item in map(os.fspath, items):
         if os.path.isdir(item):
-            matches = sorted(p for p in glob.glob(os.path.join(glob.escape(item), SHARD_PATTERN))
-                             if os.path.isfile(p))
+            matches = sorted(p for p in glob.glob(os.path.join(glob.escape(item), SHARD_PATTERN)) if os.path.isfile(p))
             if not matches:
                 raise FileNotFoundError(f"no {what} in directory {item!r} (it holds no {SHARD_PATTERN} file)")
         elif os.path.isfile(item):  # a file's literal name wins over reading it as a glob

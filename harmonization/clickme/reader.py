@@ -1,4 +1,5 @@
 """Read ClickMe shards record by record into numpy, with every check of ``layout``."""
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ header (a length of 2**40 with a valid CRC) is reported, naming the record, inst
 memory (TensorFlow's own reader crashes the process on such a header: read shards through
 :func:`scan_headers` first).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,9 @@ def _header_problem(header: bytes, index: int, offset: int, size: int) -> tuple[
         return 0, f"record {index} has a corrupt length header at byte {offset} (not a TFRecord file?)"
     left = size - offset - HEADER_BYTES
     if length + FOOTER_BYTES > left:
-        return length, (f"record {index} is truncated (its header claims {length} bytes, "
-                        f"{max(left, 0)} follow it in the file)")
+        return length, (
+            f"record {index} is truncated (its header claims {length} bytes, {max(left, 0)} follow it in the file)"
+        )
     return length, None
 
 

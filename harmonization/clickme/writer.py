@@ -3,6 +3,7 @@
 Shards are written under temporary names and renamed once all are complete, so a reader never
 sees a partial set, and a failed write (a bad example, a full disk) leaves the folder as it was.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -66,7 +67,10 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 95) -> bytes:
 
 
 def encode_clickme(
-    example: Any, layout: str = "jpeg", where: str = "example", num_classes: int | None = None,
+    example: Any,
+    layout: str = "jpeg",
+    where: str = "example",
+    num_classes: int | None = None,
     quality: int = 95,
 ) -> bytes:
     """One serialized ClickMe ``tf.train.Example`` from a dict {image, heatmap, label}.
@@ -133,8 +137,9 @@ def write_shards(serialized: Iterable[bytes], out_dir: str | os.PathLike, shard_
                 handle = None
         if not temporary:
             raise ValueError(f"no examples to write to {out_dir!r}")
-        final = [os.path.join(out_dir, f"{prefix}-{i:05d}-of-{len(temporary):05d}.tfrecords")
-                 for i in range(len(temporary))]
+        final = [
+            os.path.join(out_dir, f"{prefix}-{i:05d}-of-{len(temporary):05d}.tfrecords") for i in range(len(temporary))
+        ]
         for source, target in zip(temporary, final):
             replace_from(source, target)
         temporary = []
@@ -152,8 +157,13 @@ def write_shards(serialized: Iterable[bytes], out_dir: str | os.PathLike, shard_
 
 
 def write_clickme(
-    examples: Iterable[dict[str, Any]], out_dir: str | os.PathLike, shard_size: int = 256,
-    layout: str = "jpeg", prefix: str = "clickme", num_classes: int | None = None, quality: int = 95,
+    examples: Iterable[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    shard_size: int = 256,
+    layout: str = "jpeg",
+    prefix: str = "clickme",
+    num_classes: int | None = None,
+    quality: int = 95,
 ) -> list[str]:
     """Write examples {"image": (H, W, 3) uint8 (or float in [0, 255]), "heatmap": (H, W) or
     (H, W, 1) uint8 or float (non-negative), "label": int} as ClickMe shards; returns their paths.
@@ -165,14 +175,20 @@ def write_clickme(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    encoded = (encode_clickme(example, layout=layout, where=f"example {i}", num_classes=num_classes,
-                              quality=quality) for i, example in enumerate(examples))
+    encoded = (
+        encode_clickme(example, layout=layout, where=f"example {i}", num_classes=num_classes, quality=quality)
+        for i, example in enumerate(examples)
+    )
     return write_shards(encoded, out_dir, shard_size, prefix)
 
 
 def write_imagenet(
-    images: Iterable[np.ndarray], labels: Iterable[int], out_dir: str | os.PathLike, shard_size: int = 256,
-    prefix: str = "imagenet", quality: int = 95,
+    images: Iterable[np.ndarray],
+    labels: Iterable[int],
+    out_dir: str | os.PathLike,
+    shard_size: int = 256,
+    prefix: str = "imagenet",
+    quality: int = 95,
 ) -> list[str]:
     """Write ImageNet-style shards (JPEG ``image``, 0-based ``label``, no heatmap) for mixing."""
     encoded = (encode_imagenet(image, label, quality=quality) for image, label in zip(images, labels, strict=True))

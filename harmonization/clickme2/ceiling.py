@@ -4,6 +4,7 @@ Each iteration permutes the participants, takes the first ``n // 2`` as one half
 the other, adds ``n // 2`` more maps to each half drawn (with replacement) from that half, averages and blurs each half, brings both to the model frame (resize, centre crop) and
 correlates them (Spearman). The image's ceiling is the mean over iterations (NaN ones left out).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,7 +47,8 @@ def image_rng(settings: Settings, image_id: str) -> np.random.Generator:
 
 def split_half_ceiling(maps: ImageMaps, settings: Settings, rng: np.random.Generator) -> float:
     """Mean split-half Spearman over ``settings.null_iterations`` draws (NaN when none is defined)."""
-    scores = [split_half_score(maps, *split_halves(maps.participants, rng), settings)
-              for _ in range(settings.null_iterations)]
+    scores = [
+        split_half_score(maps, *split_halves(maps.participants, rng), settings) for _ in range(settings.null_iterations)
+    ]
     scores = [score for score in scores if not np.isnan(score)]
     return float(np.mean(scores)) if scores else float("nan")

@@ -6,6 +6,7 @@ Images are written in id order, ``shard_size`` per shard, each shard as its own 
 (its records' ids, labels, ceilings). A rerun with the same input and settings skips the shards
 whose part file exists; the merged ``ceilings.json`` is written last.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,14 +63,23 @@ def _label(image_id: str, names: dict[str, int], path: str, where: str) -> int:
         raise bad_click_file(path, where, f"image {image_id!r} has no class folder (expected CLASS/FILE)")
     folder = image_id.split("/")[0]
     if folder not in names:
-        raise bad_click_file(path, where, f"class {folder!r} of image {image_id!r} is not a class of the "
-                                          "image root (its sub-folders) or of --classes")
+        raise bad_click_file(
+            path,
+            where,
+            f"class {folder!r} of image {image_id!r} is not a class of the "
+            "image root (its sub-folders) or of --classes",
+        )
     return names[folder]
 
 
-def load_items(path: str, image_root: str, settings: Settings, classes: list[str] | None = None,
-               catch_threshold: float = CATCH_THRESHOLD, filter_mobile: bool = True
-               ) -> tuple[list[Item], dict[str, int]]:
+def load_items(
+    path: str,
+    image_root: str,
+    settings: Settings,
+    classes: list[str] | None = None,
+    catch_threshold: float = CATCH_THRESHOLD,
+    filter_mobile: bool = True,
+) -> tuple[list[Item], dict[str, int]]:
     """The images to convert, sorted by id, and the counts of what the filters removed. Every image
     must exist under ``image_root`` (else an error naming the file and row or key)."""
     names = {name: index for index, name in enumerate(_class_names(image_root, classes))}
@@ -110,16 +120,24 @@ def _example(item: Item, image_root: str, settings: Settings, path: str) -> tupl
         if maps is None:
             return None, entry
         heatmap = to_model_frame(maps.mean_map(), settings)
-        entry.update(ceiling=split_half_ceiling(maps, settings, image_rng(settings, item.image_id)),
-                     participants=maps.participants)
+        entry.update(
+            ceiling=split_half_ceiling(maps, settings, image_rng(settings, item.image_id)),
+            participants=maps.participants,
+        )
     pixels = image_in_model_frame(image, frame, settings)
     return {"image": pixels, "heatmap": heatmap.astype(np.float32), "label": item.label}, entry
 
 
 def _fingerprint(path: str, settings: Settings, items: list[Item], layout: str, shard_size: int) -> dict:
     digest = hashlib.sha256("\n".join(f"{item.image_id}\t{item.label}" for item in items).encode()).hexdigest()
-    return {"source": os.path.abspath(path), "settings": settings.as_dict(), "layout": layout,
-            "shard_size": shard_size, "images": len(items), "images_sha256": digest}
+    return {
+        "source": os.path.abspath(path),
+        "settings": settings.as_dict(),
+        "layout": layout,
+        "shard_size": shard_size,
+        "images": len(items),
+        "images_sha256": digest,
+    }
 
 
 def merge_parts(out_dir: str, shards: int, fingerprint: dict) -> dict:
@@ -131,17 +149,32 @@ def merge_parts(out_dir: str, shards: int, fingerprint: dict) -> dict:
             table[SHARD_NAME.format(index=index)] = part["records"]
     ceilings = np.array([r["ceiling"] for records in table.values() for r in records], np.float64)
     finite = ceilings[np.isfinite(ceilings)]
-    result = {"format": "clickme2-ceilings", "version": 1, "metric": "spearman, split-half",
-              "mean_ceiling": float(finite.mean()) if finite.size else float("nan"),
-              "measured": int(finite.size), "records": int(ceilings.size), "shards": table, **fingerprint}
+    result = {
+        "format": "clickme2-ceilings",
+        "version": 1,
+        "metric": "spearman, split-half",
+        "mean_ceiling": float(finite.mean()) if finite.size else float("nan"),
+        "measured": int(finite.size),
+        "records": int(ceilings.size),
+        "shards": table,
+        **fingerprint,
+    }
     write_json(os.path.join(out_dir, CEILINGS), result)
     return result
 
 
-def convert(path: str, image_root: str, out_dir: str, settings: Settings = Settings(),
-            classes: list[str] | None = None, shard_size: int = 256, layout: str = "stimulus",
-            catch_threshold: float = CATCH_THRESHOLD, filter_mobile: bool = True,
-            log: Callable[[str], None] = print) -> dict:
+def convert(
+    path: str,
+    image_root: str,
+    out_dir: str,
+    settings: Settings = Settings(),
+    classes: list[str] | None = None,
+    shard_size: int = 256,
+    layout: str = "stimulus",
+    catch_threshold: float = CATCH_THRESHOLD,
+    filter_mobile: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Convert ``path`` (see the module docstring); returns the ``ceilings.json`` content."""
     from tqdm.auto import tqdm
 
@@ -156,15 +189,22 @@ def convert(path: str, image_root: str, out_dir: str, settings: Settings = Setti
     manifest_path = os.path.join(out_dir, MANIFEST)
     previous = _read_json(manifest_path)
     if previous is not None and previous != fingerprint:
-        raise ValueError(f"{out_dir} holds a conversion of another input or with other settings "
-                         f"(see {manifest_path}): choose another --out")
+        raise ValueError(
+            f"{out_dir} holds a conversion of another input or with other settings "
+            f"(see {manifest_path}): choose another --out"
+        )
     if previous is None:
         write_json(manifest_path, fingerprint)
-    chunks = [items[start:start + shard_size] for start in range(0, len(items), shard_size)]
+    chunks = [items[start : start + shard_size] for start in range(0, len(items), shard_size)]
     done = [os.path.isfile(os.path.join(out_dir, "parts", f"{i:05d}.json")) for i in range(len(chunks))]
     skipped = 0
-    with tqdm(total=len(items), initial=sum(len(c) for c, d in zip(chunks, done) if d), unit="image",
-              desc="clickme2", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(
+        total=len(items),
+        initial=sum(len(c) for c, d in zip(chunks, done) if d),
+        unit="image",
+        desc="clickme2",
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         for index, chunk in enumerate(chunks):
             if done[index]:
                 continue
@@ -178,12 +218,15 @@ def convert(path: str, image_root: str, out_dir: str, settings: Settings = Setti
                 examples.append(example)
                 records.append(entry)
             if examples:
-                write_clickme(examples, out_dir, shard_size=len(examples), layout=layout,
-                              prefix=f"clickme2-{index:05d}")
+                write_clickme(
+                    examples, out_dir, shard_size=len(examples), layout=layout, prefix=f"clickme2-{index:05d}"
+                )
             write_json(os.path.join(out_dir, "parts", f"{index:05d}.json"), {"records": records})
     if skipped:
         log(f"images without a participant with {settings.min_clicks} clicks inside the image (skipped): {skipped}")
     result = merge_parts(out_dir, len(chunks), fingerprint)
-    log(f"wrote {result['records']} images in {len(result['shards'])} shard(s) to {out_dir}; "
-        f"mean split-half ceiling {result['mean_ceiling']:.4f} over {result['measured']} images")
+    log(
+        f"wrote {result['records']} images in {len(result['shards'])} shard(s) to {out_dir}; "
+        f"mean split-half ceiling {result['mean_ceiling']:.4f} over {result['measured']} images"
+    )
     return result

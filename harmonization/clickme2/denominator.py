@@ -1,5 +1,6 @@
 """What an alignment score is divided by: the published constant, a set's measured mean ceiling,
 or each image's own measured ceiling (from a conversion's ``ceilings.json``)."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,7 @@ class Denominator:
             return values / self.value
         positions = np.arange(values.size) if positions is None else np.asarray(positions, np.int64)
         if positions.size and positions.max() >= len(self.per_record):
-            raise ValueError(f"the data hold more records than the {len(self.per_record)} ceilings of "
-                             f"{self.source}")
+            raise ValueError(f"the data hold more records than the {len(self.per_record)} ceilings of {self.source}")
         ceilings = self.per_record[positions]
         usable = np.isfinite(ceilings) & (ceilings > 0)
         return np.where(usable, values / np.where(usable, ceilings, 1.0), np.nan)
@@ -50,8 +50,10 @@ class Denominator:
     def check_count(self, count: int) -> None:
         """Refuse per-image ceilings for data with another number of records."""
         if self.kind == "per-image" and count != len(self.per_record):
-            raise ValueError(f"{self.source} lists {len(self.per_record)} images but the data hold {count} "
-                             "records: pass the shards of that conversion, all of them")
+            raise ValueError(
+                f"{self.source} lists {len(self.per_record)} images but the data hold {count} "
+                "records: pass the shards of that conversion, all of them"
+            )
 
     def describe(self) -> dict:
         """How results record their denominator."""
@@ -62,8 +64,9 @@ class Denominator:
         return described
 
 
-def load_denominator(kind: str = "constant", ceilings: str | os.PathLike | None = None,
-                     shards: list[str] | None = None) -> Denominator:
+def load_denominator(
+    kind: str = "constant", ceilings: str | os.PathLike | None = None, shards: list[str] | None = None
+) -> Denominator:
     """The denominator ``kind``; ``mean`` and ``per-image`` read ``ceilings`` (a conversion's
     ``ceilings.json``) for the records of ``shards`` (paths in reading order; default: all)."""
     if kind not in CEILING_CHOICES:
@@ -85,8 +88,9 @@ def load_denominator(kind: str = "constant", ceilings: str | os.PathLike | None 
     missing = [name for name in names if name not in listed]
     if missing:
         raise ValueError(f"{ceilings} does not list shard {missing[0]}")
-    values = np.array([np.nan if r["ceiling"] is None else r["ceiling"] for name in names for r in listed[name]],
-                      np.float64)
+    values = np.array(
+        [np.nan if r["ceiling"] is None else r["ceiling"] for name in names for r in listed[name]], np.float64
+    )
     finite = values[np.isfinite(values)]
     if not finite.size:
         raise ValueError(f"{ceilings}: no image of these shards has a measured ceiling")

@@ -1,4 +1,5 @@
 """The one error of a bad ClickMe 2 input file: one line naming the file and the row or key."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """The lab's filters, in the lab's order: duplicate submissions, click counts, participants per
 image (docs/clickme2.md lists them with their defaults)."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -83,7 +84,7 @@ def filter_trials(trials: list[Trial], settings: Settings) -> Filtered:
         if len(trial.clicks) <= settings.min_clicks:
             too_few += 1
             continue
-        grouped.setdefault(key, []).append(trial.clicks[:settings.max_clicks])
+        grouped.setdefault(key, []).append(trial.clicks[: settings.max_clicks])
         result.first_row.setdefault(key, trial.where)
     if settings.include or settings.exclude:
         result.counts["rows of images outside --include/--exclude"] = outside
@@ -91,6 +92,7 @@ def filter_trials(trials: list[Trial], settings: Settings) -> Filtered:
     result.counts[f"click lists with {settings.min_clicks} clicks or fewer"] = too_few
     result.images = {key: lists for key, lists in grouped.items() if len(lists) >= settings.min_subjects}
     result.counts["images"] = len(grouped)
-    result.counts[f"images with fewer than {settings.min_subjects} participants (skipped)"] = (
-        len(grouped) - len(result.images))
+    result.counts[f"images with fewer than {settings.min_subjects} participants (skipped)"] = len(grouped) - len(
+        result.images
+    )
     return result

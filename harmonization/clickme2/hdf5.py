@@ -6,6 +6,7 @@ count; a ``metadata`` group.
 Only data stored inside the file is read: a dataset with external storage, a virtual dataset or an
 external link is refused with an error naming the file and key.
 """
+
 from __future__ import annotations
 
 import os

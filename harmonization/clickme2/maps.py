@@ -5,6 +5,7 @@ The blur runs on integer counts with the disc's 0/1 mask, so every blurred parti
 exact integer array (the lab's kernel divides by the disc's pixel count, once per pass: the map
 is ``blurred / disc_area**2``). Exact integers keep Spearman's ties exact in the ceiling.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ def disc_mask(size: int) -> np.ndarray:
     """The 0/1 disc of diameter ``size``: pixels within (size - 1) / 2 of the centre."""
     centre = (size - 1) / 2
     y, x = np.mgrid[:size, :size]
-    return ((x - centre) ** 2 + (y - centre) ** 2 <= centre ** 2).astype(np.int64)
+    return ((x - centre) ** 2 + (y - centre) ** 2 <= centre**2).astype(np.int64)
 
 
 def kernel_size(settings: Settings, frame: tuple[int, int]) -> int:
@@ -84,7 +85,7 @@ def to_model_frame(maps: np.ndarray, settings: Settings) -> np.ndarray:
     top, left = crop_box(maps.shape[-2:], settings.center_crop)
     if top < 0 or left < 0:
         raise ValueError(f"center_crop {settings.center_crop} is larger than the maps {maps.shape[-2:]}")
-    return maps[..., top:top + settings.center_crop[0], left:left + settings.center_crop[1]]
+    return maps[..., top : top + settings.center_crop[0], left : left + settings.center_crop[1]]
 
 
 def image_in_model_frame(image: Image.Image, frame: tuple[int, int], settings: Settings) -> np.ndarray:
@@ -99,7 +100,7 @@ def image_in_model_frame(image: Image.Image, frame: tuple[int, int], settings: S
     if size != (height, width):
         image = image.resize((size[1], size[0]), Image.BILINEAR)
     top, left = crop_box(size, settings.center_crop)
-    return np.asarray(image)[top:top + settings.center_crop[0], left:left + settings.center_crop[1]]
+    return np.asarray(image)[top : top + settings.center_crop[0], left : left + settings.center_crop[1]]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ arrays, i.e. as a pickle. Those are decoded by an unpickler that may build nothi
 dtypes and scalars (plus the plain containers pickle builds without any import); any other callable
 named in the file is refused, so opening a file can never run its code.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,9 +19,12 @@ import numpy as np
 from harmonization.clickme2.errors import bad_click_file
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
 }
 
 
@@ -33,8 +37,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _read_member(handle, key: str, path: str) -> np.ndarray:
     version = np.lib.format.read_magic(handle)
-    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-              else np.lib.format.read_array_header_2_0)(handle)
+    header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(handle)
     dtype = header[2]
     if not dtype.hasobject:
         handle.seek(0)

@@ -6,6 +6,7 @@ A bad row raises ClickFileError naming the file and the line (CSV) or key and ro
 of participants below the catch-trial threshold (and, by default, on a mobile device) are dropped
 here, as the lab drops them when it loads the file; CSV files carry no such columns.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,9 @@ def parse_clicks(text: str, path: str, where: str) -> tuple[tuple[int, int], ...
     text = re.sub(r'[{}"]', "", text)
     if not _CLICKS.fullmatch(text):
         shown = text if len(text) <= 40 else text[:37] + "..."
-        raise bad_click_file(path, where, f"malformed clicks {shown!r} (expected '[(x, y), ...]' "
-                                          "with integer pixel coordinates)")
+        raise bad_click_file(
+            path, where, f"malformed clicks {shown!r} (expected '[(x, y), ...]' with integer pixel coordinates)"
+        )
     return tuple((int(x), int(y)) for x, y in re.findall(_PAIR, text))
 
 
@@ -74,8 +76,9 @@ def read_csv(path: str | os.PathLike) -> ClickTable:
         columns = reader.fieldnames or []
         missing = [name for name in CSV_COLUMNS if name not in columns]
         if missing:
-            raise bad_click_file(path, "line 1", f"missing column(s) {', '.join(missing)} "
-                                                 f"(found: {', '.join(columns) or 'none'})")
+            raise bad_click_file(
+                path, "line 1", f"missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})"
+            )
         rows = []
         for row in reader:
             where = f"line {reader.line_num}"
@@ -84,8 +87,10 @@ def read_csv(path: str | os.PathLike) -> ClickTable:
             rows.append((row.get("timestamp", ""), where, row))
     if "timestamp" in columns:
         rows.sort(key=lambda item: item[0])
-    trials = [Trial(row["image_path"], _user_id(row["user_id"], path, where),
-                    parse_clicks(row["clicks"], path, where), where) for _, where, row in rows]
+    trials = [
+        Trial(row["image_path"], _user_id(row["user_id"], path, where), parse_clicks(row["clicks"], path, where), where)
+        for _, where, row in rows
+    ]
     return ClickTable(path, trials)
 
 
@@ -106,15 +111,19 @@ def _coordinates(value, path: str, key: str, row: int) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def read_npz(path: str | os.PathLike, catch_threshold: float = CATCH_THRESHOLD,
-             filter_mobile: bool = True) -> ClickTable:
+def read_npz(
+    path: str | os.PathLike, catch_threshold: float = CATCH_THRESHOLD, filter_mobile: bool = True
+) -> ClickTable:
     """The trials of a click NPZ whose participant passed the catch trials (and is not mobile)."""
     path = os.fspath(path)
     data = load_npz(path, NPZ_KEYS)
     sizes = {key: len(np.atleast_1d(data[key])) for key in NPZ_KEYS}
     if len(set(sizes.values())) != 1:
-        raise bad_click_file(path, "", "keys hold different numbers of rows: "
-                             + ", ".join(f"{key} {size}" for key, size in sizes.items()))
+        raise bad_click_file(
+            path,
+            "",
+            "keys hold different numbers of rows: " + ", ".join(f"{key} {size}" for key, size in sizes.items()),
+        )
     try:
         catch = np.asarray(data["user_catch_trial"], dtype=np.float64)
     except (TypeError, ValueError):
@@ -130,13 +139,13 @@ def read_npz(path: str | os.PathLike, catch_threshold: float = CATCH_THRESHOLD,
             raise bad_click_file(path, f"row {row}", f"clickmap_x has {xs.size} clicks, clickmap_y {ys.size}")
         where = f"row {row}"
         user = _user_id(data["user_id"][row], path, f"key 'user_id' {where}")
-        trials.append(Trial(str(data["file_pointer"][row]), user,
-                            tuple(zip(xs.tolist(), ys.tolist())), where))
+        trials.append(Trial(str(data["file_pointer"][row]), user, tuple(zip(xs.tolist(), ys.tolist())), where))
     return ClickTable(path, trials, dropped_by_catch=int((~keep).sum()))
 
 
-def read_clicks(path: str | os.PathLike, catch_threshold: float = CATCH_THRESHOLD,
-                filter_mobile: bool = True) -> ClickTable:
+def read_clicks(
+    path: str | os.PathLike, catch_threshold: float = CATCH_THRESHOLD, filter_mobile: bool = True
+) -> ClickTable:
     """A click file by its extension: ``.csv`` or ``.npz``."""
     path = os.fspath(path)
     if path.lower().endswith(".csv"):

@@ -6,15 +6,20 @@ The names load on first use: ``load_clickme``, ``SkipCounter``, ``describe_data_
 ``diffuse_heatmaps`` import TensorFlow; ClickMe-mini and the test beds (``clickme_mini``,
 ``harmonization.data.mini``, ``harmonization.data.testbeds``) and the writers do not.
 """
+
 from __future__ import annotations
 
 import importlib
 
 from harmonization.clickme import ClickMeDataError, encode_clickme, write_clickme, write_imagenet
 
-_LAZY = {"clickme_mini": "harmonization.data.mini", "diffuse_heatmaps": "harmonization.data.diffusion",
-         "SkipCounter": "harmonization.data.reading", "describe_data_error": "harmonization.data.reading",
-         "load_clickme": "harmonization.data.pipeline"}
+_LAZY = {
+    "clickme_mini": "harmonization.data.mini",
+    "diffuse_heatmaps": "harmonization.data.diffusion",
+    "SkipCounter": "harmonization.data.reading",
+    "describe_data_error": "harmonization.data.reading",
+    "load_clickme": "harmonization.data.pipeline",
+}
 
 __all__ = ["ClickMeDataError", "encode_clickme", "write_clickme", "write_imagenet", *_LAZY]
 

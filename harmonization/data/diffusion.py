@@ -3,6 +3,7 @@
 The steps and constants are those of :mod:`harmonization.clickme.diffusion`: bilinear resize to
 64x64, the 10x10 sigma-10 Gaussian blur (sum 1, SAME zero padding), bilinear resize back.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf

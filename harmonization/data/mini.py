@@ -7,6 +7,7 @@ label in ``cue_agreement`` of the train/val/stimuli images and is independent of
 "conflict" split. See docs/clickme-mini.md. ``write_generated`` writes any such generator's splits
 (``harmonization.data.testbeds`` holds more of them).
 """
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,16 @@ def cue_box(size: int, place: int) -> tuple[slice, slice]:
     bottom right) or 4-7 (edge middles: top, bottom, left, right)."""
     patch, inset = max(2, size // 8), max(1, size // 16)
     near, far, middle = inset, size - inset - patch, (size - patch) // 2
-    top, left = [(near, near), (near, far), (far, near), (far, far),
-                 (near, middle), (far, middle), (middle, near), (middle, far)][place]
+    top, left = [
+        (near, near),
+        (near, far),
+        (far, near),
+        (far, far),
+        (near, middle),
+        (far, middle),
+        (middle, near),
+        (middle, far),
+    ][place]
     return slice(top, top + patch), slice(left, left + patch)
 
 
@@ -103,8 +112,9 @@ def _draw(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
 
 
-def _labels_and_cues(rng: np.random.Generator, count: int, num_classes: int,
-                     agreement: float | None) -> tuple[np.ndarray, np.ndarray]:
+def _labels_and_cues(
+    rng: np.random.Generator, count: int, num_classes: int, agreement: float | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced shuffled labels; cues equal to the label with probability ``agreement``, otherwise
     another class (None: the cue is drawn independently of the label)."""
     labels = rng.permutation(np.arange(count) % num_classes)
@@ -114,8 +124,9 @@ def _labels_and_cues(rng: np.random.Generator, count: int, num_classes: int,
     return labels, np.where(rng.random(count) < agreement, labels, other)
 
 
-def _split_examples(rng: np.random.Generator, config: Any, draw: Draw, labels: np.ndarray,
-                    cues: np.ndarray, as_float: bool) -> Iterator[dict]:
+def _split_examples(
+    rng: np.random.Generator, config: Any, draw: Draw, labels: np.ndarray, cues: np.ndarray, as_float: bool
+) -> Iterator[dict]:
     for label, cue in zip(labels, cues):
         image, mask = draw(rng, config.image_size, int(label), int(cue))
         if as_float:  # like the published stimulus set: the map already diffused, as evaluation sees it
@@ -143,8 +154,10 @@ def _existing(out_dir: str, config: Any) -> bool:
     if manifest.get("config") != asdict(config):
         return False
     files = manifest.get("files", {})
-    return all(os.path.isfile(os.path.join(out_dir, name)) and os.path.getsize(os.path.join(out_dir, name)) == size
-               for name, size in files.items())
+    return all(
+        os.path.isfile(os.path.join(out_dir, name)) and os.path.getsize(os.path.join(out_dir, name)) == size
+        for name, size in files.items()
+    )
 
 
 def check_config(config: Any, max_classes: int) -> None:
@@ -153,8 +166,12 @@ def check_config(config: Any, max_classes: int) -> None:
         raise ValueError(f"num_classes must lie in [2, {max_classes}], got {config.num_classes}")
     if config.image_size < 16:
         raise ValueError(f"image_size must be at least 16, got {config.image_size}")
-    sizes = {"train_size": config.train_size, "val_size": config.val_size,
-             "conflict_size": config.conflict_size, "stimuli_per_class": config.stimuli_per_class}
+    sizes = {
+        "train_size": config.train_size,
+        "val_size": config.val_size,
+        "conflict_size": config.conflict_size,
+        "stimuli_per_class": config.stimuli_per_class,
+    }
     for name, value in sizes.items():
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
@@ -163,9 +180,17 @@ def check_config(config: Any, max_classes: int) -> None:
 
 
 def clickme_mini(
-    out_dir: str | os.PathLike, seed: int = 0, image_size: int = 32, num_classes: int = 4,
-    train_size: int = 2000, val_size: int = 400, conflict_size: int = 400, stimuli_per_class: int = 25,
-    cue_agreement: float = 0.9, quality: int = 95, shard_size: int = 500,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    image_size: int = 32,
+    num_classes: int = 4,
+    train_size: int = 2000,
+    val_size: int = 400,
+    conflict_size: int = 400,
+    stimuli_per_class: int = 25,
+    cue_agreement: float = 0.9,
+    quality: int = 95,
+    shard_size: int = 500,
 ) -> dict[str, str | int]:
     """Write ClickMe-mini to ``out_dir`` (instant when a complete set with the same settings is there).
 
@@ -174,8 +199,18 @@ def clickme_mini(
     ``{split}_label`` and ``{split}_cue`` (the cue's class) in file order; and "num_classes" and
     "image_size" as ints. Deterministic from ``seed`` (same seed, same bytes).
     """
-    config = MiniConfig(seed, image_size, num_classes, train_size, val_size, conflict_size,
-                        stimuli_per_class, cue_agreement, quality, shard_size)
+    config = MiniConfig(
+        seed,
+        image_size,
+        num_classes,
+        train_size,
+        val_size,
+        conflict_size,
+        stimuli_per_class,
+        cue_agreement,
+        quality,
+        shard_size,
+    )
     check_config(config, len(SHAPES))
     return write_generated(out_dir, config, _draw)
 
@@ -204,11 +239,20 @@ def write_generated(out_dir: str | os.PathLike, config: Any, draw: Draw) -> dict
         cues[f"{split}_label"], cues[f"{split}_cue"] = labels, split_cues
         layout = "stimulus" if split == "stimuli" else "jpeg"
         examples = _split_examples(rng, config, draw, labels, split_cues, as_float=layout == "stimulus")
-        written += write_clickme(examples, out_dir, shard_size=config.shard_size, layout=layout,
-                                 prefix=split, num_classes=num_classes, quality=config.quality)
+        written += write_clickme(
+            examples,
+            out_dir,
+            shard_size=config.shard_size,
+            layout=layout,
+            prefix=split,
+            num_classes=num_classes,
+            quality=config.quality,
+        )
     with atomic_write(result["cues"], "wb") as handle:
         np.savez(handle, **cues)
     written.append(result["cues"])
-    write_json(manifest_path, {"config": asdict(config),
-                               "files": {os.path.basename(path): os.path.getsize(path) for path in written}})
+    write_json(
+        manifest_path,
+        {"config": asdict(config), "files": {os.path.basename(path): os.path.getsize(path) for path in written}},
+    )
     return result

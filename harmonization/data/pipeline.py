@@ -3,6 +3,7 @@
 Batches follow docs/data-contracts.md: ``image`` float32 (N, S, S, 3) in [0, 255],
 ``heatmap`` float32 (N, S, S, 1) (diffused), ``label`` int64 (N,), ``token`` float32 (N,).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,14 +26,26 @@ LOGGER = logging.getLogger("harmonization.data")
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _evaluation_examples(shards: list[ShardIndex], split: str, *, num_classes: int, image_size: int,
-                         skip_corrupt: bool, counter: SkipCounter, deterministic: bool,
-                         check_data: bool) -> tf.data.Dataset:
+def _evaluation_examples(
+    shards: list[ShardIndex],
+    split: str,
+    *,
+    num_classes: int,
+    image_size: int,
+    skip_corrupt: bool,
+    counter: SkipCounter,
+    deterministic: bool,
+    check_data: bool,
+) -> tf.data.Dataset:
     """(image, heatmap not yet diffused, label, token 1, clicks) per ClickMe record in file order,
     centre-cropped ("val") or resized ("test")."""
     takes = [shard.readable for shard in shards]
-    records = read_records([shard.path for shard in shards], takes, sequential=deterministic,
-                           end_shard_on_damage=skip_corrupt and not check_data)
+    records = read_records(
+        [shard.path for shard in shards],
+        takes,
+        sequential=deterministic,
+        end_shard_on_damage=skip_corrupt and not check_data,
+    )
     decoded = decode_guarded(records, decode_clickme, num_classes)
     examples = enforce(decoded, "ClickMe", skip_corrupt, counter)
     if not skip_corrupt:
@@ -41,13 +54,13 @@ def _evaluation_examples(shards: list[ShardIndex], split: str, *, num_classes: i
 
     def augment(image, heatmap, label, clicks):
         return geometry(image, heatmap, image_size) + (label, tf.constant(1.0), clicks)
+
     return examples.map(augment, num_parallel_calls=AUTOTUNE)
 
 
 def _decode_either(record: tf.Tensor, num_classes: int, token: tf.Tensor, *extra) -> Decoded:
     """A ClickMe record (token 1) or an ImageNet-style one (token 0)."""
-    return tf.cond(token > 0, lambda: decode_clickme(record, num_classes),
-                   lambda: decode_imagenet(record, num_classes))
+    return tf.cond(token > 0, lambda: decode_clickme(record, num_classes), lambda: decode_imagenet(record, num_classes))
 
 
 def _source(example: tuple) -> tf.Tensor:
@@ -56,9 +69,16 @@ def _source(example: tuple) -> tf.Tensor:
     return tf.where(token > 0, clickme, imagenet)
 
 
-def _planned_examples(planned: PlannedRecords, repeat: bool, *, num_classes: int, image_size: int,
-                      crop_area: tuple[float, float], skip_corrupt: bool,
-                      counter: SkipCounter) -> tf.data.Dataset:
+def _planned_examples(
+    planned: PlannedRecords,
+    repeat: bool,
+    *,
+    num_classes: int,
+    image_size: int,
+    crop_area: tuple[float, float],
+    skip_corrupt: bool,
+    counter: SkipCounter,
+) -> tf.data.Dataset:
     """(image, heatmap not yet diffused, label, token, clicks, mixup weight, mixup partner) per
     record of the core's plan, with the core's crop and flip ("train")."""
     decoded = decode_guarded(planned.dataset(repeat), _decode_either, num_classes)
@@ -72,19 +92,24 @@ def _planned_examples(planned: PlannedRecords, repeat: bool, *, num_classes: int
         else:
             image, heatmap = geometry(image, heatmap, image_size)
         return image, heatmap, label, token, clicks, weight, partner
+
     return examples.map(augment, num_parallel_calls=AUTOTUNE)
 
 
 def _mix(batch: dict, num_classes: int, weight: tf.Tensor, partner: tf.Tensor) -> dict:
     """``transforms.mixup`` in the graph, with the core's weights and partners."""
+
     def blend(x: tf.Tensor) -> tf.Tensor:
         w = tf.reshape(weight, [-1] + [1] * (x.shape.rank - 1))
         return w * x + (1.0 - w) * tf.gather(x, partner)
 
     labels = tf.one_hot(batch["label"], num_classes)
-    return {"image": blend(batch["image"]), "heatmap": blend(batch["heatmap"]),
-            "label": blend(labels),
-            "token": batch["token"] * tf.gather(batch["token"], partner)}
+    return {
+        "image": blend(batch["image"]),
+        "heatmap": blend(batch["heatmap"]),
+        "label": blend(labels),
+        "token": batch["token"] * tf.gather(batch["token"], partner),
+    }
 
 
 def load_clickme(
@@ -144,29 +169,31 @@ def load_clickme(
     if mixup is not None and mixup <= 0:
         raise ValueError(f"mixup alpha must be positive, got {mixup}")
     if mixup is not None and repeat and not drop_remainder:
-        raise ValueError("mixup with repeat needs drop_remainder: a batch must not straddle two "
-                         "epochs")
+        raise ValueError("mixup with repeat needs drop_remainder: a batch must not straddle two epochs")
     counter = SkipCounter()
     paths = resolve_shards(paths_or_glob, "ClickMe shard")
     shards = scan_readable(paths, skip_corrupt, check_data, counter)
     warn_if_unit_range(paths, [shard.readable for shard in shards], LOGGER)
-    imagenet = None if mix_with is None else scan_readable(resolve_shards(mix_with, "ImageNet shard (mix_with)"),
-                                                           skip_corrupt, check_data, counter)
+    imagenet = (
+        None
+        if mix_with is None
+        else scan_readable(resolve_shards(mix_with, "ImageNet shard (mix_with)"), skip_corrupt, check_data, counter)
+    )
     shape = dict(num_classes=num_classes, image_size=image_size, skip_corrupt=skip_corrupt, counter=counter)
     planned = split == "train" or mix_with is not None or mixup is not None
     if planned:
         seed = int(np.random.SeedSequence().entropy) if seed is None else int(seed)
         mixed = None if imagenet is None else Records.of(imagenet)
-        plan = PlannedRecords(Records.of(shards), mixed, split, seed,
-                              batch_size, drop_remainder, clickme_fraction, mixup)
+        plan = PlannedRecords(
+            Records.of(shards), mixed, split, seed, batch_size, drop_remainder, clickme_fraction, mixup
+        )
         examples = _planned_examples(plan, repeat, crop_area=crop_area, **shape)
         if not (skip_corrupt or repeat or mix_with is not None):
             total = sum(shard.readable for shard in shards)
             count = total - total % batch_size if drop_remainder else total
             examples = examples.apply(tf.data.experimental.assert_cardinality(count))
     else:
-        examples = _evaluation_examples(shards, split, deterministic=deterministic, check_data=check_data,
-                                        **shape)
+        examples = _evaluation_examples(shards, split, deterministic=deterministic, check_data=check_data, **shape)
         no_mixup = (tf.constant(1.0), tf.constant(0, tf.int64))
         examples = examples.map(lambda *example: example + no_mixup)
         if repeat:

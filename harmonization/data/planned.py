@@ -7,6 +7,7 @@ scan), their token, the core's crop draws and the batch's mixup weights and orde
 cropping, resizing and diffusion then run in the graph as for the other splits, so for the same
 seed this reader and the torch one (``harmonization.inputs.torch_data``) give the same batches.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -35,18 +36,22 @@ class Records:
     def of(cls, shards: list[ShardIndex]) -> Records:
         path = [shard.path for shard in shards for _ in range(shard.readable)]
         index = [i for shard in shards for i in range(shard.readable)]
-        offset = [o for shard in shards for o in shard.offsets[:shard.readable]]
-        return cls(np.asarray(path, object), np.asarray(index, np.int64),
-                   np.asarray(offset, np.int64))
+        offset = [o for shard in shards for o in shard.offsets[: shard.readable]]
+        return cls(np.asarray(path, object), np.asarray(index, np.int64), np.asarray(offset, np.int64))
 
     def __len__(self) -> int:
         return len(self.index)
 
 
-SIGNATURE = (tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64),
-             tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.float32),
-             tf.TensorSpec([None, CROP_DRAWS], tf.float64),
-             tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int64))
+SIGNATURE = (
+    tf.TensorSpec([None], tf.string),
+    tf.TensorSpec([None], tf.int64),
+    tf.TensorSpec([None], tf.string),
+    tf.TensorSpec([None], tf.float32),
+    tf.TensorSpec([None, CROP_DRAWS], tf.float64),
+    tf.TensorSpec([None], tf.float32),
+    tf.TensorSpec([None], tf.int64),
+)
 """(path, index in its shard, serialized record, token, crop draws, mixup weight, mixup partner)
 per record of a chunk."""
 
@@ -70,17 +75,17 @@ class PlannedRecords:
         """The chunks (one batch each) of ``epoch``."""
         epoch = int(epoch)
         imagenet = None if self.imagenet is None else len(self.imagenet)
-        plan = draw_plan(self.seed, self.split, epoch, len(self.clickme), imagenet,
-                         self.clickme_fraction)
+        plan = draw_plan(self.seed, self.split, epoch, len(self.clickme), imagenet, self.clickme_fraction)
         count = len(plan) - len(plan) % self.batch_size if self.drop_remainder else len(plan)
         for index, start in enumerate(range(0, count, self.batch_size)):
             positions = range(start, min(start + self.batch_size, count))
-            rows = [(self.clickme if plan.token[p] else self.imagenet, int(plan.record[p]))
-                    for p in positions]
+            rows = [(self.clickme if plan.token[p] else self.imagenet, int(plan.record[p])) for p in positions]
             paths = [records.path[row] for records, row in rows]
             indices = np.array([records.index[row] for records, row in rows], np.int64)
-            payloads = [read_payload(path, int(records.offset[row]), int(number), check_data=False)
-                        for path, (records, row), number in zip(paths, rows, indices)]
+            payloads = [
+                read_payload(path, int(records.offset[row]), int(number), check_data=False)
+                for path, (records, row), number in zip(paths, rows, indices)
+            ]
             if self.split == "train":
                 draws = np.stack([crop_draws(self.seed, epoch, p) for p in positions])
             else:
@@ -89,20 +94,25 @@ class PlannedRecords:
                 weight, order = np.ones(len(positions), np.float32), np.arange(len(positions))
             else:
                 weight, order = mixup_draws(self.seed, epoch, index, 0, len(positions), self.mixup)
-            yield (np.asarray(paths, object), indices, np.asarray(payloads, object),
-                   plan.token[start:start + len(positions)], draws, weight, order.astype(np.int64))
+            yield (
+                np.asarray(paths, object),
+                indices,
+                np.asarray(payloads, object),
+                plan.token[start : start + len(positions)],
+                draws,
+                weight,
+                order.astype(np.int64),
+            )
 
     def dataset(self, repeat: bool) -> tf.data.Dataset:
         """Epochs 0, 1, ... without end when ``repeat``; else one epoch per iteration, the next
         epoch at each new iteration (as ``reshuffle_each_iteration``)."""
         if repeat:
             chunks = tf.data.Dataset.counter().flat_map(
-                lambda epoch: tf.data.Dataset.from_generator(self.epoch, args=(epoch,),
-                                                             output_signature=SIGNATURE))
-            chunks = chunks.apply(
-                tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+                lambda epoch: tf.data.Dataset.from_generator(self.epoch, args=(epoch,), output_signature=SIGNATURE)
+            )
+            chunks = chunks.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         else:
             epochs = itertools.count()
-            chunks = tf.data.Dataset.from_generator(lambda: self.epoch(next(epochs)),
-                                                    output_signature=SIGNATURE)
+            chunks = tf.data.Dataset.from_generator(lambda: self.epoch(next(epochs)), output_signature=SIGNATURE)
         return chunks.unbatch()

@@ -3,6 +3,7 @@ records read in parallel with their file and index, decoded with a problem text 
 then stopped at or skipped and counted (``SkipCounter``); ``describe_data_error`` finds the one-line
 "bad ... record" text inside the TensorFlow error that stops iteration.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,9 @@ class SkipCounter:
 
     def record_skip(self, message: tf.Tensor) -> tf.Tensor:
         """Graph side: count one skipped record and log ``message``; returns False (drop it)."""
-        with tf.control_dependencies([self._in_records.assign_add(1),
-                                      tf.print("harmonization.data: skipped", message, output_stream=sys.stderr)]):
+        with tf.control_dependencies(
+            [self._in_records.assign_add(1), tf.print("harmonization.data: skipped", message, output_stream=sys.stderr)]
+        ):
             return tf.constant(False)
 
     def __repr__(self) -> str:
@@ -72,14 +74,12 @@ def scan_readable(paths: list[str], skip_corrupt: bool, check_data: bool, counte
                 raise ClickMeDataError(f"{path}: {index.error} (skip_corrupt=True skips it)")
             lost = index.count - index.readable
             counter.in_shards += lost
-            LOGGER.warning("skipping %d record(s) of %s: %s (TFRecord cannot resume after it)",
-                           lost, path, index.error)
+            LOGGER.warning("skipping %d record(s) of %s: %s (TFRecord cannot resume after it)", lost, path, index.error)
         counts.append(index)
     return counts
 
 
-def read_records(paths: list[str], takes: list[int], sequential: bool,
-                 end_shard_on_damage: bool) -> tf.data.Dataset:
+def read_records(paths: list[str], takes: list[int], sequential: bool, end_shard_on_damage: bool) -> tf.data.Dataset:
     """(path, index in its shard, serialized record) in file order, shards read in parallel unless
     ``sequential``.
 
@@ -96,8 +96,9 @@ def read_records(paths: list[str], takes: list[int], sequential: bool,
 
     if sequential:
         return files.flat_map(read)
-    return files.interleave(read, cycle_length=min(len(paths), _MAX_PARALLEL_FILES), block_length=1,
-                            num_parallel_calls=AUTOTUNE)
+    return files.interleave(
+        read, cycle_length=min(len(paths), _MAX_PARALLEL_FILES), block_length=1, num_parallel_calls=AUTOTUNE
+    )
 
 
 def decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int) -> tf.data.Dataset:
@@ -109,31 +110,45 @@ def decode_guarded(records: tf.data.Dataset, decode: Callable, num_classes: int)
     def guarded(path: tf.Tensor, index: tf.Tensor, record: tf.Tensor, *extra) -> tf.data.Dataset:
         decoded = tf.data.Dataset.from_tensors(record).map(lambda r: decode(r, num_classes, *extra)).ignore_errors()
         fallback = tf.data.Dataset.from_tensors(
-            (tf.constant(undecodable), tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1]), tf.constant(-1, tf.int64),
-             tf.constant(False)))
+            (
+                tf.constant(undecodable),
+                tf.zeros([0, 0, 3]),
+                tf.zeros([0, 0, 1]),
+                tf.constant(-1, tf.int64),
+                tf.constant(False),
+            )
+        )
         return decoded.concatenate(fallback).take(1).map(lambda *item: (path, index) + item + extra)
 
-    return records.interleave(guarded, cycle_length=_MAX_PARALLEL_FILES, block_length=1,
-                              num_parallel_calls=AUTOTUNE)
+    return records.interleave(guarded, cycle_length=_MAX_PARALLEL_FILES, block_length=1, num_parallel_calls=AUTOTUNE)
 
 
-def enforce(decoded: tf.data.Dataset, source: str | Callable, skip_corrupt: bool,
-            counter: SkipCounter) -> tf.data.Dataset:
+def enforce(
+    decoded: tf.data.Dataset, source: str | Callable, skip_corrupt: bool, counter: SkipCounter
+) -> tf.data.Dataset:
     """Stop at (or, with skip_corrupt, skip and count) each record whose problem text is not empty.
     ``source``: the records' kind ("ClickMe"), or a function of the example giving its prefix."""
+
     def message(path: tf.Tensor, index: tf.Tensor, problem: tf.Tensor, example: tuple) -> tf.Tensor:
         prefix = RECORD_PREFIX.format(source=source) if isinstance(source, str) else source(example)
         return tf.strings.join([prefix, path, " record ", tf.strings.as_string(index), ": ", problem])
 
     if skip_corrupt:
+
         def keep(path, index, problem, *example):
-            return tf.cond(problem == "", lambda: tf.constant(True),
-                           lambda: counter.record_skip(message(path, index, problem, example)))
+            return tf.cond(
+                problem == "",
+                lambda: tf.constant(True),
+                lambda: counter.record_skip(message(path, index, problem, example)),
+            )
+
         checked = decoded.filter(keep)
     else:
+
         def check(path, index, problem, *example):
             assertion = tf.debugging.Assert(problem == "", [message(path, index, problem, example)])
             with tf.control_dependencies([assertion]):
                 return (path, index, tf.identity(problem), *example)
+
         checked = decoded.map(check)
     return checked.map(lambda path, index, problem, *example: example)

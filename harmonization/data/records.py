@@ -9,6 +9,7 @@ both readers see the same pixels.
 Decoding never raises on a bad record that can be recognised as bad: it returns a non-empty
 ``problem`` string instead, so the pipeline can name the file and record and then stop or skip.
 """
+
 from __future__ import annotations
 
 import string
@@ -89,6 +90,7 @@ def _is_jpeg(data: tf.Tensor, channels: int | None = None) -> tf.Tensor:
 
 def _decode_pixels(data: tf.Tensor, channels: int) -> tf.Tensor:
     """JPEG or raw square float32 bytes -> float32 (H, W, channels)."""
+
     def raw() -> tf.Tensor:
         side = _raw_side(data, channels)
         return tf.reshape(tf.io.decode_raw(data, tf.float32, little_endian=True), [side, side, channels])
@@ -150,8 +152,10 @@ def decode_clickme(serialized: tf.Tensor, num_classes: int) -> Decoded:
         finite_image = tf.reduce_all(tf.math.is_finite(image))
         finite_heatmap = tf.reduce_all(tf.math.is_finite(heatmap))
         checks = [
-            (tf.reduce_any(tf.shape(image)[:2] != tf.shape(heatmap)[:2]),
-             _text("shape", heatmap=_shape_text(heatmap), image=_shape_text(image))),
+            (
+                tf.reduce_any(tf.shape(image)[:2] != tf.shape(heatmap)[:2]),
+                _text("shape", heatmap=_shape_text(heatmap), image=_shape_text(image)),
+            ),
             (~finite_image, _text("image non-finite")),
             (~finite_heatmap, _text("heatmap non-finite")),
             (finite_image & ((tf.reduce_min(image) < 0.0) | (tf.reduce_max(image) > PIXEL_MAX)), _text("range")),
@@ -179,16 +183,18 @@ def decode_imagenet(serialized: tf.Tensor, num_classes: int) -> Decoded:
     count = tf.size(values)
     data = tf.cond(count > 0, lambda: values[0], lambda: tf.constant(b""))
     label_problems, label = _label_problems(labels, num_classes, "label")
-    problem = _first([
-        (count == 0, f"missing key '{_PLAIN_IMAGE}' (or '{_SLIM_IMAGE}')"),
-        (count > 1, _text("count", key=_PLAIN_IMAGE, count=count)),
-        (~_is_jpeg(data), "'image' is not a JPEG"),
-    ] + label_problems)
+    problem = _first(
+        [
+            (count == 0, f"missing key '{_PLAIN_IMAGE}' (or '{_SLIM_IMAGE}')"),
+            (count > 1, _text("count", key=_PLAIN_IMAGE, count=count)),
+            (~_is_jpeg(data), "'image' is not a JPEG"),
+        ]
+        + label_problems
+    )
 
     def decode() -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.cast(tf.io.decode_jpeg(data, channels=IMAGE_CHANNELS, dct_method="INTEGER_ACCURATE"), tf.float32)
         return image, tf.zeros_like(image[..., :1])
 
-    image, heatmap = tf.cond(problem == "", decode,
-                             lambda: (tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1])))
+    image, heatmap = tf.cond(problem == "", decode, lambda: (tf.zeros([0, 0, 3]), tf.zeros([0, 0, 1])))
     return problem, image, heatmap, label, tf.constant(False)

@@ -5,6 +5,7 @@ A damaged shard is reported with its file name and record index before training 
 of mid-epoch as a bare ``corrupted record at <offset>`` (and a hostile length header, which crashes
 TensorFlow's reader, never reaches it).
 """
+
 from __future__ import annotations
 
 import bisect

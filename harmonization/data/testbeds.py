@@ -19,6 +19,7 @@ as real shards in ClickMe-mini's splits and layouts (train, val, conflict in the
 stimuli in the raw float32 one), so ``harmonize train / evaluate`` and ``adv-align attack`` run on
 them; deterministic per seed.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,9 @@ class _Look:
     noise: float
 
 
-def _object(rng: np.random.Generator, look: _Look, size: int, label: int, center: np.ndarray,
-            radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _object(
+    rng: np.random.Generator, look: _Look, size: int, label: int, center: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Float image of background and object (no noise yet), the object's boolean mask, and the
     background's colour."""
     mask = shape_mask(SHAPES.index(look.shapes[label]), size, (center[0], center[1]), radius)
@@ -65,14 +67,14 @@ def _object(rng: np.random.Generator, look: _Look, size: int, label: int, center
     return image, mask, background
 
 
-def _finish(rng: np.random.Generator, look: _Look, image: np.ndarray,
-            mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _finish(
+    rng: np.random.Generator, look: _Look, image: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     image = image + rng.normal(0.0, look.noise, image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask.astype(np.uint8) * 255
 
 
-EDGES = _Look(("disk", "triangle", "ring", "diamond", "frame", "x"), (0.17, 0.22), (40, 100),
-              (30, 50), 14.0)
+EDGES = _Look(("disk", "triangle", "ring", "diamond", "frame", "x"), (0.17, 0.22), (40, 100), (30, 50), 14.0)
 EDGE_LINE_CONTRAST = (70, 110)  # above the background: brighter than the faint objects
 
 
@@ -81,8 +83,14 @@ def edge_line(size: int, place: int) -> tuple[slice, slice]:
     edge, the same of the bottom edge, the middle of the left edge, of the right edge."""
     thick, half, inset = max(1, size // 16), size // 2 - 2, 1
     near, far = inset, size - inset - thick
-    spans = [(near, 2, True), (near, size - 2 - half, True), (far, 2, True), (far, size - 2 - half, True),
-             (near, (size - half) // 2, False), (far, (size - half) // 2, False)]
+    spans = [
+        (near, 2, True),
+        (near, size - 2 - half, True),
+        (far, 2, True),
+        (far, size - 2 - half, True),
+        (near, (size - half) // 2, False),
+        (far, (size - half) // 2, False),
+    ]
     fixed, start, horizontal = spans[place]
     line, across = slice(start, start + half), slice(fixed, fixed + thick)
     return (across, line) if horizontal else (line, across)
@@ -91,8 +99,7 @@ def edge_line(size: int, place: int) -> tuple[slice, slice]:
 def _draw_edges(rng: np.random.Generator, size: int, label: int, cue: int) -> tuple[np.ndarray, np.ndarray]:
     radius = size * rng.uniform(*EDGES.radius)
     margin = radius + max(1, size // 16) + 2  # clear of every border line
-    image, mask, background = _object(rng, EDGES, size, label, rng.uniform(margin, size - margin, 2),
-                                      radius)
+    image, mask, background = _object(rng, EDGES, size, label, rng.uniform(margin, size - margin, 2), radius)
     rows, cols = edge_line(size, cue)
     image[rows, cols] = background + rng.uniform(*EDGE_LINE_CONTRAST)
     return _finish(rng, EDGES, image, mask)
@@ -127,12 +134,15 @@ def _draw_neighbour(rng: np.random.Generator, size: int, label: int, cue: int) -
     center = rng.uniform(low, high)
     image, mask, _ = _object(rng, NEIGHBOUR, size, label, center, radius)
     middle = np.rint(center + direction * (radius + DOT_GAP + dot / 2) - dot / 2).astype(int)
-    image[middle[0]:middle[0] + dot, middle[1]:middle[1] + dot] = image[mask][0]
+    image[middle[0] : middle[0] + dot, middle[1] : middle[1] + dot] = image[mask][0]
     return _finish(rng, NEIGHBOUR, image, mask)
 
 
 _DRAW: dict[str, tuple[Callable, int]] = {
-    "edges": (_draw_edges, 6), "stripes": (_draw_stripes, 4), "neighbour": (_draw_neighbour, 4)}
+    "edges": (_draw_edges, 6),
+    "stripes": (_draw_stripes, 4),
+    "neighbour": (_draw_neighbour, 4),
+}
 DEFAULT_CLASSES = {"mini": 4, "edges": 6, "stripes": 3, "neighbour": 4}
 
 
@@ -148,8 +158,16 @@ def write_testbed(kind: str, out: str | os.PathLike, seed: int = 0, **options) -
     options = {"num_classes": DEFAULT_CLASSES[kind], **options}
     if kind == "mini":
         return clickme_mini(out, seed=seed, **options)
-    settings = dict(image_size=32, train_size=2000, val_size=400, conflict_size=400,
-                    stimuli_per_class=25, cue_agreement=0.9, quality=95, shard_size=500)
+    settings = dict(
+        image_size=32,
+        train_size=2000,
+        val_size=400,
+        conflict_size=400,
+        stimuli_per_class=25,
+        cue_agreement=0.9,
+        quality=95,
+        shard_size=500,
+    )
     unknown = set(options) - set(settings) - {"num_classes"}
     if unknown:
         raise ValueError(f"unknown test bed option(s): {', '.join(sorted(unknown))}")

@@ -3,6 +3,7 @@
 mixup, deterministic per seed) and its ``torch.utils.data`` adapter (``harmonization.inputs.torch_data``,
 imported on demand). Importing this package loads neither TensorFlow nor torch.
 """
+
 from harmonization.inputs.core import ClickMeInputs, Plan
 
 __all__ = ["ClickMeInputs", "Plan"]

@@ -9,6 +9,7 @@ several processes, global batch ``k`` is ``world * batch_size`` consecutive exam
 process ``rank`` takes its ``rank``-th ``batch_size`` slice: the processes together see what one
 process with the global batch sees. The torch adapter is ``harmonization.inputs.torch_data``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,15 @@ class Plan:
         return len(self.record)
 
 
-def check_arguments(split: str, batch_size: int, image_size: int, num_classes: int, mixing: bool,
-                    clickme_fraction: float, crop_area: tuple[float, float]) -> None:
+def check_arguments(
+    split: str,
+    batch_size: int,
+    image_size: int,
+    num_classes: int,
+    mixing: bool,
+    clickme_fraction: float,
+    crop_area: tuple[float, float],
+) -> None:
     """Refuse (ValueError) reader arguments that cannot be read; both readers (this core and the
     tf.data pipeline) check with it."""
     if split not in SPLITS:
@@ -70,13 +78,24 @@ class ClickMeInputs:
     warning when the first record of every shard looks like [0, 1] data.
     """
 
-    def __init__(self, paths: ShardPaths, split: str = "train", batch_size: int = 32, image_size: int = 224,
-                 num_classes: int = 1000, *, seed: int = 0, diffuse: bool = True,
-                 mix_with: ShardPaths | None = None, clickme_fraction: float = 0.2,
-                 crop_area: tuple[float, float] = (0.08, 1.0), drop_remainder: bool | None = None,
-                 mixup: float | None = None, check_data: bool = True):
-        check_arguments(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction,
-                        crop_area)
+    def __init__(
+        self,
+        paths: ShardPaths,
+        split: str = "train",
+        batch_size: int = 32,
+        image_size: int = 224,
+        num_classes: int = 1000,
+        *,
+        seed: int = 0,
+        diffuse: bool = True,
+        mix_with: ShardPaths | None = None,
+        clickme_fraction: float = 0.2,
+        crop_area: tuple[float, float] = (0.08, 1.0),
+        drop_remainder: bool | None = None,
+        mixup: float | None = None,
+        check_data: bool = True,
+    ):
+        check_arguments(split, batch_size, image_size, num_classes, mix_with is not None, clickme_fraction, crop_area)
         if mixup is not None and mixup <= 0:
             raise ValueError(f"mixup alpha must be positive, got {mixup}")
         self.split, self.batch_size, self.image_size = split, batch_size, image_size
@@ -85,18 +104,24 @@ class ClickMeInputs:
         self.drop_remainder = split == "train" if drop_remainder is None else drop_remainder
         self.check_data = check_data
         self.clickme: Shards = index_shards(paths, "ClickMe shard")
-        self.imagenet: Shards | None = (None if mix_with is None
-                                        else index_shards(mix_with, "ImageNet shard (mix_with)"))
+        self.imagenet: Shards | None = None if mix_with is None else index_shards(mix_with, "ImageNet shard (mix_with)")
         for shards in (self.clickme, self.imagenet):
             if shards is not None and not len(shards):
                 raise ClickMeDataError(f"{', '.join(shards.paths)}: the shards hold no records")
-        warn_if_unit_range(self.clickme.paths, np.bincount(self.clickme.shard, minlength=len(self.clickme.paths)),
-                           LOGGER)
+        warn_if_unit_range(
+            self.clickme.paths, np.bincount(self.clickme.shard, minlength=len(self.clickme.paths)), LOGGER
+        )
 
     def plan(self, epoch: int = 0) -> Plan:
         """The records of ``epoch``, in order."""
-        return draw_plan(self.seed, self.split, epoch, len(self.clickme),
-                         None if self.imagenet is None else len(self.imagenet), self.clickme_fraction)
+        return draw_plan(
+            self.seed,
+            self.split,
+            epoch,
+            len(self.clickme),
+            None if self.imagenet is None else len(self.imagenet),
+            self.clickme_fraction,
+        )
 
     def num_batches(self, plan: Plan, rank: int = 0, world_size: int = 1) -> int:
         """Batches process ``rank`` of ``world_size`` takes from an epoch of ``plan`` (global
@@ -117,8 +142,9 @@ class ClickMeInputs:
         if self.split == "train":
             draws = crop_draws(self.seed, epoch, position)
             window = transforms.window_from_draws(draws, *image.shape[:2], area_range=self.crop_area)
-            image, heatmap = transforms.crop_resize_flip(image, heatmap, window,
-                                                         transforms.flip_from_draws(draws), size)
+            image, heatmap = transforms.crop_resize_flip(
+                image, heatmap, window, transforms.flip_from_draws(draws), size
+            )
         elif self.split == "val":
             image, heatmap = transforms.center_crop(image, heatmap, size)
         else:
@@ -130,13 +156,17 @@ class ClickMeInputs:
     def batch(self, plan: Plan, epoch: int, index: int, rank: int = 0, world_size: int = 1) -> dict:
         """Process ``rank``'s share of global batch ``index`` of ``epoch`` (see ``num_batches``)."""
         start = (index * world_size + rank) * self.batch_size
-        examples = [self.example(plan, epoch, position)
-                    for position in range(start, min(start + self.batch_size, len(plan)))]
+        examples = [
+            self.example(plan, epoch, position) for position in range(start, min(start + self.batch_size, len(plan)))
+        ]
         if not examples:
             raise IndexError(f"batch {index} of process {rank}/{world_size}: past the end of the epoch")
-        batch = {"image": np.stack([e[0] for e in examples]), "heatmap": np.stack([e[1] for e in examples]),
-                 "label": np.array([e[2] for e in examples], np.int64),
-                 "token": plan.token[start:start + len(examples)].copy()}
+        batch = {
+            "image": np.stack([e[0] for e in examples]),
+            "heatmap": np.stack([e[1] for e in examples]),
+            "label": np.array([e[2] for e in examples], np.int64),
+            "token": plan.token[start : start + len(examples)].copy(),
+        }
         if self.mixup is not None:
             weight, order = mixup_draws(self.seed, epoch, index, rank, len(examples), self.mixup)
             batch = transforms.mixup(batch, self.num_classes, weight, order)
@@ -153,26 +183,28 @@ def _order(seed: int, split: str, count: int, epoch: int, stream: int) -> np.nda
     return _rng(seed, _ORDER, epoch, stream).permutation(count)
 
 
-def draw_plan(seed: int, split: str, epoch: int, clickme_count: int, imagenet_count: int | None,
-              clickme_fraction: float) -> Plan:
+def draw_plan(
+    seed: int, split: str, epoch: int, clickme_count: int, imagenet_count: int | None, clickme_fraction: float
+) -> Plan:
     """The plan of ``epoch`` over ``clickme_count`` ClickMe records (and ``imagenet_count``
     ImageNet-style ones when mixing): every reader of the same records draws the same one."""
     clickme = _order(seed, split, clickme_count, epoch, 0)
     if imagenet_count is None:
         return Plan(np.ones(len(clickme), np.float32), clickme)
     imagenet = _order(seed, split, imagenet_count, epoch, 1)
-    picks = _rng(seed, _ORDER, epoch, 2).random(
-        int(len(imagenet) / (1 - clickme_fraction) * 1.5) + 64) < clickme_fraction
+    picks = (
+        _rng(seed, _ORDER, epoch, 2).random(int(len(imagenet) / (1 - clickme_fraction) * 1.5) + 64) < clickme_fraction
+    )
     while np.count_nonzero(~picks) < len(imagenet):
-        picks = np.concatenate([picks, _rng(seed, _ORDER, epoch, 2, len(picks)).random(len(picks))
-                                < clickme_fraction])
-    picks = picks[:np.flatnonzero(~picks)[len(imagenet) - 1] + 1] if len(imagenet) else picks[:0]
+        picks = np.concatenate([picks, _rng(seed, _ORDER, epoch, 2, len(picks)).random(len(picks)) < clickme_fraction])
+    picks = picks[: np.flatnonzero(~picks)[len(imagenet) - 1] + 1] if len(imagenet) else picks[:0]
     record = np.empty(len(picks), np.int64)
     record[~picks] = imagenet
     taken = np.count_nonzero(picks)
     repeats = -(-taken // max(len(clickme), 1))
-    record[picks] = np.concatenate([clickme] + [_order(seed, split, len(clickme), epoch, 3 + r)
-                                                for r in range(1, repeats)])[:taken]
+    record[picks] = np.concatenate(
+        [clickme] + [_order(seed, split, len(clickme), epoch, 3 + r) for r in range(1, repeats)]
+    )[:taken]
     return Plan(picks.astype(np.float32), record)
 
 
@@ -182,7 +214,6 @@ def crop_draws(seed: int, epoch: int, position: int) -> np.ndarray:
     return transforms.crop_draws(_rng(seed, _CROP, epoch, position))
 
 
-def mixup_draws(seed: int, epoch: int, index: int, rank: int, n: int,
-                alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def mixup_draws(seed: int, epoch: int, index: int, rank: int, n: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(weight, order) of the mixup of process ``rank``'s ``n`` examples of global batch ``index``."""
     return transforms.mixup_draws(_rng(seed, _MIXUP, epoch, index, rank), n, alpha)

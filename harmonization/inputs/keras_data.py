@@ -10,6 +10,7 @@ one epoch, read again at each iteration (validation, evaluation). Batches are nu
 (``workers``) build batches ahead of the step, handed out in order, so a run is deterministic per seed.
 ``evaluation_data`` picks the reader of the active backend: ``tf.data`` on TensorFlow, these elsewhere.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -76,8 +77,9 @@ def on_tensorflow() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
-def evaluation_data(paths, split: str, *, batch_size: int, image_size: int, num_classes: int,
-                    drop_remainder: bool = False):
+def evaluation_data(
+    paths, split: str, *, batch_size: int, image_size: int, num_classes: int, drop_remainder: bool = False
+):
     """The batches of ``paths`` read in file order for evaluation: a ``tf.data`` dataset on
     TensorFlow, an ``EpochBatches`` of the framework-neutral reader elsewhere."""
     shape = dict(batch_size=batch_size, image_size=image_size, num_classes=num_classes)

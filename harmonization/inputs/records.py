@@ -4,6 +4,7 @@ A shard's record offsets come from the header walk of ``harmonization.clickme.tf
 is then read at its offset, its data checksum checked, and decoded with the checks of
 ``harmonization.clickme.layout``. Errors name the file and the record, as the other readers do.
 """
+
 from __future__ import annotations
 
 import io
@@ -110,4 +111,3 @@ def read_imagenet(shards: Shards, record: int, num_classes: int | None, check_da
     except (ClickMeDataError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise ClickMeDataError(bad_record("ImageNet-style", path, index, problem("undecodable"))) from None
     return ClickMeRecord(pixels, np.zeros(pixels.shape[:2], np.float32), label, clicks=False)
-

@@ -8,6 +8,7 @@ so it is used with ``DataLoader(dataset, batch_size=None, num_workers=...)``: Da
 with ``world_size`` times the batch size sees. Call ``set_epoch`` before each epoch, as with a
 ``DistributedSampler``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,8 +31,9 @@ class ClickMeBatches(IterableDataset):
     """The batches of one epoch of ``inputs`` for this process (``rank``/``world_size`` default to
     torch.distributed's, else 0/1); ``repeat``: the epochs follow one another without end."""
 
-    def __init__(self, inputs: ClickMeInputs, rank: int | None = None, world_size: int | None = None,
-                 repeat: bool = False):
+    def __init__(
+        self, inputs: ClickMeInputs, rank: int | None = None, world_size: int | None = None, repeat: bool = False
+    ):
         default_rank, default_world = _process()
         self.inputs = inputs
         self.rank = default_rank if rank is None else rank

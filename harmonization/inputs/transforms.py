@@ -5,6 +5,7 @@ Resizes use half-pixel centres without antialiasing (``tf.image.resize``'s bilin
 computed separably (a few weighted taps per output pixel), so the framework-neutral reader gives the
 ``tf.data`` reader's pixels up to float rounding. Images are float32 (H, W, C).
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,29 +78,30 @@ Window = tuple[int, int, int, int]
 """(top, left, height, width) of a crop."""
 
 
-def crop_resize_flip(image: np.ndarray, heatmap: np.ndarray, window: Window, flip: bool,
-                     size: int) -> tuple[np.ndarray, np.ndarray]:
+def crop_resize_flip(
+    image: np.ndarray, heatmap: np.ndarray, window: Window, flip: bool, size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Crop both to ``window``, bilinear-resize to size x size, and mirror both when ``flip``."""
     top, left, height, width = window
-    image = resize(image[top:top + height, left:left + width], (size, size))
-    heatmap = resize(heatmap[top:top + height, left:left + width], (size, size))
+    image = resize(image[top : top + height, left : left + width], (size, size))
+    heatmap = resize(heatmap[top : top + height, left : left + width], (size, size))
     if flip:
         image, heatmap = image[:, ::-1], heatmap[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(heatmap)
 
 
-def center_crop(image: np.ndarray, heatmap: np.ndarray, size: int,
-                fraction: float = CENTER_CROP_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def center_crop(
+    image: np.ndarray, heatmap: np.ndarray, size: int, fraction: float = CENTER_CROP_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Central crop keeping ``fraction`` of each side; bicubic image (clipped to [0, 255]) and
     bilinear map resized to size x size (the validation split)."""
     height, width = image.shape[:2]
     crop_h = int(np.round(np.float32(height) * np.float32(fraction)))
     crop_w = int(np.round(np.float32(width) * np.float32(fraction)))
     top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    image = image[top:top + crop_h, left:left + crop_w]
-    heatmap = heatmap[top:top + crop_h, left:left + crop_w]
-    return (np.clip(resize(image, (size, size), "bicubic"), 0.0, 255.0),
-            resize(heatmap, (size, size)))
+    image = image[top : top + crop_h, left : left + crop_w]
+    heatmap = heatmap[top : top + crop_h, left : left + crop_w]
+    return (np.clip(resize(image, (size, size), "bicubic"), 0.0, 255.0), resize(heatmap, (size, size)))
 
 
 CROP_ATTEMPTS = 10
@@ -115,9 +117,13 @@ def crop_draws(rng: np.random.Generator) -> np.ndarray:
     return rng.random(CROP_DRAWS)
 
 
-def window_from_draws(draws: np.ndarray, height: int, width: int,
-                      area_range: tuple[float, float] = (0.08, 1.0),
-                      aspect_range: tuple[float, float] = (3 / 4, 4 / 3)) -> Window:
+def window_from_draws(
+    draws: np.ndarray,
+    height: int,
+    width: int,
+    area_range: tuple[float, float] = (0.08, 1.0),
+    aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
+) -> Window:
     """An Inception crop from ``crop_draws``, as ``tf.image.sample_distorted_bounding_box`` makes
     one: attempt k takes an aspect ratio uniform in ``aspect_range`` and a height uniform among
     those whose area lies in ``area_range`` of the image (one more row when rounding fell short);
@@ -131,12 +137,13 @@ def window_from_draws(draws: np.ndarray, height: int, width: int,
     high = np.rint(np.sqrt(max_area / aspect))
     high = np.where(np.rint(high * aspect) > width, np.floor((width + WIDTH_SLACK) / aspect), high)
     low = np.minimum(low, high)
-    crop_h = low + np.floor(draws[attempts:2 * attempts] * (high - low + 1.0))
+    crop_h = low + np.floor(draws[attempts : 2 * attempts] * (high - low + 1.0))
     crop_h = np.where(crop_h * np.rint(crop_h * aspect) < min_area, crop_h + 1.0, crop_h)
     crop_w = np.rint(crop_h * aspect)
     area = crop_h * crop_w
-    fits = np.flatnonzero((area >= min_area) & (area <= max_area) & (crop_h > 0) & (crop_h <= height)
-                          & (crop_w > 0) & (crop_w <= width))
+    fits = np.flatnonzero(
+        (area >= min_area) & (area <= max_area) & (crop_h > 0) & (crop_h <= height) & (crop_w > 0) & (crop_w <= width)
+    )
     if not len(fits):
         return 0, 0, height, width
     crop_h, crop_w = int(crop_h[fits[0]]), int(crop_w[fits[0]])
@@ -167,7 +174,7 @@ def diffuse(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndar
     blurred = np.zeros(small.shape, np.float64)
     for i in range(kernel.shape[0]):
         for j in range(kernel.shape[1]):
-            blurred += padded[i:i + rows, j:j + cols] * kernel[i, j]
+            blurred += padded[i : i + rows, j : j + cols] * kernel[i, j]
     return resize(blurred.astype(np.float32)[..., None], size)
 
 
@@ -190,5 +197,10 @@ def mixup(batch: dict, num_classes: int, weight: np.ndarray, order: np.ndarray) 
         w = weight.reshape((-1,) + (1,) * (x.ndim - 1))
         return (w * x + (1.0 - w) * x[order]).astype(np.float32)
 
-    return {**batch, "image": blend(batch["image"]), "heatmap": blend(batch["heatmap"]),
-            "label": blend(labels), "token": (batch["token"] * batch["token"][order]).astype(np.float32)}
+    return {
+        **batch,
+        "image": blend(batch["image"]),
+        "heatmap": blend(batch["heatmap"]),
+        "label": blend(labels),
+        "token": (batch["token"] * batch["token"][order]).astype(np.float32),
+    }

@@ -5,6 +5,7 @@ per-sample rank correlation of two batches of maps; ``maps``: their top-pixel ov
 and the ClickMe blur kernel; ``statistics``: summaries over images and models; ``chance``: chance
 accuracy and the near-chance test.
 """
+
 from harmonization.metrics.chance import (
     CHANCE_MARGIN,
     chance_classes,

@@ -1,4 +1,5 @@
 """Chance accuracy: how many classes chance is taken from, and when an accuracy is near it."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """Comparing two batches of maps by their top pixels (Dice, IoU), and the Gaussian blur that
 makes ClickMe's clicks into heatmaps."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """Per-sample Spearman rank correlation of two batches of maps, ranked in O(n) per float32 row."""
+
 from __future__ import annotations
 
 import os
@@ -119,8 +120,7 @@ def spearman(a: Any, b: Any, rows_per_chunk: int = 4) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"per-sample sizes differ: {a.shape[1]} vs {b.shape[1]}")
     undefined = (
-        np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1)
-        | (a == a[:, :1]).all(axis=1) | (b == b[:, :1]).all(axis=1)
+        np.isnan(a).any(axis=1) | np.isnan(b).any(axis=1) | (a == a[:, :1]).all(axis=1) | (b == b[:, :1]).all(axis=1)
     )
     if undefined.any():
         warnings.warn(
@@ -134,7 +134,7 @@ def spearman(a: Any, b: Any, rows_per_chunk: int = 4) -> np.ndarray:
         retain_freed_memory()
 
     def chunk(start: int) -> np.ndarray:
-        return _spearman_rows(a[start:start + rows_per_chunk], b[start:start + rows_per_chunk])
+        return _spearman_rows(a[start : start + rows_per_chunk], b[start : start + rows_per_chunk])
 
     workers = min(os.cpu_count() or 1, len(starts))
     if workers > 1:

@@ -1,5 +1,6 @@
 """Summaries over images and models: the alignment score, mean and standard error, Spearman
 across models, Welch's t-test between groups."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,7 @@ def summarize(values: Any) -> dict[str, float]:
     values = values[~np.isnan(values)]
     n = values.size
     if n == 0:
-        return {"count": 0, "mean": float("nan"), "sem": float("nan"), "std": float("nan"),
-                "median": float("nan")}
+        return {"count": 0, "mean": float("nan"), "sem": float("nan"), "std": float("nan"), "median": float("nan")}
     std = float(values.std(ddof=1)) if n > 1 else float("nan")
     return {
         "count": int(n),

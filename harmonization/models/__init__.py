@@ -6,19 +6,33 @@
 - :mod:`.saved`: ``load_harmonized`` for files this project writes;
 - :mod:`.published`: ``load_published`` for the reference's seven harmonized files.
 """
+
 from harmonization.models.legacy_h5 import ModelFileError
 from harmonization.models.pixel import (
-                                        BACKBONE,
-                                        CAFFE_MEAN_RGB,
-                                        IMAGENET_MEAN,
-                                        IMAGENET_STD,
-                                        PREPROCESS,
-                                        split_pixel_model,
+    BACKBONE,
+    CAFFE_MEAN_RGB,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREPROCESS,
+    split_pixel_model,
 )
 from harmonization.models.published import PUBLISHED, PUBLISHED_NAMES, load_published, zoo_table
 from harmonization.models.saved import load_harmonized
 from harmonization.models.zoo import MODEL_NAMES, build_model
 
-__all__ = ["BACKBONE", "CAFFE_MEAN_RGB", "IMAGENET_MEAN", "IMAGENET_STD", "MODEL_NAMES", "ModelFileError", "PREPROCESS",
-           "PUBLISHED", "PUBLISHED_NAMES", "build_model", "load_harmonized", "load_published",
-           "split_pixel_model", "zoo_table"]
+__all__ = [
+    "BACKBONE",
+    "CAFFE_MEAN_RGB",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MODEL_NAMES",
+    "ModelFileError",
+    "PREPROCESS",
+    "PUBLISHED",
+    "PUBLISHED_NAMES",
+    "build_model",
+    "load_harmonized",
+    "load_published",
+    "split_pixel_model",
+    "zoo_table",
+]

@@ -9,6 +9,7 @@ Layout: a 4x4 stride-4 patch stem with layer norm, four stages of blocks (7x7 de
 norm, 4x Dense with exact GELU, Dense, per-channel layer scale, stochastic depth, residual add), a
 layer norm and 2x2 stride-2 conv between stages, then global average pooling, layer norm, Dense.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -30,8 +31,9 @@ class LayerScale(layers.Layer):
         self.initial_value = initial_value
 
     def build(self, input_shape):
-        self.scale = self.add_weight(name="weight", shape=(input_shape[-1],),
-                                     initializer=keras.initializers.Constant(self.initial_value))
+        self.scale = self.add_weight(
+            name="weight", shape=(input_shape[-1],), initializer=keras.initializers.Constant(self.initial_value)
+        )
 
     def call(self, inputs):
         return inputs * self.scale
@@ -57,8 +59,9 @@ def _block(x, width: int, drop_rate: float, name: str):
     return layers.Add(name=name + "output")([x, deep])
 
 
-def convnext_tiny(num_classes: int = 1000, image_size: int = 224,
-                  depths: Sequence[int] | None = None, drop_path_rate: float = 0.1) -> keras.Model:
+def convnext_tiny(
+    num_classes: int = 1000, image_size: int = 224, depths: Sequence[int] | None = None, drop_path_rate: float = 0.1
+) -> keras.Model:
     """The ConvNeXt-Tiny network (logits); ``depths`` (blocks per stage, default 3, 3, 9, 3)
     reduces it.
 
@@ -83,6 +86,5 @@ def convnext_tiny(num_classes: int = 1000, image_size: int = 224,
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = _layer_norm(x, "head_")
     head_init = keras.initializers.TruncatedNormal(stddev=0.02)
-    outputs = layers.Dense(num_classes, kernel_initializer=head_init, bias_initializer=head_init,
-                           name="predictions")(x)
+    outputs = layers.Dense(num_classes, kernel_initializer=head_init, bias_initializer=head_init, name="predictions")(x)
     return keras.Model(inputs, outputs, name="convnext_tiny")

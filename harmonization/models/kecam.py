@@ -6,6 +6,7 @@ Each entry names the module of this package and its builder (``builder(num_class
 image_size=..., depths=...)`` -> a Keras network) and the pattern of a block's layer names, from
 which :mod:`.published` reads a file's depth per stage.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -6,6 +6,7 @@ and equal-shaped kernels (a transformer's query, key, value and output) would lo
 swapped if matched in order (docs/traps.md). Every variable must find exactly one stored array of
 its shape, and every stored array must be used.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,7 @@ def check_contained(handle: h5py.File, path: str) -> None:
     """Refuse an HDF5 file that reads data from elsewhere (an external link, a dataset stored in
     external files, a virtual dataset) or declares an array too large to be real, naming the file
     and the object in one line."""
+
     def problem(name: str, link) -> str | None:  # a returned message stops the visit
         if isinstance(link, h5py.ExternalLink):
             return f"{name} is a link to {link.filename!r}: a model file must hold its own data"
@@ -52,9 +54,12 @@ def check_contained(handle: h5py.File, path: str) -> None:
             stored = "a virtual dataset" if item.is_virtual else "stored in external files"
             return f"{name} is {stored}: a model file must hold its own data"
         if item.size * item.dtype.itemsize > MAX_DATASET_BYTES:
-            return (f"{name} declares {item.size * item.dtype.itemsize / 2**30:.0f} GiB "
-                    f"(shape {item.shape}): not a real model file")
+            return (
+                f"{name} declares {item.size * item.dtype.itemsize / 2**30:.0f} GiB "
+                f"(shape {item.shape}): not a real model file"
+            )
         return None
+
     found = handle.visititems_links(problem)  # h5py cannot raise from inside the visit
     if found is not None:
         raise ModelFileError(f"model file {path}: {found}")
@@ -76,7 +81,7 @@ def _text(value) -> str:
 
 def _layer_relative(layer: str, name: str) -> str:
     """``<layer>/<path inside the layer>`` (tf.keras may prefix a variable with a uniquified name)."""
-    inside = name[len(layer) + 1:] if name.startswith(layer + "/") else name.split("/", 1)[-1]
+    inside = name[len(layer) + 1 :] if name.startswith(layer + "/") else name.split("/", 1)[-1]
     return f"{layer}/{inside.removesuffix(':0')}"
 
 
@@ -91,8 +96,10 @@ def read_legacy_h5(path: str | os.PathLike) -> LegacyFile:
             config = handle.attrs.get("model_config")
             group = handle["model_weights"] if "model_weights" in handle else handle
             if "layer_names" not in group.attrs:
-                raise ModelFileError(f"model file {path}: an HDF5 file but not a Keras one "
-                                     "(no layer_names: not written by save or save_weights)")
+                raise ModelFileError(
+                    f"model file {path}: an HDF5 file but not a Keras one "
+                    "(no layer_names: not written by save or save_weights)"
+                )
             layer_names = tuple(_text(name) for name in group.attrs["layer_names"])
             weights = {}
             for layer in layer_names:
@@ -101,8 +108,9 @@ def read_legacy_h5(path: str | os.PathLike) -> LegacyFile:
                     weights[_layer_relative(layer, name)] = np.asarray(group[layer][name])
     except OSError as error:  # h5py: "file signature not found", "truncated file: eof = ..."
         reason = str(error).split("(", 1)[-1].rstrip(")") if "(" in str(error) else str(error)
-        raise ModelFileError(f"model file {path}: not a readable HDF5 file ({reason}); "
-                             "truncated download or not a Keras .h5 file?") from None
+        raise ModelFileError(
+            f"model file {path}: not a readable HDF5 file ({reason}); truncated download or not a Keras .h5 file?"
+        ) from None
     except KeyError as error:
         raise ModelFileError(f"model file {path}: damaged Keras HDF5 file ({error})") from None
     parsed = None
@@ -121,12 +129,15 @@ def assign_by_name(variables: Mapping[str, keras.Variable], stored: LegacyFile) 
     if missing or unused:
         raise ModelFileError(
             f"model file {stored.path}: its weights do not fit the architecture "
-            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unused)} unexpected, e.g. {unused[:2]})")
+            f"({len(missing)} missing, e.g. {missing[:2]}; {len(unused)} unexpected, e.g. {unused[:2]})"
+        )
     for name, variable in variables.items():
         array = stored.weights[name]
         if tuple(array.shape) != tuple(variable.shape):
-            raise ModelFileError(f"model file {stored.path}: weight {name} has shape "
-                                 f"{tuple(array.shape)}, the architecture needs {tuple(variable.shape)}")
+            raise ModelFileError(
+                f"model file {stored.path}: weight {name} has shape "
+                f"{tuple(array.shape)}, the architecture needs {tuple(variable.shape)}"
+            )
         variable.assign(array.astype(variable.dtype))
 
 
@@ -136,5 +147,8 @@ _LEGACY_VARIABLE_NAMES = {("DepthwiseConv2D", "kernel"): "depthwise_kernel"}
 
 def layer_variables(model: keras.Model) -> dict[str, keras.Variable]:
     """Variables of a flat model under their legacy names, ``<layer name>/<variable name>``."""
-    return {f"{layer.name}/{_LEGACY_VARIABLE_NAMES.get((type(layer).__name__, v.name), v.name)}": v
-            for layer in model.layers for v in layer.weights}
+    return {
+        f"{layer.name}/{_LEGACY_VARIABLE_NAMES.get((type(layer).__name__, v.name), v.name)}": v
+        for layer in model.layers
+        for v in layer.weights
+    }

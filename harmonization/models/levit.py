@@ -11,6 +11,7 @@ learned per-head bias indexed by the query-key offset (|dx| + |dy|) in every att
 stages, an attention whose queries are the stride-2 subsampled grid shrinks it (14 -> 7 -> 4);
 then global average pooling, batch norm and Dense.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,7 @@ class AttentionBias(layers.Layer):
 
     def build(self, input_shape):
         _, heads, query_blocks, key_blocks = input_shape
-        self.bias = self.add_weight(name="positional_embedding", shape=(key_blocks, heads),
-                                    initializer="zeros")
+        self.bias = self.add_weight(name="positional_embedding", shape=(key_blocks, heads), initializer="zeros")
         self.index = attention_bias_index(self.query_height, query_blocks, key_blocks)
 
     def call(self, scores):
@@ -77,9 +77,12 @@ class AttentionBias(layers.Layer):
 
 
 def _batch_norm(x, name: str, zero_gamma: bool = False):
-    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON,
-                                     gamma_initializer="zeros" if zero_gamma else "ones",
-                                     name=name + "bn")(x)
+    return layers.BatchNormalization(
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=BATCH_NORM_EPSILON,
+        gamma_initializer="zeros" if zero_gamma else "ones",
+        name=name + "bn",
+    )(x)
 
 
 def _hard_swish(x, name: str):
@@ -91,8 +94,7 @@ def _dense_bn(x, units: int, name: str, dense_name: str):
     return _batch_norm(x, name + dense_name + "_")
 
 
-def _attend(query, key, value, height: int, width: int, out_width: int, name: str,
-            residual: bool):
+def _attend(query, key, value, height: int, width: int, out_width: int, name: str, residual: bool):
     """Attention with the offset bias, hard-swish, Dense to ``out_width`` and batch norm.
 
     query, value: [b, heads, height * width, d]; key: [b, heads, d, tokens]. The batch norm's
@@ -153,16 +155,14 @@ def _stem(x):
     for index, divisor in enumerate((8, 4, 2, 1), start=1):
         name = f"stem_{index}_"
         x = layers.ZeroPadding2D(1, name=name + "pad")(x)
-        x = layers.Conv2D(STEM_WIDTH // divisor, 3, strides=2, use_bias=False,
-                          name=name + "conv")(x)
+        x = layers.Conv2D(STEM_WIDTH // divisor, 3, strides=2, use_bias=False, name=name + "conv")(x)
         x = _batch_norm(x, name)
         if index < 4:
             x = _hard_swish(x, name)
     return x
 
 
-def levit128(num_classes: int = 1000, image_size: int = 224,
-             depths: Sequence[int] | None = None) -> keras.Model:
+def levit128(num_classes: int = 1000, image_size: int = 224, depths: Sequence[int] | None = None) -> keras.Model:
     """The LeViT-128 network without distillation head (logits); ``depths`` (blocks per stage,
     default 4, 4, 4) reduces it."""
     depths = tuple(DEPTHS_128 if depths is None else depths)

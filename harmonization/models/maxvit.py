@@ -15,6 +15,7 @@ stage halves the grid, with an average-pooled shortcut) followed by attention wi
 and attention across a 7x7 grid (pre-norm, relative-position bias per head, then an MLP x4); then
 global average pooling, layer norm, Dense + tanh and the classifier Dense.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -60,9 +61,9 @@ class RelativePositionBias(layers.Layer):
     def build(self, input_shape):
         _, heads, tokens, _ = input_shape
         width = tokens // self.height
-        self.table = self.add_weight(name="positional_embedding",
-                                     shape=(heads, (2 * self.height - 1) * (2 * width - 1)),
-                                     initializer="zeros")
+        self.table = self.add_weight(
+            name="positional_embedding", shape=(heads, (2 * self.height - 1) * (2 * width - 1)), initializer="zeros"
+        )
         self.index = relative_position_index(self.height, width)
 
     def call(self, scores):
@@ -74,8 +75,7 @@ class RelativePositionBias(layers.Layer):
 
 
 def _batch_norm(x, name: str):
-    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON,
-                                     name=name + "bn")(x)
+    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=name + "bn")(x)
 
 
 def _layer_norm(x, name: str):
@@ -105,15 +105,12 @@ def _squeeze_excite(x, name: str):
 def _mbconv(x, width: int, strides: int, name: str):
     shortcut = x
     if strides > 1:
-        shortcut = layers.AveragePooling2D(strides, strides=strides, padding="same",
-                                           name=name + "shortcut_pool")(x)
+        shortcut = layers.AveragePooling2D(strides, strides=strides, padding="same", name=name + "shortcut_pool")(x)
         if x.shape[-1] != width:
             shortcut = layers.Conv2D(width, 1, name=name + "shortcut_conv")(shortcut)
     deep = _batch_norm(x, name + "preact_")
-    deep = _gelu(_batch_norm(_pointwise(deep, width * EXPANSION, name + "expand_", False),
-                             name + "expand_"))
-    deep = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False,
-                                  name=name + "MB_dw_conv")(deep)
+    deep = _gelu(_batch_norm(_pointwise(deep, width * EXPANSION, name + "expand_", False), name + "expand_"))
+    deep = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=name + "MB_dw_conv")(deep)
     deep = _squeeze_excite(_gelu(_batch_norm(deep, name + "MB_dw_")), name + "se_")
     deep = _pointwise(deep, width, name + "MB_pw_", True)
     return layers.Add(name=name + "output")([shortcut, deep])
@@ -170,14 +167,12 @@ def _attention_block(x, window: int, grid: bool, name: str):
     attention = _window_attention(attention, channels // HEAD_DIM, name + "window_mhsa_")
     attention = _merge(attention, height, width, grid)
     x = layers.Add(name=name + "attn_output")([x, attention])
-    mlp = _gelu(layers.Dense(channels * EXPANSION, name=name + "ffn_1_dense")(
-        _layer_norm(x, name + "ffn_preact_")))
+    mlp = _gelu(layers.Dense(channels * EXPANSION, name=name + "ffn_1_dense")(_layer_norm(x, name + "ffn_preact_")))
     mlp = layers.Dense(channels, name=name + "ffn_2_dense")(mlp)
     return layers.Add(name=name + "ffn_output")([x, mlp])
 
 
-def maxvit_tiny(num_classes: int = 1000, image_size: int = 224,
-                depths: Sequence[int] | None = None) -> keras.Model:
+def maxvit_tiny(num_classes: int = 1000, image_size: int = 224, depths: Sequence[int] | None = None) -> keras.Model:
     """The MaxViT-Tiny network (logits); ``depths`` (blocks per stage, default 2, 2, 5, 2)
     reduces it.
 

@@ -6,6 +6,7 @@
 
 Saliency, in training and in evaluation, is taken with respect to the output of ``preprocess``.
 """
+
 from __future__ import annotations
 
 import keras
@@ -23,9 +24,13 @@ def scale_to_unit_range() -> list[keras.layers.Layer]:
 
 def normalize(mean: tuple[float, ...], std: tuple[float, ...]) -> list[keras.layers.Layer]:
     """x / 255, minus ``mean``, divided by ``std`` (RGB, for pixels in [0, 1])."""
-    return [keras.layers.Normalization(
-        mean=[255.0 * m for m in mean], variance=[(255.0 * s) ** 2 for s in std], dtype="float32",
-    )]
+    return [
+        keras.layers.Normalization(
+            mean=[255.0 * m for m in mean],
+            variance=[(255.0 * s) ** 2 for s in std],
+            dtype="float32",
+        )
+    ]
 
 
 def imagenet_normalize() -> list[keras.layers.Layer]:
@@ -35,12 +40,10 @@ def imagenet_normalize() -> list[keras.layers.Layer]:
 
 def caffe() -> list[keras.layers.Layer]:
     """Caffe preprocessing: minus the ImageNet mean in [0, 255], then RGB -> BGR (a fixed 1x1 convolution)."""
-    flip = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="rgb_to_bgr",
-                               dtype="float32")
+    flip = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name="rgb_to_bgr", dtype="float32")
     flip.build((None, None, None, 3))
     flip.set_weights([np.eye(3, dtype=np.float32)[::-1].reshape(1, 1, 3, 3)])
-    return [keras.layers.Normalization(mean=list(CAFFE_MEAN_RGB), variance=[1.0, 1.0, 1.0],
-                                       dtype="float32"), flip]
+    return [keras.layers.Normalization(mean=list(CAFFE_MEAN_RGB), variance=[1.0, 1.0, 1.0], dtype="float32"), flip]
 
 
 def identity() -> list[keras.layers.Layer]:
@@ -48,8 +51,9 @@ def identity() -> list[keras.layers.Layer]:
     return [keras.layers.Identity(dtype="float32")]
 
 
-def assemble(name: str, preprocess_layers: list[keras.layers.Layer], backbone: keras.Model,
-             image_size: int) -> keras.Model:
+def assemble(
+    name: str, preprocess_layers: list[keras.layers.Layer], backbone: keras.Model, image_size: int
+) -> keras.Model:
     """The pixel model ``backbone(preprocess(pixels))`` for square ``image_size`` RGB input."""
     shape = (int(image_size), int(image_size), 3)
     preprocess = keras.Sequential([keras.Input(shape), *preprocess_layers], name=PREPROCESS)

@@ -10,6 +10,7 @@ Reported figures are read off the reference library's plot (``docs/assets/imagen
 in serre-lab/Harmonization; top-1 on ImageNet validation, ClickMe human feature alignment score in
 %), about +-0.5 points: a figure, not a table. None is given for ConvNeXt, MaxViT and LeViT.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,34 +59,95 @@ class Published:
         return self.parameters * 4 / 1e6
 
 
-PUBLISHED = {entry.name: entry for entry in (
-    Published("vit_b16", "vit-b16_harmonized.h5", "vit_keras 0.1.x vit_b16(activation='linear'), weights only",
-              86_567_656, 75.7, 73.0, "timm vit_base_patch16_224.orig_in21k_ft_in1k"),
-    Published("vgg16", "vgg16_harmonized.h5", "tf.keras 2 full model (VGG16, include_top, linear head)",
-              138_357_544, 69.3, 62.0, "keras.applications.VGG16 / timm vgg16.tv_in1k",
-              (("block1_conv1", "block5_conv3", "fc1", "fc2"),)),
-    Published("resnet50v2", "resnet50v2_harmonized.h5", "tf.keras 2 full model (a ResNet-50; v1 or v2 read from the file)",
-              25_613_800, 77.2, 45.0, "keras.applications.ResNet50V2 / timm resnetv2_50",
-              (("conv1_conv", "conv5_block3_out"), ("res2a_branch2a", "res5c_branch2c"))),  # Keras >= 2.2.3 / older names
-    Published("efficientnetb0", "efficientnetB0_harmonized.h5", "efficientnet 1.1 package full model (swish, FixedDropout, softmax head)",
-              5_330_564, 77.8, 45.0, "keras.applications.EfficientNetB0 / timm efficientnet_b0",
-              (("stem_conv", "block1a_dwconv", "top_conv"),)),
-    Published("convnext_tiny", "convnext_tiny_harmonized.h5", "kecam ConvNeXtTiny(classifier_activation=None), weights only",
-              28_589_128, None, None, "keras.applications.ConvNeXtTiny / timm convnext_tiny"),
-    Published("maxvit_tiny", "maxvit_tiny_harmonized.h5", "kecam MaxViT_Tiny(classifier_activation=None), weights only",
-              30_964_144, None, None, "timm maxvit_tiny_tf_224"),
-    Published("levit128", "levit_small_harmonized.h5", "kecam LeViT128(classifier_activation=None, use_distillation=False), weights only",
-              8_876_008, None, None, "timm levit_128"),
-)}
+PUBLISHED = {
+    entry.name: entry
+    for entry in (
+        Published(
+            "vit_b16",
+            "vit-b16_harmonized.h5",
+            "vit_keras 0.1.x vit_b16(activation='linear'), weights only",
+            86_567_656,
+            75.7,
+            73.0,
+            "timm vit_base_patch16_224.orig_in21k_ft_in1k",
+        ),
+        Published(
+            "vgg16",
+            "vgg16_harmonized.h5",
+            "tf.keras 2 full model (VGG16, include_top, linear head)",
+            138_357_544,
+            69.3,
+            62.0,
+            "keras.applications.VGG16 / timm vgg16.tv_in1k",
+            (("block1_conv1", "block5_conv3", "fc1", "fc2"),),
+        ),
+        Published(
+            "resnet50v2",
+            "resnet50v2_harmonized.h5",
+            "tf.keras 2 full model (a ResNet-50; v1 or v2 read from the file)",
+            25_613_800,
+            77.2,
+            45.0,
+            "keras.applications.ResNet50V2 / timm resnetv2_50",
+            (("conv1_conv", "conv5_block3_out"), ("res2a_branch2a", "res5c_branch2c")),
+        ),  # Keras >= 2.2.3 / older names
+        Published(
+            "efficientnetb0",
+            "efficientnetB0_harmonized.h5",
+            "efficientnet 1.1 package full model (swish, FixedDropout, softmax head)",
+            5_330_564,
+            77.8,
+            45.0,
+            "keras.applications.EfficientNetB0 / timm efficientnet_b0",
+            (("stem_conv", "block1a_dwconv", "top_conv"),),
+        ),
+        Published(
+            "convnext_tiny",
+            "convnext_tiny_harmonized.h5",
+            "kecam ConvNeXtTiny(classifier_activation=None), weights only",
+            28_589_128,
+            None,
+            None,
+            "keras.applications.ConvNeXtTiny / timm convnext_tiny",
+        ),
+        Published(
+            "maxvit_tiny",
+            "maxvit_tiny_harmonized.h5",
+            "kecam MaxViT_Tiny(classifier_activation=None), weights only",
+            30_964_144,
+            None,
+            None,
+            "timm maxvit_tiny_tf_224",
+        ),
+        Published(
+            "levit128",
+            "levit_small_harmonized.h5",
+            "kecam LeViT128(classifier_activation=None, use_distillation=False), weights only",
+            8_876_008,
+            None,
+            None,
+            "timm levit_128",
+        ),
+    )
+}
 PUBLISHED_NAMES = tuple(PUBLISHED)
 
 
 def _vit_backbone(stored: LegacyFile) -> keras.Model:
     shape = vit_shape_of(stored)
     inputs = keras.Input((shape["image_size"], shape["image_size"], 3), name="preprocessed")
-    network = keras.Model(inputs, vit_network(inputs, shape["num_classes"], shape["num_layers"],
-                                              shape["hidden_size"], shape["num_heads"],
-                                              shape["mlp_dim"]), name=BACKBONE)
+    network = keras.Model(
+        inputs,
+        vit_network(
+            inputs,
+            shape["num_classes"],
+            shape["num_layers"],
+            shape["hidden_size"],
+            shape["num_heads"],
+            shape["mlp_dim"],
+        ),
+        name=BACKBONE,
+    )
     variables = vit_variables(network)
     assign_by_name(variables, as_vit_variables(stored, variables))
     return network
@@ -97,9 +159,11 @@ def _full_backbone(entry: Published) -> Callable[[LegacyFile], keras.Model]:
         if stored.config is not None and not any(set(names) <= found for names in entry.signatures):
             model_name = stored.config.get("config", {}).get("name", "?")
             missing = sorted(set(entry.signatures[0]) - found)[0]
-            raise ModelFileError(f"model file {stored.path}: holds a model named {model_name!r}, "
-                                 f"not {entry.name} (no layer {missing!r})")
+            raise ModelFileError(
+                f"model file {stored.path}: holds a model named {model_name!r}, not {entry.name} (no layer {missing!r})"
+            )
         return load_full_model(stored)
+
     return load
 
 
@@ -108,7 +172,7 @@ def _underscored(stored: LegacyFile) -> LegacyFile:
     weights = {}
     for key, array in stored.weights.items():
         layer = max((name for name in stored.layer_names if key.startswith(name + "/")), key=len)
-        weights[layer.replace("/", "_") + key[len(layer):]] = array
+        weights[layer.replace("/", "_") + key[len(layer) :]] = array
     return LegacyFile(stored.path, stored.config, stored.layer_names, weights)
 
 
@@ -118,21 +182,23 @@ def _kecam_backbone(name: str, image_size: int) -> Callable[[LegacyFile], keras.
 
     def load(stored: LegacyFile) -> keras.Model:
         names = [layer.replace("/", "_") for layer in stored.layer_names]  # kecam's "/" -> "_"
-        blocks = [tuple(map(int, found.groups()))
-                  for found in map(re.compile(kecam.block).match, names) if found]
+        blocks = [tuple(map(int, found.groups())) for found in map(re.compile(kecam.block).match, names) if found]
         if stored.config is not None or not blocks:
-            raise ModelFileError(f"model file {stored.path}: not a kecam {name} weights file "
-                                 f"(its layers: {', '.join(stored.layer_names[:6])}, ...)")
+            raise ModelFileError(
+                f"model file {stored.path}: not a kecam {name} weights file "
+                f"(its layers: {', '.join(stored.layer_names[:6])}, ...)"
+            )
         depths = [max(b for s, b in blocks if s == stage) for stage in sorted({s for s, _ in blocks})]
-        head = next(f"{layer}/kernel" for layer in reversed(stored.layer_names)
-                    if f"{layer}/kernel" in stored.weights)
+        head = next(f"{layer}/kernel" for layer in reversed(stored.layer_names) if f"{layer}/kernel" in stored.weights)
         try:
-            network = kecam.build()(num_classes=int(stored.weights[head].shape[-1]),
-                                    image_size=image_size, depths=depths)
+            network = kecam.build()(
+                num_classes=int(stored.weights[head].shape[-1]), image_size=image_size, depths=depths
+            )
         except ValueError as error:
             raise ModelFileError(f"model file {stored.path}: not a {name} file ({error})") from None
         assign_by_name(layer_variables(network), _underscored(stored))
         return keras.Model(network.input, network.output, name=BACKBONE)
+
     return load
 
 
@@ -167,7 +233,17 @@ def load_published(name: str, path: str | os.PathLike, image_size: int = 224) ->
 
 def zoo_table() -> list[dict]:
     """One row per published file: name, file, URL, expected size, source, reported figures, control."""
-    return [{"name": e.name, "file": e.file, "url": e.url, "parameters": e.parameters,
-             "approximate_megabytes": round(e.approximate_megabytes), "source": e.source,
-             "reported_top1": e.reported_top1, "reported_alignment": e.reported_alignment,
-             "control": e.control} for e in PUBLISHED.values()]
+    return [
+        {
+            "name": e.name,
+            "file": e.file,
+            "url": e.url,
+            "parameters": e.parameters,
+            "approximate_megabytes": round(e.approximate_megabytes),
+            "source": e.source,
+            "reported_top1": e.reported_top1,
+            "reported_alignment": e.reported_alignment,
+            "control": e.control,
+        }
+        for e in PUBLISHED.values()
+    ]

@@ -6,6 +6,7 @@ archive without its config or with a layer that cannot be rebuilt, a truncated d
 refused with a :class:`~harmonization.models.legacy_h5.ModelFileError`: one line naming the file
 and what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,11 @@ def _check_member_sizes(archive: zipfile.ZipFile, path: str) -> None:
     for member in archive.infolist():
         limit = MEMBER_LIMITS.get(member.filename, MAX_WEIGHTS_BYTES)
         if member.file_size > limit:
-            raise ModelFileError(f"model file {path}: its member {member.filename} declares "
-                                 f"{member.file_size:,} bytes, more than a saved model holds "
-                                 f"({limit:,} at most)")
+            raise ModelFileError(
+                f"model file {path}: its member {member.filename} declares "
+                f"{member.file_size:,} bytes, more than a saved model holds "
+                f"({limit:,} at most)"
+            )
 
 
 def check_keras_archive(path: str) -> None:
@@ -50,8 +53,9 @@ def check_keras_archive(path: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             if KERAS_CONFIG not in archive.namelist():
-                raise ModelFileError(f"model file {path}: a zip archive without {KERAS_CONFIG}, "
-                                     "not a saved Keras model")
+                raise ModelFileError(
+                    f"model file {path}: a zip archive without {KERAS_CONFIG}, not a saved Keras model"
+                )
             _check_member_sizes(archive, path)
             json.loads(archive.read(KERAS_CONFIG))
             if KERAS_WEIGHTS in archive.namelist():
@@ -76,8 +80,9 @@ def load_saved_model(path: str | os.PathLike) -> keras.Model:
         raise ModelFileError(f"model file {path}: cannot be rebuilt ({_first_line(error)})") from None
 
 
-def load_harmonized(path: str, name: str | None = None, num_classes: int | None = None,
-                    image_size: int | None = None) -> keras.Model:
+def load_harmonized(
+    path: str, name: str | None = None, num_classes: int | None = None, image_size: int | None = None
+) -> keras.Model:
     """Load a pixel model from ``.keras``, legacy full-model ``.h5``, ``.weights.h5``, or the
     ``.safetensors`` file of a harmonized timm network (torch backend).
 
@@ -91,8 +96,9 @@ def load_harmonized(path: str, name: str | None = None, num_classes: int | None 
         raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".weights.h5"):
         if name is None or num_classes is None:
-            raise ValueError(f"{path}: a .weights.h5 file needs name= and num_classes= "
-                             f"(known models: {', '.join(MODEL_NAMES)})")
+            raise ValueError(
+                f"{path}: a .weights.h5 file needs name= and num_classes= (known models: {', '.join(MODEL_NAMES)})"
+            )
         return build_model(name, num_classes, image_size or 224, weights=path)
     if path.endswith((".keras", ".h5", ".hdf5")):
         return load_saved_model(path)

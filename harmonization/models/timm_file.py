@@ -6,6 +6,7 @@ trained at ("image_size"); the architecture is rebuilt by that name with timm an
 loaded strictly (every key, every shape, the classifier head's width included). Nothing in the
 file is executed: the header is JSON, the tensors are raw arrays.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,12 +47,13 @@ def _head_width(path: str, header: dict, name: str) -> int:
         shape = (header.get(f"{head}.weight") or {}).get("shape")
         if shape:
             return int(shape[0])
-    raise ModelFileError(f"model file {path}: holds no classifier head of timm model {name!r} "
-                         f"({', '.join(f'{head}.weight' for head in heads) or 'none known'})")
+    raise ModelFileError(
+        f"model file {path}: holds no classifier head of timm model {name!r} "
+        f"({', '.join(f'{head}.weight' for head in heads) or 'none known'})"
+    )
 
 
-def load_timm_file(path: str, num_classes: int | None = None,
-                   image_size: int | None = None) -> keras.Model:
+def load_timm_file(path: str, num_classes: int | None = None, image_size: int | None = None) -> keras.Model:
     """The pixel model saved in ``path``, rebuilt from its timm name and loaded strictly.
 
     ``num_classes``: checked against the file's head (the head's width when None). ``image_size``:
@@ -61,14 +63,18 @@ def load_timm_file(path: str, num_classes: int | None = None,
     from harmonization.timm_models import check_name
 
     if keras.backend.backend() != "torch":
-        raise ModelFileError(f"model file {path}: a timm network, which runs on the torch backend "
-                             f"only (KERAS_BACKEND=torch), not on {keras.backend.backend()!r}")
+        raise ModelFileError(
+            f"model file {path}: a timm network, which runs on the torch backend "
+            f"only (KERAS_BACKEND=torch), not on {keras.backend.backend()!r}"
+        )
     header = read_header(path)
     metadata = header.get("__metadata__") if isinstance(header.get("__metadata__"), dict) else {}
     name = metadata.get("timm_model")
     if not name:
-        raise ModelFileError(f"model file {path}: its metadata names no timm model (files that "
-                             "`harmonize train --model timm:NAME` writes do)")
+        raise ModelFileError(
+            f"model file {path}: its metadata names no timm model (files that "
+            "`harmonize train --model timm:NAME` writes do)"
+        )
     try:
         check_name(name)
     except ValueError as error:
@@ -78,7 +84,6 @@ def load_timm_file(path: str, num_classes: int | None = None,
         raise ModelFileError(f"model file {path}: holds a {width}-class head, not {num_classes}")
     if image_size is None:
         if not str(metadata.get("image_size", "")).isdigit():
-            raise ModelFileError(f"model file {path}: records no image size: pass it "
-                                 "(--image-size)")
+            raise ModelFileError(f"model file {path}: records no image size: pass it (--image-size)")
         image_size = int(metadata["image_size"])
     return build_timm(name, width, image_size, weights=path)  # its errors name the file

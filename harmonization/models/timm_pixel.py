@@ -14,6 +14,7 @@ This is the input pipeline ``attacks_torch``'s ``PixelModel`` runs on [0, 1] pix
 before normalising, which is the same up to float rounding). The trained network is saved as its
 timm state dict in a ``.safetensors`` file (``save_timm``), never as a pickled module.
 """
+
 from __future__ import annotations
 
 import keras
@@ -91,8 +92,9 @@ def build_timm(name: str, num_classes: int, image_size: int, weights: str | None
     then runs as plain matrix products, the same function.
     """
     if keras.backend.backend() != "torch":
-        raise ValueError(f"timm model {name!r}: timm models run on the torch backend only, "
-                         f"not on {keras.backend.backend()!r}")
+        raise ValueError(
+            f"timm model {name!r}: timm models run on the torch backend only, not on {keras.backend.backend()!r}"
+        )
     check_name(name)
     network = timm.create_model(name, pretrained=False, num_classes=int(num_classes))
     for module in network.modules():  # torch's fused attention kernels have no second derivative
@@ -101,8 +103,11 @@ def build_timm(name: str, num_classes: int, image_size: int, weights: str | None
     if weights is not None:
         load_timm_weights(network, name, weights, new_head=True)
     config = data_config(network)
-    layer = TimmLayer(TimmInput(network, config["input_size"], config["interpolation"]),
-                      name="timm", output_shape=(None, int(num_classes)))
+    layer = TimmLayer(
+        TimmInput(network, config["input_size"], config["interpolation"]),
+        name="timm",
+        output_shape=(None, int(num_classes)),
+    )
     inputs = keras.Input((int(image_size), int(image_size), 3), name="preprocessed")
     backbone = keras.Model(inputs, layer(inputs), name=BACKBONE)
     return assemble(name, normalize(config["mean"], config["std"]), backbone, image_size)
@@ -128,6 +133,9 @@ def save_timm(pixel_model: keras.Model, path: str) -> str:
     network = timm_network(pixel_model)
     tensors = {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
     with temporary_path(path, suffix=".safetensors") as partial:
-        save_file(tensors, str(partial), metadata={"format": "pt", "timm_model": pixel_model.name,
-                                                   "image_size": str(pixel_model.input_shape[1])})
+        save_file(
+            tensors,
+            str(partial),
+            metadata={"format": "pt", "timm_model": pixel_model.name, "image_size": str(pixel_model.input_shape[1])},
+        )
     return str(path)

@@ -12,6 +12,7 @@ Attention uses ``keras.layers.MultiHeadAttention``, whose kernels hold the same 
 vit-keras's query / key / value / out ``Dense`` kernels, reshaped by heads (head-major, as
 vit-keras splits its features); :func:`vit_variables` names every variable as the file does.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,9 @@ class ClassToken(keras.layers.Layer):
         self.cls = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="zeros", name="cls")
 
     def call(self, inputs):
-        token = keras.ops.broadcast_to(keras.ops.cast(self.cls, inputs.dtype),
-                                       (keras.ops.shape(inputs)[0], 1, inputs.shape[-1]))
+        token = keras.ops.broadcast_to(
+            keras.ops.cast(self.cls, inputs.dtype), (keras.ops.shape(inputs)[0], 1, inputs.shape[-1])
+        )
         return keras.ops.concatenate([token, inputs], axis=1)
 
     def compute_output_shape(self, input_shape):
@@ -47,9 +49,11 @@ class AddPositionEmbs(keras.layers.Layer):
     """Adds learned position embeddings (weight ``pos_embedding``, shape (1, T, D))."""
 
     def build(self, input_shape) -> None:
-        self.pe = self.add_weight(shape=(1, input_shape[1], input_shape[2]),
-                                  initializer=keras.initializers.RandomNormal(stddev=0.06),
-                                  name="pos_embedding")
+        self.pe = self.add_weight(
+            shape=(1, input_shape[1], input_shape[2]),
+            initializer=keras.initializers.RandomNormal(stddev=0.06),
+            name="pos_embedding",
+        )
 
     def call(self, inputs):
         return inputs + keras.ops.cast(self.pe, inputs.dtype)
@@ -59,14 +63,21 @@ def _safe(name: str) -> str:
     return name.replace("/", "_")  # Keras 3 refuses "/" in layer names
 
 
-def vit_network(inputs: keras.KerasTensor, num_classes: int, num_layers: int = 12,
-                hidden_size: int = 768, num_heads: int = 12, mlp_dim: int = 3072,
-                dropout: float = 0.1) -> keras.KerasTensor:
+def vit_network(
+    inputs: keras.KerasTensor,
+    num_classes: int,
+    num_layers: int = 12,
+    hidden_size: int = 768,
+    num_heads: int = 12,
+    mlp_dim: int = 3072,
+    dropout: float = 0.1,
+) -> keras.KerasTensor:
     """ViT logits for ``inputs`` (N, S, S, 3), S a multiple of 16; defaults: ViT-B/16."""
     size = inputs.shape[1]
     if size is None or size % PATCH or inputs.shape[2] != size:
-        raise ValueError(f"vit_b16 needs square images whose side is a multiple of {PATCH}, got "
-                         f"{tuple(inputs.shape[1:3])}")
+        raise ValueError(
+            f"vit_b16 needs square images whose side is a multiple of {PATCH}, got {tuple(inputs.shape[1:3])}"
+        )
     x = keras.layers.Conv2D(hidden_size, PATCH, strides=PATCH, padding="valid", name="embedding")(inputs)
     x = keras.layers.Reshape(((size // PATCH) ** 2, hidden_size))(x)
     x = ClassToken(name="class_token")(x)
@@ -74,8 +85,7 @@ def vit_network(inputs: keras.KerasTensor, num_classes: int, num_layers: int = 1
     for n in range(num_layers):
         block = _safe(BLOCK.format(n))
         y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{block}_LayerNorm_0")(x)
-        y = keras.layers.MultiHeadAttention(num_heads, hidden_size // num_heads,
-                                            name=f"{block}_{ATTENTION}")(y, y)
+        y = keras.layers.MultiHeadAttention(num_heads, hidden_size // num_heads, name=f"{block}_{ATTENTION}")(y, y)
         x = keras.layers.Add()([x, keras.layers.Dropout(dropout)(y)])
         y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{block}_LayerNorm_2")(x)
         y = keras.layers.Dense(mlp_dim, name=f"{block}_Dense_0")(y)
@@ -92,18 +102,26 @@ def vit_network(inputs: keras.KerasTensor, num_classes: int, num_layers: int = 1
 def vit_variables(model: keras.Model) -> dict[str, keras.Variable]:
     """Every weight of a :func:`vit_network` model under its name in a vit-keras 0.1.x file."""
     layers = {layer.name: layer for layer in model.layers}
-    names = {"embedding/kernel": layers["embedding"].kernel, "embedding/bias": layers["embedding"].bias,
-             "class_token/cls": layers["class_token"].cls,
-             "Transformer/posembed_input/pos_embedding": layers[_safe("Transformer/posembed_input")].pe,
-             "head/kernel": layers["head"].kernel, "head/bias": layers["head"].bias}
+    names = {
+        "embedding/kernel": layers["embedding"].kernel,
+        "embedding/bias": layers["embedding"].bias,
+        "class_token/cls": layers["class_token"].cls,
+        "Transformer/posembed_input/pos_embedding": layers[_safe("Transformer/posembed_input")].pe,
+        "head/kernel": layers["head"].kernel,
+        "head/bias": layers["head"].bias,
+    }
     norm = layers[_safe("Transformer/encoder_norm")]
     names.update({"Transformer/encoder_norm/gamma": norm.gamma, "Transformer/encoder_norm/beta": norm.beta})
     n = 0
     while f"{_safe(BLOCK.format(n))}_Dense_0" in layers:
         block, prefix = _safe(BLOCK.format(n)), BLOCK.format(n)
         attention = layers[f"{block}_{ATTENTION}"]
-        for legacy, part in (("query", attention.query_dense), ("key", attention.key_dense),
-                             ("value", attention.value_dense), ("out", attention.output_dense)):
+        for legacy, part in (
+            ("query", attention.query_dense),
+            ("key", attention.key_dense),
+            ("value", attention.value_dense),
+            ("out", attention.output_dense),
+        ):
             names[f"{prefix}/{ATTENTION}/{legacy}/kernel"] = part.kernel
             names[f"{prefix}/{ATTENTION}/{legacy}/bias"] = part.bias
         for legacy in ("Dense_0", "Dense_1"):
@@ -119,21 +137,34 @@ def vit_variables(model: keras.Model) -> dict[str, keras.Variable]:
 def vit_shape_of(stored: LegacyFile) -> dict[str, int]:
     """The ViT's size read off a vit-keras weights file: image size, depth, widths, classes."""
     weights = stored.weights
-    needed = ("embedding/kernel", "Transformer/posembed_input/pos_embedding", "head/kernel",
-              f"{BLOCK.format(0)}/Dense_0/kernel")
+    needed = (
+        "embedding/kernel",
+        "Transformer/posembed_input/pos_embedding",
+        "head/kernel",
+        f"{BLOCK.format(0)}/Dense_0/kernel",
+    )
     if stored.config is not None or not all(name in weights for name in needed):
-        raise ModelFileError(f"model file {stored.path}: not a vit-keras ViT weights file "
-                             f"(its layers: {', '.join(stored.layer_names[:6])}, ...)")
+        raise ModelFileError(
+            f"model file {stored.path}: not a vit-keras ViT weights file "
+            f"(its layers: {', '.join(stored.layer_names[:6])}, ...)"
+        )
     patch, _, _, hidden = weights["embedding/kernel"].shape
     tokens = weights["Transformer/posembed_input/pos_embedding"].shape[1]
     side = math.isqrt(tokens - 1)
     if patch != PATCH or side * side != tokens - 1 or hidden % 64:
-        raise ModelFileError(f"model file {stored.path}: a ViT with {patch}x{patch} patches, "
-                             f"{tokens} tokens and width {hidden}; expected ViT-B/16")
+        raise ModelFileError(
+            f"model file {stored.path}: a ViT with {patch}x{patch} patches, "
+            f"{tokens} tokens and width {hidden}; expected ViT-B/16"
+        )
     num_layers = sum(1 for name in stored.layer_names if name.startswith("Transformer/encoderblock_"))
-    return {"image_size": side * PATCH, "num_layers": num_layers, "hidden_size": int(hidden),
-            "num_heads": int(hidden) // 64, "mlp_dim": int(weights[f"{BLOCK.format(0)}/Dense_0/kernel"].shape[1]),
-            "num_classes": int(weights["head/kernel"].shape[1])}
+    return {
+        "image_size": side * PATCH,
+        "num_layers": num_layers,
+        "hidden_size": int(hidden),
+        "num_heads": int(hidden) // 64,
+        "mlp_dim": int(weights[f"{BLOCK.format(0)}/Dense_0/kernel"].shape[1]),
+        "num_classes": int(weights["head/kernel"].shape[1]),
+    }
 
 
 def as_vit_variables(stored: LegacyFile, variables: dict[str, keras.Variable]) -> LegacyFile:

@@ -24,6 +24,7 @@ Choices, each documented where it is made:
   mean / std); ``resnet50v2``, ``efficientnetb0`` and ``convnext_tiny`` are the ``keras.applications``
   networks of the published architectures (docs/published-zoo.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,8 +49,9 @@ from harmonization.timm_models import timm_name
 def _small_cnn(batch_norm: bool) -> Callable:
     def build(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
         if weights is not None:
-            raise ValueError("small_cnn has no pretrained base network: pass weights=None or a "
-                             ".weights.h5 file of the whole model")
+            raise ValueError(
+                "small_cnn has no pretrained base network: pass weights=None or a .weights.h5 file of the whole model"
+            )
         x = inputs
         for width in (16, 32):
             for _ in range(2):  # batch norm: without it SGD needs many more epochs here
@@ -62,14 +64,15 @@ def _small_cnn(batch_norm: bool) -> Callable:
         x = keras.layers.GlobalAveragePooling2D()(x)
         x = keras.layers.Dense(num_classes, name="logits")(x)
         return keras.layers.Activation("log_softmax", name="log_probs", dtype="float32")(x)
+
     return build
 
 
 def _application(factory: Callable[..., keras.Model], **options) -> Callable:
     def build(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
-        base = factory(include_top=False, weights=weights, input_tensor=inputs, pooling="avg",
-                       **options)
+        base = factory(include_top=False, weights=weights, input_tensor=inputs, pooling="avg", **options)
         return keras.layers.Dense(num_classes, name="logits")(base.output)
+
     return build
 
 
@@ -84,11 +87,14 @@ def _vgg16_with_top(inputs: keras.KerasTensor, num_classes: int, weights: str | 
 
 def _reimplemented(name: str, network: Callable[[keras.KerasTensor, int], keras.KerasTensor]) -> Callable:
     """A published architecture re-implemented here: random initialisation only."""
+
     def build(inputs: keras.KerasTensor, num_classes: int, weights: str | None) -> keras.KerasTensor:
         if weights is not None:
-            raise ValueError(f"{name} has no Keras ImageNet base weights: pass weights=None or a "
-                             ".weights.h5 file of the whole model")
+            raise ValueError(
+                f"{name} has no Keras ImageNet base weights: pass weights=None or a .weights.h5 file of the whole model"
+            )
         return network(inputs, num_classes)
+
     return build
 
 
@@ -96,6 +102,7 @@ def _kecam_network(name: str) -> Callable[[keras.KerasTensor, int], keras.KerasT
     def network(inputs: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
         factory = KECAM[name].build()
         return factory(num_classes=num_classes, image_size=int(inputs.shape[1]))(inputs)
+
     return network
 
 
@@ -105,8 +112,7 @@ _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
     "vgg16": (caffe, _vgg16_with_top),
     "resnet50v2": (scale_to_unit_range, _application(keras.applications.ResNet50V2)),
     "efficientnetb0": (identity, _application(keras.applications.EfficientNetB0)),
-    "convnext_tiny": (imagenet_normalize, _application(keras.applications.ConvNeXtTiny,
-                                                        include_preprocessing=False)),
+    "convnext_tiny": (imagenet_normalize, _application(keras.applications.ConvNeXtTiny, include_preprocessing=False)),
     "vit_b16": (imagenet_normalize, _reimplemented("vit_b16", vit_network)),
     "maxvit_tiny": (imagenet_normalize, _reimplemented("maxvit_tiny", _kecam_network("maxvit_tiny"))),
     "levit128": (imagenet_normalize, _reimplemented("levit128", _kecam_network("levit128"))),
@@ -114,8 +120,7 @@ _ZOO: dict[str, tuple[Callable[[], list[keras.layers.Layer]], Callable]] = {
 MODEL_NAMES = tuple(_ZOO)
 
 
-def build_model(name: str, num_classes: int, image_size: int = 224,
-                weights: str | None = None) -> keras.Model:
+def build_model(name: str, num_classes: int, image_size: int = 224, weights: str | None = None) -> keras.Model:
     """A pixel model ([0, 255] RGB (N, S, S, 3) -> logits (N, C)) with parts "preprocess", "backbone".
 
     ``weights``: None (random initialisation); a ``.weights.h5`` file of the whole pixel model
@@ -141,8 +146,7 @@ def build_model(name: str, num_classes: int, image_size: int = 224,
     whole_model_weights = weights is not None and str(weights).endswith(".weights.h5")
     make_preprocess, make_backbone = _ZOO[name]
     backbone_input = keras.Input((int(image_size), int(image_size), 3), name="preprocessed")
-    backbone_output = make_backbone(backbone_input, int(num_classes),
-                                    None if whole_model_weights else weights)
+    backbone_output = make_backbone(backbone_input, int(num_classes), None if whole_model_weights else weights)
     backbone = keras.Model(backbone_input, backbone_output, name=BACKBONE)
     model = assemble(name, make_preprocess(), backbone, image_size)
     if whole_model_weights:

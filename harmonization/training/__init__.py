@@ -1,4 +1,5 @@
 """Train Keras networks with the neural harmonizer: the model, the recipe, the strategy, the run."""
+
 from harmonization.training.distribute import strategy
 from harmonization.training.errors import ConfigError, StaleRunError, TrainingCollapsed
 from harmonization.training.guards import CollapseGuard
@@ -6,6 +7,18 @@ from harmonization.training.harmonizer import Harmonizer
 from harmonization.training.run import TrainConfig, TrainResult, run
 from harmonization.training.schedule import WarmupStepDecay, mixup, recipe, set_precision
 
-__all__ = ["CollapseGuard", "ConfigError", "Harmonizer", "StaleRunError", "TrainConfig",
-           "TrainResult", "TrainingCollapsed", "WarmupStepDecay", "mixup", "recipe", "run",
-           "set_precision", "strategy"]
+__all__ = [
+    "CollapseGuard",
+    "ConfigError",
+    "Harmonizer",
+    "StaleRunError",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingCollapsed",
+    "WarmupStepDecay",
+    "mixup",
+    "recipe",
+    "run",
+    "set_precision",
+    "strategy",
+]

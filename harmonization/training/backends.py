@@ -16,6 +16,7 @@ and the state handling differ:
 - torch: ``torch.autograd.grad`` of the loss, whose saliency is taken with
   ``create_graph=True``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 def _backend() -> str:
     backend = keras.backend.backend()
     if backend not in BACKENDS:
-        raise ValueError(f"the Harmonizer trains on the {', '.join(BACKENDS)} backends, "
-                         f"not on {backend!r}")
+        raise ValueError(f"the Harmonizer trains on the {', '.join(BACKENDS)} backends, not on {backend!r}")
     return backend
 
 
@@ -66,6 +66,7 @@ def for_reduction(logs: dict) -> dict:
 
 # --- TensorFlow and torch: stateful steps ----------------------------------------------------
 
+
 def _tensorflow_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import tensorflow as tf
 
@@ -73,8 +74,9 @@ def _tensorflow_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
 
     images, heatmaps, labels, tokens = model.unpack_batch(batch)
     with tf.GradientTape() as tape:
-        terms = model.compute_terms(images, heatmaps, labels, tokens, training=True,
-                                 harmonize=model.lambda_harmonization > 0)
+        terms = model.compute_terms(
+            images, heatmaps, labels, tokens, training=True, harmonize=model.lambda_harmonization > 0
+        )
         scaled = model.optimizer.scale_loss(scale_for_replicas(terms["loss"]))
     return terms, labels, tape.gradient(scaled, model.trainable_variables)
 
@@ -91,11 +93,12 @@ def _torch_parameter_gradients(model, batch) -> tuple[dict, Any, list]:
     import torch
 
     images, heatmaps, labels, tokens = model.unpack_batch(batch)
-    terms = model.compute_terms(images, heatmaps, labels, tokens, training=True,
-                             harmonize=model.lambda_harmonization > 0)
-    gradients = torch.autograd.grad(model.optimizer.scale_loss(terms["loss"]),
-                                    [v.value for v in model.trainable_variables],
-                                    allow_unused=True)
+    terms = model.compute_terms(
+        images, heatmaps, labels, tokens, training=True, harmonize=model.lambda_harmonization > 0
+    )
+    gradients = torch.autograd.grad(
+        model.optimizer.scale_loss(terms["loss"]), [v.value for v in model.trainable_variables], allow_unused=True
+    )
     return _detached(terms), labels, list(gradients)
 
 
@@ -103,8 +106,7 @@ def _detached(terms: dict) -> dict:
     """The objective's terms cut from the autograd graph (for logging and the gate)."""
     import torch
 
-    return {name: value.detach() if isinstance(value, torch.Tensor) else value
-            for name, value in terms.items()}
+    return {name: value.detach() if isinstance(value, torch.Tensor) else value for name, value in terms.items()}
 
 
 def _torch_train(model, batch) -> dict:
@@ -139,17 +141,18 @@ def _torch_test(model, batch) -> dict:
 
 # --- JAX: stateless steps --------------------------------------------------------------------
 
+
 def _current(scope: keras.StatelessScope, variable) -> Any:
     value = scope.get_current_value(variable)
     return variable.value if value is None else value
 
 
-def _jax_terms(model, batch, trainable: list, non_trainable: list, optimizer: list | None,
-               training: bool, step=None) -> tuple[Any, tuple]:
+def _jax_terms(
+    model, batch, trainable: list, non_trainable: list, optimizer: list | None, training: bool, step=None
+) -> tuple[Any, tuple]:
     """(loss to differentiate, (terms, labels, new non-trainable values)), statelessly."""
     images, heatmaps, labels, tokens = model.unpack_batch(batch)
-    mapping = (list(zip(model.trainable_variables, trainable))
-               + list(zip(model.non_trainable_variables, non_trainable)))
+    mapping = list(zip(model.trainable_variables, trainable)) + list(zip(model.non_trainable_variables, non_trainable))
     if optimizer is not None:
         mapping += list(zip(model.optimizer.variables, optimizer))
     backbone = model.backbone
@@ -160,9 +163,16 @@ def _jax_terms(model, batch, trainable: list, non_trainable: list, optimizer: li
         def forward(inputs):
             return backbone.stateless_call(weights, states, inputs, training=training)
 
-        terms = model.compute_terms(images, heatmaps, labels, tokens, training=training,
-                                 harmonize=model.lambda_harmonization > 0 or not training,
-                                 forward=forward, step=step)
+        terms = model.compute_terms(
+            images,
+            heatmaps,
+            labels,
+            tokens,
+            training=training,
+            harmonize=model.lambda_harmonization > 0 or not training,
+            forward=forward,
+            step=step,
+        )
         for variable, value in zip(backbone.non_trainable_variables, terms.pop("updates")):
             variable.assign(value)
         if training and model.gated:
@@ -177,21 +187,23 @@ def _jax_record(model, metrics: list, terms: dict, labels, names: tuple[str, ...
     return logs, [_current(scope, v) for v in model.metrics_variables]
 
 
-def _jax_parameter_gradients(model, batch, trainable: list, non_trainable: list,
-                   optimizer: list) -> tuple[dict, Any, list, list]:
+def _jax_parameter_gradients(
+    model, batch, trainable: list, non_trainable: list, optimizer: list
+) -> tuple[dict, Any, list, list]:
     import jax
 
     value_and_grad = jax.value_and_grad(
-        lambda values: _jax_terms(model, batch, values, non_trainable, optimizer, True),
-        has_aux=True)
+        lambda values: _jax_terms(model, batch, values, non_trainable, optimizer, True), has_aux=True
+    )
     (_, (terms, labels, non_trainable)), gradients = value_and_grad(trainable)
     return terms, labels, non_trainable, gradients
 
 
 def _jax_train(model, state: tuple, batch) -> tuple[dict, tuple]:
     trainable, non_trainable, optimizer, metrics = state
-    terms, labels, non_trainable, gradients = _jax_parameter_gradients(model, batch, trainable,
-                                                             non_trainable, optimizer)
+    terms, labels, non_trainable, gradients = _jax_parameter_gradients(
+        model, batch, trainable, non_trainable, optimizer
+    )
     trainable, optimizer = model.optimizer.stateless_apply(optimizer, gradients, trainable)
     logs, metrics = _jax_record(model, metrics, terms, labels, TRAIN_LOGS)
     return logs, (trainable, non_trainable, optimizer, metrics)
@@ -204,15 +216,15 @@ def _jax_iterations(model):
     import numpy as np
 
     iterations = model.optimizer.iterations
-    return jax.pure_callback(lambda: np.asarray(iterations.numpy(), iterations.dtype),
-                             jax.ShapeDtypeStruct((), iterations.dtype))
+    return jax.pure_callback(
+        lambda: np.asarray(iterations.numpy(), iterations.dtype), jax.ShapeDtypeStruct((), iterations.dtype)
+    )
 
 
 def _jax_test(model, state: tuple, batch) -> tuple[dict, tuple]:
     trainable, non_trainable, metrics = state
     step = _jax_iterations(model) if model.lambda_ramp_steps else None
-    _, (terms, labels, non_trainable) = _jax_terms(model, batch, trainable, non_trainable, None,
-                                                   False, step)
+    _, (terms, labels, non_trainable) = _jax_terms(model, batch, trainable, non_trainable, None, False, step)
     logs, metrics = _jax_record(model, metrics, terms, labels, TEST_LOGS)
     return logs, (trainable, non_trainable, metrics)
 
@@ -228,8 +240,10 @@ def loss_and_parameter_gradients(model, batch) -> tuple[Any, list]:
     batch-norm moving statistics as a step would. The model must be compiled, its optimizer built."""
     backend = _backend()
     if backend == "jax":
-        state = [[v.value for v in variables] for variables in (
-            model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)]
+        state = [
+            [v.value for v in variables]
+            for variables in (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
+        ]
         terms, _, _, gradients = _jax_parameter_gradients(model, batch, *state)
         return terms["loss"], list(gradients)
     if backend == "torch":

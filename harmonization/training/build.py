@@ -5,6 +5,7 @@ On the TensorFlow backend the data is the ``tf.data`` pipeline (``harmonization.
 and torch it is the framework-neutral reader (``harmonization.inputs``), and TensorFlow is never
 imported: the batches then follow the reader's order, deterministic per seed but not the same
 batches as a TensorFlow run's (docs/backends.md, "Input data, and TensorFlow in the process")."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 
 def batch_shape(config: TrainConfig) -> dict:
     """``load_clickme``'s batch size, image size and class count for this run."""
-    return dict(batch_size=config.batch_size, image_size=config.image_size,
-                num_classes=config.num_classes)
+    return dict(batch_size=config.batch_size, image_size=config.image_size, num_classes=config.num_classes)
 
 
 def datasets(config: TrainConfig, whole_batches: bool):
@@ -37,26 +37,46 @@ def datasets(config: TrainConfig, whole_batches: bool):
     if on_tensorflow():
         from harmonization.data import load_clickme
 
-        train = load_clickme(config.train, "train", seed=config.seed, deterministic=config.deterministic_data,
-                             mix_with=config.mix_with,
-                             clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
-                             repeat=bool(config.steps_per_epoch), mixup=config.mixup or None, **shape)
+        train = load_clickme(
+            config.train,
+            "train",
+            seed=config.seed,
+            deterministic=config.deterministic_data,
+            mix_with=config.mix_with,
+            clickme_fraction=config.clickme_fraction,
+            crop_area=(config.min_crop_area, 1.0),
+            repeat=bool(config.steps_per_epoch),
+            mixup=config.mixup or None,
+            **shape,
+        )
         steps = config.steps_per_epoch or int(train.cardinality())
     else:
         from harmonization.inputs import ClickMeInputs
 
-        train = ClickMeInputs(config.train, "train", seed=config.seed, mix_with=config.mix_with,
-                              clickme_fraction=config.clickme_fraction, crop_area=(config.min_crop_area, 1.0),
-                              mixup=config.mixup or None, **shape)
+        train = ClickMeInputs(
+            config.train,
+            "train",
+            seed=config.seed,
+            mix_with=config.mix_with,
+            clickme_fraction=config.clickme_fraction,
+            crop_area=(config.min_crop_area, 1.0),
+            mixup=config.mixup or None,
+            **shape,
+        )
         # mixed data: an epoch's length varies with its draw, unknown as with tf.data
         steps = config.steps_per_epoch or (-1 if config.mix_with else train.num_batches(train.plan(0)))
     val = evaluation_data(config.val, config.val_split, drop_remainder=whole_batches, **shape)
     if steps < 0:
-        raise ConfigError(lambda name: ("the number of training batches is unknown (mixed data): "
-                                        f"pass {name('steps_per_epoch')}"))
+        raise ConfigError(
+            lambda name: f"the number of training batches is unknown (mixed data): pass {name('steps_per_epoch')}"
+        )
     if steps == 0:
-        raise ConfigError(lambda name: (f"the training data {config.train} holds fewer examples than "
-                                        f"one batch ({name('batch_size')} {config.batch_size})"))
+        raise ConfigError(
+            lambda name: (
+                f"the training data {config.train} holds fewer examples than "
+                f"one batch ({name('batch_size')} {config.batch_size})"
+            )
+        )
     return train, val, steps
 
 
@@ -87,12 +107,14 @@ def check_model(config: TrainConfig) -> None:
             detail = str(error)  # bound now: the message is built after the except block ends
             raise ConfigError(lambda name: f"{name('model')} {config.model}: {detail}") from None
     elif config.model not in MODEL_NAMES:
-        raise ConfigError(lambda name: (f"unknown {name('model')} {config.model!r}; "
-                                        f"known models: {', '.join(MODEL_NAMES)}"))
+        raise ConfigError(
+            lambda name: f"unknown {name('model')} {config.model!r}; known models: {', '.join(MODEL_NAMES)}"
+        )
 
 
-def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.Strategy | None,
-                     chance_classes: int | None = None):
+def build_harmonizer(
+    config: TrainConfig, steps: int, strategy: tf.distribute.Strategy | None, chance_classes: int | None = None
+):
     """The compiled Harmonizer of ``config``; ``chance_classes``: the classes of the training data
     (the adaptive gate's chance; default the head's width)."""
     from harmonization.models import build_model
@@ -103,15 +125,23 @@ def build_harmonizer(config: TrainConfig, steps: int, strategy: tf.distribute.St
     with strategy_scope(strategy):
         model = build_model(config.model, config.num_classes, config.image_size, weights=config.weights)
         harmonizer = Harmonizer(
-            model, lambda_harmonization=config.lambda_harmonization,
-            lambda_weights=config.weight_decay, levels=config.levels,
-            label_smoothing=config.label_smoothing, centered_logits=config.centered_logits,
+            model,
+            lambda_harmonization=config.lambda_harmonization,
+            lambda_weights=config.weight_decay,
+            levels=config.levels,
+            label_smoothing=config.label_smoothing,
+            centered_logits=config.centered_logits,
             lambda_ramp_steps=round(config.lambda_ramp_epochs * steps),
-            lambda_schedule=config.lambda_schedule, saliency=config.saliency,
-            chance_classes=chance_classes)
-        harmonizer.compile(optimizer=recipe(config.lr, config.epochs, steps, config.warmup_epochs,
-                                            config.decay_epochs, optimizer=config.optimizer),
-                           steps_per_execution=config.steps_per_execution)
+            lambda_schedule=config.lambda_schedule,
+            saliency=config.saliency,
+            chance_classes=chance_classes,
+        )
+        harmonizer.compile(
+            optimizer=recipe(
+                config.lr, config.epochs, steps, config.warmup_epochs, config.decay_epochs, optimizer=config.optimizer
+            ),
+            steps_per_execution=config.steps_per_execution,
+        )
         harmonizer.optimizer.build(harmonizer.trainable_variables)
     return harmonizer
 

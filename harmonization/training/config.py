@@ -1,6 +1,7 @@
 """The settings of a training run (``TrainConfig``), what the run returns (``TrainResult``) and the
 checks of settings that cannot run, apart from the run itself (``harmonization.training.run``)
 and the parts it builds (``harmonization.training.build``), which both read them."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,8 +83,17 @@ class TrainConfig:
         return values
 
 
-RUN_OPTIONS = ("out", "conflict", "alignment_batches", "steps_per_execution", "collapse_guard",
-               "collapse_patience", "deterministic_data", "fresh", "verbose")
+RUN_OPTIONS = (
+    "out",
+    "conflict",
+    "alignment_batches",
+    "steps_per_execution",
+    "collapse_guard",
+    "collapse_patience",
+    "deterministic_data",
+    "fresh",
+    "verbose",
+)
 """Fields that change how a run is reported or guarded, not what it trains: a resumed run may differ."""
 
 
@@ -115,29 +125,48 @@ class TrainResult:
 def check_config(config: TrainConfig) -> None:
     """Raise ``ConfigError`` for settings that cannot run, naming the fields (``name``)."""
     if config.lambda_schedule not in LAMBDA_SCHEDULES:
-        raise ConfigError(lambda name: (f"{name('lambda_schedule')} must be one of "
-                                        f"{', '.join(LAMBDA_SCHEDULES)}, got {config.lambda_schedule!r}"))
+        raise ConfigError(
+            lambda name: (
+                f"{name('lambda_schedule')} must be one of "
+                f"{', '.join(LAMBDA_SCHEDULES)}, got {config.lambda_schedule!r}"
+            )
+        )
     if config.saliency not in TRAINING_SALIENCIES:
-        raise ConfigError(lambda name: (f"{name('saliency')} must be one of "
-                                        f"{', '.join(TRAINING_SALIENCIES)}, got {config.saliency!r}"))
+        raise ConfigError(
+            lambda name: f"{name('saliency')} must be one of {', '.join(TRAINING_SALIENCIES)}, got {config.saliency!r}"
+        )
     if config.epochs < 1:
         raise ConfigError(lambda name: f"{name('epochs')} must be >= 1, got {config.epochs}")
     if config.warmup_epochs > config.epochs:
-        raise ConfigError(lambda name: (f"{name('warmup_epochs')} {config.warmup_epochs} exceeds "
-                                        f"{name('epochs')} {config.epochs}"))
+        raise ConfigError(
+            lambda name: f"{name('warmup_epochs')} {config.warmup_epochs} exceeds {name('epochs')} {config.epochs}"
+        )
     if config.backend and config.backend != keras.backend.backend():
-        raise ConfigError(lambda name: (f"{name('backend')} {config.backend}: keras runs on "
-                                        f"{keras.backend.backend()} in this process (KERAS_BACKEND)"))
+        raise ConfigError(
+            lambda name: (
+                f"{name('backend')} {config.backend}: keras runs on "
+                f"{keras.backend.backend()} in this process (KERAS_BACKEND)"
+            )
+        )
     if config.weights and not os.path.isfile(config.weights):
         raise ConfigError(lambda name: f"{name('weights')} file not found: {config.weights}")
     backend = config.backend or keras.backend.backend()
     if backend != "tensorflow" and worker_count() > 1:
-        raise ConfigError(lambda name: (f"TF_CONFIG names {worker_count()} workers: multi-worker "
-                                        f"training runs on {name('backend')} tensorflow only, not {backend}"))
+        raise ConfigError(
+            lambda name: (
+                f"TF_CONFIG names {worker_count()} workers: multi-worker "
+                f"training runs on {name('backend')} tensorflow only, not {backend}"
+            )
+        )
     if timm_name(config.model) is not None:
         if backend != "torch":
-            raise ConfigError(lambda name: (f"{name('model')} {config.model}: timm models train on "
-                                            f"{name('backend')} torch only, not on {backend}"))
+            raise ConfigError(
+                lambda name: (
+                    f"{name('model')} {config.model}: timm models train on "
+                    f"{name('backend')} torch only, not on {backend}"
+                )
+            )
         if config.bfloat16:
-            raise ConfigError(lambda name: (f"{name('model')} {config.model}: timm models train in "
-                                            f"float32, without {name('bfloat16')}"))
+            raise ConfigError(
+                lambda name: f"{name('model')} {config.model}: timm models train in float32, without {name('bfloat16')}"
+            )

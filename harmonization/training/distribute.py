@@ -2,6 +2,7 @@
 
 TensorFlow is imported by the functions that use it, not by this module: a run on the JAX or
 torch backend (``keras_distribution``, ``worker_count``) never loads it."""
+
 from __future__ import annotations
 
 import glob
@@ -84,8 +85,7 @@ def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
     """Whether ``strategy`` synchronises several workers (processes) with collectives."""
     import tensorflow as tf
 
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
 
 
 def for_multi_worker_reduction(logs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:

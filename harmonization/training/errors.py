@@ -3,6 +3,7 @@
 A front end renders the same message with its own names for the fields (the ``harmonize`` CLI:
 its flags), so the library never needs to know them (see :mod:`harmonization.errors`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,5 +42,4 @@ class TrainingCollapsed(RunError, RuntimeError):
     """The collapse guard stopped a run at chance; its history and backup are kept."""
 
 
-__all__ = ["ConfigError", "Namer", "RunError", "SWITCHES", "StaleRunError", "TrainingCollapsed",
-           "field_name"]
+__all__ = ["ConfigError", "Namer", "RunError", "SWITCHES", "StaleRunError", "TrainingCollapsed", "field_name"]

@@ -4,6 +4,7 @@ A run records, per data argument, each shard's size and a sha256 of its first an
 once complete, the sha256 of its model file. A resume then refuses data regenerated under the
 same names, and a rerun calls a run complete only while its model file is the one it wrote.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,11 @@ def shard_fingerprint(path: str) -> list:
 
 def data_fingerprint(sources: dict[str, str | None]) -> dict[str, dict[str, list]]:
     """{field: {absolute shard path: ``shard_fingerprint``}} for each given data source."""
-    return {field: {os.path.abspath(path): shard_fingerprint(path)
-                    for path in resolve_shards(source, "ClickMe shard")}
-            for field, source in sources.items() if source}
+    return {
+        field: {os.path.abspath(path): shard_fingerprint(path) for path in resolve_shards(source, "ClickMe shard")}
+        for field, source in sources.items()
+        if source
+    }
 
 
 def data_changes(recorded: dict, current: dict) -> list[tuple[str, str]]:
@@ -46,8 +49,13 @@ def data_changes(recorded: dict, current: dict) -> list[tuple[str, str]]:
         gone = sorted(set(old) - set(new))
         added = sorted(set(new) - set(old))
         altered = sorted(path for path in set(old) & set(new) if old[path] != new[path])
-        what = (f"{altered[0]} has other content" if altered else
-                f"{gone[0]} is no longer among its shards" if gone else f"{added[0]} was added")
+        what = (
+            f"{altered[0]} has other content"
+            if altered
+            else f"{gone[0]} is no longer among its shards"
+            if gone
+            else f"{added[0]} was added"
+        )
         changes.append((field, what))
     return changes
 

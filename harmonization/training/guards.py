@@ -9,6 +9,7 @@ gate opened (lambda 0) are a network still learning to classify, not a collapse;
 and ``never_left_chance`` words the outcome of one that is still at chance at its end. Chance is
 that of the classes the training data hold, the head's width being only an upper bound.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ class CollapseGuard(keras.callbacks.Callback):
     ``history`` (earlier epochs' logs, for a resumed run) continues the count.
     """
 
-    def __init__(self, num_classes: int, start_epoch: int = 0, patience: int = 2,
-                 history: list[dict] = (), gated: bool = False):
+    def __init__(
+        self, num_classes: int, start_epoch: int = 0, patience: int = 2, history: list[dict] = (), gated: bool = False
+    ):
         super().__init__()
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
@@ -63,8 +65,9 @@ class CollapseGuard(keras.callbacks.Callback):
         """Whether one epoch's training logs are those of a model at chance."""
         uniform = math.log(self.num_classes)
         ce = float(logs.get("ce", math.nan))
-        return (near_chance(logs.get("accuracy", math.nan), self.num_classes)
-                or abs(ce - uniform) <= CE_TOLERANCE * uniform)
+        return (
+            near_chance(logs.get("accuracy", math.nan), self.num_classes) or abs(ce - uniform) <= CE_TOLERANCE * uniform
+        )
 
     def _judge(self, epoch: int, logs: dict) -> bool:
         judged = epoch >= self.start_epoch and self._gate_open
@@ -84,7 +87,8 @@ class CollapseGuard(keras.callbacks.Callback):
             f"{chance_threshold(self.num_classes):.3f}; cross-entropy "
             f"{float(logs.get('ce', math.nan)):.3f}, ln {self.num_classes} = "
             f"{math.log(self.num_classes):.3f}) for {self._streak} epochs with the harmonization "
-            "term on, after the warm-up")
+            "term on, after the warm-up"
+        )
         self.model.stop_training = True
 
 
@@ -96,17 +100,21 @@ def never_left_chance(history: list[dict], num_classes: int) -> str | None:
     if not history or not near_chance(history[-1].get("accuracy", math.nan), num_classes):
         return None
     last = history[-1]
-    text = (f"the model never left chance in {len(history)} epochs (training accuracy "
-            f"{float(last.get('accuracy', math.nan)):.3f}, below {chance_threshold(num_classes):.3f} "
-            f"for the {num_classes} classes of the training data)")
+    text = (
+        f"the model never left chance in {len(history)} epochs (training accuracy "
+        f"{float(last.get('accuracy', math.nan)):.3f}, below {chance_threshold(num_classes):.3f} "
+        f"for the {num_classes} classes of the training data)"
+    )
     if "lambda" in last and not any(float(row.get("lambda", 0.0) or 0.0) > 0 for row in history):
-        text += ("; the harmonization term never came on (lambda 0 in every epoch), so this is slow "
-                 "learning, not a collapse")
+        text += (
+            "; the harmonization term never came on (lambda 0 in every epoch), so this is slow learning, not a collapse"
+        )
     return text
 
 
-def data_classes(train: ShardPaths, num_classes: int, mix_with: ShardPaths | None = None,
-                 name: Namer = field_name) -> int:
+def data_classes(
+    train: ShardPaths, num_classes: int, mix_with: ShardPaths | None = None, name: Namer = field_name
+) -> int:
     """The number of classes chance is taken from: those present in the labels of the ``train``
     shards (``num_classes``, the head's width, only bounds it; with ``mix_with`` ImageNet data,
     the head's width). Logs a warning when the head is wider than the data's classes; a
@@ -115,10 +123,19 @@ def data_classes(train: ShardPaths, num_classes: int, mix_with: ShardPaths | Non
         return num_classes
     present = classes_present(train, limit=num_classes)
     if len(present) < 2:
-        raise ConfigError(lambda name: (f"{name('train')} {train}: the training labels hold "
-                                        f"{len(present)} class(es); a classifier needs at least 2"))
+        raise ConfigError(
+            lambda name: (
+                f"{name('train')} {train}: the training labels hold "
+                f"{len(present)} class(es); a classifier needs at least 2"
+            )
+        )
     if len(present) < num_classes:
-        LOG.warning("%s %d exceeds the %d classes present in the training data: chance is taken as "
-                    "1/%d (the head is wider than the data)", name("num_classes"), num_classes,
-                    len(present), len(present))
+        LOG.warning(
+            "%s %d exceeds the %d classes present in the training data: chance is taken as "
+            "1/%d (the head is wider than the data)",
+            name("num_classes"),
+            num_classes,
+            len(present),
+            len(present),
+        )
     return len(present)

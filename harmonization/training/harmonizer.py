@@ -1,4 +1,5 @@
 """The neural harmonizer as a ``keras.Model``: train any Keras network with plain ``fit``."""
+
 from __future__ import annotations
 
 import os
@@ -72,15 +73,25 @@ class Harmonizer(keras.Model):
     ``advance_gate`` when ``gated``; then the optimizer update; then ``record_logs``.
     """
 
-    def __init__(self, backbone: keras.Model, preprocess: keras.layers.Layer | None = None,
-                 lambda_harmonization: float = 1.0, lambda_weights: float = 1e-5,
-                 levels: int = DEFAULT_LEVELS, label_smoothing: float = 0.1,
-                 centered_logits: bool = False, lambda_ramp_steps: int = 0,
-                 lambda_schedule: str = "adaptive", saliency: str = "signed",
-                 chance_classes: int | None = None, **kwargs):
+    def __init__(
+        self,
+        backbone: keras.Model,
+        preprocess: keras.layers.Layer | None = None,
+        lambda_harmonization: float = 1.0,
+        lambda_weights: float = 1e-5,
+        levels: int = DEFAULT_LEVELS,
+        label_smoothing: float = 0.1,
+        centered_logits: bool = False,
+        lambda_ramp_steps: int = 0,
+        lambda_schedule: str = "adaptive",
+        saliency: str = "signed",
+        chance_classes: int | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        check_settings(lambda_harmonization, lambda_weights, label_smoothing, lambda_ramp_steps, lambda_schedule,
-                       saliency)
+        check_settings(
+            lambda_harmonization, lambda_weights, label_smoothing, lambda_ramp_steps, lambda_schedule, saliency
+        )
         self.pixel_model = pixel_model_of(backbone, preprocess, harmonized=lambda_harmonization > 0)
         self.lambda_harmonization = float(lambda_harmonization)
         self.lambda_weights = float(lambda_weights)
@@ -92,8 +103,9 @@ class Harmonizer(keras.Model):
         self.lambda_schedule = lambda_schedule
         self.num_classes = int(self.pixel_model.output_shape[-1])
         if chance_classes is not None and not 2 <= chance_classes <= self.num_classes:
-            raise ValueError(f"chance_classes must be in [2, {self.num_classes}] (the head's width), "
-                             f"got {chance_classes}")
+            raise ValueError(
+                f"chance_classes must be in [2, {self.num_classes}] (the head's width), got {chance_classes}"
+            )
         self.chance_classes = self.num_classes if chance_classes is None else int(chance_classes)
         if self.lambda_harmonization > 0 and keras.backend.backend() == "tensorflow":
             from harmonization.training.distribute import disable_arithmetic_optimization
@@ -102,13 +114,21 @@ class Harmonizer(keras.Model):
         if lambda_schedule == "adaptive":
             self._gate_threshold = chance_threshold(self.chance_classes)
             self._gate_accuracy = self.add_weight(
-                shape=(), initializer=keras.initializers.Constant(1.0 / self.chance_classes),
-                trainable=False, aggregation="only_first_replica", name="gate_accuracy")
+                shape=(),
+                initializer=keras.initializers.Constant(1.0 / self.chance_classes),
+                trainable=False,
+                aggregation="only_first_replica",
+                name="gate_accuracy",
+            )
             self._gate_step = self.add_weight(
-                shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
-                trainable=False, aggregation="only_first_replica", name="gate_step")
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "ce", "harmonization", "lambda")}
+                shape=(),
+                dtype="int64",
+                initializer=keras.initializers.Constant(-1),
+                trainable=False,
+                aggregation="only_first_replica",
+                name="gate_step",
+            )
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "ce", "harmonization", "lambda")}
         self._trackers["accuracy"] = keras.metrics.CategoricalAccuracy(name="accuracy")
         self.built = True
 
@@ -141,8 +161,7 @@ class Harmonizer(keras.Model):
         under ``lambda_schedule``, as a float32 scalar tensor."""
         step = self.optimizer.iterations if step is None else step
         opened = self._gate_step if self.lambda_schedule == "adaptive" else None
-        return lambda_at(step, self.lambda_harmonization, self.lambda_ramp_steps,
-                         self.lambda_schedule, opened)
+        return lambda_at(step, self.lambda_harmonization, self.lambda_ramp_steps, self.lambda_schedule, opened)
 
     @property
     def gated(self) -> bool:
@@ -161,26 +180,31 @@ class Harmonizer(keras.Model):
 
         def counts():
             hits = ops.cast(ops.equal(ops.argmax(logits, -1), ops.argmax(labels, -1)), "float32")
-            return backends.sum_over_replicas(
-                ops.stack([ops.sum(hits), ops.cast(ops.shape(hits)[0], "float32")]))
+            return backends.sum_over_replicas(ops.stack([ops.sum(hits), ops.cast(ops.shape(hits)[0], "float32")]))
 
         synced = counts() if backends.replicas_in_sync() > 1 else None
 
         def advance():
             hits, seen = ops.unstack(counts() if synced is None else synced)
-            return gate_update(ops.convert_to_tensor(self._gate_accuracy), hits, seen,
-                               self._gate_threshold, self.optimizer.iterations, dtype)
+            return gate_update(
+                ops.convert_to_tensor(self._gate_accuracy),
+                hits,
+                seen,
+                self._gate_threshold,
+                self.optimizer.iterations,
+                dtype,
+            )
 
         def keep():
-            return (ops.convert_to_tensor(self._gate_accuracy),
-                    ops.convert_to_tensor(self._gate_step))
+            return (ops.convert_to_tensor(self._gate_accuracy), ops.convert_to_tensor(self._gate_step))
 
         running, opened = ops.cond(self._gate_step < 0, advance, keep)
         self._gate_accuracy.assign(running)
         self._gate_step.assign(opened)
 
-    def compute_terms(self, images, heatmaps, labels, tokens, training: bool, harmonize: bool,
-                      forward=None, step=None) -> dict:
+    def compute_terms(
+        self, images, heatmaps, labels, tokens, training: bool, harmonize: bool, forward=None, step=None
+    ) -> dict:
         """The objective of one (per-replica) batch and its terms, as ``unpack_batch`` gives it:
         {"logits", "ce", "harmonization" (None unless ``harmonize``), "weight_decay", "lambda",
         "loss", "updates"} (``harmonization.objective.objective_terms``).
@@ -191,16 +215,25 @@ class Harmonizer(keras.Model):
         a plain call, no updates); ``step`` is the optimizer step for ``harmonization_weight``.
         """
         if forward is None:
+
             def forward(inputs):
                 return self.backbone(inputs, training=training), None
 
         return objective_terms(
-            forward, self.preprocess(images, training=training), labels, heatmaps, tokens,
-            decayed_variables(self.trainable_variables), harmonize=harmonize,
+            forward,
+            self.preprocess(images, training=training),
+            labels,
+            heatmaps,
+            tokens,
+            decayed_variables(self.trainable_variables),
+            harmonize=harmonize,
             lambda_harmonization=lambda: self.harmonization_weight(step),
-            lambda_weights=self.lambda_weights, levels=self.levels,
-            label_smoothing=self.label_smoothing, centered_logits=self.centered_logits,
-            saliency=self.saliency)
+            lambda_weights=self.lambda_weights,
+            levels=self.levels,
+            label_smoothing=self.label_smoothing,
+            centered_logits=self.centered_logits,
+            saliency=self.saliency,
+        )
 
     def record_logs(self, terms: dict, labels, names: tuple[str, ...]) -> dict:
         """Update the metrics ``names`` (and ``accuracy``) from ``compute_terms``'s ``terms``;

@@ -1,5 +1,6 @@
 """The network a ``Harmonizer`` trains, as a pixel model: its "preprocess" part maps [0, 255] RGB
 pixels to the input of its "backbone" part, whose input the saliency is taken of."""
+
 from __future__ import annotations
 
 import keras
@@ -23,8 +24,7 @@ def _named(layer: keras.layers.Layer, name: str, input_shape: tuple) -> keras.Mo
     return keras.Model(inputs, layer(inputs), name=name)
 
 
-def pixel_model_of(backbone: keras.Model, preprocess: keras.layers.Layer | None,
-                   harmonized: bool) -> keras.Model:
+def pixel_model_of(backbone: keras.Model, preprocess: keras.layers.Layer | None, harmonized: bool) -> keras.Model:
     """``backbone`` itself when ``preprocess`` is None (it must then be a pixel model with both
     parts), else ``preprocess`` and ``backbone`` joined into one, named as ``backbone``.
 
@@ -36,7 +36,8 @@ def pixel_model_of(backbone: keras.Model, preprocess: keras.layers.Layer | None,
             raise ValueError(
                 f"model {backbone.name!r} has no '{PREPROCESS}' and '{BACKBONE}' parts: pass "
                 "preprocess=<Keras layer mapping [0, 255] pixels to the network's input> "
-                "(keras.layers.Identity() if the network takes raw pixels)")
+                "(keras.layers.Identity() if the network takes raw pixels)"
+            )
         pixel_model = backbone
     else:
         shape = tuple(backbone.input_shape[1:])
@@ -48,5 +49,6 @@ def pixel_model_of(backbone: keras.Model, preprocess: keras.layers.Layer | None,
         raise ValueError(
             f"bilinear resizing inside the network ({', '.join(bilinear)}) silently cuts the "
             "harmonization gradient (TensorFlow's ResizeBilinearGrad has no gradient): resize "
-            "in the data pipeline instead")
+            "in the data pipeline instead"
+        )
     return pixel_model

@@ -9,6 +9,7 @@ model and optimizer after NNNN epochs; the newest two are kept), and, once the r
 Every file is written to a temporary name and renamed
 (``harmonization.files``), so a kill or a full disk never leaves a truncated file behind.
 """
+
 from __future__ import annotations
 
 import csv
@@ -76,12 +77,14 @@ class RunFolder:
         without a run; refused when its format is not ``RUN_FORMAT`` or it lacks one of the
         ``settings`` (the fields a run records) or what its status needs."""
         if not self.record_path.exists():
-            leftovers = [p.name for p in (self.history_path, self.backup_dir, self.model_path)
-                         if p.exists()]
+            leftovers = [p.name for p in (self.history_path, self.backup_dir, self.model_path) if p.exists()]
             if leftovers:
-                raise ConfigError(lambda name: (
-                    f"{self.out} holds {', '.join(leftovers)} of a run without its settings "
-                    f"({RUN_RECORD}); {name('fresh')} starts over"))
+                raise ConfigError(
+                    lambda name: (
+                        f"{self.out} holds {', '.join(leftovers)} of a run without its settings "
+                        f"({RUN_RECORD}); {name('fresh')} starts over"
+                    )
+                )
             return None
         try:
             record = json.loads(self.record_path.read_text())
@@ -93,15 +96,14 @@ class RunFolder:
                 raise ValueError("data is not a mapping")
         except (OSError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ConfigError(lambda name: (
-                f"{self.record_path}: not a readable run record ({reason}); "
-                f"{name('fresh')} starts over")) from None
+            raise ConfigError(
+                lambda name: f"{self.record_path}: not a readable run record ({reason}); {name('fresh')} starts over"
+            ) from None
         missing = {f"settings.{key}" for key in settings if key not in record["settings"]}
         missing |= {key for key in _REQUIRED[record["status"]] if key not in record}
         problem = format_problem(record.get("format"), RUN_FORMAT, missing)
         if problem is not None:
-            raise ConfigError(lambda name: (f"{self.record_path}: {problem}; "
-                                            f"{name('fresh')} starts over"))
+            raise ConfigError(lambda name: f"{self.record_path}: {problem}; {name('fresh')} starts over")
         return record
 
     def check_complete(self, model_sha256: str) -> None:
@@ -113,13 +115,16 @@ class RunFolder:
             problem = "is not the file the run wrote (its content changed)"
         else:
             return
-        raise ConfigError(lambda name: (f"{self.out}: the run is recorded complete but "
-                                        f"{self.model_path} {problem}; {name('fresh')} trains it again"))
+        raise ConfigError(
+            lambda name: (
+                f"{self.out}: the run is recorded complete but "
+                f"{self.model_path} {problem}; {name('fresh')} trains it again"
+            )
+        )
 
     def write_record(self, settings: dict, status: str, **details) -> None:
         """Record the run's settings and its status (one of ``STATUSES``)."""
-        write_json(self.record_path, {"format": RUN_FORMAT, "settings": settings,
-                                      "status": status, **details})
+        write_json(self.record_path, {"format": RUN_FORMAT, "settings": settings, "status": status, **details})
 
     def read_history(self) -> list[dict]:
         """The rows of ``history.csv`` (numbers as floats, ``epoch`` as int); [] without one."""
@@ -128,13 +133,14 @@ class RunFolder:
         try:
             with open(self.history_path, newline="") as handle:
                 rows = list(csv.DictReader(handle))
-            return [{key: int(value) if key == "epoch" else _number(value)
-                     for key, value in row.items()} for row in rows]
+            return [
+                {key: int(value) if key == "epoch" else _number(value) for key, value in row.items()} for row in rows
+            ]
         except (OSError, ValueError, TypeError, csv.Error) as error:
             detail = str(error)  # bound now: the message is built after the except block ends
-            raise ConfigError(lambda name: (
-                f"{self.history_path}: not a readable history ({detail}); "
-                f"{name('fresh')} starts over")) from None
+            raise ConfigError(
+                lambda name: f"{self.history_path}: not a readable history ({detail}); {name('fresh')} starts over"
+            ) from None
 
 
 def _number(text: str | None) -> float:
@@ -157,8 +163,11 @@ def batch_stream(train, steps: int, done: int, repeated: bool):
 
 def changed_settings(recorded: dict, requested: dict) -> dict[str, tuple]:
     """{field: (recorded, requested)} for every setting that differs."""
-    return {key: (recorded.get(key), requested.get(key)) for key in sorted(set(recorded) | set(requested))
-            if recorded.get(key) != requested.get(key)}
+    return {
+        key: (recorded.get(key), requested.get(key))
+        for key in sorted(set(recorded) | set(requested))
+        if recorded.get(key) != requested.get(key)
+    }
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -196,8 +205,11 @@ class Backup(keras.callbacks.Callback):
         """(epochs done, path) of each backup, oldest first."""
         if not self.folder.is_dir():
             return []
-        found = [(int(match.group(1)), self.folder / name) for name in os.listdir(self.folder)
-                 if (match := _CHECKPOINT.fullmatch(name))]
+        found = [
+            (int(match.group(1)), self.folder / name)
+            for name in os.listdir(self.folder)
+            if (match := _CHECKPOINT.fullmatch(name))
+        ]
         return sorted(found)
 
     def restore(self, model: keras.Model) -> int:
@@ -213,8 +225,7 @@ class Backup(keras.callbacks.Callback):
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
                 log.warning("%s: unreadable backup (%s); trying the one before", path, reason)
         if found:
-            raise ConfigError(lambda name: (f"{self.folder}: no readable backup; "
-                                            f"{name('fresh')} starts over"))
+            raise ConfigError(lambda name: f"{self.folder}: no readable backup; {name('fresh')} starts over")
         return 0
 
     def remove(self) -> None:
@@ -226,5 +237,5 @@ class Backup(keras.callbacks.Callback):
         with output_errors(target):
             with temporary_path(target, suffix=".weights.h5") as tmp:
                 self.model.save_weights(tmp)
-            for _, old in self.checkpoints()[:-self.keep]:
+            for _, old in self.checkpoints()[: -self.keep]:
                 old.unlink(missing_ok=True)

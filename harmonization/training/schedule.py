@@ -3,6 +3,7 @@ docs/method.md, "The training recipe") and the harmonization weight's (``lambda_
 ``gate_update``; docs/harmonizer-schedule.md). ``mixup`` here mixes a ``tf.data`` pipeline (the
 TensorFlow backend); the JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is
 imported by ``mixup`` only."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,8 +24,7 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
     with steps counted from 0 (so the first step already has a non-zero rate).
     """
 
-    def __init__(self, base_lr: float, warmup_steps: int, boundaries: Sequence[int] = (),
-                 factor: float = 0.1):
+    def __init__(self, base_lr: float, warmup_steps: int, boundaries: Sequence[int] = (), factor: float = 0.1):
         self.base_lr = float(base_lr)
         self.warmup_steps = int(warmup_steps)
         self.boundaries = [int(b) for b in boundaries]
@@ -35,13 +35,20 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         TensorFlow, JAX and torch optimizer steps alike."""
         step = ops.cast(step, "float32")
         warmup = ops.minimum(1.0, (step + 1.0) / float(max(self.warmup_steps, 1)))
-        passed = sum(ops.cast(ops.greater_equal(step, float(b)), "float32")
-                     for b in self.boundaries) if self.boundaries else 0.0
+        passed = (
+            sum(ops.cast(ops.greater_equal(step, float(b)), "float32") for b in self.boundaries)
+            if self.boundaries
+            else 0.0
+        )
         return self.base_lr * warmup * ops.power(self.factor, passed)
 
     def get_config(self) -> dict:
-        return {"base_lr": self.base_lr, "warmup_steps": self.warmup_steps,
-                "boundaries": self.boundaries, "factor": self.factor}
+        return {
+            "base_lr": self.base_lr,
+            "warmup_steps": self.warmup_steps,
+            "boundaries": self.boundaries,
+            "factor": self.factor,
+        }
 
 
 LAMBDA_SCHEDULES = ("adaptive", "linear")
@@ -76,10 +83,17 @@ def gate_update(running, hits, seen, threshold: float, step, dtype: str) -> tupl
     return running, ops.cast(opened, dtype)
 
 
-def recipe(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: float = 5,
-           decay_epochs: Sequence[float] = (30, 60, 80), decay_factor: float = 0.1,
-           momentum: float = 0.9, nesterov: bool = True,
-           optimizer: str = "sgd") -> keras.optimizers.Optimizer:
+def recipe(
+    base_lr: float,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 5,
+    decay_epochs: Sequence[float] = (30, 60, 80),
+    decay_factor: float = 0.1,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    optimizer: str = "sgd",
+) -> keras.optimizers.Optimizer:
     """SGD (Nesterov, momentum 0.9) on the warm-up + step-decay schedule, counted in steps.
 
     The reference runs: ``warmup_epochs=5``, ``decay_epochs=(30, 60, 80)``, factor 0.1. Short
@@ -96,8 +110,10 @@ def recipe(base_lr: float, epochs: int, steps_per_epoch: int, warmup_epochs: flo
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     schedule = WarmupStepDecay(
-        base_lr, round(warmup_epochs * steps_per_epoch),
-        [round(e * steps_per_epoch) for e in sorted(decay_epochs) if e < epochs], decay_factor,
+        base_lr,
+        round(warmup_epochs * steps_per_epoch),
+        [round(e * steps_per_epoch) for e in sorted(decay_epochs) if e < epochs],
+        decay_factor,
     )
     if optimizer == "adam":
         return keras.optimizers.Adam(learning_rate=schedule)
@@ -112,8 +128,7 @@ def set_precision(bfloat16: bool) -> None:
     keras.config.set_dtype_policy("mixed_bfloat16" if bfloat16 else "float32")
 
 
-def mixup(dataset: tf.data.Dataset, num_classes: int, alpha: float = 0.2,
-          seed: int = 0) -> tf.data.Dataset:
+def mixup(dataset: tf.data.Dataset, num_classes: int, alpha: float = 0.2, seed: int = 0) -> tf.data.Dataset:
     """Mix each batch with a permutation of itself: images, heatmaps and labels alike.
 
     Each sample gets its own weight w ~ Beta(alpha, alpha): x = w x_i + (1 - w) x_j, same w for
@@ -144,7 +159,12 @@ def mixup(dataset: tf.data.Dataset, num_classes: int, alpha: float = 0.2,
             w = tf.reshape(weight, [-1] + [1] * (x.shape.rank - 1))
             return w * x + (1.0 - w) * tf.gather(x, order)
 
-        return {**batch, "image": blend(images), "heatmap": blend(batch["heatmap"]),
-                "label": blend(labels), "token": tokens * tf.gather(tokens, order)}
+        return {
+            **batch,
+            "image": blend(images),
+            "heatmap": blend(batch["heatmap"]),
+            "label": blend(labels),
+            "token": tokens * tf.gather(tokens, order),
+        }
 
     return dataset.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

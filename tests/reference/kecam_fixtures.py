@@ -15,6 +15,7 @@ is an identity; then it writes
 - ``NAME_layout.json``: the FULL-size constructor's weighted layers in order (name and weight
   shapes) and its parameter count, so the full published layout is checked without its weights.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,17 +32,34 @@ SEED = 0
 def reduced(name: str):
     """(model, image size) of the reduced-depth constructor used for the numerical comparison."""
     if name == "convnext_tiny":
-        return convnext.ConvNeXt(num_blocks=[1, 1, 2, 1], out_channels=[96, 192, 384, 768],
-                                 input_shape=(64, 64, 3), classifier_activation=None,
-                                 pretrained=None, model_name=name), 64
+        return convnext.ConvNeXt(
+            num_blocks=[1, 1, 2, 1],
+            out_channels=[96, 192, 384, 768],
+            input_shape=(64, 64, 3),
+            classifier_activation=None,
+            pretrained=None,
+            model_name=name,
+        ), 64
     if name == "levit128":
-        return levit.LeViT(num_heads=[4, 8, 12], depthes=[1, 2, 1], input_shape=(224, 224, 3),
-                           classifier_activation=None, use_distillation=False, pretrained=None,
-                           model_name=name), 224
+        return levit.LeViT(
+            num_heads=[4, 8, 12],
+            depthes=[1, 2, 1],
+            input_shape=(224, 224, 3),
+            classifier_activation=None,
+            use_distillation=False,
+            pretrained=None,
+            model_name=name,
+        ), 224
     if name == "maxvit_tiny":
-        return maxvit.MaxViT(num_blocks=[1, 2, 1, 1], out_channels=[64, 128, 256, 512],
-                             stem_width=64, input_shape=(224, 224, 3), classifier_activation=None,
-                             pretrained=None, model_name=name), 224
+        return maxvit.MaxViT(
+            num_blocks=[1, 2, 1, 1],
+            out_channels=[64, 128, 256, 512],
+            stem_width=64,
+            input_shape=(224, 224, 3),
+            classifier_activation=None,
+            pretrained=None,
+            model_name=name,
+        ), 224
     raise ValueError(f"unknown model {name!r}")
 
 
@@ -70,8 +88,7 @@ def randomize_constants(model, rng: np.random.Generator) -> None:
 
 
 def layout(model) -> dict:
-    layers = [[layer.name, [list(w.shape) for w in layer.weights]]
-              for layer in model.layers if layer.weights]
+    layers = [[layer.name, [list(w.shape) for w in layer.weights]] for layer in model.layers if layer.weights]
     return {"layers": layers, "params": int(model.count_params())}
 
 

@@ -10,6 +10,7 @@ images in [0, 255] and the reference model's logits on them, with the published 
 (224 px, ViT-B/16 with 12 blocks); the default is a small, fast stand-in of the same constructor
 (32 px; ViT-B/16 with 2 blocks).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,23 +32,34 @@ def vit_b16(image_size: int, full: bool) -> tf.keras.Model:
     from vit_keras import vit  # 0.1.2, the version that wrote the published file
 
     if full:
-        return vit.vit_b16(image_size=image_size, activation="linear", pretrained=False,
-                           include_top=True, pretrained_top=False)
-    return vit.build_model(image_size=image_size, patch_size=16, num_layers=2, hidden_size=768,
-                           num_heads=12, name="vit-b16", mlp_dim=3072, classes=CLASSES,
-                           dropout=0.1, activation="linear", include_top=True)
+        return vit.vit_b16(
+            image_size=image_size, activation="linear", pretrained=False, include_top=True, pretrained_top=False
+        )
+    return vit.build_model(
+        image_size=image_size,
+        patch_size=16,
+        num_layers=2,
+        hidden_size=768,
+        num_heads=12,
+        name="vit-b16",
+        mlp_dim=3072,
+        classes=CLASSES,
+        dropout=0.1,
+        activation="linear",
+        include_top=True,
+    )
 
 
 def efficientnetb0(image_size: int, full: bool) -> tf.keras.Model:
     import efficientnet.tfkeras as efficientnet  # registers swish and FixedDropout
 
-    return efficientnet.EfficientNetB0(weights=None, input_shape=(image_size, image_size, 3),
-                                       classes=CLASSES)
+    return efficientnet.EfficientNetB0(weights=None, input_shape=(image_size, image_size, 3), classes=CLASSES)
 
 
 def kecam(name: str):
     """kecam 1.3.10's published constructors (full size only: the benchmark's files; the tests use
     tests/reference/kecam_fixtures.py's reduced ones)."""
+
     def build(image_size: int, full: bool) -> tf.keras.Model:
         from keras_cv_attention_models import convnext, levit, maxvit
 
@@ -58,21 +70,34 @@ def kecam(name: str):
         if name == "levit128":
             return levit.LeViT128(classifier_activation=None, use_distillation=False, pretrained=None)
         return maxvit.MaxViT_Tiny(classifier_activation=None, pretrained=None)
+
     return build
 
 
 def application(factory_name: str):
     def build(image_size: int, full: bool) -> tf.keras.Model:
         factory = getattr(tf.keras.applications, factory_name)
-        return factory(include_top=True, weights=None, input_shape=(image_size, image_size, 3),
-                       classes=CLASSES, classifier_activation="linear")
+        return factory(
+            include_top=True,
+            weights=None,
+            input_shape=(image_size, image_size, 3),
+            classes=CLASSES,
+            classifier_activation="linear",
+        )
+
     return build
 
 
-BUILDERS = {"vit_b16": vit_b16, "vgg16": application("VGG16"),
-            "resnet50v2": application("ResNet50V2"), "resnet50": application("ResNet50"),
-            "efficientnetb0": efficientnetb0, "convnext_tiny": kecam("convnext_tiny"),
-            "maxvit_tiny": kecam("maxvit_tiny"), "levit128": kecam("levit128")}
+BUILDERS = {
+    "vit_b16": vit_b16,
+    "vgg16": application("VGG16"),
+    "resnet50v2": application("ResNet50V2"),
+    "resnet50": application("ResNet50"),
+    "efficientnetb0": efficientnetb0,
+    "convnext_tiny": kecam("convnext_tiny"),
+    "maxvit_tiny": kecam("maxvit_tiny"),
+    "levit128": kecam("levit128"),
+}
 WEIGHTS_ONLY = {"vit_b16", "convnext_tiny", "maxvit_tiny", "levit128"}
 
 
@@ -116,9 +141,13 @@ def main(argv: list[str]) -> None:
             model.save(str(path))
         np.save(args.out / f"{name}.pixels.npy", pixels)
         np.save(args.out / f"{name}.logits.npy", logits.astype(np.float32))
-        report[name] = {"file": str(path), "bytes": path.stat().st_size,
-                        "parameters": int(model.count_params()), "keras": type(model).__module__.split(".")[0],
-                        "last_activation": str(getattr(model.layers[-1].activation, "__name__", ""))}
+        report[name] = {
+            "file": str(path),
+            "bytes": path.stat().st_size,
+            "parameters": int(model.count_params()),
+            "keras": type(model).__module__.split(".")[0],
+            "last_activation": str(getattr(model.layers[-1].activation, "__name__", "")),
+        }
     print(json.dumps(report))
 
 

@@ -2,5 +2,4 @@
 
 
 def __getattr__(name: str):
-    raise RuntimeError(f"cv2.{name} is not available in the fixture environment "
-                       "(tests/reference/shims/README.md)")
+    raise RuntimeError(f"cv2.{name} is not available in the fixture environment (tests/reference/shims/README.md)")

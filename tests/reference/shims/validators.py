@@ -2,5 +2,6 @@
 
 
 def __getattr__(name: str):
-    raise RuntimeError(f"validators.{name} is not available in the fixture environment "
-                       "(tests/reference/shims/README.md)")
+    raise RuntimeError(
+        f"validators.{name} is not available in the fixture environment (tests/reference/shims/README.md)"
+    )

@@ -1,4 +1,5 @@
 """The one function vit-keras 0.1.2 could take from tensorflow_addons (exact GELU by default)."""
+
 import tensorflow as tf
 
 
