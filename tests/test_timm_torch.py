@@ -263,7 +263,7 @@ def test_harmonize_evaluate_reads_the_timm_run_without_tensorflow(timm_run, tmp_
     ]
     code, error = report["missing"]
     assert code == 2 and error.count("\n") == 1, error
-    assert f"weights '{tmp_path / 'missing.safetensors'}' do not fit: missing ['{missing}']" in error
+    assert f"weights '{tmp_path / 'missing.safetensors'}' do not fit: missing {missing} " in error
 
 
 def test_the_attack_side_loads_the_checkpoint_with_the_same_logits_and_attacks_it(timm_run, capsys):
