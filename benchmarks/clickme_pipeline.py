@@ -20,10 +20,10 @@ import shutil
 import statistics
 import tempfile
 
-import tensorflow as tf
-from timing import NUM_CLASSES, harmonizer_timer, interleaved, pipeline_timer, verdict
-
 import harmonization  # noqa: F401  (loads triton before TensorFlow)
+import tensorflow as tf
+from timing import JPEG_SET, NUM_CLASSES, harmonizer_timer, interleaved, pipeline_timer, verdict
+
 from harmonization.data import clickme_mini, load_clickme
 from harmonization.files import write_json
 
@@ -46,16 +46,7 @@ def main() -> None:
             conflict_size=16,
             stimuli_per_class=1,
         )
-        large = clickme_mini(
-            os.path.join(workdir, "256"),
-            seed=0,
-            image_size=256,
-            train_size=512,
-            val_size=16,
-            conflict_size=16,
-            stimuli_per_class=1,
-            shard_size=128,
-        )
+        large = clickme_mini(os.path.join(workdir, "256"), seed=0, **JPEG_SET)
 
         def train_set(info: dict, image_size: int, batch_size: int) -> tf.data.Dataset:
             return load_clickme(

@@ -21,11 +21,11 @@ import shutil
 import statistics
 import tempfile
 
+import harmonization  # noqa: F401  (loads triton before TensorFlow)
 import tensorflow as tf
-from timing import NUM_CLASSES, harmonizer_timer, interleaved, pipeline_timer, verdict
+from timing import JPEG_SET, NUM_CLASSES, harmonizer_timer, interleaved, pipeline_timer, verdict
 from torch.utils.data import DataLoader
 
-import harmonization  # noqa: F401  (loads triton before TensorFlow)
 from harmonization.data import clickme_mini, load_clickme
 from harmonization.files import write_json
 from harmonization.inputs import ClickMeInputs
@@ -43,16 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="clickme-torch-bench-")
     try:
-        data = clickme_mini(
-            os.path.join(workdir, "256"),
-            seed=0,
-            image_size=256,
-            train_size=512,
-            val_size=16,
-            conflict_size=16,
-            stimuli_per_class=1,
-            shard_size=128,
-        )
+        data = clickme_mini(os.path.join(workdir, "256"), seed=0, **JPEG_SET)
         tf_data = load_clickme(
             data["train"],
             split="train",

@@ -77,9 +77,8 @@ def step_times(name: str, size: int, steps: int, rounds: int, batch_size: int) -
 
 def measure(args: argparse.Namespace) -> dict:
     """This process's backend: {model: timings}, and the versions."""
-    import keras
-
     import harmonization  # noqa: F401  (loads triton before TensorFlow)
+    import keras
 
     if keras.backend.backend() == "torch":  # docs/traps.md, "Torch threads"
         import torch

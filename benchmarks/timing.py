@@ -1,5 +1,6 @@
-"""Timers the ClickMe input benchmarks share: a reader's images per second, a harmonizer step's
-demand (timed between batch ends, without ``fit``'s set-up), and interleaved rounds."""
+"""What the ClickMe input benchmarks share: the 256 px JPEG set they read, a reader's images per
+second, a harmonizer step's demand (timed between batch ends, without ``fit``'s set-up), and
+interleaved rounds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from harmonization.models import build_model
 from harmonization.training import Harmonizer
 
 NUM_CLASSES = 4
+JPEG_SET = dict(image_size=256, train_size=512, val_size=16, conflict_size=16, stimuli_per_class=1, shard_size=128)
+"""``clickme_mini`` options of the JPEG-layout set both reader benchmarks time at 224 px."""
 
 
 def pipeline_timer(dataset: Iterable[dict], batches: int, warmup: int = 3) -> Callable[[], float]:
