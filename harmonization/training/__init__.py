@@ -5,7 +5,7 @@ from harmonization.training.errors import ConfigError, StaleRunError, TrainingCo
 from harmonization.training.guards import CollapseGuard
 from harmonization.training.harmonizer import Harmonizer
 from harmonization.training.run import TrainConfig, TrainResult, run
-from harmonization.training.schedule import WarmupStepDecay, mixup, recipe, set_precision
+from harmonization.training.schedule import WarmupStepDecay, recipe, set_precision
 
 __all__ = [
     "CollapseGuard",
@@ -16,7 +16,6 @@ __all__ = [
     "TrainResult",
     "TrainingCollapsed",
     "WarmupStepDecay",
-    "mixup",
     "recipe",
     "run",
     "set_precision",

@@ -1,19 +1,14 @@
-"""The schedules of training: the reference recipe (SGD Nesterov, warm-up, step decay, mixup;
+"""The schedules of training: the reference recipe (SGD Nesterov, warm-up, step decay;
 docs/method.md, "The training recipe") and the harmonization weight's (``lambda_at``,
-``gate_update``; docs/harmonizer-schedule.md). ``mixup`` here mixes a ``tf.data`` pipeline (the
-TensorFlow backend); the JAX and torch runs mix in ``harmonization.inputs``. TensorFlow is
-imported by ``mixup`` only."""
+``gate_update``; docs/harmonizer-schedule.md). Mixup is drawn by ``harmonization.inputs`` for
+every reader (``load_clickme(mixup=...)``, ``ClickMeInputs``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import keras
 from keras import ops
-
-if TYPE_CHECKING:
-    import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="harmonization")
@@ -126,45 +121,3 @@ def set_precision(bfloat16: bool) -> None:
     The losses and saliency maps of the Harmonizer are computed in float32 either way.
     """
     keras.config.set_dtype_policy("mixed_bfloat16" if bfloat16 else "float32")
-
-
-def mixup(dataset: tf.data.Dataset, num_classes: int, alpha: float = 0.2, seed: int = 0) -> tf.data.Dataset:
-    """Mix each batch with a permutation of itself: images, heatmaps and labels alike.
-
-    Each sample gets its own weight w ~ Beta(alpha, alpha): x = w x_i + (1 - w) x_j, same w for
-    the image, the heatmap and the one-hot label. The mixed token is token_i * token_j (a mixed
-    map is a human map only when both images had one). Labels come out as float32 (N, C).
-    Deterministic for a seed.
-    """
-    import tensorflow as tf
-
-    if alpha <= 0:
-        raise ValueError(f"mixup alpha must be positive, got {alpha}")
-
-    def mix(index, batch):
-        seeds = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), index]), 3)
-        images = tf.cast(batch["image"], tf.float32)
-        n = tf.shape(images)[0]
-        gamma_a = tf.random.stateless_gamma([n], seeds[0], alpha)
-        gamma_b = tf.random.stateless_gamma([n], seeds[1], alpha)
-        weight = gamma_a / (gamma_a + gamma_b)
-        order = tf.argsort(tf.random.stateless_uniform([n], seeds[2]))
-        labels = batch["label"]
-        if labels.shape.rank == 1:
-            labels = tf.one_hot(labels, num_classes)
-        tokens = tf.cast(batch.get("token", tf.ones([n])), tf.float32)
-
-        def blend(x):
-            x = tf.cast(x, tf.float32)
-            w = tf.reshape(weight, [-1] + [1] * (x.shape.rank - 1))
-            return w * x + (1.0 - w) * tf.gather(x, order)
-
-        return {
-            **batch,
-            "image": blend(images),
-            "heatmap": blend(batch["heatmap"]),
-            "label": blend(labels),
-            "token": tokens * tf.gather(tokens, order),
-        }
-
-    return dataset.enumerate().map(mix, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
