@@ -37,6 +37,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 import builders  # noqa: E402
 from parallel import (  # noqa: E402,F401  (the hooks that run the suite on every core)
     pytest_collection_modifyitems,
+    pytest_configure,
     pytest_configure_node,
     pytest_unconfigure,
     pytest_xdist_make_scheduler,

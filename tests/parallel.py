@@ -3,6 +3,10 @@
 pytest-xdist 3.8 keeps an ``xdist_group`` on one worker by renaming its tests (``id@group``), which
 pytest 9.2 ignores (docs/traps.md, "Test groups"). Here each worker writes its groups to a file
 that the controller's scheduler reads. conftest.py imports the hooks, so pytest finds them there.
+
+The run's scratch folder, shared by its workers and removed at the end, also holds one JAX
+compilation cache: the interpreters the tests start on the JAX backend compile the same train steps
+again and again, and with the cache each is compiled once per run.
 """
 
 from __future__ import annotations
@@ -52,18 +56,25 @@ def groups(items) -> dict:
     }
 
 
+def pytest_configure(config):
+    """(every process) This run's scratch folder: the controller's, or a new one; the interpreters
+    that tests start (they inherit the environment) share its JAX compilation cache."""
+    folder = getattr(config, "workerinput", {}).get("run_folder")
+    if folder is None:  # the controller, or a run without workers
+        folder = config.run_folder = tempfile.mkdtemp(prefix="pytest-run-")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(folder, "jax-cache"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the small steps too
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    """(controller) Tell each worker where to write its groups."""
-    config = node.config
-    if not hasattr(config, "test_groups"):
-        config.test_groups = tempfile.mkdtemp(prefix="pytest-groups-")
-    node.workerinput["test_groups"] = config.test_groups
+    """(controller) Give each worker the run's scratch folder, where it writes its groups."""
+    node.workerinput["run_folder"] = node.config.run_folder
 
 
 def pytest_collection_modifyitems(config, items):
     """(worker) Write {node id: group} for the controller's scheduler."""
-    folder = getattr(config, "workerinput", {}).get("test_groups")
+    folder = getattr(config, "workerinput", {}).get("run_folder")
     if folder:
         path = os.path.join(folder, config.workerinput["workerid"] + ".json")
         with open(path + ".part", "w") as handle:
@@ -82,8 +93,8 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             if not hasattr(self, "groups"):  # every worker collected the same tests: read one
                 self.groups = {}
-                for name in sorted(os.listdir(config.test_groups))[:1]:
-                    with open(os.path.join(config.test_groups, name)) as handle:
+                for name in sorted(n for n in os.listdir(config.run_folder) if n.endswith(".json"))[:1]:
+                    with open(os.path.join(config.run_folder, name)) as handle:
                         self.groups = json.load(handle)
             return self.groups.get(nodeid, nodeid)
 
@@ -91,8 +102,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_unconfigure(config):
-    if hasattr(config, "test_groups"):
-        shutil.rmtree(config.test_groups, ignore_errors=True)
+    if hasattr(config, "run_folder"):
+        shutil.rmtree(config.run_folder, ignore_errors=True)
 
 
 def shared_folder(tmp_path_factory, name: str, write) -> os.PathLike:
