@@ -1,6 +1,6 @@
 """`make demo`: the adversarial-alignment study in miniature, on ClickMe-mini, through the project's CLIs.
 
-Stages (each one is skipped when its outputs exist, unless --fresh):
+Stages (each one is skipped when its outputs exist, unless --fresh; a sweep when it finished every model):
   1. ClickMe-mini shards (train, val, conflict, stimuli)        `harmonize mini`
   2. train a control (lambda 0) and a harmonized small CNN       `harmonize train`  (one process each)
   3. evaluate both: accuracy, human alignment, conflict accuracy  `harmonize evaluate`
@@ -176,35 +176,32 @@ def write_photo_stimuli(args: argparse.Namespace) -> Path:
     return folder
 
 
-def attack(args: argparse.Namespace, splits: dict, models: dict[str, Path]) -> Path:
-    out = args.out / "attacks"
-    specs = ",".join(f"{name}={path}" for name, path in models.items())
-    run(
-        BIN / "adv-align",
-        "attack",
-        "--models",
-        specs,
-        "--stimuli",
-        splits["stimuli"],
-        "--out",
-        out,
-        "--attack",
-        "l2_pgd",
-    )
-    if args.photos:  # other stimuli (no human maps): its own folder, kept out of the ClickMe-mini figures
-        run(
-            BIN / "adv-align",
-            "attack",
-            "--models",
-            "efficientnet_lite0_imagenet",
-            "--stimuli",
-            write_photo_stimuli(args) / "*.tfrecords",
-            "--out",
-            args.out / "attacks-photos",
-            "--attack",
-            "l2_pgd",
-        )
-    return out
+def swept(out: Path, models: list[str]) -> bool:
+    """Whether the sweep in ``out`` has finished every model in ``models`` (its summary.csv rows)."""
+    import pandas as pd
+
+    summary = out / "summary.csv"
+    if not summary.exists():
+        return False
+    rows = pd.read_csv(summary)
+    done = rows[(rows["attack"] == "l2_pgd") & (rows["status"] == "done")]["model"]
+    return set(models) <= set(done)
+
+
+def attack(args: argparse.Namespace, splits: dict, models: dict[str, Path]) -> bool:
+    """Run the sweeps that have not finished every model; whether any ran."""
+    sweeps = [(args.out / "attacks", models, splits["stimuli"])]
+    if args.photos:  # other stimuli (no human maps): their own folder, kept out of the ClickMe-mini figures
+        sweeps.append((args.out / "attacks-photos", {"efficientnet_lite0_imagenet": None}, None))
+    ran = False
+    for out, specs, stimuli in sweeps:
+        if swept(out, list(specs)):
+            continue
+        ran = True
+        stimuli = stimuli or write_photo_stimuli(args) / "*.tfrecords"
+        names = ",".join(name if path is None else f"{name}={path}" for name, path in specs.items())
+        run(BIN / "adv-align", "attack", "--models", names, "--stimuli", stimuli, "--out", out, "--attack", "l2_pgd")
+    return ran
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -223,9 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     stage(3, "evaluate human alignment and accuracy")
     evaluations = {name: evaluate(args, splits, name, path) for name, path in models.items()}
     stage(4, "attack: minimal L2 PGD (paper protocol)")
-    attacks = attack(args, splits, models)
+    attacked = attack(args, splits, models)
     stage(5, "report")
-    run(BIN / "adv-align", "report", attacks, "--out", args.out / "report", "--pairs", "control=harmonized")
+    attacks, report = args.out / "attacks", args.out / "report"
+    if attacked or not (report / "report.md").exists():
+        run(BIN / "adv-align", "report", attacks, "--out", report, "--pairs", "control=harmonized")
     print_table(evaluations, attacks)
     if args.panels_to is not None:
         shutil.copyfile(args.out / "report" / "l2_pgd_panels.png", args.panels_to)

@@ -1,5 +1,6 @@
 """`make demo` at a reduced size: every stage's artefact is written, the table has a row per model,
-a second run reuses the finished stages, and `--fresh` starts over."""
+a second run reuses the finished stages (a sweep that finished every model included), and `--fresh`
+starts over."""
 
 import csv
 import importlib.util
@@ -62,18 +63,35 @@ def test_demo_writes_every_artefact_and_resumes(tmp_path):
 
     second = run_demo(out)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "harmonize train" not in second.stdout  # trained models are reused
-    assert "harmonize evaluate" not in second.stdout
+    for command in ("harmonize train", "harmonize evaluate", "adv-align attack", "adv-align report"):
+        assert command not in second.stdout  # finished stages are reused
+    with open(out / "demo-table.csv") as handle:
+        assert list(csv.DictReader(handle)) == rows  # the same table, from the same files
 
 
 class Stopped(Exception):
     """Raised by the stand-in for the demo's first CLI call."""
 
 
-def test_fresh_deletes_the_finished_stages_and_starts_at_stage_1(tmp_path, monkeypatch):
+def demo_module():
     spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
+    return demo
+
+
+def test_a_sweep_is_skipped_only_when_it_finished_every_model(tmp_path):
+    swept = demo_module().swept
+    assert not swept(tmp_path, ["control"])  # no summary.csv yet
+    rows = ["model,attack,status", "control,l2_pgd,done", "harmonized,l2_pgd,failed", "other,linf_pgd,done"]
+    (tmp_path / "summary.csv").write_text("\n".join(rows) + "\n")
+    assert swept(tmp_path, ["control"])
+    assert not swept(tmp_path, ["control", "harmonized"])  # a failed model is attacked again
+    assert not swept(tmp_path, ["other"])  # another attack's row
+
+
+def test_fresh_deletes_the_finished_stages_and_starts_at_stage_1(tmp_path, monkeypatch):
+    demo = demo_module()
     out = tmp_path / "demo"
     finished = [out / "data" / "splits.json", out / "control" / "model.keras", out / "demo-table.csv"]
     for path in finished:
