@@ -5,6 +5,7 @@ module of both packages and no file that is gone. Reading text only: fast."""
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -25,10 +26,12 @@ SKIPPED = {".venv", ".reference-env", ".git", "__pycache__", "node_modules"}
 
 
 def repository_files() -> list[Path]:
-    """Every file of the checkout but environments, caches and git's own."""
-    return [
-        path for path in ROOT.rglob("*") if path.is_file() and not SKIPPED.intersection(path.relative_to(ROOT).parts)
-    ]
+    """Every file of the checkout but environments, caches and git's own (not descending into them)."""
+    files = []
+    for folder, names, filenames in os.walk(ROOT):
+        names[:] = [name for name in names if name not in SKIPPED]
+        files += [Path(folder, name) for name in filenames]
+    return files
 
 
 def code_and_pages() -> list[Path]:
