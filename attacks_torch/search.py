@@ -37,6 +37,7 @@ from attacks_torch.search_passes import (
     first_gradients,
     first_order_guesses,
 )
+from harmonization.memory import retain_freed_memory
 
 ATTACKS = tuple(ATTACK_REGISTRY)
 SEARCH_ATTACKS = tuple(name for name, entry in ATTACK_REGISTRY.items() if entry.kind == "search")
@@ -160,6 +161,7 @@ def minimal_epsilon(
     entry, options, ladder_start = _check_search(
         attack, attack_options, images, labels, lo, hi, tol, schedule, ladder_start
     )
+    retain_freed_memory()  # again: TensorFlow may have reset it since the import
     n = images.shape[0]
     clean = clean_pass(model, images, labels, batch_size)
     clean_margins = label_margins(clean.logits, clean.labels).double()
@@ -276,6 +278,7 @@ def find_minimal(
     start are not attacked in either case. Images holding NaN or infinite pixels are refused (a
     ValueError naming the first), not counted as misclassified.
     """
+    retain_freed_memory()  # again: TensorFlow may have reset it since the import
     entry = attack_entry(attack)
     if isinstance(images, torch.Tensor) and images.is_floating_point() and not torch.isfinite(images).all():
         bad = (~torch.isfinite(images.detach())).flatten(1).any(1).nonzero().flatten().tolist()

@@ -5,12 +5,21 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
 @functools.cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's ``mallopt``, or None where there is none (looked up once: ``find_library`` is slow)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+
+
 def retain_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) -> bool:
     """Let glibc keep freed memory for reuse instead of handing it back to the OS at once.
 
@@ -19,12 +28,15 @@ def retain_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1
     Spearman pairs: 2.6 million faults, ~40% of the time; efficientnet-lite0 forward+backward on 10
     images: 139,000 faults a step, slower batched than image by image). Buffers below
     ``mmap_threshold`` come from the heap, which keeps up to ``trim_threshold`` free at its top.
-    Applied once per process; returns whether it took effect (False outside glibc).
+    Returns whether it took effect (False outside glibc).
+
+    The setting is process-wide and others change it: TensorFlow sets the mmap threshold back to
+    128 KiB whenever it builds a ``tf.data.Dataset.from_generator`` kernel (``load_clickme``'s
+    training reader builds one per iteration). So the loops that rely on it (``find_minimal``,
+    ``minimal_epsilon``, ``spearman``) call this again on entry; a call costs two ``mallopt``.
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     took = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold) or mallopt(_M_MMAP_THRESHOLD, 32 << 20))
     return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and took

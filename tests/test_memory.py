@@ -3,6 +3,7 @@
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,44 @@ def test_spearman_in_a_tuned_process_matches_scipy_with_ties():
     values = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(abs(v) > 0.05 for v in values["scipy"])  # a correlation to get right, not 0 or 1
     assert values["ours"] == pytest.approx(values["scipy"], abs=1e-8)
+
+
+AFTER_TF_DATA = """
+import resource, sys
+import numpy as np
+import attacks_torch, torch
+sys.path.insert(0, sys.argv[1])
+from builders import write_random_label_shards
+from harmonization.data import load_clickme
+from attacks_torch.search import find_minimal
+
+def faults_on_reuse():
+    np.ones(64 << 20, dtype=np.uint8).sum()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    np.ones(64 << 20, dtype=np.uint8).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+tuned = faults_on_reuse()
+for _ in load_clickme(write_random_label_shards(sys.argv[2], n=8), "train", batch_size=4, image_size=32,
+                      num_classes=4, seed=0):
+    pass
+reset = faults_on_reuse()
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+find_minimal(model, torch.rand(1, 3, 2, 2), torch.tensor([0]), "l2_pgd")
+print(tuned, reset, faults_on_reuse())
+"""
+
+
+@glibc_only
+def test_an_attack_takes_the_memory_setting_back_after_tensorflow_resets_it(tmp_path):
+    # TensorFlow sets glibc's mmap threshold back to 128 KiB when it builds a from_generator
+    # kernel (load_clickme's training reader); every attack step would then fault its buffers in
+    # again (efficientnet-lite0: 3x the CPU time in the test suite's workers)
+    tests = str(Path(__file__).parent)
+    out = subprocess.run(
+        [sys.executable, "-c", AFTER_TF_DATA, tests, str(tmp_path / "data")], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    tuned, reset, retuned = map(int, out.stdout.split()[-3:])
+    assert reset >= 32 and reset >= 10 * max(tuned, 1), (tuned, reset)  # TensorFlow's reset: see docs/traps.md
+    assert retuned <= reset // 10, (tuned, reset, retuned)
