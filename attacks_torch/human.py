@@ -21,6 +21,7 @@ import torch
 from attacks_torch.models.counting import CountingModel
 from attacks_torch.models.pixel import PixelModel
 from harmonization.alignment import GAMING_MARGIN, PER_IMAGE, alignment_result, output_activation, per_image_alignment
+from harmonization.memory import retain_freed_memory
 
 
 @dataclass
@@ -77,6 +78,7 @@ def saliency_maps(
     """{"logit", "log_prob"}: |d score / d preprocessed input|, max over channels, (N, H, W) on
     the CPU; and the logits (N, C). One forward pass serves both scores, one backward pass each;
     ``counting`` (a CountingModel of the head, see :func:`saliency_parts`) charges them per image."""
+    retain_freed_memory()  # again: TensorFlow may have reset it since the import
     to_input, head = saliency_parts(model)
     device = _device(model)
     labels = torch.as_tensor(labels, dtype=torch.int64)
