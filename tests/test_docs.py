@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [ROOT / "README.md", *DOCS, ROOT / "notebooks" / "README.md"]
-ARCHITECTURE = ROOT / "docs" / "architecture.md"
+ARCHITECTURE = ROOT / "docs/architecture.md"
 CLIMB = re.compile(r"(?<![\w./])(?:\.\./)+[\w./-]*")
 """A relative path that climbs: the pages may name only what a clone of the repository has."""
 CODE_FOLDERS = ("harmonization", "attacks_torch", "benchmarks", "examples", "scripts", "tests", "notebooks")
