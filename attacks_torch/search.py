@@ -231,6 +231,7 @@ def _minimum_norm(
     options = resolve_attack_options(attack, attack_options)
     n = images.shape[0]
     check_batch(images, labels, options["bounds"])
+    retain_freed_memory()  # again: TensorFlow may have reset it since the import
     clean = clean_pass(model, images, labels, batch_size)
     adversarial = images.detach().clone()
     adv_pred = clean.pred.clone()
@@ -278,7 +279,6 @@ def find_minimal(
     start are not attacked in either case. Images holding NaN or infinite pixels are refused (a
     ValueError naming the first), not counted as misclassified.
     """
-    retain_freed_memory()  # again: TensorFlow may have reset it since the import
     entry = attack_entry(attack)
     if isinstance(images, torch.Tensor) and images.is_floating_point() and not torch.isfinite(images).all():
         bad = (~torch.isfinite(images.detach())).flatten(1).any(1).nonzero().flatten().tolist()

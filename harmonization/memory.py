@@ -32,8 +32,8 @@ def retain_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1
 
     The setting is process-wide and others change it: TensorFlow sets the mmap threshold back to
     128 KiB whenever it builds a ``tf.data.Dataset.from_generator`` kernel (``load_clickme``'s
-    training reader builds one per iteration). So the loops that rely on it (``find_minimal``,
-    ``minimal_epsilon``, ``saliency_maps``, ``spearman``) call this again on entry; a call costs
+    training reader builds one per iteration). So the loops that rely on it (``minimal_epsilon``,
+    the minimum-norm ``find_minimal``, ``saliency_maps``, ``spearman``) call this again on entry; a call costs
     two ``mallopt``.
     """
     mallopt = _mallopt()

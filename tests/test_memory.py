@@ -3,9 +3,9 @@
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from builders import run_python, write_random_label_shards
 
 FAULTS_ON_REUSE = """
 import resource, sys
@@ -67,8 +67,6 @@ AFTER_TF_DATA = """
 import resource, sys
 import numpy as np
 import attacks_torch, torch
-sys.path.insert(0, sys.argv[1])
-from builders import write_random_label_shards
 from harmonization.data import load_clickme
 from attacks_torch.search import find_minimal
 
@@ -79,8 +77,7 @@ def faults_on_reuse():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 tuned = faults_on_reuse()
-for _ in load_clickme(write_random_label_shards(sys.argv[2], n=8), "train", batch_size=4, image_size=32,
-                      num_classes=4, seed=0):
+for _ in load_clickme(sys.argv[1], "train", batch_size=4, image_size=32, num_classes=4, seed=0):
     pass
 reset = faults_on_reuse()
 model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
@@ -94,10 +91,7 @@ def test_an_attack_takes_the_memory_setting_back_after_tensorflow_resets_it(tmp_
     # TensorFlow sets glibc's mmap threshold back to 128 KiB when it builds a from_generator
     # kernel (load_clickme's training reader); every attack step would then fault its buffers in
     # again (efficientnet-lite0: 3x the CPU time in the test suite's workers)
-    tests = str(Path(__file__).parent)
-    out = subprocess.run(
-        [sys.executable, "-c", AFTER_TF_DATA, tests, str(tmp_path / "data")], capture_output=True, text=True
-    )
+    out = run_python(AFTER_TF_DATA, args=(write_random_label_shards(tmp_path / "data", n=8),))
     assert out.returncode == 0, out.stderr[-3000:]
     tuned, reset, retuned = map(int, out.stdout.split()[-3:])
     assert reset >= 32 and reset >= 10 * max(tuned, 1), (tuned, reset)  # TensorFlow's reset: see docs/traps.md
