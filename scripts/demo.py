@@ -188,19 +188,21 @@ def swept(out: Path, models: list[str]) -> bool:
     return set(models) <= set(done)
 
 
+def sweep(out: Path, models: list[str], specs: str, stimuli: str | Path) -> bool:
+    """Attack ``specs`` unless the sweep in ``out`` finished every one of ``models``; whether it ran."""
+    if swept(out, models):
+        return False
+    run(BIN / "adv-align", "attack", "--models", specs, "--stimuli", stimuli, "--out", out, "--attack", "l2_pgd")
+    return True
+
+
 def attack(args: argparse.Namespace, splits: dict, models: dict[str, Path]) -> bool:
-    """Run the sweeps that have not finished every model; whether any ran."""
-    sweeps = [(args.out / "attacks", models, splits["stimuli"])]
+    """The ClickMe-mini sweep and, on the bundled photos, efficientnet-lite0's; whether any ran."""
+    specs = ",".join(f"{name}={path}" for name, path in models.items())
+    ran = sweep(args.out / "attacks", list(models), specs, splits["stimuli"])
     if args.photos:  # other stimuli (no human maps): their own folder, kept out of the ClickMe-mini figures
-        sweeps.append((args.out / "attacks-photos", {"efficientnet_lite0_imagenet": None}, None))
-    ran = False
-    for out, specs, stimuli in sweeps:
-        if swept(out, list(specs)):
-            continue
-        ran = True
-        stimuli = stimuli or write_photo_stimuli(args) / "*.tfrecords"
-        names = ",".join(name if path is None else f"{name}={path}" for name, path in specs.items())
-        run(BIN / "adv-align", "attack", "--models", names, "--stimuli", stimuli, "--out", out, "--attack", "l2_pgd")
+        lite0 = "efficientnet_lite0_imagenet"
+        ran |= sweep(args.out / "attacks-photos", [lite0], lite0, write_photo_stimuli(args) / "*.tfrecords")
     return ran
 
 
