@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
+from harmonization.memory import skip_collection_at_exit
+
 _TORCH = ("PyTorch", ("torch",))
 EXTRAS = {
     "torch": _TORCH,
@@ -50,7 +52,9 @@ def guard(
     prog: str, load: Callable[[], Callable[[Sequence[str] | None], int]], argv: Sequence[str] | None = None
 ) -> int:
     """Load a CLI's ``main`` with ``load`` and run it; a missing framework, at import or while the
-    command runs, ends with one line on stderr naming the extra, and exit code 2."""
+    command runs, ends with one line on stderr naming the extra, and exit code 2. The process then
+    exits without the shutdown's garbage collection (``harmonization.memory.skip_collection_at_exit``)."""
+    skip_collection_at_exit()
     try:
         return load()(argv)
     except ModuleNotFoundError as error:

@@ -1,10 +1,13 @@
-"""Process-wide malloc tuning for the array-heavy loops of both packages (standard library only)."""
+"""Process-wide memory tuning (standard library only): malloc for the array-heavy loops of both
+packages, and no garbage collection at the exit of a command."""
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import functools
+import gc
 from collections.abc import Callable
 
 _M_TRIM_THRESHOLD = -1
@@ -41,3 +44,18 @@ def retain_freed_memory(mmap_threshold: int = 256 << 20, trim_threshold: int = 1
         return False
     took = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold) or mallopt(_M_MMAP_THRESHOLD, 32 << 20))
     return bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and took
+
+
+@functools.cache
+def skip_collection_at_exit() -> None:
+    """At interpreter exit, leave the objects alive then to the operating system instead of
+    collecting them.
+
+    TensorFlow, torch and JAX leave millions of objects behind; the collections Python runs while
+    it shuts down walk all of them, 1.6-2.4 s per process on a 2-core machine
+    (``benchmarks/exit_collection.py``). ``gc.freeze`` at exit (after the exit handlers registered
+    later, before the shutdown's collections) takes them out of those walks. The console scripts
+    call it; a program that relies on a finalizer of an object in a reference cycle running at
+    exit should not. Called again, it does nothing.
+    """
+    atexit.register(gc.freeze)

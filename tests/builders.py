@@ -60,6 +60,11 @@ def as_dataset(arrays: dict, batch_size: int = 8):
     return tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
 
 
+def python_path(*folders) -> str:
+    """A child's PYTHONPATH: ``folders`` first, then this process's (which names tests/site)."""
+    return os.pathsep.join(str(folder) for folder in (*folders, os.environ.get("PYTHONPATH")) if folder)
+
+
 def run_python(
     code: str, env: dict | None = None, timeout: int = 300, args: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
@@ -281,7 +286,7 @@ def _reference_run(script: str, out: Path, names, extra_path: Path) -> subproces
         )
     env = {
         **os.environ,
-        "PYTHONPATH": f"{REFERENCE_ENV}{os.pathsep}{extra_path}",
+        "PYTHONPATH": python_path(REFERENCE_ENV, extra_path),
         "TF_USE_LEGACY_KERAS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }

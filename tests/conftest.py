@@ -1,4 +1,5 @@
-"""Test-wide settings (no model hub, quiet TensorFlow, headless plotting) and shared fixtures.
+"""Test-wide settings (no model hub, quiet TensorFlow, headless plotting, children that exit without
+a final garbage collection: ``site/sitecustomize.py``) and shared fixtures.
 
 ``harmonization`` is imported first, so triton loads before any test module imports TensorFlow
 (docs/traps.md, "Import order"). The builders the fixtures use live in ``builders.py``.
@@ -13,6 +14,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")  # children skip exit's collection
+if _SITE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (_SITE, os.environ.get("PYTHONPATH"))))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # before TensorFlow, JAX or torch load (children inherit)
     _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import python_path
 
 from harmonization.extras import install_hint
 
@@ -61,7 +62,7 @@ def run_without(module: str, script: str, args: str, tmp: Path) -> subprocess.Co
         f"from harmonization.extras import {script}\n"
         f"sys.exit({script}(shlex.split({args.format(tmp=tmp)!r})))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": python_path(ROOT), "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 

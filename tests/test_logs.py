@@ -5,7 +5,7 @@ import io
 import sys
 
 
-from builders import FAST_SWEEP, SWEEP_MODEL, make_checkpoint, make_stimuli
+from builders import FAST_SWEEP, SWEEP_MODEL, make_checkpoint, make_stimuli, python_path
 
 from attacks_torch.sweep import ModelSpec, SweepConfig, run_sweep
 from harmonization.console import interactive, keras_verbose
@@ -50,7 +50,7 @@ def test_tensorflow_start_up_lines_appear_once_per_command_and_not_at_all_when_a
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": python_path(root)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     command = [sys.executable, "-m", "harmonization.cli", "zoo"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

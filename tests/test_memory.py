@@ -1,4 +1,5 @@
-"""Malloc tuning: freed memory is reused without page faults, and Spearman's numbers do not move."""
+"""Memory tuning: freed memory is reused without page faults, Spearman's numbers do not move, and a
+console script exits without the shutdown's garbage collection."""
 
 import platform
 import subprocess
@@ -96,3 +97,20 @@ def test_an_attack_takes_the_memory_setting_back_after_tensorflow_resets_it(tmp_
     tuned, reset, retuned = map(int, out.stdout.split()[-3:])
     assert reset >= 32 and reset >= 10 * max(tuned, 1), (tuned, reset)  # TensorFlow's reset: see docs/traps.md
     assert retuned <= reset // 10, (tuned, reset, retuned)
+
+
+EXIT_COLLECTION = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count()))  # runs after the command's own
+from harmonization.extras import {script}
+sys.exit({script}(["--help"]))
+"""
+
+
+@pytest.mark.parametrize("script", ["harmonize", "adv_align"])
+def test_a_console_script_exits_without_collecting_its_objects(script):
+    # gc.freeze at exit takes every object alive then out of the shutdown's collections (1.6-2.4 s of
+    # a command that loaded TensorFlow, torch or JAX: benchmarks/exit_collection.py)
+    out = run_python(EXIT_COLLECTION.format(script=script))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split()[-1]) > 10_000, out.stdout[-500:]

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from builders import python_path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -105,7 +106,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def run_block(block: Block, folder: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env = {**os.environ, "PYTHONPATH": python_path(ROOT), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     env.pop("KERAS_BACKEND", None)
     code = small(block.code)
     if block.language == "bash":

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from builders import run_python
+from builders import python_path, run_python
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -67,7 +67,7 @@ def test_the_pytorch_loss_is_the_harmonizers_objective():
 def test_two_torchrun_processes_give_the_gradients_of_the_global_batch(tmp_path):
     """examples/train_timm_ddp.py's step on 2 gloo processes vs one process with the global batch;
     neither loads TensorFlow (the ClickMe reader and the loss need none)."""
-    env = {**os.environ, **TORCH, "PYTHONPATH": ROOT, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, **TORCH, "PYTHONPATH": python_path(ROOT), "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     script = os.path.join(ROOT, "examples", "train_timm_ddp.py")
     common = ["--synthetic", "--steps", "1", "--image-size", "32", "--lr", "0.1"]
     runs = {}
