@@ -167,25 +167,21 @@ def _reserved_port() -> int:
 
 
 def test_two_workers_on_localhost_train_like_one_device(tmp_path):
+    # each process starts from the same seeded weights (checked below) and writes PREFIX.start.npz
+    # and, after training, PREFIX.npz
     code = script("""
         from harmonization.training import strategy
         chosen = strategy()  # first TensorFlow operation of the program, as collectives need
         multi_worker = isinstance(chosen, tf.distribute.MultiWorkerMirroredStrategy)
         assert multi_worker == ("TF_CONFIG" in os.environ), type(chosen)
-        weights, history = train(chosen, sys.argv[1])
-        np.savez(sys.argv[2], *weights)
+        keras.utils.set_random_seed(0)
+        start = build()
+        start.save_weights(sys.argv[1] + ".initial.weights.h5")
+        np.savez(sys.argv[1] + ".start.npz", *[v.numpy() for v in start.weights])
+        weights, history = train(chosen, sys.argv[1] + ".initial.weights.h5")
+        np.savez(sys.argv[1] + ".npz", *weights)
         print(json.dumps(history))
     """)
-    initial = str(tmp_path / "initial.weights.h5")
-    result = run_python(
-        script("""
-        model = build()
-        model.save_weights(sys.argv[1])
-        np.savez(sys.argv[2], *[v.numpy() for v in model.weights])
-    """),
-        args=(initial, str(tmp_path / "initial.npz")),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
     cluster = {"worker": [f"localhost:{_reserved_port()}" for _ in range(2)]}
     base_env = {key: value for key, value in os.environ.items() if key != "TF_CONFIG"}
     base_env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -197,7 +193,7 @@ def test_two_workers_on_localhost_train_like_one_device(tmp_path):
     try:
         for name, env in envs.items():
             runs[name] = subprocess.Popen(
-                [sys.executable, "-c", code, initial, str(tmp_path / f"{name}.npz")],
+                [sys.executable, "-c", code, str(tmp_path / name)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -211,8 +207,11 @@ def test_two_workers_on_localhost_train_like_one_device(tmp_path):
     for name, run in runs.items():
         assert run.returncode == 0, f"{name}: {outputs[name][1][-3000:]}"
     weights = {name: np.load(tmp_path / f"{name}.npz") for name in runs}
-    start = np.load(tmp_path / "initial.npz")
+    start = np.load(tmp_path / "single.start.npz")
     assert weights["single"].files == start.files and len(start.files) == 6
+    for name in ("worker0", "worker1"):
+        other = np.load(tmp_path / f"{name}.start.npz")
+        assert all(np.array_equal(other[key], start[key]) for key in start.files), f"{name} started elsewhere"
     for name in start.files:
         np.testing.assert_array_equal(weights["worker0"][name], weights["worker1"][name])
         single = weights["single"][name]
