@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONUNBUFFERED := 1
+# Python caches the project's compiled modules: an environment that sets PYTHONDONTWRITEBYTECODE
+# (some CI images do) would have each of the ~100 interpreters the tests start compile them again.
+unexport PYTHONDONTWRITEBYTECODE
 
 # `make test` runs the tests on every CPU (pytest-xdist, at most 4 workers: each holds TensorFlow,
 # torch and the interpreters its tests start); tests that share a module's fixture run on one worker
