@@ -237,14 +237,19 @@ def loss_and_parameter_gradients(model, batch) -> tuple[Any, list]:
     """The training loss of ``batch`` and its gradient for each of ``model.trainable_variables``
     (None where it has none), as ``train_step`` computes them, without taking the step or
     advancing the gate. The forward pass is in training mode: on TensorFlow and torch it moves
-    batch-norm moving statistics as a step would. The model must be compiled, its optimizer built."""
+    batch-norm moving statistics as a step would. The model must be compiled, its optimizer built.
+    On JAX it is compiled as the train step is (``jax.jit``): run op by op, the second-order
+    saliency pass takes several times longer."""
     backend = _backend()
     if backend == "jax":
+        import jax
+
         state = [
             [v.value for v in variables]
             for variables in (model.trainable_variables, model.non_trainable_variables, model.optimizer.variables)
         ]
-        terms, _, _, gradients = _jax_parameter_gradients(model, batch, *state)
+        compiled = jax.jit(lambda batch, *state: _jax_parameter_gradients(model, batch, *state))
+        terms, _, _, gradients = compiled(batch, *state)
         return terms["loss"], list(gradients)
     if backend == "torch":
         terms, _, gradients = _torch_parameter_gradients(model, batch)
