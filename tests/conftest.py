@@ -4,9 +4,9 @@ a final garbage collection: ``site/sitecustomize.py``) and shared fixtures.
 ``harmonization`` is imported first, so triton loads before any test module imports TensorFlow
 (docs/traps.md, "Import order"). The builders the fixtures use live in ``builders.py``.
 
-Under pytest-xdist (``make test`` runs ``-n logical --dist loadgroup``) each worker is its own
-process, and it and the interpreters it starts take their share of the cores, not all of them;
-``parallel.py`` keeps the tests that share an expensive fixture on one worker.
+Under pytest-xdist (``make test`` runs ``-n N --dist loadgroup``, N one more than the CPUs, at most
+4) each worker is its own process, and it and the interpreters it starts take their share of the
+cores, not all of them; ``parallel.py`` keeps the tests that share an expensive fixture on one worker.
 """
 
 import os
