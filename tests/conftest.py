@@ -10,10 +10,16 @@ cores, not all of them; ``parallel.py`` keeps the tests that share an expensive 
 """
 
 import os
+import signal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The Ctrl-C tests need SIGINT to raise KeyboardInterrupt, as in a terminal. A shell that starts the
+# suite in the background without job control ignores SIGINT, and every process would inherit that;
+# a handler (unlike an ignored signal) is reset to the default in the interpreters the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 _SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site")  # children skip exit's collection
 if _SITE not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (_SITE, os.environ.get("PYTHONPATH"))))
