@@ -52,8 +52,7 @@ def skip_collection_at_exit() -> None:
     collecting them.
 
     TensorFlow, torch and JAX leave millions of objects behind; the collections Python runs while
-    it shuts down walk all of them, 1.6-2.4 s per process on a 2-core machine
-    (``benchmarks/exit_collection.py``). ``gc.freeze`` at exit (after the exit handlers registered
+    it shuts down walk all of them (seconds per process: docs/traps.md, "Shutdown"). ``gc.freeze`` at exit (after the exit handlers registered
     later, before the shutdown's collections) takes them out of those walks. The console scripts
     call it; a program that relies on a finalizer of an object in a reference cycle running at
     exit should not. Called again, it does nothing.

@@ -109,8 +109,8 @@ sys.exit({script}(["--help"]))
 
 @pytest.mark.parametrize("script", ["harmonize", "adv_align"])
 def test_a_console_script_exits_without_collecting_its_objects(script):
-    # gc.freeze at exit takes every object alive then out of the shutdown's collections (1.6-2.4 s of
-    # a command that loaded TensorFlow, torch or JAX: benchmarks/exit_collection.py)
+    # gc.freeze at exit takes every object alive then out of the shutdown's collections (seconds of a
+    # command that loaded TensorFlow, torch or JAX: docs/traps.md, "Shutdown")
     out = run_python(EXIT_COLLECTION.format(script=script))
     assert out.returncode == 0, out.stderr[-3000:]
     assert int(out.stdout.split()[-1]) > 10_000, out.stdout[-500:]

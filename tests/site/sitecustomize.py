@@ -1,7 +1,6 @@
 """Imported at start-up by every Python process the tests start (conftest.py puts this folder on
 their PYTHONPATH): each one exits without the shutdown's garbage collection, as the console scripts
-do (``harmonization.memory.skip_collection_at_exit``), which saves 1.6-2.4 s per interpreter that
-loaded TensorFlow, torch or JAX. Standard library only: nothing is imported that the test checks.
+do (``harmonization.memory.skip_collection_at_exit``; what it saves: docs/traps.md, "Shutdown"). Standard library only: nothing is imported that the test checks.
 A ``sitecustomize`` that this one shadows (an environment's own) still runs."""
 
 import atexit
