@@ -4,13 +4,11 @@ Loading triton after TensorFlow segfaults the process (tensorflow#124205); the l
 any order in which a user imports TensorFlow, Keras, torch, timm and the two packages.
 """
 
-import os
 import subprocess
 import sys
 
 import pytest
-
-_PYTHONPATH = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+from builders import python_path
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -20,7 +18,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", **_PYTHONPATH},
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": python_path()},
     )
 
 
